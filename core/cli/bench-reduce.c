@@ -1,0 +1,268 @@
+/* mustdrop-bench --reduce: run one VLM prompt under a list of reduction
+ * specs and write one CSV row per spec (docs/reduction.md).
+ *
+ *   mustdrop-bench --reduce "none;mustdrop:tokens=128;fastv:k=2,r=0.5" \
+ *       -m llm.gguf --mmproj mmproj.gguf [--image img.ppm] [--frames N] \
+ *       [--question TEXT] [-n 16] [-r 1] [-t THREADS] [--csv out.csv]
+ *
+ * Every spec answers greedily; "agree" is the share of its answer tokens
+ * equal to the unreduced answer (the first spec "none" is always run first
+ * as the reference), "top1" whether the first answer token matches. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench-reduce.h"
+#include "mustdrop-reduce.h"
+
+#define MAX_SPECS 32
+#define MAX_GEN 256
+
+struct rb_args {
+    const char *specs, *llm, *mmproj, *image, *question, *csv;
+    int n_predict, reps, threads, frames;
+};
+
+static void rb_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: mustdrop-bench --reduce SPEC[;SPEC...] -m LLM.gguf --mmproj MMPROJ.gguf [options]\n"
+        "  --image FILE.ppm   binary PPM (P6) image (default: a synthetic gradient)\n"
+        "  --frames N         feed the image N times as video frames (slowly panned)\n"
+        "  --question TEXT    (default \"Describe the image.\")\n"
+        "  -n N               answer tokens (16)\n"
+        "  -r N               repetitions for the timings (1)\n"
+        "  -t N               threads (0 = all)\n"
+        "  --csv FILE         write the CSV there (default stdout)\n");
+}
+
+static int rb_parse(int argc, char **argv, struct rb_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->question = "Describe the image.";
+    a->n_predict = 16;
+    a->reps = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) { rb_usage(stdout); return 1; }
+        if (!v) { fprintf(stderr, "mustdrop-bench: %s needs a value\n", o); return -1; }
+        i++;
+        if (!strcmp(o, "--reduce")) a->specs = v;
+        else if (!strcmp(o, "-m")) a->llm = v;
+        else if (!strcmp(o, "--mmproj")) a->mmproj = v;
+        else if (!strcmp(o, "--image")) a->image = v;
+        else if (!strcmp(o, "--question")) a->question = v;
+        else if (!strcmp(o, "--csv")) a->csv = v;
+        else if (!strcmp(o, "-n")) a->n_predict = atoi(v);
+        else if (!strcmp(o, "-r")) a->reps = atoi(v);
+        else if (!strcmp(o, "-t")) a->threads = atoi(v);
+        else if (!strcmp(o, "--frames")) a->frames = atoi(v);
+        else { fprintf(stderr, "mustdrop-bench: unknown option '%s' with --reduce\n", o); return -1; }
+    }
+    if (!a->specs || !a->llm || !a->mmproj || a->n_predict < 0 || a->n_predict > MAX_GEN ||
+        a->reps < 1 || a->frames < 0 || a->frames > 256) {
+        fprintf(stderr, "mustdrop-bench: --reduce needs -m, --mmproj, -n in [0, %d], -r >= 1, "
+                        "--frames in [0, 256]\n", MAX_GEN);
+        return -1;
+    }
+    return 0;
+}
+
+/* Binary PPM (P6, maxval 255); NULL on anything else. */
+static uint8_t *read_ppm(const char *path, int32_t *w, int32_t *h)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    int maxv = 0;
+    uint8_t *px = NULL;
+    if (fscanf(f, "P6 %d %d %d", w, h, &maxv) == 3 && maxv == 255 && *w > 0 && *h > 0 &&
+        *w <= 16384 && *h <= 16384 && fgetc(f) != EOF) {
+        size_t n = (size_t)*w * (size_t)*h * 3;
+        px = malloc(n);
+        if (px && fread(px, 1, n, f) != n) {
+            free(px);
+            px = NULL;
+        }
+    }
+    fclose(f);
+    return px;
+}
+
+static uint8_t *gradient(int32_t w, int32_t h)
+{
+    uint8_t *px = malloc((size_t)w * h * 3);
+    for (int32_t y = 0; px && y < h; y++)
+        for (int32_t x = 0; x < w; x++) {
+            uint8_t *p = px + ((size_t)y * w + x) * 3;
+            p[0] = (uint8_t)(255 * x / w);
+            p[1] = (uint8_t)(255 * y / h);
+            p[2] = (uint8_t)((x / 24 + y / 24) % 2 ? 200 : 40);
+        }
+    return px;
+}
+
+struct rb_env {
+    struct md_model *model;
+    struct md_vision *vis;
+    uint8_t *img;
+    int32_t w, h;
+    const struct rb_args *a;
+};
+
+static int32_t argmax(const float *l, int32_t n)
+{
+    int32_t b = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (l[i] > l[b])
+            b = i;
+    return b;
+}
+
+static int add_visuals(const struct rb_env *e, struct md_reduce_session *s)
+{
+    if (!e->a->frames)
+        return md_reduce_add_image(s, e->img, e->w, e->h, e->w * 3);
+    size_t sz = (size_t)e->w * e->h * 3;
+    uint8_t *buf = malloc(sz);
+    int rc = buf ? MD_OK : MD_ERR_NOMEM;
+    for (int32_t t = 0; !rc && t < e->a->frames; t++) {   /* a slow vertical pan */
+        size_t off = (size_t)(t % e->h) * e->w * 3;
+        memcpy(buf, e->img + off, sz - off);
+        memcpy(buf + sz - off, e->img, off);
+        struct md_frame fr = { buf, e->w, e->h, e->w * 3, t * 40000000LL };
+        rc = md_reduce_add_frames(s, &fr, 1);
+    }
+    free(buf);
+    return rc;
+}
+
+/* One spec: prompt, greedy answer; stats of the last repetition. */
+static int run_spec(const struct rb_env *e, const char *spec, int32_t *ans, int32_t *n_ans,
+                    struct md_reduce_stats *st)
+{
+    struct md_reduce_config cfg;
+    char err[256];
+    if (md_reduce_parse(spec, &cfg, err, sizeof err)) {
+        fprintf(stderr, "mustdrop-bench: %s\n", err);
+        return MD_ERR_INVALID;
+    }
+    struct md_context_params cp = md_context_default_params();
+    cp.n_threads = e->a->threads;
+    cp.n_ctx = 4096;
+    cp.n_batch = 4096;
+    struct md_context *ctx = NULL;
+    int rc = md_context_new(e->model, &cp, &ctx, err, sizeof err);
+    int32_t nv = md_model_n_vocab(e->model);
+    for (int r = 0; !rc && r < e->a->reps; r++) {
+        struct md_reduce_session *s = NULL;
+        rc = md_reduce_session_new(ctx, e->vis, &cfg, &s, err, sizeof err);
+        if (!rc)
+            rc = add_visuals(e, s);
+        if (!rc)
+            rc = md_reduce_prefill(s, NULL, NULL, e->a->question);
+        *n_ans = 0;
+        for (int32_t i = 0; !rc && i < e->a->n_predict; i++) {
+            int32_t t = argmax(md_reduce_logits(s), nv);
+            ans[(*n_ans)++] = t;
+            rc = md_reduce_decode(s, t);
+        }
+        if (s) {
+            if (rc)
+                fprintf(stderr, "mustdrop-bench: %s: %s\n", spec, md_reduce_error(s));
+            *st = *md_reduce_stats(s);
+        }
+        md_reduce_session_free(s);
+    }
+    if (rc && !ctx)
+        fprintf(stderr, "mustdrop-bench: %s\n", err);
+    md_context_free(ctx);
+    return rc;
+}
+
+static void csv_header(FILE *f)
+{
+    fprintf(f, "spec,images,tokens_in,after_vision,after_select,final,layer_avg,key,"
+               "kv_vision_after_decode,prompt_rows,generated,gflops_vision,gflops_prefill,"
+               "gflops_decode,kv_mib_prefill,kv_mib_decode,ms_vision,ms_prefill,ms_decode,"
+               "agree,top1\n");
+}
+
+static void csv_row(FILE *f, const char *spec, const struct md_reduce_stats *s, double agree,
+                    int top1)
+{
+    fprintf(f, "\"%s\",%d,%d,%d,%d,%d,%.2f,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.3f,%.3f,%.2f,%.2f,%.2f,"
+               "%.3f,%d\n", spec, s->n_images, s->vis_in, s->vis_after_vision,
+            s->vis_after_select, s->vis_final, s->vis_layer_avg, s->n_key_tokens,
+            s->vis_kv_after_decode, s->n_prompt, s->n_generated, s->flops_vision / 1e9,
+            s->flops_prefill / 1e9, s->flops_decode / 1e9, s->kv_bytes_prefill / 1048576.0,
+            s->kv_bytes_decode / 1048576.0, s->ms_vision, s->ms_prefill, s->ms_decode, agree,
+            top1);
+    fflush(f);
+}
+
+static int run_all(const struct rb_env *e, FILE *out)
+{
+    char *list = malloc(strlen(e->a->specs) + 6);
+    if (!list)
+        return 1;
+    sprintf(list, "none;%s", e->a->specs);
+    int32_t ref[MAX_GEN], n_ref = 0, ans[MAX_GEN], n_ans = 0, status = 0, n_specs = 0;
+    csv_header(out);
+    char *save = NULL;
+    for (char *sp = strtok_r(list, ";", &save); sp && n_specs < MAX_SPECS;
+         sp = strtok_r(NULL, ";", &save)) {
+        bool is_ref = n_specs++ == 0;
+        if (!is_ref && !strcmp(sp, "none"))
+            continue;
+        struct md_reduce_stats st;
+        memset(&st, 0, sizeof st);
+        if (run_spec(e, sp, is_ref ? ref : ans, is_ref ? &n_ref : &n_ans, &st)) {
+            status = 1;
+            continue;
+        }
+        const int32_t *a = is_ref ? ref : ans;
+        int32_t n = is_ref ? n_ref : n_ans, same = 0;
+        for (int32_t i = 0; i < n && i < n_ref; i++)
+            same += a[i] == ref[i];
+        csv_row(out, sp, &st, n_ref ? (double)same / n_ref : 1.0, n && n_ref ? a[0] == ref[0] : 1);
+    }
+    free(list);
+    return status;
+}
+
+int md_bench_reduce_main(int argc, char **argv)
+{
+    struct rb_args a;
+    int pr = rb_parse(argc, argv, &a);
+    if (pr)
+        return pr > 0 ? 0 : 2;
+    struct rb_env e = { .a = &a };
+    char err[512];
+    struct md_model_params mp = md_model_default_params();
+    struct md_vision_params vp = md_vision_default_params();
+    vp.n_threads = a.threads;
+    if (md_model_load(a.llm, &mp, &e.model, err, sizeof err) ||
+        md_vision_load(a.mmproj, &vp, &e.vis, err, sizeof err)) {
+        fprintf(stderr, "mustdrop-bench: %s\n", err);
+        md_model_free(e.model);
+        return 1;
+    }
+    e.img = a.image ? read_ppm(a.image, &e.w, &e.h) : gradient(e.w = 336, e.h = 336);
+    if (!e.img) {
+        fprintf(stderr, "mustdrop-bench: cannot read '%s' (binary PPM P6 expected)\n", a.image);
+        md_vision_free(e.vis);
+        md_model_free(e.model);
+        return 1;
+    }
+    FILE *out = a.csv ? fopen(a.csv, "w") : stdout;
+    int status = out ? run_all(&e, out) : 1;
+    if (!out)
+        fprintf(stderr, "mustdrop-bench: cannot write '%s'\n", a.csv);
+    if (out && out != stdout)
+        fclose(out);
+    free(e.img);
+    md_vision_free(e.vis);
+    md_model_free(e.model);
+    return status;
+}

@@ -1,0 +1,568 @@
+/* mustdrop: answer a prompt with a GGUF model, streaming tokens as they come.
+ *
+ *   mustdrop -m model.gguf -p "prompt" [-n N] [--temp T] [--seed S] ...
+ *   mustdrop -m llm.gguf --mmproj mmproj.gguf --image a.png [--image b.jpg]
+ *            --video clip.mp4 [--frames N | --fps F] --question "..."
+ *
+ * Images and video frames are decoded with FFmpeg (media.c) when the CLI is
+ * built with it; the frames used and their timestamps go to stderr.
+ * Tokens go to stdout; load time and prefill/decode speed go to stderr at
+ * the end (so `mustdrop ... > answer.txt` keeps only the text). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "mustdrop-vision.h"
+#include "mustdrop.h"
+#include "tokenizer.h"
+#ifdef MD_HAVE_FFMPEG
+#include "media.h"
+#endif
+
+#define CLI_MAX_IMAGES 64
+#define CLI_DEFAULT_FRAMES 8
+
+struct cli_args {
+    const char *model;
+    const char *prompt;
+    const char *system;
+    const char *chat;        /* NULL: raw prompt; else a template name or "auto" */
+    int n_predict;
+    int n_ctx;
+    int n_threads;
+    const char *isa;
+    struct md_sampler_params sampling;
+    bool verbose_prompt;
+    const char *mmproj;
+    const char *images[CLI_MAX_IMAGES];
+    int n_images;
+    const char *video;
+    int n_frames;            /* --frames N (0: not given) */
+    float fps;               /* --fps F (0: not given) */
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: mustdrop -m MODEL.gguf -p PROMPT [options]\n"
+        "\n"
+        "  -m, --model FILE     LLM in GGUF format (llama, qwen2 architectures)\n"
+        "  -p, --prompt TEXT    prompt text (raw, unless --chat is given)\n"
+        "  -n, --n-predict N    tokens to generate (default 64; -1 = until end of text or context)\n"
+        "      --chat [NAME]    wrap the prompt in a chat template: auto (default), vicuna,\n"
+        "                       mistral, chatml, llama3\n"
+        "  -s, --system TEXT    system prompt for --chat\n"
+        "      --temp T         temperature (default 0.8; 0 = greedy)\n"
+        "      --top-k K        top-k (default 40; 0 = off)\n"
+        "      --top-p P        top-p (default 0.95; 1 = off)\n"
+        "      --repeat-penalty R  (default 1.0 = off)\n"
+        "      --seed S         sampling seed (default 24301)\n"
+        "  -c, --ctx-size N     KV cache size (default min(model, 4096))\n"
+        "  -t, --threads N      CPU threads (default: all online CPUs)\n"
+        "      --isa NAME       force CPU kernels: auto, scalar, avx2, avx512\n"
+        "      --verbose-prompt print the prompt's tokens before generating\n"
+        "\n"
+        "vision (LLaVA-style models: an LLM plus its mmproj):\n"
+        "      --mmproj FILE    vision encoder + projector in GGUF format\n"
+        "      --image FILE     an image (PNG, JPEG, ...; repeatable, in order)\n"
+        "      --video FILE     a video: frames sampled uniformly (any format FFmpeg reads)\n"
+        "      --frames N       take N frames spread over the video (default %d)\n"
+        "      --fps F          take F frames per second instead (at most 256 frames)\n"
+        "      --question TEXT  the question about the images/video (same as -p)\n"
+        "                       vision prompts always use the model's chat template\n"
+#ifdef MD_HAVE_FFMPEG
+        "                       (images and video are decoded with FFmpeg; set\n"
+        "                       MUSTDROP_FFMPEG_LOG=1 to see FFmpeg's own warnings)\n"
+#else
+        "                       NOTE: this mustdrop was built without FFmpeg, so --image\n"
+        "                       and --video are not available\n"
+#endif
+        "\n"
+        "  -h, --help           this text\n"
+        "      --version        print the version\n", CLI_DEFAULT_FRAMES);
+}
+
+static int parse_int(const char *opt, const char *s, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < -1 || v > 1000000000) {
+        fprintf(stderr, "mustdrop: %s: '%s' is not a valid integer\n", opt, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_float(const char *opt, const char *s, float *out)
+{
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || *end || end == s || v != v) {
+        fprintf(stderr, "mustdrop: %s: '%s' is not a valid number\n", opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Returns 0 to run, 1 to exit successfully (help/version), -1 on error. */
+static int parse_args(int argc, char **argv, struct cli_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->n_predict = 64;
+    a->sampling = md_sampler_default_params();
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VALUE() do { if (!v) { fprintf(stderr, "mustdrop: %s needs a value\n", o); return -1; } i++; } while (0)
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) { usage(stdout); return 1; }
+        else if (!strcmp(o, "--version")) { printf("mustdrop %s\n", md_version()); return 1; }
+        else if (!strcmp(o, "-m") || !strcmp(o, "--model")) { NEED_VALUE(); a->model = v; }
+        else if (!strcmp(o, "-p") || !strcmp(o, "--prompt") || !strcmp(o, "--question")) { NEED_VALUE(); a->prompt = v; }
+        else if (!strcmp(o, "--mmproj")) { NEED_VALUE(); a->mmproj = v; }
+        else if (!strcmp(o, "--image")) {
+            NEED_VALUE();
+            if (a->n_images == CLI_MAX_IMAGES) { fprintf(stderr, "mustdrop: at most %d --image\n", CLI_MAX_IMAGES); return -1; }
+            a->images[a->n_images++] = v;
+        }
+        else if (!strcmp(o, "--video")) { NEED_VALUE(); a->video = v; }
+        else if (!strcmp(o, "--frames")) {
+            NEED_VALUE();
+            if (parse_int(o, v, &a->n_frames)) return -1;
+            if (a->n_frames <= 0 || a->n_frames > 4096) { fprintf(stderr, "mustdrop: --frames must be 1..4096\n"); return -1; }
+        }
+        else if (!strcmp(o, "--fps")) {
+            NEED_VALUE();
+            if (parse_float(o, v, &a->fps)) return -1;
+            if (!(a->fps > 0 && a->fps <= 1000)) { fprintf(stderr, "mustdrop: --fps must be > 0 and <= 1000\n"); return -1; }
+        }
+        else if (!strcmp(o, "-s") || !strcmp(o, "--system")) { NEED_VALUE(); a->system = v; }
+        else if (!strcmp(o, "--chat")) {
+            if (v && v[0] != '-') { a->chat = v; i++; } else a->chat = "auto";
+        }
+        else if (!strcmp(o, "-n") || !strcmp(o, "--n-predict")) { NEED_VALUE(); if (parse_int(o, v, &a->n_predict)) return -1; }
+        else if (!strcmp(o, "-c") || !strcmp(o, "--ctx-size")) { NEED_VALUE(); if (parse_int(o, v, &a->n_ctx)) return -1; }
+        else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) { NEED_VALUE(); if (parse_int(o, v, &a->n_threads)) return -1; }
+        else if (!strcmp(o, "--isa")) { NEED_VALUE(); a->isa = v; }
+        else if (!strcmp(o, "--temp")) { NEED_VALUE(); if (parse_float(o, v, &a->sampling.temp)) return -1; }
+        else if (!strcmp(o, "--top-p")) { NEED_VALUE(); if (parse_float(o, v, &a->sampling.top_p)) return -1; }
+        else if (!strcmp(o, "--repeat-penalty")) { NEED_VALUE(); if (parse_float(o, v, &a->sampling.repeat_penalty)) return -1; }
+        else if (!strcmp(o, "--top-k")) { NEED_VALUE(); if (parse_int(o, v, &a->sampling.top_k)) return -1; }
+        else if (!strcmp(o, "--seed")) {
+            NEED_VALUE();
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(v, &end, 10);
+            if (errno || *end || end == v) { fprintf(stderr, "mustdrop: --seed: '%s' is not a valid seed\n", v); return -1; }
+            a->sampling.seed = s;
+        }
+        else if (!strcmp(o, "--verbose-prompt")) a->verbose_prompt = true;
+        else { fprintf(stderr, "mustdrop: unknown option '%s' (see --help)\n", o); return -1; }
+#undef NEED_VALUE
+    }
+    if (!a->model) { fprintf(stderr, "mustdrop: no model given (-m FILE.gguf)\n"); return -1; }
+    if (!a->prompt) { fprintf(stderr, "mustdrop: no prompt given (-p TEXT)\n"); return -1; }
+    if ((a->n_images || a->video) && !a->mmproj) {
+        fprintf(stderr, "mustdrop: --image and --video need --mmproj FILE.gguf\n");
+        return -1;
+    }
+    if (a->mmproj && !a->n_images && !a->video) {
+        fprintf(stderr, "mustdrop: --mmproj needs --image FILE or --video FILE\n");
+        return -1;
+    }
+    if (a->n_frames && a->fps > 0) {
+        fprintf(stderr, "mustdrop: give --frames or --fps, not both\n");
+        return -1;
+    }
+    if ((a->n_frames || a->fps > 0) && !a->video) {
+        fprintf(stderr, "mustdrop: --frames and --fps need --video FILE\n");
+        return -1;
+    }
+#ifndef MD_HAVE_FFMPEG
+    if (a->n_images || a->video) {
+        fprintf(stderr, "mustdrop: this mustdrop was built without FFmpeg: --image and --video "
+                        "are not available\n");
+        return -1;
+    }
+#endif
+    return 0;
+}
+
+/* A missing or unreadable file gets a plain message before the loader sees it. */
+static int check_model_file(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        fprintf(stderr, "mustdrop: cannot open model '%s': %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fprintf(stderr, "mustdrop: model '%s' is not a regular file\n", path);
+        return -1;
+    }
+    return 0;
+}
+
+static char *build_prompt(const struct cli_args *a, const struct md_model *model)
+{
+    if (!a->chat)
+        return strdup(a->prompt);
+    int need = md_chat_format(a->chat, model, a->system, a->prompt, NULL, 0);
+    if (need < 0) {
+        fprintf(stderr, "mustdrop: unknown chat template '%s' (vicuna, mistral, chatml, llama3, auto)\n", a->chat);
+        return NULL;
+    }
+    char *buf = malloc((size_t)need + 1);
+    if (buf)
+        md_chat_format(a->chat, model, a->system, a->prompt, buf, (size_t)need + 1);
+    return buf;
+}
+
+static int32_t *tokenize_prompt(const struct md_vocab *vocab, const char *text, bool chat, int64_t *n_out)
+{
+    size_t len = strlen(text);
+    int64_t n = md_tokenize(vocab, text, len, true, chat, NULL, 0);
+    if (n < 0) return NULL;
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    if (!toks) return NULL;
+    md_tokenize(vocab, text, len, true, chat, toks, n);
+    *n_out = n;
+    return toks;
+}
+
+/* Streams token bytes to stdout without splitting a UTF-8 character: byte
+ * tokens (SPM byte fallback, BPE pieces) may end mid-character, so the tail
+ * of an incomplete sequence waits for the next token. */
+struct utf8_stream {
+    char pending[8];
+    int n_pending;
+};
+
+/* Length of the incomplete UTF-8 sequence at the end of buf (0 if none). */
+static int utf8_incomplete_tail(const char *buf, int n)
+{
+    for (int back = 1; back <= 3 && back <= n; back++) {
+        unsigned char c = (unsigned char)buf[n - back];
+        if ((c & 0xC0) == 0x80) continue;            /* continuation byte */
+        int need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        return need > back ? back : 0;
+    }
+    return 0;
+}
+
+static void stream_piece(struct utf8_stream *st, const struct md_vocab *vocab, int32_t tok)
+{
+    char buf[256 + 8];
+    memcpy(buf, st->pending, (size_t)st->n_pending);
+    int32_t n = md_token_to_piece(vocab, tok, buf + st->n_pending, 256, false);
+    if (n < 0 || n > 256) n = 0;
+    n += st->n_pending;
+    int tail = utf8_incomplete_tail(buf, n);
+    fwrite(buf, 1, (size_t)(n - tail), stdout);
+    memcpy(st->pending, buf + n - tail, (size_t)tail);
+    st->n_pending = tail;
+    fflush(stdout);
+}
+
+static void stream_flush(struct utf8_stream *st)
+{
+    fwrite(st->pending, 1, (size_t)st->n_pending, stdout);
+    st->n_pending = 0;
+    fflush(stdout);
+}
+
+static void print_timings(const struct md_context *ctx, const struct md_model *model)
+{
+    struct md_timings t = md_get_timings(ctx);
+    fprintf(stderr, "\n\nmustdrop: %s\n", md_model_desc(model));
+    fprintf(stderr, "mustdrop: load %.1f ms | prefill %d tokens in %.1f ms (%.1f tok/s) | "
+                    "decode %d tokens in %.1f ms (%.1f tok/s) | %d threads, %s kernels\n",
+            md_model_load_ms(model),
+            t.n_prefill, t.prefill_ms, t.prefill_ms > 0 ? 1000.0 * t.n_prefill / t.prefill_ms : 0.0,
+            t.n_decode, t.decode_ms, t.decode_ms > 0 ? 1000.0 * t.n_decode / t.decode_ms : 0.0,
+            md_context_n_threads(ctx), md_context_isa(ctx));
+}
+
+/* Prefill the batch (text ids and MD_TOKEN_EMBD rows), then sample. */
+static int generate(struct md_context *ctx, const struct md_model *model, const struct cli_args *a,
+                    const struct md_batch *batch)
+{
+    const struct md_vocab *vocab = md_model_vocab(model);
+    int n_ctx = md_context_n_ctx(ctx);
+    const int32_t *prompt = batch->tokens;
+    int64_t n_prompt = batch->n;
+    if (n_prompt >= n_ctx) {
+        fprintf(stderr, "mustdrop: the prompt has %lld tokens but the context holds %d (use -c)\n",
+                (long long)n_prompt, n_ctx);
+        return -1;
+    }
+    int rc = md_decode_batch(ctx, batch);
+    if (rc != MD_OK) {
+        fprintf(stderr, "mustdrop: prefill failed: %s: %s\n", md_status_str(rc), md_context_error(ctx));
+        return -1;
+    }
+    struct md_sampler *smp = md_sampler_new(&a->sampling);
+    if (!smp) { fprintf(stderr, "mustdrop: bad sampling parameters\n"); return -1; }
+    for (int64_t i = 0; i < n_prompt; i++)
+        if (prompt[i] != MD_TOKEN_EMBD)
+            md_sampler_accept(smp, prompt[i]);
+
+    struct utf8_stream out = { .n_pending = 0 };
+    int limit = a->n_predict < 0 ? n_ctx : a->n_predict;
+    for (int i = 0; i < limit; i++) {
+        int32_t t = md_sampler_sample(smp, md_get_logits(ctx, -1), md_model_n_vocab(model));
+        if (t < 0 || md_vocab_is_eog(vocab, t)) break;
+        stream_piece(&out, vocab, t);
+        if (i + 1 == limit) break;
+        if (md_context_n_past(ctx) >= n_ctx) {
+            fprintf(stderr, "\nmustdrop: context full (%d tokens)\n", n_ctx);
+            break;
+        }
+        rc = md_decode(ctx, &t, 1, false);
+        if (rc != MD_OK) {
+            fprintf(stderr, "\nmustdrop: decode failed: %s: %s\n", md_status_str(rc), md_context_error(ctx));
+            stream_flush(&out);
+            md_sampler_free(smp);
+            return -1;
+        }
+    }
+    stream_flush(&out);
+    md_sampler_free(smp);
+    return 0;
+}
+
+#ifdef MD_HAVE_FFMPEG
+/* Frames of every --image and the sampled --video frames, encoded, one
+ * prompt block each, in the order given (images first, then the video). */
+struct vision_input {
+    float *embd;             /* [n_rows total][n_embd] */
+    int32_t *rows;           /* [n_blocks] */
+    enum md_vision_block *kinds;   /* [n_blocks] */
+    int32_t n_blocks;
+    int64_t n_total;
+};
+
+static int grow_embd(struct vision_input *in, int32_t n_rows, int32_t n_embd)
+{
+    float *e = realloc(in->embd, sizeof(float) * (size_t)(in->n_total + n_rows) * (size_t)n_embd);
+    if (!e) return -1;
+    in->embd = e;
+    return 0;
+}
+
+static int encode_images(struct md_vision *vis, const struct cli_args *a, struct vision_input *in)
+{
+    char err[512];
+    int32_t E = md_vision_n_embd(vis);
+    for (int i = 0; i < a->n_images; i++) {
+        struct media_frame f;
+        if (media_load_image(a->images[i], &f, err, sizeof err)) {
+            fprintf(stderr, "mustdrop: image: %s\n", err);
+            return -1;
+        }
+        int32_t n = md_vision_image_tokens(vis, f.width, f.height), got = 0;
+        int rc = n > 0 && !grow_embd(in, n, E) ? MD_OK : MD_ERR_NOMEM;
+        if (!rc)
+            rc = md_vision_encode_image(vis, f.rgb, f.width, f.height, f.stride,
+                                        in->embd + (size_t)in->n_total * E, n, &got);
+        if (!rc) {
+            fprintf(stderr, "mustdrop: image '%s': %dx%d -> %d embedding rows\n",
+                    a->images[i], (int)f.width, (int)f.height, (int)got);
+            in->kinds[in->n_blocks] = MD_VISION_BLOCK_IMAGE;
+            in->rows[in->n_blocks++] = got;
+            in->n_total += got;
+        } else {
+            fprintf(stderr, "mustdrop: cannot encode image '%s': %s\n", a->images[i], md_status_str(rc));
+        }
+        media_frame_free(&f);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+static int encode_video(struct md_vision *vis, const struct cli_args *a, struct vision_input *in)
+{
+    char err[512];
+    struct media_sampling smp = { .n_frames = a->fps > 0 ? 0 : a->n_frames ? a->n_frames : CLI_DEFAULT_FRAMES,
+                                  .fps = a->fps, .max_frames = 256 };
+    struct media_frames v;
+    if (media_load_video(a->video, &smp, &v, err, sizeof err)) {
+        fprintf(stderr, "mustdrop: video: %s\n", err);
+        return -1;
+    }
+    fprintf(stderr, "mustdrop: video '%s': %s %dx%d, %lld frames, %.3f s; using %d frame(s):\n",
+            a->video, v.codec, (int)v.frame[0].width, (int)v.frame[0].height,
+            (long long)v.n_decoded, v.duration_ns / 1e9, (int)v.n);
+    if (v.n_damaged)
+        fprintf(stderr, "mustdrop: video '%s': %lld damaged packet(s) or frame(s) skipped\n",
+                a->video, (long long)v.n_damaged);
+    for (int32_t i = 0; i < v.n; i++)
+        fprintf(stderr, "mustdrop:   frame %lld at %.6f s (pts %lld ns)\n", (long long)v.frame[i].index,
+                v.frame[i].pts_ns / 1e9, (long long)v.frame[i].pts_ns);
+    /* OneVision: one <video> block; LLaVA-1.5/NeXT: one <image> block per frame */
+    bool block = md_vision_video_is_block(vis);
+    int32_t per = md_vision_frame_tokens(vis), E = md_vision_n_embd(vis), got = 0;
+    int32_t total = md_vision_video_tokens(vis, v.n);
+    struct md_frame *fr = calloc((size_t)v.n, sizeof *fr);
+    int32_t *rows = realloc(in->rows, sizeof(int32_t) * (size_t)(in->n_blocks + v.n));
+    if (rows) in->rows = rows;
+    enum md_vision_block *kinds = realloc(in->kinds, sizeof *kinds * (size_t)(in->n_blocks + v.n));
+    if (kinds) in->kinds = kinds;
+    int rc = total > 0 && fr && rows && kinds && !grow_embd(in, total, E) ? MD_OK : MD_ERR_NOMEM;
+    for (int32_t i = 0; !rc && i < v.n; i++)
+        fr[i] = (struct md_frame){ v.frame[i].rgb, v.frame[i].width, v.frame[i].height,
+                                   v.frame[i].stride, v.frame[i].pts_ns };
+    if (!rc)
+        rc = md_vision_encode_video(vis, fr, v.n, in->embd + (size_t)in->n_total * E, total, &got);
+    if (!rc) {
+        for (int32_t i = 0; i < (block ? 1 : v.n); i++) {
+            in->kinds[in->n_blocks] = block ? MD_VISION_BLOCK_VIDEO : MD_VISION_BLOCK_IMAGE;
+            in->rows[in->n_blocks++] = block ? got : per;
+        }
+        in->n_total += got;
+        fprintf(stderr, "mustdrop: video -> %d embedding rows (%d per frame%s)\n", (int)got,
+                (int)per, block ? ", one <video> block" : "");
+    } else {
+        fprintf(stderr, "mustdrop: cannot encode the video frames: %s\n", md_status_str(rc));
+    }
+    free(fr);
+    media_frames_free(&v);
+    return rc ? -1 : 0;
+}
+
+/* The vision path: encode, build the multi-block prompt, generate. */
+static int run_vision(struct md_context *ctx, const struct md_model *model, const struct cli_args *a)
+{
+    char err[512] = "";
+    struct md_vision_params vp = md_vision_default_params();
+    vp.n_threads = a->n_threads;
+    if (check_model_file(a->mmproj)) return -1;
+    struct md_vision *vis = NULL;
+    int rc = md_vision_load(a->mmproj, &vp, &vis, err, sizeof err);
+    if (rc != MD_OK) {
+        fprintf(stderr, "mustdrop: cannot load '%s': %s\n", a->mmproj, err);
+        return -1;
+    }
+    int status = -1;
+    struct vision_input in = { NULL, NULL, NULL, 0, 0 };
+    struct md_vision_prompt pr;
+    memset(&pr, 0, sizeof pr);
+    if (md_vision_n_embd(vis) != md_model_n_embd(model)) {
+        fprintf(stderr, "mustdrop: the mmproj gives rows of %d but the model takes %d: not a pair\n",
+                (int)md_vision_n_embd(vis), (int)md_model_n_embd(model));
+        goto done;
+    }
+    fprintf(stderr, "mustdrop: vision: %s\n", md_vision_desc(vis));
+    in.rows = malloc(sizeof(int32_t) * (size_t)(a->n_images + 1));
+    in.kinds = malloc(sizeof *in.kinds * (size_t)(a->n_images + 1));
+    if (!in.rows || !in.kinds || encode_images(vis, a, &in) || (a->video && encode_video(vis, a, &in)))
+        goto done;
+    rc = md_vision_prompt_build_multi(model, a->chat, a->system, a->prompt, in.embd, in.rows,
+                                      in.kinds, in.n_blocks, md_model_n_embd(model), &pr, err, sizeof err);
+    if (rc != MD_OK) {
+        fprintf(stderr, "mustdrop: cannot build the prompt: %s\n", err[0] ? err : md_status_str(rc));
+        goto done;
+    }
+    fprintf(stderr, "mustdrop: prompt: %d rows, %d of them image rows in %d block(s)\n",
+            (int)pr.n, (int)pr.n_image, (int)in.n_blocks);
+    if (a->verbose_prompt) {
+        fprintf(stderr, "prompt: %d tokens:", (int)pr.n);
+        for (int32_t i = 0; i < pr.n; i++) fprintf(stderr, " %d", pr.tokens[i]);
+        fprintf(stderr, "\n");
+    }
+    if (generate(ctx, model, a, &pr.batch) == 0) {
+        print_timings(ctx, model);
+        status = 0;
+    }
+    fputc('\n', stdout);
+done:
+    md_vision_prompt_free(&pr);
+    free(in.embd);
+    free(in.rows);
+    free(in.kinds);
+    md_vision_free(vis);
+    return status;
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    struct cli_args a;
+    int pr = parse_args(argc, argv, &a);
+    if (pr) return pr > 0 ? 0 : 2;
+    if (check_model_file(a.model)) return 1;
+
+    char err[512];
+    struct md_model_params mp = md_model_default_params();
+    mp.n_threads = a.n_threads;
+    struct md_model *model = NULL;
+    int rc = md_model_load(a.model, &mp, &model, err, sizeof err);
+    if (rc != MD_OK) {
+        fprintf(stderr, "mustdrop: cannot load '%s': %s\n", a.model, err);
+        return 1;
+    }
+    const struct md_vocab *vocab = md_model_vocab(model);
+    if (!vocab) {
+        fprintf(stderr, "mustdrop: '%s' has no tokenizer (tokenizer.ggml.model missing)\n", a.model);
+        md_model_free(model);
+        return 1;
+    }
+
+    struct md_context_params cp = md_context_default_params();
+    cp.n_ctx = a.n_ctx;
+    cp.n_threads = a.n_threads;
+    cp.isa = a.isa;
+    struct md_context *ctx = NULL;
+    rc = md_context_new(model, &cp, &ctx, err, sizeof err);
+    if (rc != MD_OK) {
+        fprintf(stderr, "mustdrop: cannot create a context: %s\n", err);
+        md_model_free(model);
+        return 1;
+    }
+
+#ifdef MD_HAVE_FFMPEG
+    if (a.mmproj) {
+        media_set_verbose(getenv("MUSTDROP_FFMPEG_LOG") != NULL);
+        int vs = run_vision(ctx, model, &a);
+        md_context_free(ctx);
+        md_model_free(model);
+        return vs ? 1 : 0;
+    }
+#endif
+    int status = 1;
+    int64_t n_prompt = 0;
+    int32_t *toks = NULL;
+    char *text = build_prompt(&a, model);
+    if (text)
+        toks = tokenize_prompt(vocab, text, a.chat != NULL, &n_prompt);
+    if (!toks) {
+        if (text) fprintf(stderr, "mustdrop: cannot tokenize the prompt\n");
+    } else if (n_prompt == 0) {
+        fprintf(stderr, "mustdrop: the prompt is empty and the model adds no BOS token\n");
+    } else {
+        if (a.verbose_prompt) {
+            fprintf(stderr, "prompt: %lld tokens:", (long long)n_prompt);
+            for (int64_t i = 0; i < n_prompt; i++) fprintf(stderr, " %d", toks[i]);
+            fprintf(stderr, "\n");
+        }
+        if (!a.chat) fputs(a.prompt, stdout);
+        fflush(stdout);
+        struct md_batch batch = { .n = (int32_t)n_prompt, .tokens = toks, .embd = NULL,
+                                  .pos = NULL, .all_logits = false };
+        if (generate(ctx, model, &a, &batch) == 0) {
+            print_timings(ctx, model);
+            status = 0;
+        }
+    }
+    fputc('\n', stdout);
+    free(toks);
+    free(text);
+    md_context_free(ctx);
+    md_model_free(model);
+    return status;
+}

@@ -1,0 +1,55 @@
+/* Tensor element types, their block layouts, and (de)quantization.
+ * Block layouts follow ggml's (shared/reference/engine.md §1.2). All values
+ * are little-endian; fp16 is IEEE binary16, bf16 the top half of an f32. */
+#ifndef MD_QUANT_H
+#define MD_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+enum md_type {
+    MD_TYPE_F32 = 0, MD_TYPE_F16 = 1, MD_TYPE_Q4_0 = 2, MD_TYPE_Q4_1 = 3,
+    MD_TYPE_Q5_0 = 6, MD_TYPE_Q5_1 = 7, MD_TYPE_Q8_0 = 8,
+    MD_TYPE_Q4_K = 12, MD_TYPE_Q5_K = 13, MD_TYPE_Q6_K = 14,
+    MD_TYPE_BF16 = 30,
+};
+
+#define MD_QK 32      /* elements per block of Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 */
+#define MD_QK_K 256   /* elements per super-block of the K quants */
+
+/* True for the types listed above. */
+bool md_type_supported(uint32_t type);
+const char *md_type_name(uint32_t type);       /* "F16", "Q4_K", "?" */
+int64_t md_type_block_elems(uint32_t type);    /* 1, 32 or 256; 0 if unsupported */
+int64_t md_type_block_bytes(uint32_t type);    /* e.g. 34 for Q8_0; 0 if unsupported */
+
+/* Bytes of a row of n elements; returns -1 when n is not a multiple of the
+ * block size or the type is unsupported. Overflow-safe for n < 2^62. */
+int64_t md_type_row_bytes(uint32_t type, int64_t n);
+
+float md_fp16_to_fp32(uint16_t h);
+/* fp32 -> fp16: round to nearest even; overflow gives inf; NaN keeps its sign
+ * and top 10 payload bits and is made quiet (like x86 F16C). */
+uint16_t md_fp32_to_fp16(float f);              /* round to nearest even */
+float md_bf16_to_fp32(uint16_t h);
+uint16_t md_fp32_to_bf16(float f);              /* RNE, NaN kept quiet */
+
+/* Dequantize n elements (n a multiple of the block size) of `type`. */
+void md_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+
+/* Quantize n floats (n % 32 == 0) to Q8_0 the way ggml's reference does:
+ * d = max|x| / 127, q = round(x / d). (Precisely: id = d ? 1/d : 0,
+ * q = roundf(x * id), d stored as fp16, like quantize_row_q8_0_ref. NaN
+ * inputs, which ggml leaves undefined, give q = 0.) */
+void md_quantize_row_q8_0(const float *src, void *dst, int64_t n);
+
+/* (Added) Q4_0 the way ggml's reference quantize_row_q4_0_ref does:
+ * d = -max/8 (max: the value of largest magnitude), q = min(15, (int)(x/d + 8.5)). */
+void md_quantize_row_q4_0(const float *src, void *dst, int64_t n);
+
+/* (Added) Name of any ggml type id ("Q2_K", "IQ4_XS", ...), supported or
+ * not, for messages; "?" when unknown. */
+const char *md_ggml_type_name(uint32_t type);
+
+#endif

@@ -1,0 +1,778 @@
+/* The CPU backend: tensors are host memory, weights alias the mmapped file,
+ * matrix products go to md_matmul, everything else is plain loops. Row-wise
+ * ops and attention are split over the thread pool. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cpu-kernels.h"
+#include "mustdrop.h"
+
+struct md_backend_cpu {
+    struct md_backend base;
+    struct md_threadpool *tp;
+    enum md_cpu_isa isa;
+    int n_threads;
+    float *scratch;          /* attention work space, n_threads slices */
+    size_t scratch_per_thread;
+};
+
+static struct md_backend_cpu *cpu_of(struct md_backend *be)
+{
+    return (struct md_backend_cpu *)be;
+}
+
+/* Run fn over the pool, or inline when there is none. */
+static void cpu_run(struct md_backend_cpu *c, void (*fn)(void *, int, int), void *arg)
+{
+    if (c->tp && c->n_threads > 1)
+        md_threadpool_run(c->tp, fn, arg);
+    else
+        fn(arg, 0, 1);
+}
+
+/* Rows [*r0, *r1) of n for worker ith of nth. */
+static void split_rows(int64_t n, int ith, int nth, int64_t *r0, int64_t *r1)
+{
+    int64_t per = (n + nth - 1) / nth;
+    *r0 = per * ith < n ? per * ith : n;
+    *r1 = *r0 + per < n ? *r0 + per : n;
+}
+
+static bool is_f32(const struct md_tensor *t) { return t && t->type == MD_TYPE_F32 && t->data; }
+
+static bool same_shape(const struct md_tensor *a, const struct md_tensor *b)
+{
+    return a->ne[0] == b->ne[0] && md_tensor_nrows(a) == md_tensor_nrows(b);
+}
+
+/* ---- memory ---------------------------------------------------------- */
+
+static size_t tensor_bytes(const struct md_tensor *t)
+{
+    return md_tensor_row_bytes(t) * (size_t)md_tensor_nrows(t);
+}
+
+static int cpu_tensor_alloc(struct md_backend *be, struct md_tensor *t)
+{
+    size_t n = tensor_bytes(t);
+    if (n == 0 && t->ne[0] * md_tensor_nrows(t) != 0)
+        return MD_ERR_INVALID;
+    /* 64-byte aligned for the SIMD kernels; aligned_alloc wants a multiple. */
+    size_t alloc = (n + 63) & ~(size_t)63;
+    t->data = aligned_alloc(64, alloc ? alloc : 64);
+    if (!t->data)
+        return MD_ERR_NOMEM;
+    memset(t->data, 0, alloc ? alloc : 64);
+    t->nbytes = n;
+    t->owned = true;
+    return MD_OK;
+}
+
+static int cpu_tensor_weight(struct md_backend *be, struct md_tensor *t, const void *host)
+{
+    t->data = (void *)host;   /* read-only alias into the model file */
+    t->nbytes = tensor_bytes(t);
+    t->owned = false;
+    return MD_OK;
+}
+
+static void cpu_tensor_free(struct md_backend *be, struct md_tensor *t)
+{
+    if (t->owned)
+        free(t->data);
+    t->data = NULL;
+    t->owned = false;
+}
+
+static int cpu_tensor_set(struct md_backend *be, struct md_tensor *t, size_t off,
+                          const void *src, size_t n)
+{
+    if (!t->data || off > t->nbytes || n > t->nbytes - off)
+        return MD_ERR_INVALID;
+    if (n)
+        memcpy((char *)t->data + off, src, n);
+    return MD_OK;
+}
+
+static int cpu_tensor_get(struct md_backend *be, const struct md_tensor *t, size_t off,
+                          void *dst, size_t n)
+{
+    if (!t->data || off > t->nbytes || n > t->nbytes - off)
+        return MD_ERR_INVALID;
+    if (n)
+        memcpy(dst, (const char *)t->data + off, n);
+    return MD_OK;
+}
+
+/* ---- element-wise and row-wise ops ---------------------------------- */
+
+static int cpu_get_rows(struct md_backend *be, const struct md_tensor *table,
+                        const struct md_tensor *ids, struct md_tensor *out)
+{
+    int64_t n = md_tensor_nrows(out), n_embd = table->ne[0], n_rows = md_tensor_nrows(table);
+    if (ids->type != MD_TYPE_I32 || ids->ne[0] < n || !is_f32(out) || out->ne[0] != n_embd)
+        return MD_ERR_INVALID;
+    size_t rb = md_tensor_row_bytes(table);
+    const int32_t *id = ids->data;
+    for (int64_t r = 0; r < n; r++) {
+        if (id[r] < 0 || id[r] >= n_rows)
+            return MD_ERR_INVALID;
+        md_dequantize_row(table->type, (const char *)table->data + rb * (size_t)id[r],
+                          (float *)out->data + r * n_embd, n_embd);
+    }
+    return MD_OK;
+}
+
+static int cpu_matmul(struct md_backend *be, const struct md_tensor *x, const struct md_tensor *w,
+                      const struct md_tensor *bias, struct md_tensor *y)
+{
+    struct md_backend_cpu *c = cpu_of(be);
+    int64_t n = md_tensor_nrows(x), n_in = w->ne[0], n_out = w->ne[1];
+    if (!is_f32(x) || !is_f32(y) || x->ne[0] != n_in || y->ne[0] != n_out ||
+        md_tensor_nrows(y) != n || (bias && (!is_f32(bias) || bias->ne[0] != n_out)))
+        return MD_ERR_INVALID;
+    if (n == 0)
+        return MD_OK;
+    md_matmul(c->tp, c->isa, x->data, n, n_in, w->data, w->type, n_out, y->data);
+    if (bias) {
+        const float *b = bias->data;
+        float *yd = y->data;
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t o = 0; o < n_out; o++)
+                yd[r * n_out + o] += b[o];
+    }
+    return MD_OK;
+}
+
+static int cpu_add(struct md_backend *be, const struct md_tensor *a, const struct md_tensor *b,
+                   struct md_tensor *out)
+{
+    int64_t n = md_tensor_nrows(a), ne0 = a->ne[0], nb = md_tensor_nrows(b);
+    if (!is_f32(a) || !is_f32(b) || !is_f32(out) || b->ne[0] != ne0 || !same_shape(a, out) ||
+        (nb != n && nb != 1))
+        return MD_ERR_INVALID;
+    const float *ad = a->data, *bd = b->data;
+    float *od = out->data;
+    for (int64_t r = 0; r < n; r++) {
+        const float *br = bd + (nb == 1 ? 0 : r * ne0);
+        for (int64_t i = 0; i < ne0; i++)
+            od[r * ne0 + i] = ad[r * ne0 + i] + br[i];
+    }
+    return MD_OK;
+}
+
+/* Row-parallel norm: one job description shared by RMSNorm and LayerNorm. */
+struct norm_job {
+    const float *x, *w, *b;
+    float *out;
+    int64_t n_rows, ne0;
+    float eps;
+    bool rms;
+};
+
+static void norm_worker(void *arg, int ith, int nth)
+{
+    const struct norm_job *j = arg;
+    int64_t r0, r1;
+    split_rows(j->n_rows, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = j->x + r * j->ne0;
+        float *o = j->out + r * j->ne0;
+        double mean = 0.0, ss = 0.0;
+        if (!j->rms) {
+            for (int64_t i = 0; i < j->ne0; i++)
+                mean += x[i];
+            mean /= (double)j->ne0;
+        }
+        for (int64_t i = 0; i < j->ne0; i++) {
+            double d = x[i] - mean;
+            ss += d * d;
+        }
+        float inv = (float)(1.0 / sqrt(ss / (double)j->ne0 + j->eps));
+        for (int64_t i = 0; i < j->ne0; i++) {
+            float v = (float)(x[i] - mean) * inv * j->w[i];
+            o[i] = j->b ? v + j->b[i] : v;
+        }
+    }
+}
+
+static int run_norm(struct md_backend *be, const struct md_tensor *x, const struct md_tensor *w,
+                    const struct md_tensor *b, float eps, struct md_tensor *out, bool rms)
+{
+    if (!is_f32(x) || !is_f32(out) || !is_f32(w) || w->ne[0] != x->ne[0] ||
+        !same_shape(x, out) || (b && (!is_f32(b) || b->ne[0] != x->ne[0])))
+        return MD_ERR_INVALID;
+    struct norm_job j = { x->data, w->data, b ? b->data : NULL, out->data,
+                          md_tensor_nrows(x), x->ne[0], eps, rms };
+    cpu_run(cpu_of(be), norm_worker, &j);
+    return MD_OK;
+}
+
+static int cpu_rms_norm(struct md_backend *be, const struct md_tensor *x, const struct md_tensor *w,
+                        float eps, struct md_tensor *out)
+{
+    return run_norm(be, x, w, NULL, eps, out, true);
+}
+
+static int cpu_layer_norm(struct md_backend *be, const struct md_tensor *x,
+                          const struct md_tensor *w, const struct md_tensor *b, float eps,
+                          struct md_tensor *out)
+{
+    return run_norm(be, x, w, b, eps, out, false);
+}
+
+struct rope_job {
+    float *x;
+    const int32_t *pos;
+    const float *factors;
+    const struct md_rope_params *p;
+    int64_t n_rows;
+};
+
+/* One row's angles are computed once (in double, so the cache matches a
+ * naive reference at large positions) and applied to every head. */
+static void rope_worker(void *arg, int ith, int nth)
+{
+    const struct rope_job *j = arg;
+    const struct md_rope_params *p = j->p;
+    int32_t half = p->n_rot / 2;
+    double cs[512];   /* cos, sin pairs for up to 256 rotated pairs */
+    int64_t r0, r1;
+    split_rows(j->n_rows, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        double pos = (double)j->pos[r] * p->freq_scale;
+        for (int32_t i = 0; i < half; i++) {
+            double theta = pos * pow(p->freq_base, -2.0 * i / p->n_rot);
+            if (j->factors)
+                theta /= j->factors[i];
+            cs[2 * i] = cos(theta);
+            cs[2 * i + 1] = sin(theta);
+        }
+        float *row = j->x + r * (int64_t)p->n_head * p->head_dim;
+        for (int32_t h = 0; h < p->n_head; h++) {
+            float *v = row + (int64_t)h * p->head_dim;
+            for (int32_t i = 0; i < half; i++) {
+                /* the two elements one angle rotates */
+                int32_t a = p->mode == MD_ROPE_NEOX ? i : 2 * i;
+                int32_t b = p->mode == MD_ROPE_NEOX ? i + half : 2 * i + 1;
+                double x0 = v[a], x1 = v[b];
+                v[a] = (float)(x0 * cs[2 * i] - x1 * cs[2 * i + 1]);
+                v[b] = (float)(x0 * cs[2 * i + 1] + x1 * cs[2 * i]);
+            }
+        }
+    }
+}
+
+static int cpu_rope(struct md_backend *be, struct md_tensor *x, const struct md_tensor *pos,
+                    const struct md_rope_params *p)
+{
+    int64_t n = md_tensor_nrows(x);
+    if (!is_f32(x) || !pos || pos->type != MD_TYPE_I32 || pos->ne[0] < n ||
+        p->n_rot <= 0 || p->n_rot % 2 || p->n_rot > p->head_dim || p->n_rot > 512 ||
+        x->ne[0] != (int64_t)p->n_head * p->head_dim ||
+        (p->freq_factors && (!is_f32(p->freq_factors) || p->freq_factors->ne[0] < p->n_rot / 2)))
+        return MD_ERR_INVALID;
+    struct rope_job j = { x->data, pos->data, p->freq_factors ? p->freq_factors->data : NULL,
+                          p, n };
+    cpu_run(cpu_of(be), rope_worker, &j);
+    return MD_OK;
+}
+
+static float apply_unary(enum md_unary_op op, float x)
+{
+    switch (op) {
+    case MD_UNARY_SILU:
+        return x / (1.0f + expf(-x));
+    case MD_UNARY_GELU_TANH:
+        return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    case MD_UNARY_GELU_ERF:
+        return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+    case MD_UNARY_QUICK_GELU:
+        return x / (1.0f + expf(-1.702f * x));
+    }
+    return x;
+}
+
+struct unary_job {
+    enum md_unary_op op;
+    const float *x, *up;   /* up NULL: plain unary */
+    float *out;
+    int64_t n;             /* elements */
+};
+
+static void unary_worker(void *arg, int ith, int nth)
+{
+    const struct unary_job *j = arg;
+    int64_t i0, i1;
+    split_rows(j->n, ith, nth, &i0, &i1);
+    for (int64_t i = i0; i < i1; i++) {
+        float v = apply_unary(j->op, j->x[i]);
+        j->out[i] = j->up ? v * j->up[i] : v;
+    }
+}
+
+static int cpu_unary(struct md_backend *be, enum md_unary_op op, const struct md_tensor *x,
+                     struct md_tensor *out)
+{
+    if (!is_f32(x) || !is_f32(out) || !same_shape(x, out))
+        return MD_ERR_INVALID;
+    struct unary_job j = { op, x->data, NULL, out->data, x->ne[0] * md_tensor_nrows(x) };
+    cpu_run(cpu_of(be), unary_worker, &j);
+    return MD_OK;
+}
+
+static int cpu_glu(struct md_backend *be, enum md_unary_op op, const struct md_tensor *gate,
+                   const struct md_tensor *up, struct md_tensor *out)
+{
+    if (!is_f32(gate) || !is_f32(up) || !is_f32(out) || !same_shape(gate, up) ||
+        !same_shape(gate, out))
+        return MD_ERR_INVALID;
+    struct unary_job j = { op, gate->data, up->data, out->data,
+                           gate->ne[0] * md_tensor_nrows(gate) };
+    cpu_run(cpu_of(be), unary_worker, &j);
+    return MD_OK;
+}
+
+static int cpu_softmax(struct md_backend *be, const struct md_tensor *x, float scale,
+                       struct md_tensor *out)
+{
+    if (!is_f32(x) || !is_f32(out) || !same_shape(x, out))
+        return MD_ERR_INVALID;
+    int64_t n = md_tensor_nrows(x), ne0 = x->ne[0];
+    for (int64_t r = 0; r < n; r++) {
+        const float *xi = (const float *)x->data + r * ne0;
+        float *o = (float *)out->data + r * ne0;
+        float m = -INFINITY;
+        for (int64_t i = 0; i < ne0; i++)
+            m = fmaxf(m, scale * xi[i]);
+        double sum = 0.0;
+        for (int64_t i = 0; i < ne0; i++) {
+            o[i] = expf(scale * xi[i] - m);
+            sum += o[i];
+        }
+        for (int64_t i = 0; i < ne0; i++)
+            o[i] = (float)(o[i] / sum);
+    }
+    return MD_OK;
+}
+
+/* ---- attention ------------------------------------------------------- */
+
+struct attn_job {
+    const struct md_attn_params *p;
+    const float *q;
+    const void *k, *v;
+    bool kv_f16;
+    int64_t kv_stride;      /* elements per cache row */
+    float *out, *lse;
+    float *scratch;         /* per thread: n_kv scores + 2 * head_dim */
+    size_t scratch_per_thread;
+};
+
+/* exp(x) for x <= 0 (larger x is taken as 0; softmax after subtracting the row max), written so the
+ * compiler vectorizes loops over it without -ffast-math: round-to-nearest by
+ * the 1.5*2^23 trick, a degree-6 polynomial for 2^f on [-0.5, 0.5] (relative
+ * error < 2e-7, below float rounding of the sum), and the exponent put in
+ * by integer arithmetic. Inputs below -87 give ~1e-38 instead of denormals. */
+static inline float exp_nonpos(float x)
+{
+    /* Written so NaN (a hostile model's activations) also lands on -87:
+     * float-to-int conversion of NaN or inf would be undefined. */
+    x = x >= -87.0f ? (x <= 0.0f ? x : 0.0f) : -87.0f;
+    float t = x * 1.44269504088896341f;
+    float r = (t + 12582912.0f) - 12582912.0f;
+    float f = t - r;
+    float p = 1.5403530393381606e-4f;
+    p = p * f + 1.3333558146428443e-3f;
+    p = p * f + 9.6181291076284772e-3f;
+    p = p * f + 5.5504108664821580e-2f;
+    p = p * f + 2.4022650695910071e-1f;
+    p = p * f + 6.9314718055994531e-1f;
+    p = p * f + 1.0f;
+    union { int32_t i; float f; } sc = { .i = ((int32_t)r + 127) * (1 << 23) };
+    return p * sc.f;
+}
+
+/* s[t] = exp(s[t] - m) for t < n; returns the sum (16 partial sums so the
+ * loop vectorizes and the result does not depend on threading). */
+static float exp_sum(float *s, int32_t n, float m)
+{
+    float acc[16] = { 0 };
+    int32_t t = 0;
+    for (; t + 16 <= n; t += 16)
+        for (int j = 0; j < 16; j++) {
+            s[t + j] = exp_nonpos(s[t + j] - m);
+            acc[j] += s[t + j];
+        }
+    float sum = 0.0f;
+    for (int j = 0; j < 16; j++)
+        sum += acc[j];
+    for (; t < n; t++) {
+        s[t] = exp_nonpos(s[t] - m);
+        sum += s[t];
+    }
+    return sum;
+}
+
+/* Eight independent partial sums: lets the compiler vectorize without
+ * -ffast-math, and the order is fixed, so results do not depend on the
+ * batch size or the thread count. */
+static float dot_f32(const float *a, const float *b, int32_t n)
+{
+    float acc[8] = { 0 };
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += a[i + j] * b[i + j];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* Dot product of a query head with one cache row's head slice. */
+static float dot_kv(const float *q, const void *kv, bool f16, int64_t off, int32_t d,
+                    float *tmp)
+{
+    if (!f16)
+        return dot_f32(q, (const float *)kv + off, d);
+    const uint16_t *h = (const uint16_t *)kv + off;
+    for (int32_t i = 0; i < d; i++)
+        tmp[i] = md_fp16_to_fp32(h[i]);
+    return dot_f32(q, tmp, d);
+}
+
+static void axpy_kv(float *acc, float a, const void *kv, bool f16, int64_t off, int32_t d)
+{
+    if (f16) {
+        const uint16_t *h = (const uint16_t *)kv + off;
+        for (int32_t i = 0; i < d; i++)
+            acc[i] += a * md_fp16_to_fp32(h[i]);
+    } else {
+        const float *f = (const float *)kv + off;
+        for (int32_t i = 0; i < d; i++)
+            acc[i] += a * f[i];
+    }
+}
+
+/* One (head, query) pair: a numerically stable softmax over the visible
+ * keys, then the weighted sum of values. */
+static void attn_one(const struct attn_job *j, int32_t h, int32_t i, float *s)
+{
+    const struct md_attn_params *p = j->p;
+    int32_t d = p->head_dim;
+    int32_t hk = h / (p->n_head / p->n_head_kv);
+    int32_t nv = p->causal ? p->q_start + i + 1 : p->n_kv;
+    if (nv > p->n_kv)
+        nv = p->n_kv;
+    float *acc = s + p->n_kv, *tmp = acc + d;
+    const float *q = j->q + (int64_t)i * p->n_head * d + (int64_t)h * d;
+    float m = -INFINITY;
+    for (int32_t t = 0; t < nv; t++) {
+        s[t] = p->scale * dot_kv(q, j->k, j->kv_f16, t * j->kv_stride + (int64_t)hk * d, d, tmp);
+        m = fmaxf(m, s[t]);
+    }
+    double sum = nv > 0 ? exp_sum(s, nv, m) : 0.0;
+    memset(acc, 0, sizeof(float) * (size_t)d);
+    for (int32_t t = 0; t < nv; t++)
+        axpy_kv(acc, s[t], j->v, j->kv_f16, t * j->kv_stride + (int64_t)hk * d, d);
+    float *o = j->out + (int64_t)i * p->n_head * d + (int64_t)h * d;
+    /* A query that sees no key (only possible with a q_start < -1) gets 0. */
+    float inv = nv > 0 ? (float)(1.0 / sum) : 0.0f;
+    for (int32_t e = 0; e < d; e++)
+        o[e] = acc[e] * inv;
+    if (j->lse)
+        j->lse[(int64_t)h * p->n_q + i] = nv > 0 ? m + (float)log(sum) : -INFINITY;
+}
+
+static void attn_worker(void *arg, int ith, int nth)
+{
+    const struct attn_job *j = arg;
+    int64_t n_items = (int64_t)j->p->n_head * j->p->n_q, a, b;
+    split_rows(n_items, ith, nth, &a, &b);
+    float *s = j->scratch + j->scratch_per_thread * (size_t)ith;
+    for (int64_t it = a; it < b; it++)
+        attn_one(j, (int32_t)(it / j->p->n_q), (int32_t)(it % j->p->n_q), s);
+}
+
+/* ---- prefill attention as two matrix products per (head, query block) --
+ * For many queries, the per-pair loops above run at a few GFLOP/s. Here a
+ * block of QB queries of one head is multiplied with that head's keys and
+ * values through md_matmul (packed GEMM kernels): S = Q K^T, a row-wise
+ * stable softmax (masked causally by index, LSE kept), then O = P V. K and
+ * V^T are gathered into contiguous f32 panels (converting F16 caches);
+ * causal blocks only read the keys their last query can see. */
+#define ATTN_QB 64
+/* Below this many queries (decode, short batches) the direct loops win. */
+#define ATTN_MIN_BLOCKED_Q 8
+
+struct attn_blk_job {
+    const struct md_attn_params *p;
+    enum md_cpu_isa isa;
+    const float *q;
+    const void *k, *v;
+    bool kv_f16;
+    int64_t kv_stride;
+    float *out, *lse;
+    float *scratch;
+    size_t scratch_per_thread;
+    int32_t n_blocks;             /* query blocks per head */
+};
+
+static float kv_elem(const void *kv, bool f16, int64_t i)
+{
+    return f16 ? md_fp16_to_fp32(((const uint16_t *)kv)[i]) : ((const float *)kv)[i];
+}
+
+static void attn_block(const struct attn_blk_job *j, int32_t h, int32_t blk, float *ws)
+{
+    const struct md_attn_params *p = j->p;
+    const int32_t d = p->head_dim, hk = h / (p->n_head / p->n_head_kv);
+    const int32_t i0 = blk * ATTN_QB;
+    const int32_t nq = p->n_q - i0 < ATTN_QB ? p->n_q - i0 : ATTN_QB;
+    int32_t nv = p->causal ? p->q_start + i0 + nq : p->n_kv;
+    nv = nv > p->n_kv ? p->n_kv : nv < 0 ? 0 : nv;
+    float *qb = ws, *kb = qb + (size_t)ATTN_QB * d, *vt = kb + (size_t)p->n_kv * d;
+    float *sb = vt + (size_t)p->n_kv * d, *ob = sb + (size_t)ATTN_QB * p->n_kv;
+    const int64_t row_q = (int64_t)p->n_head * d;
+
+    for (int32_t i = 0; i < nq; i++)
+        memcpy(qb + (size_t)i * d, j->q + (i0 + i) * row_q + (int64_t)h * d, sizeof(float) * (size_t)d);
+    for (int32_t t = 0; t < nv; t++) {
+        int64_t off = t * j->kv_stride + (int64_t)hk * d;
+        for (int32_t e = 0; e < d; e++) {
+            kb[(size_t)t * d + e] = kv_elem(j->k, j->kv_f16, off + e);
+            vt[(size_t)e * nv + t] = kv_elem(j->v, j->kv_f16, off + e);
+        }
+    }
+    if (nv > 0)
+        md_matmul(NULL, j->isa, qb, nq, d, kb, MD_TYPE_F32, nv, sb);
+
+    float inv_sum[ATTN_QB];
+    for (int32_t i = 0; i < nq; i++) {
+        float *srow = sb + (size_t)i * nv;
+        int32_t vis = p->causal ? p->q_start + i0 + i + 1 : nv;
+        vis = vis > nv ? nv : vis < 0 ? 0 : vis;
+        float m = -INFINITY;
+        for (int32_t t = 0; t < vis; t++) {
+            srow[t] *= p->scale;
+            m = srow[t] > m ? srow[t] : m;
+        }
+        float sum = vis > 0 ? exp_sum(srow, vis, m) : 0.0f;
+        memset(srow + vis, 0, sizeof(float) * (size_t)(nv - vis));
+        inv_sum[i] = vis > 0 ? 1.0f / sum : 0.0f;
+        if (j->lse)
+            j->lse[(int64_t)h * p->n_q + i0 + i] = vis > 0 ? m + logf(sum) : -INFINITY;
+    }
+    if (nv > 0)
+        md_matmul(NULL, j->isa, sb, nq, nv, vt, MD_TYPE_F32, d, ob);
+    for (int32_t i = 0; i < nq; i++) {
+        float *o = j->out + (i0 + i) * row_q + (int64_t)h * d;
+        for (int32_t e = 0; e < d; e++)
+            o[e] = nv > 0 ? ob[(size_t)i * d + e] * inv_sum[i] : 0.0f;
+    }
+}
+
+static void attn_blk_worker(void *arg, int ith, int nth)
+{
+    const struct attn_blk_job *j = arg;
+    int64_t n_items = (int64_t)j->p->n_head * j->n_blocks, a, b;
+    split_rows(n_items, ith, nth, &a, &b);
+    float *ws = j->scratch + j->scratch_per_thread * (size_t)ith;
+    for (int64_t it = a; it < b; it++)
+        attn_block(j, (int32_t)(it / j->n_blocks), (int32_t)(it % j->n_blocks), ws);
+}
+
+/* Grow the per-thread attention work space to `per` floats a thread. */
+static int attn_scratch(struct md_backend_cpu *c, size_t per)
+{
+    if (per <= c->scratch_per_thread)
+        return MD_OK;
+    float *s = malloc(per * sizeof(float) * (size_t)c->n_threads);
+    if (!s)
+        return MD_ERR_NOMEM;
+    free(c->scratch);
+    c->scratch = s;
+    c->scratch_per_thread = per;
+    return MD_OK;
+}
+
+static bool kv_type_ok(const struct md_tensor *t)
+{
+    return t && t->data && (t->type == MD_TYPE_F32 || t->type == MD_TYPE_F16);
+}
+
+static int cpu_attention(struct md_backend *be, const struct md_attn_params *p,
+                         const struct md_tensor *q, const struct md_tensor *k,
+                         const struct md_tensor *v, struct md_tensor *out, struct md_tensor *lse)
+{
+    struct md_backend_cpu *c = cpu_of(be);
+    if (p->n_q < 0 || p->n_kv < 0 || p->n_head <= 0 || p->n_head_kv <= 0 || p->head_dim <= 0 ||
+        p->n_head % p->n_head_kv)
+        return MD_ERR_INVALID;
+    int64_t row_q = (int64_t)p->n_head * p->head_dim, row_kv = (int64_t)p->n_head_kv * p->head_dim;
+    if (!is_f32(q) || !is_f32(out) || q->ne[0] != row_q || out->ne[0] != row_q ||
+        md_tensor_nrows(q) < p->n_q || md_tensor_nrows(out) < p->n_q ||
+        !kv_type_ok(k) || !kv_type_ok(v) || k->type != v->type ||
+        k->ne[0] != row_kv || v->ne[0] != row_kv ||
+        md_tensor_nrows(k) < p->n_kv || md_tensor_nrows(v) < p->n_kv ||
+        (lse && (!is_f32(lse) || lse->ne[0] * md_tensor_nrows(lse) < (int64_t)p->n_head * p->n_q)))
+        return MD_ERR_INVALID;
+    if (p->n_q == 0)
+        return MD_OK;
+
+    bool f16 = k->type == MD_TYPE_F16;
+    if (p->n_q >= ATTN_MIN_BLOCKED_Q) {
+        size_t d = (size_t)p->head_dim, nkv = (size_t)p->n_kv;
+        size_t per = ATTN_QB * d * 2 + nkv * d * 2 + ATTN_QB * nkv + 16;
+        int rc = attn_scratch(c, per);
+        if (rc)
+            return rc;
+        struct attn_blk_job jb = { p, c->isa, q->data, k->data, v->data, f16, row_kv, out->data,
+                                   lse ? lse->data : NULL, c->scratch, c->scratch_per_thread,
+                                   (p->n_q + ATTN_QB - 1) / ATTN_QB };
+        cpu_run(c, attn_blk_worker, &jb);
+        return MD_OK;
+    }
+    int rc = attn_scratch(c, (size_t)p->n_kv + 2 * (size_t)p->head_dim + 16);
+    if (rc)
+        return rc;
+    struct attn_job j = { p, q->data, k->data, v->data, f16, row_kv,
+                          out->data, lse ? lse->data : NULL, c->scratch, c->scratch_per_thread };
+    cpu_run(c, attn_worker, &j);
+    return MD_OK;
+}
+
+/* ---- row movement ---------------------------------------------------- */
+
+static int cpu_set_rows(struct md_backend *be, struct md_tensor *dst, int64_t row0,
+                        const struct md_tensor *src)
+{
+    int64_t n = md_tensor_nrows(src), ne0 = src->ne[0];
+    if (!is_f32(src) || !dst->data || dst->ne[0] != ne0 || row0 < 0 ||
+        row0 + n > md_tensor_nrows(dst))
+        return MD_ERR_INVALID;
+    const float *s = src->data;
+    if (dst->type == MD_TYPE_F32) {
+        memcpy((float *)dst->data + row0 * ne0, s, sizeof(float) * (size_t)(n * ne0));
+    } else if (dst->type == MD_TYPE_F16) {
+        uint16_t *d = (uint16_t *)dst->data + row0 * ne0;
+        for (int64_t i = 0; i < n * ne0; i++)
+            d[i] = md_fp32_to_fp16(s[i]);
+    } else {
+        return MD_ERR_INVALID;
+    }
+    return MD_OK;
+}
+
+static int cpu_keep_rows(struct md_backend *be, struct md_tensor *t, const int32_t *idx, int64_t n)
+{
+    size_t rb = md_tensor_row_bytes(t);
+    int64_t rows = md_tensor_nrows(t);
+    if (!t->data || rb == 0 || n > rows)
+        return MD_ERR_INVALID;
+    char *d = t->data;
+    for (int64_t i = 0; i < n; i++) {
+        if (idx[i] < i || idx[i] >= rows)
+            return MD_ERR_INVALID;   /* not strictly increasing; caller bug */
+        if (idx[i] != i)
+            memcpy(d + rb * (size_t)i, d + rb * (size_t)idx[i], rb);
+    }
+    return MD_OK;
+}
+
+/* ---- instance -------------------------------------------------------- */
+
+static void cpu_destroy(struct md_backend *be)
+{
+    struct md_backend_cpu *c = cpu_of(be);
+    md_threadpool_free(c->tp);
+    free(c->scratch);
+    free(c);
+}
+
+static const struct md_backend_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .tensor_alloc = cpu_tensor_alloc,
+    .tensor_weight = cpu_tensor_weight,
+    .tensor_free = cpu_tensor_free,
+    .tensor_set = cpu_tensor_set,
+    .tensor_get = cpu_tensor_get,
+    .get_rows = cpu_get_rows,
+    .matmul = cpu_matmul,
+    .add = cpu_add,
+    .rms_norm = cpu_rms_norm,
+    .layer_norm = cpu_layer_norm,
+    .rope = cpu_rope,
+    .unary = cpu_unary,
+    .glu = cpu_glu,
+    .softmax = cpu_softmax,
+    .attention = cpu_attention,
+    .set_rows = cpu_set_rows,
+    .keep_rows = cpu_keep_rows,
+};
+
+/* "auto" -> what the CPU has; a named ISA must be supported by this CPU. */
+static int pick_isa(const char *name, enum md_cpu_isa *isa, char *err, size_t errlen)
+{
+    enum md_cpu_isa have = md_cpu_isa_detect();
+    if (!name || !*name || !strcmp(name, "auto")) {
+        *isa = have;
+        return MD_OK;
+    }
+    static const struct { const char *name; enum md_cpu_isa isa; } names[] = {
+        { "scalar", MD_ISA_SCALAR }, { "avx2", MD_ISA_AVX2 }, { "avx512", MD_ISA_AVX512 },
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(name, names[i].name))
+            continue;
+        if (names[i].isa > have) {
+            snprintf(err, errlen, "ISA '%s' is not supported by this CPU (best: %s)", name,
+                     md_cpu_isa_name(have));
+            return MD_ERR_UNSUPPORTED;
+        }
+        *isa = names[i].isa;
+        return MD_OK;
+    }
+    snprintf(err, errlen, "unknown ISA '%s' (expected auto, scalar, avx2 or avx512)", name);
+    return MD_ERR_INVALID;
+}
+
+int md_backend_cpu_new(const struct md_backend_params *p, struct md_backend **out,
+                       char *err, size_t errlen)
+{
+    *out = NULL;
+    enum md_cpu_isa isa;
+    int rc = pick_isa(p ? p->isa : NULL, &isa, err, errlen);
+    if (rc)
+        return rc;
+    struct md_backend_cpu *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory creating the CPU backend");
+        return MD_ERR_NOMEM;
+    }
+    c->base.ops = &cpu_ops;
+    c->isa = isa;
+    c->n_threads = p && p->n_threads > 0 ? p->n_threads : 1;
+    if (c->n_threads > 1) {
+        c->tp = md_threadpool_new(c->n_threads);
+        if (!c->tp) {
+            free(c);
+            snprintf(err, errlen, "cannot start a thread pool of %d threads", p->n_threads);
+            return MD_ERR_NOMEM;
+        }
+    }
+    *out = &c->base;
+    return MD_OK;
+}
+
+const char *md_backend_cpu_isa(const struct md_backend *be)
+{
+    if (!be || be->ops != &cpu_ops)
+        return "";
+    return md_cpu_isa_name(((const struct md_backend_cpu *)be)->isa);
+}

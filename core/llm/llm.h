@@ -1,0 +1,96 @@
+/* The LLM context and its layer-by-layer forward pass.
+ *
+ * md_decode_batch (mustdrop.h) is begin → layer 0..n_layer-1 → end. The
+ * steps are exposed here so token-reduction code can act between layers
+ * during a prefill: read the layer's post-RoPE queries and log-sum-exps to
+ * recover attention probabilities (pruning.md §5.3), then drop rows of the
+ * hidden state with md_llm_keep_rows so later layers see fewer tokens.
+ *
+ *     md_llm_begin(ctx, &batch, 0, batch.n);        // n <= n_batch
+ *     for (il = 0; il < n_layer; il++) {
+ *         md_llm_layer(ctx, il);
+ *         if (il == 2) { ...md_llm_q(ctx), md_llm_lse(ctx), layer il's K...
+ *                        md_llm_keep_rows(ctx, keep, n_keep); }
+ *     }
+ *     md_llm_end(ctx, false, logits);
+ *
+ * md_decode_batch snapshots the cache lengths first and restores them on
+ * any error; direct callers of the steps do the same with
+ * md_kv_snapshot_take / md_kv_snapshot_restore (kv.h) on ctx->snap.
+ */
+#ifndef MD_LLM_H
+#define MD_LLM_H
+
+#include "backend.h"
+#include "kv.h"
+#include "model.h"
+#include "mustdrop.h"
+
+struct md_context {
+    struct md_model *model;
+    struct md_context_params params;
+    struct md_backend *be;
+    struct md_kv_cache *kv;
+    struct md_kv_snapshot snap;     /* cache state before the running decode call */
+
+    /* Activations in backend memory, [n_batch] rows each, made once. */
+    struct md_tensor x;      /* [n_batch][n_embd] residual stream */
+    struct md_tensor xb;     /* [n_batch][n_embd] normed input / sublayer output */
+    struct md_tensor q;      /* [n_batch][n_head * head_dim], post-RoPE */
+    struct md_tensor k;      /* [n_batch][n_head_kv * head_dim], post-RoPE */
+    struct md_tensor v;      /* [n_batch][n_head_kv * head_dim] */
+    struct md_tensor att;    /* [n_batch][n_head * head_dim] attention output */
+    struct md_tensor lse;    /* [n_head][n_rows] log-sum-exp of the last layer run */
+    struct md_tensor hb;     /* [n_batch][n_ff] gate, then silu(gate) * up */
+    struct md_tensor hb2;    /* [n_batch][n_ff] up */
+    struct md_tensor ids;    /* I32 [n_batch] token ids */
+    struct md_tensor pos;    /* I32 [n_batch] RoPE positions for the current layer */
+    struct md_tensor out;    /* [out_rows][n_vocab] logits chunk (grown on demand) */
+    int32_t out_rows;
+
+    /* The batch in flight. */
+    int32_t n_rows;          /* rows of x in use */
+    int32_t *row_pos;        /* [n_batch] sequence position of each row */
+    int32_t *layer_pos;      /* [n_batch] what `pos` holds now */
+    int32_t n_layer_pos;     /* rows of layer_pos valid (0 = must upload) */
+    int32_t *ids_host;       /* [n_batch] */
+    int32_t next_seq_pos;    /* kv->seq_pos once the batch ends */
+    int32_t last_layer;      /* layer whose q/lse are in the buffers, -1 none */
+
+    /* Logits of the last decode call (host). */
+    float *logits;           /* [logits_cap][n_vocab] */
+    int32_t logits_cap;
+    int32_t n_logits;        /* rows held */
+    int32_t n_last_rows;     /* rows of the last decode call */
+
+    struct md_timings timings;
+    char err[256];
+};
+
+/* Set ctx->err and return rc. */
+int md_llm_error(struct md_context *ctx, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Embed rows [row0, row0+n) of batch into x (n <= n_batch) and fix their
+ * sequence positions. Checks tokens and KV room; changes no cache. */
+int md_llm_begin(struct md_context *ctx, const struct md_batch *batch, int32_t row0, int32_t n);
+/* Run transformer block il on the rows in flight, appending their K/V to
+ * layer il's cache. Layers must run in order. */
+int md_llm_layer(struct md_context *ctx, int32_t il);
+/* Keep rows idx[0..n) of the hidden state (strictly increasing) and drop
+ * the rest; later layers see n rows. */
+int md_llm_keep_rows(struct md_context *ctx, const int32_t *idx, int32_t n);
+/* Final norm and output projection into logits (host, [rows][n_vocab]):
+ * every row in flight when all, else the last one; logits may be NULL.
+ * Advances the shared sequence position. */
+int md_llm_end(struct md_context *ctx, bool all, float *logits);
+
+/* What the last md_llm_layer left for reduction code (backend tensors). */
+int32_t md_llm_n_rows(const struct md_context *ctx);
+const int32_t *md_llm_row_pos(const struct md_context *ctx);      /* [n_rows] */
+struct md_tensor md_llm_q(const struct md_context *ctx);          /* [n_rows][n_head*head_dim] */
+struct md_tensor md_llm_lse(const struct md_context *ctx);        /* [n_head][n_rows] */
+struct md_tensor md_llm_hidden(const struct md_context *ctx);     /* [n_rows][n_embd] */
+struct md_backend *md_llm_backend(struct md_context *ctx);
+
+#endif

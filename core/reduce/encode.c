@@ -1,0 +1,801 @@
+/* Stages (a) and (b): the vision tower with MustDrop's local spatial merge
+ * and class attention, then per-image / per-frame selection (HiRED,
+ * random, uniform), temporal merging of video frames (DyCoke, stmerge) and
+ * the global cap. The kept rows of each image become one block. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "session.h"
+#include "vision-impl.h"
+
+int md_reduce_fail(struct md_reduce_session *s, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof s->err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+double md_reduce_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+void md_reduce_block_free(struct md_block *b)
+{
+    free(b->embd);
+    free(b->score);
+    free(b->key);
+    free(b->src);
+    memset(b, 0, sizeof *b);
+}
+
+static void encoded_free(struct md_encoded *e)
+{
+    free(e->embd);
+    free(e->score);
+    free(e->score0);
+    free(e->src);
+    memset(e, 0, sizeof *e);
+}
+
+static bool has(const struct md_reduce_session *s, uint32_t m)
+{
+    return (s->cfg.methods & m) != 0;
+}
+
+/* ---- the tower (stage a) ------------------------------------------------ */
+
+static struct md_vit_dims vit_dims(const struct md_vision *v)
+{
+    struct md_vit_dims d = { v->hp.hidden, v->hp.n_ff, v->hp.n_head, v->hp.n_mm, v->hp.n_embd_out };
+    return d;
+}
+
+static int run_layers_counted(struct md_reduce_session *s, struct md_vision_run *r, int32_t a,
+                              int32_t b)
+{
+    struct md_vit_dims d = vit_dims(s->vis);
+    for (int32_t il = a; il < b; il++)
+        s->st.flops_vision += md_reduce_flops_vit_layer(&d, md_vision_run_n_tok(r));
+    return a < b ? md_vision_run_layers(r, a, b) : MD_OK;
+}
+
+/* Importance of each patch from layer il's attention, as that layer's
+ * input: the class token's row, mean over heads. A tower without class
+ * token (SigLIP) has no such row; we use the attention the patches receive
+ * from up to 8 evenly spaced query rows instead (mean over rows and heads),
+ * an estimate of the mean received attention that stays one row per query
+ * (docs/reduction.md). out[n_patches]. */
+static int class_attention(struct md_vision_run *r, const struct md_vision *v, int32_t il,
+                           float *out)
+{
+    int32_t n = md_vision_run_n_tok(r), H = v->hp.n_head, cls = v->hp.has_class ? 1 : 0;
+    float *p = malloc(sizeof(float) * (size_t)H * (size_t)n);
+    if (!p)
+        return MD_ERR_NOMEM;
+    int32_t rows = cls ? 1 : (n < 8 ? n : 8);
+    for (int32_t j = 0; j < n - cls; j++)
+        out[j] = 0.0f;
+    int rc = MD_OK;
+    for (int32_t q = 0; q < rows && !rc; q++) {
+        int32_t row = cls ? 0 : (int32_t)((int64_t)q * n / rows);
+        rc = md_vision_run_attention_row(r, il, row, p);
+        for (int32_t h = 0; h < H && !rc; h++)
+            for (int32_t j = cls; j < n; j++)
+                out[j - cls] += p[(size_t)h * n + j] / (float)(H * rows);
+    }
+    free(p);
+    return rc;
+}
+
+/* MustDrop A1 after layer merge_layer: merge windows of the patch grid
+ * (pruning.md §1.1); the class token stays first. src gets the raster
+ * index of every patch token after the merge. */
+static int local_merge(struct md_reduce_session *s, struct md_vision_run *r, int32_t *src,
+                       int32_t *n_patch)
+{
+    const struct md_clip_hparams *hp = &s->vis->hp;
+    int32_t n = md_vision_run_n_tok(r), D = hp->hidden, cls = hp->has_class ? 1 : 0;
+    int32_t side = hp->n_side, nw = md_reduce_lsm_n_windows(side, side, 3);
+    float *h = malloc(sizeof(float) * (size_t)n * D), *out = malloc(sizeof(float) * (size_t)n * D);
+    float *sc = malloc(sizeof(float) * (size_t)(nw > 0 ? nw : 1));
+    int rc = h && out && sc ? md_vision_run_hidden(r, h) : MD_ERR_NOMEM;
+    if (!rc && nw > 0 && n == hp->n_pos) {
+        md_reduce_lsm_scores(h + (size_t)cls * D, side, side, D, 3, sc);
+        int32_t m = md_reduce_lsm_count(sc, nw, s->cfg.md_merge_thresh);
+        if (cls)
+            memcpy(out, h, sizeof(float) * (size_t)D);
+        *n_patch = md_reduce_lsm_merge(h + (size_t)cls * D, side, side, D, 3, sc, m,
+                                       out + (size_t)cls * D, src);
+        if (m > 0)
+            rc = md_vision_run_set_hidden(r, out, *n_patch + cls);
+    }
+    free(h);
+    free(out);
+    free(sc);
+    return rc;
+}
+
+/* Run the tower on one preprocessed image with what the methods need. */
+static int encode_pixels(struct md_reduce_session *s, const float *pixels, bool want_l0,
+                         struct md_encoded *e)
+{
+    struct md_vision *v = s->vis;
+    const struct md_clip_hparams *hp = &v->hp;
+    int32_t L = hp->n_layer_run, np = hp->n_patches, cls = hp->has_class ? 1 : 0;
+    bool lsm = has(s, MD_REDUCE_MUSTDROP) && s->cfg.md_merge_thresh <= 1.0f &&
+               s->cfg.md_merge_layer < L - 1;
+    bool want_score = has(s, MD_REDUCE_MUSTDROP | MD_REDUCE_HIRED) || s->cfg.max_visual_tokens > 0;
+    memset(e, 0, sizeof *e);
+    e->side = hp->n_side;
+    e->src = malloc(sizeof(int32_t) * (size_t)np);
+    e->score = want_score ? malloc(sizeof(float) * (size_t)np) : NULL;
+    e->score0 = want_l0 ? malloc(sizeof(float) * (size_t)np) : NULL;
+    e->embd = malloc(sizeof(float) * (size_t)np * (size_t)hp->n_embd_out);
+    if (!e->src || !e->embd || (want_score && !e->score) || (want_l0 && !e->score0))
+        return MD_ERR_NOMEM;
+    for (int32_t j = 0; j < np; j++)
+        e->src[j] = j;
+    e->n0 = np;
+    struct md_vision_run *r = NULL;
+    int rc = md_vision_run_begin(v, pixels, 1, &r);
+    int32_t done = 0, n_patch = np;
+    if (!rc && want_l0)
+        rc = class_attention(r, v, 0, e->score0);
+    if (!rc && lsm) {
+        done = s->cfg.md_merge_layer + 1;
+        rc = run_layers_counted(s, r, 0, done);
+        if (!rc)
+            rc = local_merge(s, r, e->src, &n_patch);
+    }
+    if (!rc && want_score) {
+        rc = run_layers_counted(s, r, done, L - 1);
+        done = L - 1 > done ? L - 1 : done;
+        if (!rc)
+            rc = class_attention(r, v, L - 1, e->score);
+    }
+    if (!rc)
+        rc = run_layers_counted(s, r, done, L);
+    int32_t got = 0;
+    if (!rc)
+        rc = md_vision_run_project(r, true, e->embd, np, &got);
+    if (!rc) {
+        struct md_vit_dims d = vit_dims(v);
+        s->st.flops_vision += md_reduce_flops_projector(&d, got);
+        e->n = got;
+        (void)cls;
+        (void)n_patch;
+    }
+    md_vision_run_end(r);
+    return rc;
+}
+
+/* ---- blocks (stage b) ---------------------------------------------------- */
+
+static int push_block(struct md_reduce_session *s, struct md_block *b)
+{
+    if (s->n_blocks == s->cap_blocks) {
+        int32_t cap = s->cap_blocks ? 2 * s->cap_blocks : 16;
+        struct md_block *nb = realloc(s->blocks, sizeof *nb * (size_t)cap);
+        if (!nb)
+            return MD_ERR_NOMEM;
+        s->blocks = nb;
+        s->cap_blocks = cap;
+    }
+    s->blocks[s->n_blocks++] = *b;
+    memset(b, 0, sizeof *b);
+    return MD_OK;
+}
+
+/* A block of the rows idx[0..k) of an encoded image (k may be all). */
+static int block_from(struct md_reduce_session *s, const float *embd, const float *score,
+                      const bool *key, const int32_t *src, const int32_t *idx, int32_t k,
+                      int32_t gh, int32_t gw, struct md_block *b)
+{
+    memset(b, 0, sizeof *b);
+    size_t E = (size_t)s->E, m = (size_t)(k > 0 ? k : 1);
+    b->embd = malloc(sizeof(float) * m * E);
+    b->key = calloc(m, sizeof(bool));
+    b->src = malloc(sizeof(int32_t) * m);
+    b->score = score ? malloc(sizeof(float) * m) : NULL;
+    if (!b->embd || !b->key || !b->src || (score && !b->score)) {
+        md_reduce_block_free(b);
+        return MD_ERR_NOMEM;
+    }
+    for (int32_t i = 0; i < k; i++) {
+        int32_t j = idx ? idx[i] : i;
+        memcpy(b->embd + (size_t)i * E, embd + (size_t)j * E, sizeof(float) * E);
+        b->key[i] = key && key[j];
+        b->src[i] = src ? src[j] : j;
+        if (score)
+            b->score[i] = score[j];
+    }
+    b->n = k;
+    b->gh = gh;
+    b->gw = gw;
+    return MD_OK;
+}
+
+static bool key_any(const bool *key, int32_t n)
+{
+    for (int32_t i = 0; key && i < n; i++)
+        if (key[i])
+            return true;
+    return false;
+}
+
+/* Evenly spaced k of n (ascending): the fallback when no score exists. */
+static void stride_pick(int32_t n, int32_t k, int32_t *idx)
+{
+    for (int32_t i = 0; i < k; i++)
+        idx[i] = (int32_t)((int64_t)i * n / k);
+}
+
+/* Per-image selection: HiRED (single partition), random, uniform. Writes
+ * the kept rows into a new block. At least one row always survives: an
+ * image that vanishes entirely would also drop its prompt marker. */
+static int select_block(struct md_reduce_session *s, const float *embd, const float *score,
+                        const bool *key, const int32_t *src, int32_t n, int32_t gh, int32_t gw,
+                        int32_t budget, struct md_block *b)
+{
+    const struct md_reduce_config *c = &s->cfg;
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    float *pooled = NULL;
+    int32_t *psrc = NULL;
+    if (!idx)
+        return MD_ERR_NOMEM;
+    int32_t k = n;
+    const int32_t *use = NULL;
+    int rc = MD_OK;
+    if (budget >= 0) {                                  /* HiRED */
+        k = budget < 1 ? 1 : budget > n ? n : budget;
+        if (score)
+            k = md_reduce_topk_forced(score, key, n, k, idx);
+        else
+            stride_pick(n, k, idx);
+        use = idx;
+    } else if (has(s, MD_REDUCE_RANDOM)) {
+        k = (int32_t)lround((double)c->random_keep * n);
+        k = k < 1 ? 1 : k > n ? n : k;
+        md_reduce_random_subset(c->random_seed + (uint64_t)s->st.n_images, n, k, idx);
+        use = idx;
+    } else if (has(s, MD_REDUCE_UNIFORM) && c->uniform_tokens < n) {
+        if (gh * gw == n && !key_any(key, n)) {
+            pooled = malloc(sizeof(float) * (size_t)n * (size_t)s->E);
+            psrc = malloc(sizeof(int32_t) * (size_t)n);
+            if (!pooled || !psrc) {
+                rc = MD_ERR_NOMEM;
+            } else {
+                k = md_reduce_uniform_pool(embd, gh, gw, s->E, c->uniform_tokens, pooled, psrc);
+                rc = block_from(s, pooled, NULL, NULL, psrc, NULL, k, 0, 0, b);
+            }
+            free(pooled);
+            free(psrc);
+            free(idx);
+            return rc;
+        }
+        k = c->uniform_tokens < 1 ? 1 : c->uniform_tokens;
+        stride_pick(n, k, idx);   /* not a raster any more: evenly spaced */
+        use = idx;
+    }
+    rc = block_from(s, embd, score, key, src, use, k, gh, gw, b);
+    free(idx);
+    return rc;
+}
+
+/* MustDrop A2: the top ceil(rate * n) patches by final-layer class
+ * attention are key tokens, never dropped later (pruning.md §1.1, §7.1
+ * step 11). Our tower's last run layer stands for the reference's layer
+ * 23: legacy mmproj files do not store that layer (docs/vision.md). */
+static bool *key_set(const struct md_reduce_session *s, const float *score, int32_t n)
+{
+    if (!has(s, MD_REDUCE_MUSTDROP) || !score || n <= 0)
+        return NULL;
+    bool *key = calloc((size_t)n, sizeof(bool));
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)n);
+    int32_t k = (int32_t)ceil((double)s->cfg.md_key_rate * n - 1e-9);
+    k = k > n ? n : k;
+    if (key && idx && k > 0) {
+        md_reduce_topk(score, n, k, idx);
+        for (int32_t i = 0; i < k; i++)
+            key[idx[i]] = true;
+    }
+    free(idx);
+    return key;
+}
+
+static int32_t count_keys(const bool *key, int32_t n)
+{
+    int32_t c = 0;
+    for (int32_t i = 0; key && i < n; i++)
+        c += key[i];
+    return c;
+}
+
+/* Append b's rows to acc (tiles of one image become one block). */
+static int concat_block(struct md_reduce_session *s, struct md_block *acc, struct md_block *b)
+{
+    size_t E = (size_t)s->E, n = (size_t)acc->n + (size_t)b->n;
+    float *embd = realloc(acc->embd, sizeof(float) * (n ? n : 1) * E);
+    if (embd) acc->embd = embd;
+    bool *key = realloc(acc->key, sizeof(bool) * (n ? n : 1));
+    if (key) acc->key = key;
+    int32_t *src = realloc(acc->src, sizeof(int32_t) * (n ? n : 1));
+    if (src) acc->src = src;
+    float *score = realloc(acc->score, sizeof(float) * (n ? n : 1));
+    if (score) acc->score = score;
+    if (!embd || !key || !src || !score)
+        return MD_ERR_NOMEM;
+    memcpy(acc->embd + (size_t)acc->n * E, b->embd, sizeof(float) * (size_t)b->n * E);
+    memcpy(acc->key + acc->n, b->key, sizeof(bool) * (size_t)b->n);
+    memcpy(acc->src + acc->n, b->src, sizeof(int32_t) * (size_t)b->n);
+    for (int32_t i = 0; i < b->n; i++)
+        acc->score[acc->n + i] = b->score ? b->score[i] : 0.0f;
+    acc->n += b->n;
+    acc->gh = acc->gw = 0;
+    return MD_OK;
+}
+
+/* One encoded image / tile through key set and selection into a block. */
+static int select_encoded(struct md_reduce_session *s, const struct md_encoded *e, int32_t budget,
+                          struct md_block *b)
+{
+    double t0 = md_reduce_now_ms();
+    bool *key = key_set(s, e->score, e->n);
+    s->st.n_key_tokens += count_keys(key, e->n);
+    bool raster = e->n == e->side * e->side;
+    int rc = select_block(s, e->embd, e->score, key, e->src, e->n, raster ? e->side : 0,
+                          raster ? e->side : 0, budget, b);
+    free(key);
+    s->st.ms_select += md_reduce_now_ms() - t0;
+    return rc;
+}
+
+static int hired_single_budget(const struct md_reduce_session *s, int32_t n)
+{
+    int32_t b = -1;
+    if (has(s, MD_REDUCE_HIRED))
+        md_reduce_hired_budgets(1, n, s->cfg.hired_budget, s->cfg.hired_alpha, NULL, 0, 0, 0,
+                                false, &b);
+    return b;
+}
+
+/* LLaVA-NeXT with a method that needs the tower's internals: tiles encoded
+ * one by one, packed flat (base, then tiles row-major; no unpad, no
+ * image_newline), as MustDrop's reference forces (pruning.md §1.4). HiRED
+ * splits its budget over the tiles (§2.2). */
+static int add_anyres(struct md_reduce_session *s, const uint8_t *rgb, int32_t w, int32_t h,
+                      int32_t stride, struct md_block *acc)
+{
+    struct md_vision *v = s->vis;
+    struct md_anyres_plan p;
+    int rc = md_anyres_plan(&v->hp, false, w, h, &p);
+    if (rc)
+        return md_reduce_fail(s, rc, "AnyRes plan for a %dx%d image failed", w, h);
+    size_t S = (size_t)v->hp.image_size;
+    float *pix = malloc(sizeof(float) * 3 * S * S * (size_t)p.n_tiles);
+    struct md_encoded *e = calloc((size_t)p.n_tiles, sizeof *e);
+    int32_t *budget = malloc(sizeof(int32_t) * (size_t)p.n_tiles);
+    rc = pix && e && budget ? md_anyres_pixels(&v->hp, v->params.resample, &p, rgb, w, h, stride,
+                                               pix) : MD_ERR_NOMEM;
+    bool hired = has(s, MD_REDUCE_HIRED);
+    for (int32_t t = 0; t < p.n_tiles && !rc; t++) {
+        rc = encode_pixels(s, pix + (size_t)t * 3 * S * S, hired && t == 0, &e[t]);
+        s->st.vis_in += v->hp.n_patches;
+        s->st.vis_after_vision += e[t].n;
+    }
+    for (int32_t t = 0; t < p.n_tiles; t++)
+        budget[t] = -1;
+    if (!rc && hired)
+        md_reduce_hired_budgets(p.n_tiles, v->hp.n_patches, s->cfg.hired_budget,
+                                s->cfg.hired_alpha, e[0].score0, v->hp.n_side, p.ny, p.nx,
+                                s->cfg.hired_geometric, budget);
+    for (int32_t t = 0; t < p.n_tiles && !rc; t++) {
+        struct md_block b;
+        rc = select_encoded(s, &e[t], hired ? budget[t] : -1, &b);
+        if (!rc) {
+            rc = concat_block(s, acc, &b);
+            md_reduce_block_free(&b);
+        }
+    }
+    for (int32_t t = 0; e && t < p.n_tiles; t++)
+        encoded_free(&e[t]);
+    free(e);
+    free(pix);
+    free(budget);
+    return rc;
+}
+
+static int grow_frame_bufs(struct md_reduce_session *s, int32_t n)
+{
+    if (s->frame_n == n && s->anchor)
+        return MD_OK;
+    size_t sz = sizeof(float) * (size_t)n * (size_t)s->E;
+    free(s->anchor);
+    free(s->prev);
+    s->anchor = malloc(sz);
+    s->prev = malloc(sz);
+    s->frame_n = n;
+    return s->anchor && s->prev ? MD_OK : MD_ERR_NOMEM;
+}
+
+/* DyCoke TTM on one frame (pruning.md §3.1). Frames whose row count
+ * differs from the anchor's (an earlier merge changed it) stay whole. */
+static int dycoke_block(struct md_reduce_session *s, const struct md_encoded *e, int32_t f,
+                        struct md_block *b)
+{
+    int32_t pos = f % s->cfg.dycoke_window, ref = md_reduce_dycoke_ref(pos);
+    int rc = pos == 0 ? grow_frame_bufs(s, e->n) : MD_OK;
+    if (rc)
+        return rc;
+    size_t sz = sizeof(float) * (size_t)e->n * (size_t)s->E;
+    if (pos == 0)
+        memcpy(s->anchor, e->embd, sz);
+    int32_t *keep = malloc(sizeof(int32_t) * (size_t)(e->n > 0 ? e->n : 1));
+    if (!keep)
+        return MD_ERR_NOMEM;
+    int32_t k = e->n;
+    const int32_t *use = NULL;
+    if (ref >= 0 && e->n == s->frame_n) {
+        const float *rf = ref == 0 ? s->anchor : s->prev;
+        k = md_reduce_dycoke_frame(e->embd, rf, e->n, s->E, s->cfg.dycoke_k, keep);
+        k = k < 1 ? 1 : k;
+        if (k == 1 && e->n > 0 && s->cfg.dycoke_k >= 1.0f)
+            keep[0] = 0;
+        use = keep;
+    }
+    if (e->n == s->frame_n)
+        memcpy(s->prev, e->embd, sz);
+    bool raster = e->n == e->side * e->side;
+    rc = block_from(s, e->embd, e->score, NULL, e->src, use, k, raster ? e->side : 0,
+                    raster ? e->side : 0, b);
+    free(keep);
+    return rc;
+}
+
+static int stmerge_push(struct md_reduce_session *s, const struct md_encoded *e)
+{
+    int32_t T = s->cfg.st_frames;
+    bool raster = e->n == e->side * e->side;
+    if (s->n_pending && (e->n != s->frame_n || !raster))
+        md_reduce_flush_pending(s);
+    if (!s->pending || s->frame_n != e->n) {
+        free(s->pending);
+        free(s->pending_score);
+        s->pending = malloc(sizeof(float) * (size_t)T * (size_t)e->n * (size_t)s->E);
+        s->pending_score = malloc(sizeof(float) * (size_t)T * (size_t)e->n);
+        s->frame_n = e->n;
+        if (!s->pending || !s->pending_score)
+            return MD_ERR_NOMEM;
+    }
+    size_t off = (size_t)s->n_pending * (size_t)e->n;
+    memcpy(s->pending + off * (size_t)s->E, e->embd, sizeof(float) * (size_t)e->n * (size_t)s->E);
+    for (int32_t j = 0; j < e->n; j++)
+        s->pending_score[off + (size_t)j] = e->score ? e->score[j] : 0.0f;
+    s->pend_gh = s->pend_gw = raster ? e->side : 0;
+    s->n_pending++;
+    if (s->n_pending == T || !raster)
+        md_reduce_flush_pending(s);
+    return MD_OK;
+}
+
+/* The frames waiting for a full 3x3xT group are merged with what there is
+ * (a shorter group), one block each. */
+void md_reduce_flush_pending(struct md_reduce_session *s)
+{
+    int32_t T = s->n_pending, n = s->frame_n;
+    s->n_pending = 0;
+    if (T <= 0 || !s->pending)
+        return;
+    bool *keep = malloc(sizeof(bool) * (size_t)T * (size_t)n);
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    if (!keep || !idx) {
+        free(keep);
+        free(idx);
+        return;
+    }
+    if (s->pend_gh > 0)
+        md_reduce_stmerge(s->pending, T, s->pend_gh, s->pend_gw, s->E, 3, s->cfg.st_thresh, keep);
+    else
+        for (int32_t i = 0; i < T * n; i++)
+            keep[i] = true;
+    for (int32_t t = 0; t < T; t++) {
+        int32_t k = 0;
+        for (int32_t j = 0; j < n; j++)
+            if (keep[(size_t)t * n + j])
+                idx[k++] = j;
+        if (k == 0)
+            idx[k++] = n - 1;   /* a frame keeps one row: its prompt marker needs it */
+        struct md_block b;
+        if (block_from(s, s->pending + (size_t)t * n * (size_t)s->E,
+                       s->pending_score + (size_t)t * n, NULL, NULL, idx, k, s->pend_gh,
+                       s->pend_gw, &b))
+            continue;
+        b.frame = true;
+        if (push_block(s, &b))
+            md_reduce_block_free(&b);
+    }
+    free(keep);
+    free(idx);
+}
+
+/* ---- global cap ----------------------------------------------------------- */
+
+static int trim_block(struct md_reduce_session *s, struct md_block *b, int32_t k)
+{
+    if (k >= b->n)
+        return MD_OK;
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)b->n);
+    if (!idx)
+        return MD_ERR_NOMEM;
+    if (b->score)
+        md_reduce_topk(b->score, b->n, k, idx);
+    else
+        stride_pick(b->n, k, idx);
+    struct md_block nb;
+    int rc = block_from(s, b->embd, b->score, b->key, b->src, idx, k, b->gh, b->gw, &nb);
+    free(idx);
+    if (rc)
+        return rc;
+    nb.frame = b->frame;
+    md_reduce_block_free(b);
+    *b = nb;
+    return MD_OK;
+}
+
+/* The cap is shared equally by the blocks, so each new frame lowers the
+ * per-frame budget and older frames give up their least important rows
+ * (water filling: small blocks keep what they have). Every block keeps at
+ * least one row. */
+int md_reduce_apply_cap(struct md_reduce_session *s)
+{
+    int32_t cap = s->cfg.max_visual_tokens;
+    if (cap <= 0 || md_reduce_n_visual(s) <= cap || s->n_blocks == 0)
+        return MD_OK;
+    int32_t *n = malloc(sizeof(int32_t) * (size_t)s->n_blocks);
+    if (!n)
+        return MD_ERR_NOMEM;
+    for (int32_t i = 0; i < s->n_blocks; i++)
+        n[i] = s->blocks[i].n;
+    md_reduce_cap_budgets(n, s->n_blocks, cap > s->n_blocks ? cap : s->n_blocks);
+    int rc = MD_OK;
+    for (int32_t i = 0; i < s->n_blocks && !rc; i++)
+        rc = trim_block(s, &s->blocks[i], n[i] < 1 ? 1 : n[i]);
+    free(n);
+    return rc;
+}
+
+/* ---- public: adding images and frames ------------------------------------ */
+
+int32_t md_reduce_n_visual(const struct md_reduce_session *s)
+{
+    int32_t n = 0;
+    for (int32_t i = 0; s && i < s->n_blocks; i++)
+        n += s->blocks[i].n;
+    return n;
+}
+
+int32_t md_reduce_n_blocks(const struct md_reduce_session *s)
+{
+    return s ? s->n_blocks : 0;
+}
+
+static bool needs_tower_internals(const struct md_reduce_session *s)
+{
+    return has(s, MD_REDUCE_MUSTDROP | MD_REDUCE_HIRED) || s->cfg.max_visual_tokens > 0;
+}
+
+/* AnyRes image without tower-side methods: HF's packing, then selection. */
+static int add_anyres_plain(struct md_reduce_session *s, const uint8_t *rgb, int32_t w, int32_t h,
+                            int32_t stride, struct md_block *b)
+{
+    int32_t n = md_vision_image_tokens(s->vis, w, h);
+    if (n <= 0)
+        return md_reduce_fail(s, MD_ERR_INVALID, "bad image size %dx%d", w, h);
+    float *embd = malloc(sizeof(float) * (size_t)n * (size_t)s->E);
+    if (!embd)
+        return MD_ERR_NOMEM;
+    int32_t got = 0;
+    int rc = md_vision_encode_image(s->vis, rgb, w, h, stride, embd, n, &got);
+    if (!rc) {
+        s->st.vis_in += got;
+        s->st.vis_after_vision += got;
+        rc = select_block(s, embd, NULL, NULL, NULL, got, 0, 0, -1, b);
+    }
+    free(embd);
+    return rc;
+}
+
+int md_reduce_add_image(struct md_reduce_session *s, const uint8_t *rgb, int32_t w, int32_t h,
+                        int32_t stride)
+{
+    if (!s)
+        return MD_ERR_INVALID;
+    if (!s->vis || !rgb || w <= 0 || h <= 0 || stride < 3 * w)
+        return md_reduce_fail(s, MD_ERR_INVALID, "add_image: no vision model or bad image "
+                              "(%dx%d, stride %d)", w, h, stride);
+    double t0 = md_reduce_now_ms(), sel0 = s->st.ms_select;
+    struct md_block b;
+    memset(&b, 0, sizeof b);
+    int rc;
+    if (s->vis->hp.n_pinpoints > 0) {
+        rc = needs_tower_internals(s) ? add_anyres(s, rgb, w, h, stride, &b)
+                                      : add_anyres_plain(s, rgb, w, h, stride, &b);
+    } else {
+        size_t S = (size_t)s->vis->hp.image_size;
+        float *pix = malloc(sizeof(float) * 3 * S * S);
+        struct md_encoded e;
+        memset(&e, 0, sizeof e);
+        rc = pix ? md_vision_preprocess(s->vis, rgb, w, h, stride, pix) : MD_ERR_NOMEM;
+        if (!rc)
+            rc = encode_pixels(s, pix, false, &e);
+        if (!rc) {
+            s->st.vis_in += s->vis->hp.n_patches;
+            s->st.vis_after_vision += e.n;
+            rc = select_encoded(s, &e, hired_single_budget(s, e.n), &b);
+        }
+        encoded_free(&e);
+        free(pix);
+    }
+    s->st.ms_vision += md_reduce_now_ms() - t0 - (s->st.ms_select - sel0);
+    s->st.n_images++;
+    if (!rc)
+        rc = push_block(s, &b);
+    md_reduce_block_free(&b);
+    if (!rc)
+        rc = md_reduce_apply_cap(s);
+    return rc ? md_reduce_fail(s, rc, "add_image failed (%s)", md_status_str(rc)) : MD_OK;
+}
+
+/* OneVision pools each frame's patch grid bilinearly (HF apply_pooling,
+ * as md_vision_encode_frames); scores are pooled the same way. A grid
+ * that a merge already broke is left unpooled. */
+static int pool_frame(const struct md_reduce_session *s, struct md_encoded *e)
+{
+    const struct md_clip_hparams *hp = &s->vis->hp;
+    int32_t per = md_vision_frame_tokens(s->vis), side = (int32_t)lround(sqrt((double)per));
+    if (per == hp->n_patches || e->n != hp->n_patches || side * side != per)
+        return MD_OK;
+    float *embd = malloc(sizeof(float) * (size_t)per * (size_t)s->E);
+    float *score = e->score ? malloc(sizeof(float) * (size_t)per) : NULL;
+    if (!embd || (e->score && !score)) {
+        free(embd);
+        free(score);
+        return MD_ERR_NOMEM;
+    }
+    md_bilinear_resize(e->embd, hp->n_side, hp->n_side, s->E, embd, side, side);
+    if (score)
+        md_bilinear_resize(e->score, hp->n_side, hp->n_side, 1, score, side, side);
+    free(e->embd);
+    free(e->score);
+    e->embd = embd;
+    e->score = score;
+    for (int32_t j = 0; j < per; j++)
+        e->src[j] = j;
+    e->n = per;
+    e->side = side;
+    return MD_OK;
+}
+
+/* One frame: tower, then the temporal method or the per-image selection.
+ * Preprocessing as md_vision_encode_frames: LLaVA-1.5 its fit, AnyRes and
+ * OneVision models the frame stretched to the square. */
+static int add_frame(struct md_reduce_session *s, const struct md_frame *fr)
+{
+    const struct md_clip_hparams *hp = &s->vis->hp;
+    size_t S = (size_t)hp->image_size;
+    float *pix = malloc(sizeof(float) * 3 * S * S);
+    struct md_encoded e;
+    memset(&e, 0, sizeof e);
+    enum md_vision_fit fit = hp->n_pinpoints > 0 || hp->onevision ? MD_VISION_FIT_STRETCH
+                                                                  : s->vis->params.fit;
+    int rc = pix ? md_image_preprocess(fr->rgb, fr->width, fr->height, fr->stride, hp->image_size,
+                                       fit, s->vis->params.resample, hp->mean, hp->std, pix)
+                 : MD_ERR_NOMEM;
+    if (!rc)
+        rc = encode_pixels(s, pix, false, &e);
+    if (!rc)
+        rc = pool_frame(s, &e);
+    free(pix);
+    if (!rc) {
+        s->st.vis_in += s->vis->hp.n_patches;
+        s->st.vis_after_vision += e.n;
+    }
+    struct md_block b;
+    memset(&b, 0, sizeof b);
+    if (!rc && has(s, MD_REDUCE_STMERGE)) {
+        rc = stmerge_push(s, &e);
+    } else if (!rc) {
+        rc = has(s, MD_REDUCE_DYCOKE) ? dycoke_block(s, &e, s->n_frames, &b)
+                                      : select_encoded(s, &e, hired_single_budget(s, e.n), &b);
+        b.frame = true;
+        if (!rc)
+            rc = push_block(s, &b);
+        md_reduce_block_free(&b);
+    }
+    encoded_free(&e);
+    s->n_frames++;
+    s->st.n_images++;
+    return rc;
+}
+
+int md_reduce_add_frames(struct md_reduce_session *s, const struct md_frame *frames, int32_t n)
+{
+    if (!s)
+        return MD_ERR_INVALID;
+    if (!s->vis || !frames || n < 0)
+        return md_reduce_fail(s, MD_ERR_INVALID, "add_frames: no vision model or no frames");
+    for (int32_t i = 0; i < n; i++)
+        if (!frames[i].rgb || frames[i].width <= 0 || frames[i].height <= 0 ||
+            frames[i].stride < 3 * frames[i].width)
+            return md_reduce_fail(s, MD_ERR_INVALID, "add_frames: frame %d is bad (%dx%d, "
+                                  "stride %d)", i, frames[i].width, frames[i].height,
+                                  frames[i].stride);
+    double t0 = md_reduce_now_ms(), sel0 = s->st.ms_select;
+    int rc = MD_OK;
+    for (int32_t i = 0; i < n && !rc; i++) {
+        rc = add_frame(s, &frames[i]);
+        double c0 = md_reduce_now_ms();
+        if (!rc)
+            rc = md_reduce_apply_cap(s);
+        s->st.ms_select += md_reduce_now_ms() - c0;
+    }
+    s->st.ms_vision += md_reduce_now_ms() - t0 - (s->st.ms_select - sel0);
+    return rc ? md_reduce_fail(s, rc, "add_frames failed (%s)", md_status_str(rc)) : MD_OK;
+}
+
+int md_reduce_add_embd(struct md_reduce_session *s, const float *embd, int32_t n, int32_t grid_h,
+                       int32_t grid_w, const float *scores)
+{
+    if (!s)
+        return MD_ERR_INVALID;
+    if (!embd || n <= 0 || grid_h < 0 || grid_w < 0)
+        return md_reduce_fail(s, MD_ERR_INVALID, "add_embd: %d rows, grid %dx%d", n, grid_h,
+                              grid_w);
+    double t0 = md_reduce_now_ms();
+    bool raster = grid_h * grid_w == n;
+    bool *key = key_set(s, scores, n);
+    s->st.n_key_tokens += count_keys(key, n);
+    struct md_block b;
+    int rc = select_block(s, embd, scores, key, NULL, n, raster ? grid_h : 0, raster ? grid_w : 0,
+                          scores ? hired_single_budget(s, n) : -1, &b);
+    free(key);
+    s->st.vis_in += n;
+    s->st.vis_after_vision += n;
+    s->st.n_images++;
+    if (!rc && (rc = push_block(s, &b)))
+        md_reduce_block_free(&b);
+    if (!rc)
+        rc = md_reduce_apply_cap(s);
+    s->st.ms_select += md_reduce_now_ms() - t0;
+    return rc ? md_reduce_fail(s, rc, "add_embd failed (%s)", md_status_str(rc)) : MD_OK;
+}
+
+int md_reduce_run(struct md_context *ctx, struct md_vision *vis, const struct md_reduce_config *cfg,
+                  const struct md_frame *frames, int32_t n, bool video, const char *question,
+                  struct md_reduce_session **out, char *err, size_t errlen)
+{
+    int rc = md_reduce_session_new(ctx, vis, cfg, out, err, errlen);
+    if (rc)
+        return rc;
+    struct md_reduce_session *s = *out;
+    for (int32_t i = 0; !rc && !video && i < n; i++)
+        rc = frames ? md_reduce_add_image(s, frames[i].rgb, frames[i].width, frames[i].height,
+                                          frames[i].stride)
+                    : MD_ERR_INVALID;
+    if (!rc && video)
+        rc = md_reduce_add_frames(s, frames, n);
+    if (!rc)
+        rc = md_reduce_prefill(s, NULL, NULL, question);
+    if (rc && err && errlen)
+        snprintf(err, errlen, "%s", s->err[0] ? s->err : md_status_str(rc));
+    return rc;
+}

@@ -1,0 +1,726 @@
+/* Stages (c) and (d): the LLM prefill run layer by layer with MustDrop's
+ * dual-attention filter or FastV at chosen layers, MustDrop's KV policy
+ * after it, and decode steps that can evict vision KV entries. Also the
+ * session's life cycle. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llm.h"
+#include "session.h"
+#include "vision-impl.h"
+
+static bool has(const struct md_reduce_session *s, uint32_t m)
+{
+    return (s->cfg.methods & m) != 0;
+}
+
+/* MustDrop prunes at 2/6/10/14 of Vicuna-7B's 32 layers (pruning.md §1.2).
+ * Other depths get round(l * n_layer / 32), duplicates dropped, clamped to
+ * [0, n_layer - 2] so a later layer always sees the result: 40 layers ->
+ * 3/8/13/18, 4 layers (the test fixture) -> 0/1/2. */
+static int32_t scale_layers(const struct md_reduce_config *c, int32_t n_layer, int32_t *out)
+{
+    static const int32_t ref[4] = { 2, 6, 10, 14 };
+    int32_t n = 0, max = n_layer - 2;
+    if (max < 0)
+        return 0;
+    for (int32_t i = 0; i < (c->md_n_layers ? c->md_n_layers : 4); i++) {
+        int32_t l = c->md_n_layers ? c->md_layers[i]
+                                   : (int32_t)lround((double)ref[i] * n_layer / 32.0);
+        l = l > max ? max : l;
+        if (l < 0 || (n && l <= out[n - 1]) || (c->md_n_layers && c->md_layers[i] >= n_layer))
+            continue;
+        out[n++] = l;
+    }
+    return n;
+}
+
+/* ---- life cycle ------------------------------------------------------------- */
+
+static void free_tracking(struct md_reduce_session *s)
+{
+    for (int32_t l = 0; s->ent && l < s->n_layer; l++) {
+        free(s->ent[l]);
+        free(s->att_max[l]);
+    }
+    free(s->ent);
+    free(s->att_max);
+    s->ent = NULL;
+    s->att_max = NULL;
+}
+
+static int alloc_tracking(struct md_reduce_session *s)
+{
+    s->ent = calloc((size_t)s->n_layer, sizeof *s->ent);
+    s->att_max = calloc((size_t)s->n_layer, sizeof *s->att_max);
+    if (!s->ent || !s->att_max)
+        return MD_ERR_NOMEM;
+    for (int32_t l = 0; l < s->n_layer; l++) {
+        s->ent[l] = malloc(sizeof(int32_t) * (size_t)s->n_ctx);
+        s->att_max[l] = calloc((size_t)s->n_ctx, sizeof(float));
+        if (!s->ent[l] || !s->att_max[l])
+            return MD_ERR_NOMEM;
+    }
+    s->row_vis = calloc((size_t)s->n_ctx, sizeof(bool));
+    s->row_key = calloc((size_t)s->n_ctx, sizeof(bool));
+    s->logits = malloc(sizeof(float) * (size_t)s->n_vocab);
+    return s->row_vis && s->row_key && s->logits ? MD_OK : MD_ERR_NOMEM;
+}
+
+int md_reduce_session_new(struct md_context *ctx, struct md_vision *vis,
+                          const struct md_reduce_config *cfg, struct md_reduce_session **out,
+                          char *err, size_t errlen)
+{
+    if (out)
+        *out = NULL;
+    if (!ctx || !out) {
+        if (err && errlen)
+            snprintf(err, errlen, "session: no context or no place for the session");
+        return MD_ERR_INVALID;
+    }
+    const struct md_model *m = md_context_model(ctx);
+    if (vis && md_vision_n_embd(vis) != md_model_n_embd(m)) {
+        if (err)
+            snprintf(err, errlen, "session: vision rows have %d values, the LLM wants %d",
+                     md_vision_n_embd(vis), md_model_n_embd(m));
+        return MD_ERR_INVALID;
+    }
+    struct md_reduce_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return MD_ERR_NOMEM;
+    s->ctx = ctx;
+    s->vis = vis;
+    s->cfg = cfg ? *cfg : md_reduce_default_config();
+    md_reduce_format(&s->cfg, s->spec, sizeof s->spec);
+    s->E = md_model_n_embd(m);
+    s->n_layer = md_model_n_layer(m);
+    s->n_vocab = md_model_n_vocab(m);
+    s->n_ctx = md_context_n_ctx(ctx);
+    s->md_n_layers = scale_layers(&s->cfg, s->n_layer, s->md_layers);
+    if (alloc_tracking(s)) {
+        md_reduce_session_free(s);
+        if (err)
+            snprintf(err, errlen, "session: out of memory");
+        return MD_ERR_NOMEM;
+    }
+    s->st.n_layer = s->n_layer < MD_REDUCE_MAX_LLM_LAYERS ? s->n_layer : MD_REDUCE_MAX_LLM_LAYERS;
+    *out = s;
+    return MD_OK;
+}
+
+static void free_blocks(struct md_reduce_session *s)
+{
+    for (int32_t i = 0; i < s->n_blocks; i++)
+        md_reduce_block_free(&s->blocks[i]);
+    s->n_blocks = 0;
+}
+
+void md_reduce_session_free(struct md_reduce_session *s)
+{
+    if (!s)
+        return;
+    free_blocks(s);
+    free(s->blocks);
+    free(s->anchor);
+    free(s->prev);
+    free(s->pending);
+    free(s->pending_score);
+    free_tracking(s);
+    free(s->row_vis);
+    free(s->row_key);
+    free(s->logits);
+    free(s);
+}
+
+void md_reduce_reset(struct md_reduce_session *s)
+{
+    if (!s)
+        return;
+    free_blocks(s);
+    s->n_frames = 0;
+    s->n_pending = 0;
+    s->prefilled = false;
+    md_kv_clear(s->ctx);
+    int32_t nl = s->st.n_layer;
+    memset(&s->st, 0, sizeof s->st);
+    s->st.n_layer = nl;
+}
+
+const float *md_reduce_logits(const struct md_reduce_session *s)
+{
+    return s && s->prefilled ? s->logits : NULL;
+}
+
+const struct md_reduce_stats *md_reduce_stats(const struct md_reduce_session *s)
+{
+    return s ? &s->st : NULL;
+}
+
+const char *md_reduce_error(const struct md_reduce_session *s)
+{
+    return s ? s->err : "no session";
+}
+
+/* ---- reading back what a layer left -------------------------------------- */
+
+static struct md_llm_dims llm_dims(const struct md_context *ctx)
+{
+    const struct md_hparams *hp = &ctx->model->hp;
+    struct md_llm_dims d = { hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
+                             hp->n_vocab, hp->n_layer };
+    return d;
+}
+
+/* Keys of cache entries [e0, e0 + n) of layer il as F32 host rows. */
+static int read_keys(struct md_context *ctx, int32_t il, int32_t e0, int32_t n, float *out)
+{
+    const struct md_kv_cache *kv = ctx->kv;
+    const struct md_kv_layer *L = &kv->layers[il];
+    size_t row = (size_t)kv->n_embd_kv;
+    if (kv->type == MD_TYPE_F32)
+        return ctx->be->ops->tensor_get(ctx->be, &L->k, sizeof(float) * row * (size_t)e0, out,
+                                        sizeof(float) * row * (size_t)n);
+    uint16_t *h = malloc(sizeof(uint16_t) * row * (size_t)n);
+    if (!h)
+        return MD_ERR_NOMEM;
+    int rc = ctx->be->ops->tensor_get(ctx->be, &L->k, sizeof(uint16_t) * row * (size_t)e0, h,
+                                      sizeof(uint16_t) * row * (size_t)n);
+    for (size_t i = 0; !rc && i < row * (size_t)n; i++)
+        out[i] = md_fp16_to_fp32(h[i]);
+    free(h);
+    return rc;
+}
+
+/* The layer just run: queries [n_rows][H*d], lse [H][n_rows], and the keys
+ * of this batch's entries [n_rows][Hkv*d] (the last n_rows of the cache). */
+struct layer_view {
+    float *q, *lse, *k;
+    int32_t n_rows;
+};
+
+static void layer_view_free(struct layer_view *v)
+{
+    free(v->q);
+    free(v->lse);
+    free(v->k);
+}
+
+static int layer_view_read(struct md_context *ctx, int32_t il, struct layer_view *v)
+{
+    const struct md_hparams *hp = &ctx->model->hp;
+    int32_t n = md_llm_n_rows(ctx), C = ctx->kv->layers[il].n;
+    size_t nq = (size_t)hp->n_head * hp->head_dim, nk = (size_t)ctx->kv->n_embd_kv;
+    v->n_rows = n;
+    v->q = malloc(sizeof(float) * nq * (size_t)n);
+    v->lse = malloc(sizeof(float) * (size_t)hp->n_head * (size_t)n);
+    v->k = malloc(sizeof(float) * nk * (size_t)C);
+    if (!v->q || !v->lse || !v->k)
+        return MD_ERR_NOMEM;
+    struct md_tensor q = md_llm_q(ctx), lse = md_llm_lse(ctx);
+    int rc = ctx->be->ops->tensor_get(ctx->be, &q, 0, v->q, sizeof(float) * nq * (size_t)n);
+    if (!rc)
+        rc = ctx->be->ops->tensor_get(ctx->be, &lse, 0, v->lse,
+                                      sizeof(float) * (size_t)hp->n_head * (size_t)n);
+    if (!rc)
+        rc = read_keys(ctx, il, 0, C, v->k);
+    return rc;
+}
+
+/* Probabilities [n_q][n_cols] of query rows q0.. (in flight) over cache
+ * entries cols[] of the layer just run, mean over heads (§5.3). */
+static int probs_block(struct md_context *ctx, const struct layer_view *v, int32_t q0, int32_t n_q,
+                       const int32_t *cols, int32_t n_cols, float *out)
+{
+    const struct md_hparams *hp = &ctx->model->hp;
+    size_t nk = (size_t)ctx->kv->n_embd_kv;
+    float *kg = malloc(sizeof(float) * nk * (size_t)(n_cols > 0 ? n_cols : 1));
+    if (!kg)
+        return MD_ERR_NOMEM;
+    for (int32_t j = 0; j < n_cols; j++)
+        memcpy(kg + (size_t)j * nk, v->k + (size_t)cols[j] * nk, sizeof(float) * nk);
+    struct md_attn_block b = {
+        .q = v->q + (size_t)q0 * hp->n_head * hp->head_dim, .q_stride = hp->n_head * hp->head_dim,
+        .k = kg, .k_stride = (int64_t)nk, .lse = v->lse + q0, .lse_stride = v->n_rows,
+        .n_q = n_q, .n_k = n_cols, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
+        .head_dim = hp->head_dim, .scale = 1.0f / sqrtf((float)hp->head_dim),
+    };
+    md_reduce_attn_probs(&b, out);
+    free(kg);
+    return MD_OK;
+}
+
+/* ---- prefill ------------------------------------------------------------------ */
+
+struct prefill {
+    int32_t *orig;      /* [n] prompt row of each row in flight */
+    int32_t n;          /* rows in flight */
+    int32_t *keep;      /* scratch [n] */
+    int32_t *vis;       /* scratch: in-flight indices of vision rows */
+    float *M;           /* scratch probabilities */
+};
+
+static int32_t vision_rows(const struct md_reduce_session *s, const struct prefill *p, int32_t *vis,
+                           int32_t *last)
+{
+    int32_t nv = 0;
+    *last = -1;
+    for (int32_t i = 0; i < p->n; i++)
+        if (s->row_vis[p->orig[i]]) {
+            vis[nv++] = i;
+            *last = i;
+        }
+    return nv;
+}
+
+/* Rows kept = every non-vision row + the kept vision rows (kv[] indexes
+ * vis[]), ascending; then the hidden state is shortened. */
+static int keep_vision(struct md_reduce_session *s, struct prefill *p, const int32_t *vis,
+                       int32_t nv, const int32_t *kept, int32_t nk)
+{
+    bool *drop = calloc((size_t)p->n, sizeof(bool));
+    if (!drop)
+        return MD_ERR_NOMEM;
+    for (int32_t j = 0; j < nv; j++)
+        drop[vis[j]] = true;
+    for (int32_t j = 0; j < nk; j++)
+        drop[vis[kept[j]]] = false;
+    int32_t m = 0;
+    for (int32_t i = 0; i < p->n; i++)
+        if (!drop[i]) {
+            p->keep[m] = i;
+            p->orig[m++] = p->orig[i];
+        }
+    free(drop);
+    if (m == p->n)
+        return MD_OK;
+    p->n = m;
+    int rc = md_llm_keep_rows(s->ctx, p->keep, m);
+    return rc;
+}
+
+/* MustDrop B at a pruning layer: text rows (after the last vision row) x
+ * vision columns, dual filter, key tokens kept (pruning.md §7.1 14b). */
+static int mustdrop_filter(struct md_reduce_session *s, struct prefill *p, int32_t il)
+{
+    int32_t last, nv = vision_rows(s, p, p->vis, &last);
+    int32_t nt = p->n - last - 1;
+    if (nv == 0 || nt <= 0)
+        return MD_OK;
+    struct layer_view v = { 0 };
+    int rc = layer_view_read(s->ctx, il, &v);
+    float *M = malloc(sizeof(float) * (size_t)nt * (size_t)nv);
+    bool *key = malloc(sizeof(bool) * (size_t)nv);
+    int32_t *kept = malloc(sizeof(int32_t) * (size_t)nv);
+    int32_t e0 = s->ctx->kv->layers[il].n - p->n;   /* this batch's first entry */
+    int32_t *cols = malloc(sizeof(int32_t) * (size_t)nv);
+    if (!rc && (!M || !key || !kept || !cols))
+        rc = MD_ERR_NOMEM;
+    for (int32_t j = 0; !rc && j < nv; j++) {
+        cols[j] = e0 + p->vis[j];
+        key[j] = s->row_key[p->orig[p->vis[j]]];
+    }
+    if (!rc)
+        rc = probs_block(s->ctx, &v, last + 1, nt, cols, nv, M);
+    if (!rc) {
+        int32_t nk = md_reduce_dual_filter(M, nt, nv, s->cfg.md_tau_g, s->cfg.md_tau_i, key, kept);
+        rc = keep_vision(s, p, p->vis, nv, kept, nk);
+    }
+    layer_view_free(&v);
+    free(M);
+    free(key);
+    free(kept);
+    free(cols);
+    return rc;
+}
+
+/* FastV after layer K-1: the last row's attention over the vision rows,
+ * mean over heads; keep round(n * (1 - R)) (pruning.md §4). */
+static int fastv_filter(struct md_reduce_session *s, struct prefill *p, int32_t il)
+{
+    int32_t last, nv = vision_rows(s, p, p->vis, &last);
+    if (nv == 0)
+        return MD_OK;
+    struct layer_view v = { 0 };
+    int rc = layer_view_read(s->ctx, il, &v);
+    float *a = malloc(sizeof(float) * (size_t)nv);
+    int32_t *cols = malloc(sizeof(int32_t) * (size_t)nv), *kept = malloc(sizeof(int32_t) * (size_t)nv);
+    int32_t e0 = s->ctx->kv->layers[il].n - p->n;
+    if (!rc && (!a || !cols || !kept))
+        rc = MD_ERR_NOMEM;
+    for (int32_t j = 0; !rc && j < nv; j++)
+        cols[j] = e0 + p->vis[j];
+    if (!rc)
+        rc = probs_block(s->ctx, &v, p->n - 1, 1, cols, nv, a);
+    if (!rc) {
+        int32_t k = (int32_t)lround((double)nv * (1.0 - s->cfg.fastv_r));
+        md_reduce_topk(a, nv, k, kept);
+        rc = keep_vision(s, p, p->vis, nv, kept, k < 0 ? 0 : k > nv ? nv : k);
+    }
+    layer_view_free(&v);
+    free(a);
+    free(cols);
+    free(kept);
+    return rc;
+}
+
+static bool is_md_layer(const struct md_reduce_session *s, int32_t il)
+{
+    for (int32_t i = 0; i < s->md_n_layers; i++)
+        if (s->md_layers[i] == il)
+            return true;
+    return false;
+}
+
+static int32_t count_vis(const struct md_reduce_session *s, const struct prefill *p)
+{
+    int32_t c = 0;
+    for (int32_t i = 0; i < p->n; i++)
+        c += s->row_vis[p->orig[i]];
+    return c;
+}
+
+/* MustDrop C, faithful: every layer from the first pruning layer on keeps
+ * exactly the final rows (pruning.md §1.3, §7.1 steps 15-16); the layers
+ * before it stay whole. Positions stay as rotated; decode uses each
+ * layer's own length (MD_KV_POS_LAYER_LEN, set before the prefill). */
+static int compact_faithful(struct md_reduce_session *s, const struct prefill *p)
+{
+    if (s->md_n_layers == 0)
+        return MD_OK;
+    bool *final = calloc((size_t)s->n_rows_prompt, sizeof(bool));
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)s->n_ctx);
+    int rc = final && idx ? MD_OK : MD_ERR_NOMEM;
+    for (int32_t i = 0; !rc && i < p->n; i++)
+        final[p->orig[i]] = true;
+    struct md_kv_cache *kv = md_context_kv(s->ctx);
+    for (int32_t l = s->md_layers[0]; !rc && l < s->n_layer; l++) {
+        int32_t len = md_kv_cache_len(kv, l), m = 0;
+        for (int32_t i = 0; i < len; i++)
+            if (final[s->ent[l][i]]) {
+                idx[m] = i;
+                s->ent[l][m++] = s->ent[l][i];
+            }
+        if (m < len)
+            rc = md_kv_cache_keep(kv, l, idx, m);
+    }
+    free(final);
+    free(idx);
+    return rc;
+}
+
+static void prefill_stats(struct md_reduce_session *s, const int32_t *rows_in)
+{
+    struct md_llm_dims d = llm_dims(s->ctx);
+    double fl = 2.0 * d.D * d.V;   /* logits of the last row */
+    double sum = 0;
+    for (int32_t l = 0; l < s->st.n_layer; l++) {
+        fl += md_reduce_flops_llm_layer(&d, rows_in[l], 0);
+        sum += s->st.vis_per_layer[l];
+    }
+    s->st.flops_prefill = fl;
+    s->st.vis_layer_avg = s->st.n_layer ? sum / s->st.n_layer : 0;
+    s->st.vis_final = s->st.n_layer ? s->st.vis_per_layer[s->st.n_layer - 1] : 0;
+    s->st.kv_bytes_prefill = md_kv_cache_bytes(md_context_kv(s->ctx));
+    int32_t last = s->n_layer - 1, c = 0;
+    for (int32_t i = 0; last >= 0 && i < md_kv_cache_len(md_context_kv(s->ctx), last); i++)
+        c += s->ent[last][i] >= 0 && s->row_vis[s->ent[last][i]];
+    s->st.vis_kv_after_decode = c;
+    s->st.kv_bytes_decode = s->st.kv_bytes_prefill;
+}
+
+/* Every layer, with the stage-(c) hooks between them. */
+static int run_layers(struct md_reduce_session *s, struct prefill *p, int32_t *rows_in)
+{
+    int rc = MD_OK;
+    struct md_kv_cache *kv = md_context_kv(s->ctx);
+    for (int32_t il = 0; il < s->n_layer && !rc; il++) {
+        if (il < MD_REDUCE_MAX_LLM_LAYERS)
+            rows_in[il] = p->n;
+        int32_t e0 = md_kv_cache_len(kv, il);
+        rc = md_llm_layer(s->ctx, il);
+        for (int32_t i = 0; !rc && i < p->n; i++)
+            s->ent[il][e0 + i] = p->orig[i];
+        if (!rc && has(s, MD_REDUCE_MUSTDROP) && is_md_layer(s, il))
+            rc = mustdrop_filter(s, p, il);
+        if (!rc && has(s, MD_REDUCE_FASTV) && il == s->cfg.fastv_k - 1)
+            rc = fastv_filter(s, p, il);
+        if (il < MD_REDUCE_MAX_LLM_LAYERS)
+            s->st.vis_per_layer[il] = count_vis(s, p);
+    }
+    return rc;
+}
+
+static void set_policies(struct md_reduce_session *s)
+{
+    bool faithful = has(s, MD_REDUCE_MUSTDROP) && s->cfg.md_kv == MD_REDUCE_KV_FAITHFUL;
+    md_kv_cache_set_pos_policy(md_context_kv(s->ctx), -1,
+                               faithful ? MD_KV_POS_LAYER_LEN : MD_KV_POS_SEQUENCE);
+}
+
+int md_reduce_prefill_batch(struct md_reduce_session *s, const struct md_batch *b, const bool *key)
+{
+    if (!s)
+        return MD_ERR_INVALID;
+    if (!b || !b->tokens || b->n <= 0)
+        return md_reduce_fail(s, MD_ERR_INVALID, "prefill: empty batch or no token ids");
+    if (b->n > md_context_n_batch(s->ctx) || b->n > s->n_ctx)
+        return md_reduce_fail(s, MD_ERR_UNSUPPORTED,
+                              "prefill: %d prompt rows exceed n_batch %d / n_ctx %d (layer-wise "
+                              "pruning needs the prompt in one batch; raise n_batch)",
+                              b->n, md_context_n_batch(s->ctx), s->n_ctx);
+    double t0 = md_reduce_now_ms();
+    s->prefilled = false;
+    md_kv_clear(s->ctx);
+    set_policies(s);
+    s->n_rows_prompt = b->n;
+    int32_t nv = 0;
+    for (int32_t i = 0; i < b->n; i++) {
+        s->row_vis[i] = b->tokens[i] == MD_TOKEN_EMBD;
+        s->row_key[i] = s->row_vis[i] && key && key[nv];
+        nv += s->row_vis[i];
+    }
+    struct prefill p = { 0 };
+    p.n = b->n;
+    p.orig = malloc(sizeof(int32_t) * (size_t)b->n);
+    p.keep = malloc(sizeof(int32_t) * (size_t)b->n);
+    p.vis = malloc(sizeof(int32_t) * (size_t)b->n);
+    int32_t *rows_in = calloc(MD_REDUCE_MAX_LLM_LAYERS, sizeof(int32_t));
+    int rc = p.orig && p.keep && p.vis && rows_in ? MD_OK : MD_ERR_NOMEM;
+    for (int32_t i = 0; !rc && i < b->n; i++)
+        p.orig[i] = i;
+    if (!rc)
+        rc = md_llm_begin(s->ctx, b, 0, b->n);
+    if (!rc)
+        rc = run_layers(s, &p, rows_in);
+    if (!rc)
+        rc = md_llm_end(s->ctx, false, s->logits);
+    if (!rc && has(s, MD_REDUCE_MUSTDROP) && s->cfg.md_kv == MD_REDUCE_KV_FAITHFUL)
+        rc = compact_faithful(s, &p);
+    s->ctx->n_rows = 0;
+    if (!rc) {
+        s->st.vis_after_select = nv;
+        s->st.n_prompt = b->n;
+        s->st.n_generated = 0;
+        s->st.flops_decode = 0;
+        s->since_evict = 0;
+        prefill_stats(s, rows_in);
+        s->prefilled = true;
+    } else {
+        md_kv_clear(s->ctx);
+    }
+    free(p.orig);
+    free(p.keep);
+    free(p.vis);
+    free(rows_in);
+    s->st.ms_prefill = md_reduce_now_ms() - t0;
+    if (rc && !s->err[0])
+        md_reduce_fail(s, rc, "prefill failed: %s", md_context_error(s->ctx));
+    return rc;
+}
+
+/* The prompt's blocks: one <image> block per block held, except that a
+ * OneVision model gets each run of video frames as one <video> block (the
+ * frames' rows, then its image_newline row, which is marked key so it is
+ * never dropped), as md_vision_encode_video builds it. */
+struct prompt_parts {
+    float *embd;
+    bool *key;
+    int32_t *rows;
+    enum md_vision_block *kinds;
+    int32_t n_blocks, n_rows;
+};
+
+static void parts_free(struct prompt_parts *p)
+{
+    free(p->embd);
+    free(p->key);
+    free(p->rows);
+    free(p->kinds);
+}
+
+static int newline_row(const struct md_reduce_session *s, float *out)
+{
+    const struct md_vision *v = s->vis;
+    if (!v || !md_tensor_present(&v->newline))
+        return MD_ERR_UNSUPPORTED;
+    return v->be->ops->tensor_get(v->be, &v->newline, 0, out, sizeof(float) * (size_t)s->E);
+}
+
+static int build_parts(const struct md_reduce_session *s, struct prompt_parts *p)
+{
+    bool video = s->vis && md_vision_video_is_block(s->vis);
+    int32_t cap = md_reduce_n_visual(s) + s->n_blocks;
+    memset(p, 0, sizeof *p);
+    p->embd = malloc(sizeof(float) * (size_t)cap * (size_t)s->E);
+    p->key = malloc(sizeof(bool) * (size_t)cap);
+    p->rows = calloc((size_t)s->n_blocks, sizeof(int32_t));
+    p->kinds = calloc((size_t)s->n_blocks, sizeof *p->kinds);
+    if (!p->embd || !p->key || !p->rows || !p->kinds)
+        return MD_ERR_NOMEM;
+    for (int32_t i = 0; i < s->n_blocks; i++) {
+        const struct md_block *bl = &s->blocks[i];
+        bool in_video = video && bl->frame;
+        if (!in_video || i == 0 || !s->blocks[i - 1].frame)
+            p->kinds[p->n_blocks++] = in_video ? MD_VISION_BLOCK_VIDEO : MD_VISION_BLOCK_IMAGE;
+        memcpy(p->embd + (size_t)p->n_rows * s->E, bl->embd, sizeof(float) * (size_t)bl->n * s->E);
+        memcpy(p->key + p->n_rows, bl->key, sizeof(bool) * (size_t)bl->n);
+        p->n_rows += bl->n;
+        p->rows[p->n_blocks - 1] += bl->n;
+        bool last_frame = in_video && (i + 1 == s->n_blocks || !s->blocks[i + 1].frame);
+        if (last_frame && !newline_row(s, p->embd + (size_t)p->n_rows * s->E)) {
+            p->key[p->n_rows++] = true;
+            p->rows[p->n_blocks - 1]++;
+        }
+    }
+    return MD_OK;
+}
+
+int md_reduce_prefill(struct md_reduce_session *s, const char *tmpl, const char *system,
+                      const char *question)
+{
+    if (!s)
+        return MD_ERR_INVALID;
+    s->err[0] = '\0';
+    md_reduce_flush_pending(s);
+    int rc = md_reduce_apply_cap(s);
+    if (rc)
+        return md_reduce_fail(s, rc, "prefill: applying the cap failed");
+    if (s->n_blocks == 0)
+        return md_reduce_fail(s, MD_ERR_INVALID, "prefill: no image or frame was added");
+    struct prompt_parts pp;
+    rc = build_parts(s, &pp);
+    if (rc) {
+        parts_free(&pp);
+        return md_reduce_fail(s, rc, "prefill: out of memory");
+    }
+    struct md_vision_prompt pr;
+    char err[256] = "";
+    rc = md_vision_prompt_build_multi(md_context_model(s->ctx), tmpl, system,
+                                      question ? question : "", pp.embd, pp.rows, pp.kinds,
+                                      pp.n_blocks, s->E, &pr, err, sizeof err);
+    if (!rc) {
+        rc = md_reduce_prefill_batch(s, &pr.batch, pp.key);
+        md_vision_prompt_free(&pr);
+    } else {
+        md_reduce_fail(s, rc, "prefill: prompt: %s", err);
+    }
+    parts_free(&pp);
+    return rc;
+}
+
+/* ---- decode ------------------------------------------------------------------- */
+
+/* MustDrop C, decode mode: track the largest attention each vision entry
+ * receives from the generated tokens (mean over heads) in layers from the
+ * first pruning layer on. */
+static int track_attention(struct md_reduce_session *s, int32_t il)
+{
+    struct md_kv_cache *kv = md_context_kv(s->ctx);
+    int32_t len = md_kv_cache_len(kv, il), nv = 0;
+    int32_t *cols = malloc(sizeof(int32_t) * (size_t)len);
+    float *a = malloc(sizeof(float) * (size_t)len);
+    struct layer_view v = { 0 };
+    int rc = cols && a ? layer_view_read(s->ctx, il, &v) : MD_ERR_NOMEM;
+    for (int32_t i = 0; !rc && i < len; i++)
+        if (s->ent[il][i] >= 0 && s->row_vis[s->ent[il][i]])
+            cols[nv++] = i;
+    if (!rc)
+        rc = probs_block(s->ctx, &v, 0, 1, cols, nv, a);
+    for (int32_t j = 0; !rc && j < nv; j++)
+        if (a[j] > s->att_max[il][cols[j]])
+            s->att_max[il][cols[j]] = a[j];
+    layer_view_free(&v);
+    free(cols);
+    free(a);
+    return rc;
+}
+
+/* Evict, per layer, the non-key vision entries whose attention stayed
+ * below the threshold since the last check; reset the trackers. */
+static int evict(struct md_reduce_session *s)
+{
+    struct md_kv_cache *kv = md_context_kv(s->ctx);
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)s->n_ctx);
+    if (!idx)
+        return MD_ERR_NOMEM;
+    int rc = MD_OK;
+    for (int32_t l = s->md_n_layers ? s->md_layers[0] : 0; l < s->n_layer && !rc; l++) {
+        int32_t len = md_kv_cache_len(kv, l), m = 0;
+        for (int32_t i = 0; i < len; i++) {
+            int32_t r = s->ent[l][i];
+            bool vis = r >= 0 && s->row_vis[r] && !s->row_key[r];
+            if (vis && s->att_max[l][i] < s->cfg.md_evict_thresh)
+                continue;
+            idx[m] = i;
+            s->ent[l][m] = r;
+            s->att_max[l][m++] = 0.0f;
+        }
+        if (m < len)
+            rc = md_kv_cache_keep(kv, l, idx, m);
+    }
+    free(idx);
+    return rc;
+}
+
+static bool evicting(const struct md_reduce_session *s)
+{
+    return has(s, MD_REDUCE_MUSTDROP) && s->cfg.md_kv == MD_REDUCE_KV_DECODE;
+}
+
+static int decode_layers(struct md_reduce_session *s)
+{
+    struct md_kv_cache *kv = md_context_kv(s->ctx);
+    struct md_llm_dims d = llm_dims(s->ctx);
+    int32_t first = s->md_n_layers ? s->md_layers[0] : 0;
+    int rc = MD_OK;
+    for (int32_t il = 0; il < s->n_layer && !rc; il++) {
+        int32_t e0 = md_kv_cache_len(kv, il);
+        rc = md_llm_layer(s->ctx, il);
+        if (!rc) {
+            s->ent[il][e0] = -1;
+            s->att_max[il][e0] = 0.0f;
+            s->st.flops_decode += md_reduce_flops_llm_decode(&d, e0 + 1);
+        }
+        if (!rc && evicting(s) && il >= first)
+            rc = track_attention(s, il);
+    }
+    return rc;
+}
+
+int md_reduce_decode(struct md_reduce_session *s, int32_t token)
+{
+    if (!s)
+        return MD_ERR_INVALID;
+    if (!s->prefilled)
+        return md_reduce_fail(s, MD_ERR_INVALID, "decode before a successful prefill");
+    double t0 = md_reduce_now_ms();
+    struct md_batch b = { .n = 1, .tokens = &token };
+    md_kv_snapshot_take(s->ctx->kv, &s->ctx->snap);
+    int rc = md_llm_begin(s->ctx, &b, 0, 1);
+    if (!rc)
+        rc = decode_layers(s);
+    if (!rc)
+        rc = md_llm_end(s->ctx, false, s->logits);
+    s->ctx->n_rows = 0;
+    if (rc) {
+        md_kv_snapshot_restore(s->ctx->kv, &s->ctx->snap);
+        return md_reduce_fail(s, rc, "decode: %s", md_context_error(s->ctx));
+    }
+    struct md_llm_dims d = llm_dims(s->ctx);
+    s->st.flops_decode += 2.0 * d.D * d.V;
+    s->st.n_generated++;
+    if (evicting(s) && ++s->since_evict >= s->cfg.md_evict_every) {
+        s->since_evict = 0;
+        rc = evict(s);
+    }
+    struct md_kv_cache *kv = md_context_kv(s->ctx);
+    int32_t last = s->n_layer - 1, c = 0;
+    for (int32_t i = 0; i < md_kv_cache_len(kv, last); i++)
+        c += s->ent[last][i] >= 0 && s->row_vis[s->ent[last][i]];
+    s->st.vis_kv_after_decode = c;
+    s->st.kv_bytes_decode = md_kv_cache_bytes(kv);
+    s->st.ms_decode += md_reduce_now_ms() - t0;
+    return rc ? md_reduce_fail(s, rc, "decode: eviction failed") : MD_OK;
+}

@@ -1,0 +1,72 @@
+/* The session shared by encode.c (stages a, b) and prefill.c (c, d). */
+#ifndef MD_REDUCE_SESSION_H
+#define MD_REDUCE_SESSION_H
+
+#include "reduce-impl.h"
+
+/* One image, tile or frame's kept rows. */
+struct md_block {
+    float *embd;        /* [n][E] */
+    float *score;       /* [n] importance (higher = keep); NULL: none known */
+    bool *key;          /* [n] MustDrop key tokens */
+    int32_t *src;       /* [n] raster index in the original patch grid */
+    int32_t n;
+    int32_t gh, gw;     /* original patch grid (0: not a raster) */
+    bool frame;         /* a video frame (OneVision puts frames in one <video> block) */
+};
+
+/* A tower run's result for one preprocessed image. */
+struct md_encoded {
+    float *embd;        /* [n][E] projected */
+    float *score;       /* [n] final-layer class attention (NULL if not asked) */
+    float *score0;      /* [n0] layer-0 class attention (NULL if not asked) */
+    int32_t *src;       /* [n] raster index */
+    int32_t n, n0;
+    int32_t side;       /* patch grid side */
+};
+
+struct md_reduce_session {
+    struct md_context *ctx;
+    struct md_vision *vis;
+    struct md_reduce_config cfg;
+    char spec[512];
+    int32_t E;                  /* LLM n_embd */
+    int32_t n_layer;
+    int32_t md_layers[MD_REDUCE_MAX_LAYERS];   /* MustDrop pruning layers, scaled */
+    int32_t md_n_layers;
+
+    struct md_block *blocks;
+    int32_t n_blocks, cap_blocks;
+
+    /* video */
+    int32_t n_frames;           /* frames seen */
+    float *anchor, *prev;       /* full features: window anchor, previous frame */
+    int32_t frame_n;            /* rows of a full frame */
+    float *pending;             /* stmerge: frames waiting for a full group [T][frame_n][E] */
+    float *pending_score;       /* [T][frame_n] */
+    int32_t n_pending, pend_gh, pend_gw;
+
+    /* prompt */
+    float *logits;
+    int32_t n_vocab;
+    bool prefilled;
+    bool *row_vis, *row_key;    /* [n_ctx] per prompt row */
+    int32_t n_rows_prompt;
+    int32_t **ent;              /* [n_layer][n_ctx]: prompt row of each cache entry, -1 generated */
+    float **att_max;            /* [n_layer][n_ctx]: decode mode, max attention since last check */
+    int32_t n_ctx;
+    int32_t since_evict;
+
+    struct md_reduce_stats st;
+    char err[256];
+};
+
+int md_reduce_fail(struct md_reduce_session *s, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+double md_reduce_now_ms(void);
+void md_reduce_block_free(struct md_block *b);
+/* Apply the global cap to the blocks held (trimming the lowest scores). */
+int md_reduce_apply_cap(struct md_reduce_session *s);
+void md_reduce_flush_pending(struct md_reduce_session *s);
+
+#endif

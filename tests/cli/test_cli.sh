@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The mustdrop and mustdrop-bench programs: output, exit codes and error
+# messages a user sees. Usage: test_cli.sh MUSTDROP MUSTDROP_BENCH SOURCE_ROOT
+set -u
+md=$1 bench=$2 root=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+expect() {  # name, expected exit code, stderr pattern, command...
+    local name=$1 code=$2 pat=$3; shift 3
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    local rc=$?
+    [ "$rc" = "$code" ] || fail "$name: exit $rc, expected $code ($(head -c 300 "$tmp/err"))"
+    [ -z "$pat" ] || grep -q -- "$pat" "$tmp/err" || fail "$name: stderr lacks '$pat': $(head -c 300 "$tmp/err")"
+}
+model=$root/models/fixtures/tiny-llama-f32.gguf
+
+expect generate 0 'decode 15 tokens' "$md" -m "$model" -p "Once upon a time" -n 16 --temp 0
+grep -q '^Once upon a time' "$tmp/out" || fail "generate: stdout does not start with the prompt"
+[ "$(wc -c <"$tmp/out")" -gt 20 ] || fail "generate: no generated text"
+grep -q 'prefill .* tok/s' "$tmp/err" || fail "generate: no prefill speed"
+cp "$tmp/out" "$tmp/greedy1"
+expect greedy-again 0 'decode' "$md" -m "$model" -p "Once upon a time" -n 16 --temp 0 -t 1
+cmp -s "$tmp/out" "$tmp/greedy1" || fail "greedy output differs between 1 and 2 threads"
+expect seeded 0 'decode' "$md" -m "$model" -p "Once" -n 16 --temp 1.0 --seed 7
+cp "$tmp/out" "$tmp/seed7"
+expect seeded-again 0 'decode' "$md" -m "$model" -p "Once" -n 16 --temp 1.0 --seed 7
+cmp -s "$tmp/out" "$tmp/seed7" || fail "the same seed gave different text"
+expect chat 0 'decode' "$md" -m "$root/models/fixtures/tiny-qwen2-f16.gguf" --chat -p "hi" -n 8 --temp 0
+expect missing-file 1 "cannot open model '$tmp/nope.gguf'" "$md" -m "$tmp/nope.gguf" -p hi
+echo "not a model" >"$tmp/text.gguf"
+expect not-gguf 1 'not a GGUF file' "$md" -m "$tmp/text.gguf" -p hi
+head -c 1000 "$model" >"$tmp/trunc.gguf"
+expect truncated 1 "cannot load" "$md" -m "$tmp/trunc.gguf" -p hi
+vocab=$root/../shared/fixtures/tokenizer/llama.cpp-vocab/ggml-vocab-gpt-2.gguf
+if [ -f "$vocab" ]; then
+    expect unsupported-arch 1 "unsupported architecture 'gpt2'" "$md" -m "$vocab" -p hi
+else
+    echo "note: shared/ absent, unsupported-architecture case not run"
+fi
+expect no-prompt 2 'no prompt given' "$md" -m "$model"
+expect bad-option 2 "unknown option '--bogus'" "$md" -m "$model" -p hi --bogus
+expect bad-number 2 "is not a valid integer" "$md" -m "$model" -p hi -n lots
+expect bad-template 1 "unknown chat template" "$md" -m "$model" -p hi --chat nosuch
+
+expect bench 0 '' "$bench" --synthetic llama-tiny --type q8_0 -p 16 -n 4 -r 2 -t 1 --json "$tmp/b.json" --write "$tmp/s.gguf"
+grep -q '| tg4 |' "$tmp/out" || fail "bench: no tg4 row"
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert [r['test'] for r in d['results']]==['pp16','tg4'] and all(r['avg_ts']>0 for r in d['results'])" "$tmp/b.json" \
+    || fail "bench: bad JSON"
+expect bench-file 0 '' "$bench" -m "$tmp/s.gguf" -p 8 -n 2 -r 1 -t 1
+expect bench-bad-shape 1 'bad --synthetic' "$bench" --synthetic n_embd=abc
+expect bench-no-model 2 'exactly one of' "$bench" -p 8
+expect bench-vision 0 '' "$bench" --synthetic-vision clip-tiny --type f32 --batch 1,3 -r 2 -t 1
+grep -q '| clip-tiny | 1 | 56x56 | 3 | 16 |' "$tmp/out" || fail "bench-vision: no batch-3 row: $(cat "$tmp/out")"
+expect bench-vision-file 0 '' "$bench" --vision "$root/models/fixtures/vision/tiny-llava-mmproj-f32.gguf" --image-size 33 -r 1 -t 1
+grep -q '| 33x33 | 1 | 16 |' "$tmp/out" || fail "bench-vision-file: no row: $(cat "$tmp/out")"
+expect bench-vision-bad 1 'bad --synthetic-vision' "$bench" --synthetic-vision nosuch
+expect bench-vision-two 2 'exactly one of' "$bench" --synthetic-vision clip-tiny -m "$model"
+
+if [ $fails -gt 0 ]; then echo "FAIL: cli: $fails problem(s)"; exit 1; fi
+echo "PASS: cli"

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# mustdrop with --mmproj/--image/--video on the tiny LLaVA fixtures
+# (models/fixtures/vision/), with media written by test_media --write:
+# frames used and their timestamps, embedding rows, errors a user sees.
+# Usage: test_cli_vision.sh MUSTDROP TEST_MEDIA SOURCE_ROOT
+set -u
+md=$1 media=$2 root=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+expect() {  # name, expected exit code, stderr pattern, command...
+    local name=$1 code=$2 pat=$3; shift 3
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    local rc=$?
+    [ "$rc" = "$code" ] || fail "$name: exit $rc, expected $code ($(head -c 400 "$tmp/err"))"
+    [ -z "$pat" ] || grep -q -- "$pat" "$tmp/err" || fail "$name: stderr lacks '$pat': $(head -c 400 "$tmp/err")"
+}
+has() { grep -q -- "$2" "$tmp/err" || fail "$1: stderr lacks '$2'"; }
+
+"$media" --write "$tmp" || { echo "SKIP: cannot write the test media with this FFmpeg"; exit 77; }
+fx=$root/models/fixtures/vision
+llm=$fx/tiny-llava-llm-f32.gguf proj=$fx/tiny-llava-mmproj-f32.gguf next=$fx/tiny-llava-next-mmproj-f32.gguf
+v=(-m "$llm" --mmproj "$proj" -n 6 --temp 0 -t 1)
+
+expect video-frames 0 'using 4 frame(s)' "$md" "${v[@]}" --video "$tmp/clip.mkv" --frames 4 --question "What happens?"
+has video-frames "ffv1 33x27, 12 frames, 0.480 s"
+has video-frames "frame 0 at 0.000000 s (pts 0 ns)"
+has video-frames "frame 3 at 0.120000 s (pts 120000000 ns)"
+has video-frames "frame 6 at 0.240000 s"
+has video-frames "frame 9 at 0.360000 s"
+has video-frames "video -> 64 embedding rows (16 per frame)"
+has video-frames "64 of them image rows in 4 block(s)"
+has video-frames "decode 5 tokens"
+[ "$(grep -c 'mustdrop:   frame ' "$tmp/err")" = 4 ] || fail "video-frames: not 4 frame lines"
+cp "$tmp/out" "$tmp/answer1"
+expect video-again 0 'using 4 frame(s)' "$md" "${v[@]}" --video "$tmp/clip.mkv" --frames 4 -p "What happens?"
+cmp -s "$tmp/out" "$tmp/answer1" || fail "greedy video answer differs between runs"
+
+expect video-default 0 'using 8 frame(s)' "$md" "${v[@]}" --video "$tmp/clip.mkv" --question "Q?"
+[ "$(grep 'mustdrop:   frame ' "$tmp/err" | awk '{print $3}' | tr '\n' ' ')" = "0 1 3 4 6 7 9 10 " ] \
+    || fail "video-default: frames $(grep 'mustdrop:   frame ' "$tmp/err" | awk '{print $3}' | tr '\n' ' ')"
+expect video-fps 0 'using 3 frame(s)' "$md" "${v[@]}" --video "$tmp/clip.mkv" --fps 5 --question "Q?"
+has video-fps "frame 5 at 0.200000 s"
+has video-fps "frame 10 at 0.400000 s"
+expect video-many 0 'using 12 frame(s)' "$md" "${v[@]}" --video "$tmp/clip.mkv" --frames 50 --question "Q?"
+expect video-mpeg4 0 'mpeg4 34x26, 10 frames' "$md" "${v[@]}" --video "$tmp/clip.avi" --frames 2 --question "Q?"
+has video-mpeg4 "frame 5 at 0.500000 s"
+
+expect image-png 0 "image '$tmp/image.png': 33x27 -> 16 embedding rows" "$md" "${v[@]}" --image "$tmp/image.png" --question "What is it?"
+has image-png "16 of them image rows in 1 block(s)"
+expect image-two 0 "32 of them image rows in 2 block(s)" "$md" "${v[@]}" --image "$tmp/image.png" --image "$fx/test-image.ppm" --question "Q?"
+expect next-mixed 0 "in 4 block(s)" "$md" -m "$llm" --mmproj "$next" -n 4 --temp 0 --image "$tmp/image.png" --image "$fx/test-image.ppm" --video "$tmp/clip.mkv" --frames 2 --question "Q?"
+has next-mixed "61x45 -> 44 embedding rows"
+
+# errors
+expect video-missing 1 "cannot open '$tmp/nope.mp4'" "$md" "${v[@]}" --video "$tmp/nope.mp4" --question "Q?"
+head -c 3000 /dev/urandom >"$tmp/junk.mp4"
+expect video-junk 1 'video:' "$md" "${v[@]}" --video "$tmp/junk.mp4" --question "Q?"
+: >"$tmp/empty.mkv"
+expect video-empty 1 'video:' "$md" "${v[@]}" --video "$tmp/empty.mkv" --question "Q?"
+head -c 100 "$tmp/clip.mkv" >"$tmp/short.mkv"
+expect video-truncated 1 'video:' "$md" "${v[@]}" --video "$tmp/short.mkv" --question "Q?"
+python3 -c "import wave,sys; w=wave.open(sys.argv[1],'wb'); w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000); w.writeframes(bytes(1600)); w.close()" "$tmp/sound.wav"
+expect video-audio-only 1 "has no video stream" "$md" "${v[@]}" --video "$tmp/sound.wav" --question "Q?"
+echo "hello" >"$tmp/text.png"
+expect image-text 1 'image:' "$md" "${v[@]}" --image "$tmp/text.png" --question "Q?"
+expect image-missing 1 "cannot open '$tmp/none.png'" "$md" "${v[@]}" --image "$tmp/none.png" --question "Q?"
+expect mmproj-missing 1 "cannot open model '$tmp/none.gguf'" "$md" -m "$llm" --mmproj "$tmp/none.gguf" --image "$tmp/image.png" -p Q
+expect mmproj-not-gguf 1 "cannot load" "$md" -m "$llm" --mmproj "$tmp/text.png" --image "$tmp/image.png" -p Q
+expect image-no-mmproj 2 'need --mmproj' "$md" -m "$llm" --image "$tmp/image.png" -p Q
+expect mmproj-no-media 2 'needs --image' "$md" -m "$llm" --mmproj "$proj" -p Q
+expect frames-no-video 2 'need --video' "$md" "${v[@]}" --image "$tmp/image.png" --frames 3 -p Q
+expect frames-and-fps 2 'not both' "$md" "${v[@]}" --video "$tmp/clip.mkv" --frames 3 --fps 2 -p Q
+expect frames-zero 2 'must be 1..4096' "$md" "${v[@]}" --video "$tmp/clip.mkv" --frames 0 -p Q
+expect fps-bad 2 'must be > 0' "$md" "${v[@]}" --video "$tmp/clip.mkv" --fps -1 -p Q
+"$md" --help | grep -q -- '--video FILE' || fail "help: no --video"
+
+if [ $fails -gt 0 ]; then echo "FAIL: cli vision: $fails problem(s)"; exit 1; fi
+echo "PASS: cli vision"

@@ -1,0 +1,746 @@
+/* gst-check tests of the mustdropvqa element with the tiny random LLaVA in
+ * models/fixtures/vision (answers are nonsense, every step is real). */
+#include <string.h>
+
+#include <glib/gstdio.h>
+
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+#include <gst/video/video.h>
+
+#include "../../gst/gstmustdropmeta.h"
+
+/* The meta's functions live in the plugin: look its API type up by name
+ * (the plugin is loaded once the first element is made). */
+static GstMustdropAnswerMeta *
+get_answer_meta (GstBuffer * b)
+{
+  GType api = g_type_from_name ("GstMustdropAnswerMetaAPI");
+  fail_unless (api != 0, "meta API not registered");
+  return (GstMustdropAnswerMeta *) gst_buffer_get_meta (b, api);
+}
+
+#define W 32
+#define H 24
+#define CAPS_RGB "video/x-raw,format=RGB,width=32,height=24,framerate=10/1"
+#define MSG_TIMEOUT (15 * GST_SECOND)
+
+static gchar *llm_path, *mmproj_path;
+
+static void
+find_models (void)
+{
+  const gchar *dir = g_getenv ("MD_TESTS_DIR");
+  gchar *vis = g_build_filename (dir ? dir : ".", "..", "models", "fixtures",
+      "vision", NULL);
+  llm_path = g_build_filename (vis, "tiny-llava-llm-f32.gguf", NULL);
+  mmproj_path = g_build_filename (vis, "tiny-llava-mmproj-f32.gguf", NULL);
+  g_free (vis);
+}
+
+/* A configured element with its own bus (the harness has no pipeline). */
+static GstElement *
+make_vqa (GstBus ** bus, const gchar * first, ...)
+{
+  GstElement *e = gst_element_factory_make ("mustdropvqa", NULL);
+  va_list ap;
+
+  fail_unless (e != NULL, "mustdropvqa not found (GST_PLUGIN_PATH?)");
+  g_object_set (e, "model", llm_path, "mmproj", mmproj_path, "threads", 1,
+      "max-new-tokens", 4, NULL);
+  if (first) {
+    va_start (ap, first);
+    g_object_set_valist (G_OBJECT (e), first, ap);
+    va_end (ap);
+  }
+  *bus = gst_bus_new ();
+  gst_element_set_bus (e, *bus);
+  return e;
+}
+
+/* A frame whose bytes all equal `fill`. */
+static GstBuffer *
+make_frame (guint8 fill, GstClockTime pts, gsize size)
+{
+  GstBuffer *b = gst_buffer_new_allocate (NULL, size, NULL);
+  gst_buffer_memset (b, 0, fill, size);
+  GST_BUFFER_PTS (b) = pts;
+  GST_BUFFER_DURATION (b) = GST_SECOND / 10;
+  return b;
+}
+
+static void
+check_frame (GstBuffer * b, guint8 fill, GstClockTime pts, gsize size)
+{
+  GstMapInfo map;
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (b), pts);
+  fail_unless (gst_buffer_map (b, &map, GST_MAP_READ));
+  fail_unless_equals_int ((gint) map.size, (gint) size);
+  for (gsize i = 0; i < map.size; i++)
+    if (map.data[i] != fill)
+      fail ("byte %zu of the frame at %" GST_TIME_FORMAT " changed", i,
+          GST_TIME_ARGS (pts));
+  gst_buffer_unmap (b, &map);
+}
+
+/* Next element message named `name`; fails on an error message. */
+static GstStructure *
+wait_element_message (GstBus * bus, const gchar * name)
+{
+  for (;;) {
+    GstMessage *m = gst_bus_timed_pop_filtered (bus, MSG_TIMEOUT,
+        GST_MESSAGE_ELEMENT | GST_MESSAGE_ERROR);
+    fail_unless (m != NULL, "no %s message", name);
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+      GError *err;
+      gchar *dbg;
+      gst_message_parse_error (m, &err, &dbg);
+      fail ("error: %s (%s)", err->message, dbg);
+    }
+    if (gst_message_has_name (m, name)) {
+      GstStructure *s = gst_structure_copy (gst_message_get_structure (m));
+      gst_message_unref (m);
+      return s;
+    }
+    gst_message_unref (m);
+  }
+}
+
+static guint64
+get_u64 (const GstStructure * s, const gchar * f)
+{
+  guint64 v = G_MAXUINT64;
+  fail_unless (gst_structure_get_uint64 (s, f, &v), "field %s", f);
+  return v;
+}
+
+GST_START_TEST (test_meta_and_message)
+{
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "window", 1.0, "sample-fps", 0.0,
+      "question", "What colour?", "custom-meta", TRUE, NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gsize size = W * H * 3;
+  guint n_in = 0;
+
+  gst_harness_set_src_caps_str (h, CAPS_RGB);
+  /* window 0 = [0, 1 s): frames 0..9; frame 10 closes it */
+  for (guint i = 0; i <= 10; i++, n_in++)
+    fail_unless_equals_int (gst_harness_push (h, make_frame (i, i * GST_SECOND
+                / 10, size)), GST_FLOW_OK);
+
+  GstStructure *s = wait_element_message (bus, "mustdrop-answer");
+  fail_unless_equals_string (gst_structure_get_string (s, "question"),
+      "What colour?");
+  fail_unless (gst_structure_get_string (s, "answer") != NULL);
+  fail_unless_equals_uint64 (get_u64 (s, "window-index"), 0);
+  fail_unless_equals_uint64 (get_u64 (s, "window-start"), 0);
+  fail_unless_equals_uint64 (get_u64 (s, "window-end"), GST_SECOND);
+  fail_unless_equals_uint64 (get_u64 (s, "window-end-running-time"),
+      GST_SECOND);
+  guint frames = 0;
+  fail_unless (gst_structure_get_uint (s, "frames", &frames));
+  /* 10 sampled, max-frames 8: when full every other frame goes and every
+   * other later one is taken: 0, 2, 4, 6, 8 */
+  fail_unless_equals_int (frames, 5);
+  gst_structure_free (s);
+
+  /* the answer rides on the next buffer out */
+  fail_unless_equals_int (gst_harness_push (h, make_frame (11,
+              11 * GST_SECOND / 10, size)), GST_FLOW_OK);
+  n_in++;
+  guint metas = 0;
+  for (guint i = 0; i < n_in; i++) {
+    GstBuffer *b = gst_harness_pull (h);
+    fail_unless (b != NULL);
+    check_frame (b, i, i * GST_SECOND / 10, size);
+    GstMustdropAnswerMeta *m = get_answer_meta (b);
+    if (m) {
+      metas++;
+      fail_unless_equals_int (i, 11);
+      fail_unless_equals_string (m->question, "What colour?");
+      fail_unless_equals_uint64 (m->window_start, 0);
+      fail_unless_equals_uint64 (m->window_end, GST_SECOND);
+      fail_unless_equals_int (m->frames, 5);
+      fail_unless (m->visual_tokens > 0 && m->generated_tokens <= 4);
+      /* the same as a GstCustomMeta structure (for bindings) */
+      GstCustomMeta *cm = gst_buffer_get_custom_meta (b,
+          "GstMustdropAnswerCustomMeta");
+      fail_unless (cm != NULL);
+      GstStructure *cs = gst_custom_meta_get_structure (cm);
+      fail_unless_equals_string (gst_structure_get_string (cs, "answer"),
+          m->answer);
+      fail_unless_equals_uint64 (get_u64 (cs, "window-end"), GST_SECOND);
+      /* the meta survives a copy */
+      GstBuffer *c = gst_buffer_copy (b);
+      GstMustdropAnswerMeta *mc = get_answer_meta (c);
+      fail_unless (mc != NULL && mc != m);
+      fail_unless_equals_string (mc->answer, m->answer);
+      fail_unless (gst_buffer_get_custom_meta (c,
+              "GstMustdropAnswerCustomMeta") != NULL);
+      gst_buffer_unref (c);
+    }
+    gst_buffer_unref (b);
+  }
+  fail_unless_equals_int (metas, 1);
+
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_eos_partial_window)
+{
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "window", 10.0, "sample-fps", 5.0, NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gsize size = W * H * 3;
+
+  gst_harness_set_src_caps_str (h, CAPS_RGB);
+  for (guint i = 0; i < 5; i++)
+    gst_harness_push (h, make_frame (i, i * GST_SECOND / 10, size));
+  /* returns once the partial window is answered */
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  GstStructure *s = wait_element_message (bus, "mustdrop-answer");
+  fail_unless_equals_uint64 (get_u64 (s, "window-start"), 0);
+  fail_unless_equals_uint64 (get_u64 (s, "window-end"), GST_SECOND / 2);
+  guint frames = 0;
+  gst_structure_get_uint (s, "frames", &frames);
+  fail_unless_equals_int (frames, 3);   /* 0, 0.2, 0.4 s */
+  gst_structure_free (s);
+  s = wait_element_message (bus, "mustdrop-stats");
+  fail_unless_equals_uint64 (get_u64 (s, "answered"), 1);
+  gst_structure_free (s);
+  for (guint i = 0; i < 5; i++) {
+    GstBuffer *b = gst_harness_pull (h);
+    check_frame (b, i, i * GST_SECOND / 10, size);
+    gst_buffer_unref (b);
+  }
+  /* EOS went downstream after the answer */
+  GstEvent *ev;
+  gboolean eos = FALSE;
+  while ((ev = gst_harness_try_pull_event (h))) {
+    eos |= GST_EVENT_TYPE (ev) == GST_EVENT_EOS;
+    gst_event_unref (ev);
+  }
+  fail_unless (eos);
+
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
+/* window = 0: one growing window, "ask" on demand, answered at EOS; the
+ * frames kept stay within max-frames. */
+GST_START_TEST (test_growing_window_ask)
+{
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "window", 0.0, "sample-fps", 0.0,
+      "max-frames", 4, NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gsize size = W * H * 3;
+  gboolean queued = FALSE;
+
+  gst_harness_set_src_caps_str (h, CAPS_RGB);
+  g_signal_emit_by_name (e, "ask", "Anything?", &queued);
+  fail_if (queued);             /* no frame yet */
+  for (guint i = 0; i < 40; i++)
+    gst_harness_push (h, make_frame (i, i * GST_SECOND / 10, size));
+  g_signal_emit_by_name (e, "ask", "Is it dark?", &queued);
+  fail_unless (queued);
+  GstStructure *s = wait_element_message (bus, "mustdrop-answer");
+  fail_unless_equals_string (gst_structure_get_string (s, "question"),
+      "Is it dark?");
+  guint frames = 0;
+  gst_structure_get_uint (s, "frames", &frames);
+  fail_unless (frames >= 2 && frames <= 4, "frames %u", frames);
+  gst_structure_free (s);
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  s = wait_element_message (bus, "mustdrop-answer");
+  fail_unless_equals_uint64 (get_u64 (s, "window-start"), 0);
+  fail_unless_equals_uint64 (get_u64 (s, "window-end"), 4 * GST_SECOND);
+  gst_structure_free (s);
+
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
+/* Flush while windows are being answered: no deadlock, the window state
+ * restarts at the new segment. */
+GST_START_TEST (test_flush_during_inference)
+{
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "window", 0.2, "sample-fps", 0.0,
+      "max-new-tokens", 200, "max-pending", 4, NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gsize size = W * H * 3;
+
+  gst_harness_set_src_caps_str (h, CAPS_RGB);
+  for (guint round = 0; round < 3; round++) {
+    for (guint i = 0; i < 10; i++)
+      gst_harness_push (h, make_frame (i, i * GST_SECOND / 10, size));
+    fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
+    fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
+    GstSegment seg;
+    gst_segment_init (&seg, GST_FORMAT_TIME);
+    fail_unless (gst_harness_push_event (h, gst_event_new_segment (&seg)));
+  }
+  /* after the flushes: a fresh window 0 is answered */
+  gst_bus_set_flushing (bus, TRUE);
+  gst_bus_set_flushing (bus, FALSE);
+  for (guint i = 0; i < 3; i++)
+    gst_harness_push (h, make_frame (i, i * GST_SECOND / 10, size));
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  GstStructure *s;
+  for (;;) {
+    s = wait_element_message (bus, "mustdrop-answer");
+    if (get_u64 (s, "window-index") == 0)
+      break;
+    gst_structure_free (s);
+  }
+  fail_unless_equals_uint64 (get_u64 (s, "window-start"), 0);
+  gst_structure_free (s);
+
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
+/* Size and format change mid-stream: every buffer passes unchanged, the
+ * window spanning the change is answered. */
+GST_START_TEST (test_caps_change)
+{
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "window", 1.0, "sample-fps", 0.0, NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gsize rgb = W * H * 3, i420 = 64 * 48 * 3 / 2;
+
+  gst_harness_set_src_caps_str (h, CAPS_RGB);
+  for (guint i = 0; i < 5; i++)
+    gst_harness_push (h, make_frame (i, i * GST_SECOND / 10, rgb));
+  gst_harness_set_src_caps_str (h,
+      "video/x-raw,format=I420,width=64,height=48,framerate=10/1");
+  for (guint i = 5; i < 12; i++)
+    gst_harness_push (h, make_frame (i, i * GST_SECOND / 10, i420));
+  GstStructure *s = wait_element_message (bus, "mustdrop-answer");
+  guint frames = 0;
+  gst_structure_get_uint (s, "frames", &frames);
+  fail_unless_equals_int (frames, 5);
+  gst_structure_free (s);
+  for (guint i = 0; i < 12; i++) {
+    GstBuffer *b = gst_harness_pull (h);
+    check_frame (b, i, i * GST_SECOND / 10, i < 5 ? rgb : i420);
+    gst_buffer_unref (b);
+  }
+
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
+static GstMessage *
+expect_state_change_error (GstElement * e, GstBus * bus)
+{
+  fail_unless_equals_int (gst_element_set_state (e, GST_STATE_PAUSED),
+      GST_STATE_CHANGE_FAILURE);
+  GstMessage *m = gst_bus_timed_pop_filtered (bus, 0, GST_MESSAGE_ERROR);
+  fail_unless (m != NULL, "no error message");
+  gst_element_set_state (e, GST_STATE_NULL);
+  return m;
+}
+
+GST_START_TEST (test_bad_properties)
+{
+  static const struct
+  {
+    const gchar *prop, *value;
+  } cases[] = {
+    {"model", "/nonexistent/model.gguf"},
+    {"mmproj", "/nonexistent/mmproj.gguf"},
+    {"reduce", "mustdrop:bogus"},
+    {"device", "tpu:3"},
+    {"device", "cuda:x"},
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    GstBus *bus;
+    GstElement *e = make_vqa (&bus, NULL, NULL);
+    g_object_set (e, cases[i].prop, cases[i].value, NULL);
+    gst_message_unref (expect_state_change_error (e, bus));
+    gst_object_unref (e);
+    gst_object_unref (bus);
+  }
+  /* overlap must be shorter than the window */
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "window", 2.0, "window-overlap", 2.0, NULL);
+  gst_message_unref (expect_state_change_error (e, bus));
+  gst_object_unref (e);
+  gst_object_unref (bus);
+  /* no model at all */
+  e = gst_element_factory_make ("mustdropvqa", NULL);
+  bus = gst_bus_new ();
+  gst_element_set_bus (e, bus);
+  gst_message_unref (expect_state_change_error (e, bus));
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
+/* device=cuda: loads where CUDA is built and present, else a clear error
+ * naming the backend. */
+GST_START_TEST (test_device_cuda)
+{
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "device", "cuda:0", NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+
+  for (;;) {
+    GstMessage *m = gst_bus_timed_pop_filtered (bus, MSG_TIMEOUT,
+        GST_MESSAGE_ERROR | GST_MESSAGE_PROGRESS);
+    fail_unless (m != NULL);
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+      GError *err;
+      gchar *dbg;
+      gst_message_parse_error (m, &err, &dbg);
+      fail_unless (dbg && strstr (dbg, "cuda"), "debug: %s", dbg);
+      g_error_free (err);
+      g_free (dbg);
+      gst_message_unref (m);
+      break;
+    }
+    GstProgressType type;
+    gst_message_parse_progress (m, &type, NULL, NULL);
+    gst_message_unref (m);
+    if (type == GST_PROGRESS_TYPE_COMPLETE)
+      break;                    /* a CUDA build on a GPU machine */
+  }
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
+/* A file that is not an LLM (the mmproj given as model): an element error
+ * from the loader, and the video keeps flowing. */
+GST_START_TEST (test_bad_model_file)
+{
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "model", mmproj_path, "window", 0.5,
+      "sample-fps", 0.0, NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gsize size = W * H * 3;
+
+  gst_harness_set_src_caps_str (h, CAPS_RGB);
+  GstMessage *m = gst_bus_timed_pop_filtered (bus, MSG_TIMEOUT,
+      GST_MESSAGE_ERROR);
+  fail_unless (m != NULL);
+  GError *err;
+  gchar *dbg;
+  gst_message_parse_error (m, &err, &dbg);
+  GST_INFO ("expected error: %s (%s)", err->message, dbg);
+  fail_unless (dbg && *dbg);
+  g_error_free (err);
+  g_free (dbg);
+  gst_message_unref (m);
+  for (guint i = 0; i < 12; i++)
+    fail_unless_equals_int (gst_harness_push (h, make_frame (i,
+                i * GST_SECOND / 10, size)), GST_FLOW_OK);
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  for (guint i = 0; i < 12; i++) {
+    GstBuffer *b = gst_harness_pull (h);
+    check_frame (b, i, i * GST_SECOND / 10, size);
+    gst_buffer_unref (b);
+  }
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
+static GstPadProbeReturn
+count_buffers (GstPad * pad, GstPadProbeInfo * info, gpointer user)
+{
+  g_atomic_int_inc ((gint *) user);
+  return GST_PAD_PROBE_OK;
+}
+
+static void
+slow_answer (GstElement * e, const GstStructure * s, gpointer user)
+{
+  /* runs on the inference thread: makes every answer take 150 ms more */
+  g_usleep (150 * 1000);
+}
+
+/* Runs a launch line to EOS, counting buffers reaching element `probe`'s
+ * sink pad into *count; returns the answers posted. */
+static guint
+run_pipeline (const gchar * launch, const gchar * probe, gint * count,
+    guint64 * dropped, gboolean slow)
+{
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (launch, &err);
+  guint answers = 0;
+
+  fail_unless (p != NULL, "parse: %s", err ? err->message : "?");
+  if (probe) {
+    GstElement *e = gst_bin_get_by_name (GST_BIN (p), probe);
+    GstPad *pad = gst_element_get_static_pad (e, "sink");
+    gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, count_buffers, count,
+        NULL);
+    gst_object_unref (pad);
+    gst_object_unref (e);
+  }
+  if (slow) {
+    GstElement *v = gst_bin_get_by_name (GST_BIN (p), "v");
+    g_signal_connect (v, "answer", G_CALLBACK (slow_answer), NULL);
+    gst_object_unref (v);
+  }
+  GstBus *bus = gst_element_get_bus (p);
+  fail_unless (gst_element_set_state (p, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  for (;;) {
+    GstMessage *m = gst_bus_timed_pop_filtered (bus, MSG_TIMEOUT,
+        GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_ELEMENT);
+    fail_unless (m != NULL, "pipeline timed out");
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+      GError *e2;
+      gchar *dbg;
+      gst_message_parse_error (m, &e2, &dbg);
+      fail ("error: %s (%s)", e2->message, dbg);
+    }
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_EOS) {
+      gst_message_unref (m);
+      break;
+    }
+    if (gst_message_has_name (m, "mustdrop-answer"))
+      answers++;
+    if (gst_message_has_name (m, "mustdrop-stats") && dropped)
+      gst_structure_get_uint64 (gst_message_get_structure (m), "dropped",
+          dropped);
+    gst_message_unref (m);
+  }
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+  return answers;
+}
+
+/* Live 30 fps source, ten windows a second, and a slow model
+ * (long sampled answers, and an "answer" handler that takes its time):
+ * pending windows are dropped, video never is. */
+GST_START_TEST (test_live_drops_windows_not_video)
+{
+  gint video = 0;
+  guint64 dropped = 0;
+  gchar *launch = g_strdup_printf ("videotestsrc is-live=true num-buffers=90 "
+      "! video/x-raw,format=I420,width=320,height=240,framerate=30/1 "
+      "! mustdropvqa name=v model=%s mmproj=%s threads=1 window=0.1 "
+      "sample-fps=0 max-frames=2 max-pending=1 max-new-tokens=400 "
+      "temperature=1.0 context-size=1024 stats=true "
+      "! fakesink name=s sync=true",
+      llm_path, mmproj_path);
+  guint answers = run_pipeline (launch, "s", &video, &dropped, TRUE);
+
+  g_free (launch);
+  GST_INFO ("video %d, answers %u, dropped %" G_GUINT64_FORMAT, video, answers,
+      dropped);
+  fail_unless_equals_int (g_atomic_int_get (&video), 90);
+  fail_unless (answers >= 1);
+  fail_unless (dropped >= 1, "no window dropped (answers %u)", answers);
+}
+
+GST_END_TEST;
+
+/* text_src through a queue into textoverlay: no stall, text buffers and the
+ * JSON lines file get the answers. */
+GST_START_TEST (test_text_pad_textoverlay)
+{
+  GstElement *to = gst_element_factory_make ("textoverlay", NULL);
+  if (!to) {
+    GST_INFO ("textoverlay not available, skipped");
+    return;
+  }
+  gst_object_unref (to);
+  gint texts = 0;
+  gchar *jsonl = g_build_filename (g_get_tmp_dir (), "mustdrop-test.jsonl",
+      NULL);
+  g_unlink (jsonl);
+  gchar *launch = g_strdup_printf ("videotestsrc num-buffers=30 "
+      "! video/x-raw,format=I420,width=64,height=48,framerate=10/1 "
+      "! mustdropvqa name=v model=%s mmproj=%s threads=1 window=1 "
+      "sample-fps=4 max-new-tokens=4 jsonl-location=%s "
+      "! textoverlay name=o ! fakesink "
+      "v.text_src ! queue ! tee name=t ! queue ! o.text_sink "
+      "t. ! queue ! fakesink name=ts", llm_path, mmproj_path, jsonl);
+  guint answers = run_pipeline (launch, "ts", &texts, NULL, FALSE);
+  fail_unless_equals_int (answers, 3);
+  fail_unless_equals_int (g_atomic_int_get (&texts), 3);
+
+  gchar *contents = NULL;
+  fail_unless (g_file_get_contents (jsonl, &contents, NULL, NULL));
+  gchar **lines = g_strsplit (g_strstrip (contents), "\n", -1);
+  fail_unless_equals_int (g_strv_length (lines), 3);
+  fail_unless (g_str_has_prefix (lines[0], "{\"window\":0,\"start\":0.000000"));
+  g_strfreev (lines);
+  g_free (contents);
+  g_unlink (jsonl);
+  g_free (jsonl);
+  g_free (launch);
+}
+
+GST_END_TEST;
+
+/* A reduction spec goes to the engine; the answer reports its counts. */
+GST_START_TEST (test_reduce)
+{
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "window", 1.0, "sample-fps", 4.0,
+      "reduce", "uniform:tokens=4", NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+
+  gst_harness_set_src_caps_str (h, CAPS_RGB);
+  for (guint i = 0; i < 8; i++)
+    gst_harness_push (h, make_frame (i, i * GST_SECOND / 10, W * H * 3));
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  GstStructure *s = wait_element_message (bus, "mustdrop-answer");
+  guint frames = 0, in = 0, kept = 0;
+  gst_structure_get_uint (s, "frames", &frames);
+  gst_structure_get_uint (s, "visual-tokens", &in);
+  gst_structure_get_uint (s, "visual-tokens-kept", &kept);
+  fail_unless (g_str_has_prefix (gst_structure_get_string (s, "reduce"),
+          "uniform:"));
+  fail_unless_equals_int (frames, 3);   /* 0, 0.3, 0.5 s (4 fps grid) */
+  fail_unless_equals_int (kept, 4 * frames);
+  fail_unless (in > kept, "in %u kept %u", in, kept);
+  gst_structure_free (s);
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
+/* text_src in window timing: the answer as a text buffer spanning its
+ * window, after stream-start/caps/segment; latency = upstream + window. */
+GST_START_TEST (test_text_pad_window_timing)
+{
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "window", 1.0, "sample-fps", 0.0,
+      "text-timing", 1, NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  GstHarness *ht = gst_harness_new_with_element (e, NULL, "text_src");
+
+  gst_harness_set_src_caps_str (h, CAPS_RGB);
+  for (guint i = 0; i <= 10; i++)
+    gst_harness_push (h, make_frame (i, i * GST_SECOND / 10, W * H * 3));
+  GstStructure *s = wait_element_message (bus, "mustdrop-answer");
+  gchar *answer = g_strdup (gst_structure_get_string (s, "answer"));
+  gst_structure_free (s);
+  gst_harness_push (h, make_frame (11, 11 * GST_SECOND / 10, W * H * 3));
+
+  GstBuffer *b = gst_harness_pull (ht);
+  fail_unless (b != NULL);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (b), 0);
+  fail_unless_equals_uint64 (GST_BUFFER_DURATION (b), GST_SECOND);
+  GstMapInfo map;
+  fail_unless (gst_buffer_map (b, &map, GST_MAP_READ));
+  fail_unless (map.size == strlen (answer) && !memcmp (map.data, answer,
+          map.size));
+  gst_buffer_unmap (b, &map);
+  gst_buffer_unref (b);
+  g_free (answer);
+
+  GstPad *tp = gst_element_get_static_pad (e, "text_src");
+  fail_unless (tp != NULL);
+  GstCaps *caps = gst_pad_get_current_caps (tp);
+  fail_unless (caps != NULL);
+  fail_unless (gst_structure_has_name (gst_caps_get_structure (caps, 0),
+          "text/x-raw"));
+  gst_caps_unref (caps);
+  GstQuery *q = gst_query_new_latency ();
+  fail_unless (gst_pad_query (tp, q));
+  GstClockTime min, max;
+  gboolean live;
+  gst_query_parse_latency (q, &live, &min, &max);
+  fail_unless (min >= GST_SECOND, "text latency %" GST_TIME_FORMAT,
+      GST_TIME_ARGS (min));
+  gst_query_unref (q);
+  gst_object_unref (tp);
+
+  gst_harness_teardown (ht);
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
+/* Going to NULL while a long answer is being generated returns promptly. */
+GST_START_TEST (test_stop_during_inference)
+{
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "window", 0.5, "sample-fps", 0.0,
+      "max-new-tokens", 4000, "temperature", 1.0, "context-size", 4096,
+      "max-frames", 4, "stream-tokens", TRUE, NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+
+  gst_harness_set_src_caps_str (h, CAPS_RGB);
+  for (guint i = 0; i < 6; i++)
+    gst_harness_push (h, make_frame (i, i * GST_SECOND / 10, W * H * 3));
+  /* generation has started once the first partial text is posted */
+  GstStructure *s = wait_element_message (bus, "mustdrop-partial");
+  fail_unless (gst_structure_get_string (s, "text") != NULL);
+  gst_structure_free (s);
+  gint64 t0 = g_get_monotonic_time ();
+  fail_unless_equals_int (gst_element_set_state (e, GST_STATE_NULL),
+      GST_STATE_CHANGE_SUCCESS);
+  gint64 took = g_get_monotonic_time () - t0;
+  fail_unless (took < 2 * G_USEC_PER_SEC, "stop took %" G_GINT64_FORMAT " us",
+      took);
+
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
+static Suite *
+mustdropvqa_suite (void)
+{
+  Suite *s = suite_create ("mustdropvqa");
+  TCase *tc = tcase_create ("general");
+
+  find_models ();
+  tcase_set_timeout (tc, 20);
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_meta_and_message);
+  tcase_add_test (tc, test_eos_partial_window);
+  tcase_add_test (tc, test_growing_window_ask);
+  tcase_add_test (tc, test_flush_during_inference);
+  tcase_add_test (tc, test_caps_change);
+  tcase_add_test (tc, test_reduce);
+  tcase_add_test (tc, test_text_pad_window_timing);
+  tcase_add_test (tc, test_stop_during_inference);
+  tcase_add_test (tc, test_bad_properties);
+  tcase_add_test (tc, test_bad_model_file);
+  tcase_add_test (tc, test_device_cuda);
+  tcase_add_test (tc, test_live_drops_windows_not_video);
+  tcase_add_test (tc, test_text_pad_textoverlay);
+  return s;
+}
+
+GST_CHECK_MAIN (mustdropvqa);

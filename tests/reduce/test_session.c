@@ -1,0 +1,290 @@
+/* Sessions end to end on the tiny fixtures: every method's token counts
+ * (FastV per layer, random, uniform, HiRED on LLaVA-NeXT tiles), video
+ * (DyCoke windows incl. the last one, stmerge, the global cap as frames
+ * arrive), MustDrop's decode-mode eviction, the stats JSON, and bad input
+ * answered with errors, never crashes. */
+#include "red_fixture.h"
+
+struct run {
+    struct md_context *ctx;
+    struct md_reduce_session *s;
+};
+
+static bool open_run(struct red_fix *f, const char *spec, struct run *r)
+{
+    struct md_reduce_config cfg;
+    char err[256];
+    memset(r, 0, sizeof *r);
+    if (md_reduce_parse(spec, &cfg, err, sizeof err)) {
+        CHECKF(0, "%s: %s", spec, err);
+        return false;
+    }
+    r->ctx = red_ctx(f);
+    CHECK(md_reduce_session_new(r->ctx, f->vis, &cfg, &r->s, err, sizeof err) == MD_OK);
+    return r->s != NULL;
+}
+
+static void close_run(struct run *r)
+{
+    md_reduce_session_free(r->s);
+    md_context_free(r->ctx);
+}
+
+static const struct md_reduce_stats *image_prefill(struct red_fix *f, const char *spec, struct run *r)
+{
+    if (!open_run(f, spec, r))
+        return NULL;
+    CHECK(md_reduce_add_image(r->s, f->img, f->w, f->h, f->w * 3) == MD_OK);
+    CHECKF(md_reduce_prefill(r->s, NULL, NULL, RED_QUESTION) == MD_OK, "%s: %s", spec,
+           md_reduce_error(r->s));
+    const struct md_reduce_stats *st = md_reduce_stats(r->s);
+    printf("%-34s in %d, select %d, per layer %d/%d/%d/%d (avg %.2f), KV %zu B, "
+           "prefill %.3g FLOP\n", spec, st->vis_in, st->vis_after_select, st->vis_per_layer[0],
+           st->vis_per_layer[1], st->vis_per_layer[2], st->vis_per_layer[3], st->vis_layer_avg,
+           st->kv_bytes_prefill, st->flops_prefill);
+    return st;
+}
+
+static void one_call(struct red_fix *f)
+{
+    struct md_reduce_config cfg;
+    char err[256];
+    CHECK(md_reduce_parse("hired:budget=0.5", &cfg, err, sizeof err) == MD_OK);
+    struct md_context *ctx = red_ctx(f);
+    struct md_reduce_session *s = NULL;
+    struct md_frame fr[2] = { { f->img, f->w, f->h, f->w * 3, -1 }, { f->img, f->w, f->h, f->w * 3, -1 } };
+    CHECKF(md_reduce_run(ctx, f->vis, &cfg, fr, 2, false, RED_QUESTION, &s, err, sizeof err) == MD_OK,
+           "%s", err);
+    CHECK(s && md_reduce_logits(s) && md_reduce_n_blocks(s) == 2 && md_reduce_stats(s)->vis_final == 16);
+    md_reduce_session_free(s);
+    s = NULL;
+    fr[1].rgb = NULL;
+    CHECK(md_reduce_run(ctx, f->vis, &cfg, fr, 2, true, RED_QUESTION, &s, err, sizeof err) ==
+          MD_ERR_INVALID && strstr(err, "frame 1"));
+    md_reduce_session_free(s);
+    md_context_free(ctx);
+}
+
+static void images(struct red_fix *f)
+{
+    struct run r;
+    const struct md_reduce_stats *st = image_prefill(f, "fastv:k=2,r=0.5", &r);
+    /* counted after each layer's pruning (MustDrop's accounting): layer
+     * K-1 = 1 already shows the cut */
+    CHECK(st && st->vis_per_layer[0] == 16 && st->vis_per_layer[1] == 8);
+    CHECK(st && st->vis_per_layer[2] == 8 && st->vis_per_layer[3] == 8 && st->vis_layer_avg == 10.0);
+    double fastv_flops = st ? st->flops_prefill : 0;
+    size_t fastv_kv = st ? st->kv_bytes_prefill : 0;
+    close_run(&r);
+    st = image_prefill(f, "none", &r);
+    CHECK(st && st->flops_prefill > fastv_flops && st->kv_bytes_prefill > fastv_kv);
+    close_run(&r);
+    st = image_prefill(f, "random:keep=0.25,seed=3", &r);
+    CHECK(st && st->vis_after_select == 4);
+    close_run(&r);
+    st = image_prefill(f, "uniform:tokens=4", &r);
+    CHECK(st && st->vis_after_select == 4 && st->vis_final == 4);
+    close_run(&r);
+    st = image_prefill(f, "hired:budget=0.5", &r);   /* LLaVA-1.5: top int(16 * 0.5) */
+    CHECK(st && st->vis_after_select == 8);
+    close_run(&r);
+    st = image_prefill(f, "random:keep=0", &r);      /* never an empty image */
+    CHECK(st && st->vis_after_select == 1);
+    close_run(&r);
+    st = image_prefill(f, "mustdrop:tokens=64", &r);
+    CHECK(st && st->vis_final >= st->n_key_tokens && st->n_key_tokens >= 1);
+    close_run(&r);
+}
+
+/* Decode mode: with a threshold above any probability every non-key
+ * vision entry goes at the first check; decoding goes on. */
+static void decode_evict(struct red_fix *f)
+{
+    struct run r;
+    const struct md_reduce_stats *st =
+        image_prefill(f, "mustdrop:tau_g=0,tau_i=0,merge=2,kv=decode,evict=1,every=2", &r);
+    if (!st)
+        return;
+    int32_t nv = md_model_n_vocab(f->model);
+    CHECK(st->vis_kv_after_decode == 16);
+    for (int32_t i = 0; i < 4; i++) {
+        CHECK(md_reduce_decode(r.s, red_argmax(md_reduce_logits(r.s), nv)) == MD_OK);
+        if (i == 0)
+            CHECK(st->vis_kv_after_decode == 16);
+    }
+    CHECKF(st->vis_kv_after_decode == st->n_key_tokens, "after eviction %d vision entries, "
+           "key %d", st->vis_kv_after_decode, st->n_key_tokens);
+    CHECK(st->n_generated == 4 && st->flops_decode > 0 && st->kv_bytes_decode < st->kv_bytes_prefill + 4 * 4096);
+    char json[4096];
+    int n = md_reduce_stats_json(st, "a\"b", json, sizeof json);
+    CHECK(n > 0 && (size_t)n < sizeof json && json[0] == '{' && json[n - 1] == '}');
+    CHECK(strstr(json, "\"layer_avg\":16.000") && strstr(json, "\"spec\":\"a\\\"b\""));
+    char small[16];
+    CHECK(md_reduce_stats_json(st, "x", small, sizeof small) == n - 3 && strlen(small) == 15);
+    printf("%s\n", json);
+    close_run(&r);
+}
+
+/* Frames: the test image with the rows rolled by t (a slow pan). */
+static void make_frames(struct red_fix *f, uint8_t **buf, struct md_frame *fr, int32_t n, bool still)
+{
+    size_t sz = (size_t)f->w * f->h * 3;
+    for (int32_t t = 0; t < n; t++) {
+        buf[t] = malloc(sz);
+        size_t off = still ? 0 : (size_t)(t * 2 % f->h) * f->w * 3;
+        memcpy(buf[t], f->img + off, sz - off);
+        memcpy(buf[t] + sz - off, f->img, off);
+        fr[t] = (struct md_frame){ buf[t], f->w, f->h, f->w * 3, t * 40000000LL };
+    }
+}
+
+static int32_t frames_tokens(struct red_fix *f, const char *spec, int32_t n, bool still,
+                             bool one_by_one)
+{
+    uint8_t *buf[16];
+    struct md_frame fr[16];
+    make_frames(f, buf, fr, n, still);
+    struct run r;
+    int32_t tok = -1;
+    if (open_run(f, spec, &r)) {
+        for (int32_t t = 0; t < n; t += one_by_one ? 1 : n)
+            CHECK(md_reduce_add_frames(r.s, fr + t, one_by_one ? 1 : n) == MD_OK);
+        CHECKF(md_reduce_prefill(r.s, NULL, NULL, "What happens?") == MD_OK, "%s: %s", spec,
+               md_reduce_error(r.s));
+        tok = md_reduce_stats(r.s)->vis_after_select;
+        CHECK(md_reduce_n_blocks(r.s) == n);
+        printf("%-34s %d frames -> %d visual tokens\n", spec, n, tok);
+    }
+    close_run(&r);
+    for (int32_t t = 0; t < n; t++)
+        free(buf[t]);
+    return tok;
+}
+
+static void video(struct red_fix *f)
+{
+    /* still video: non-anchor frames keep int(0.3 * 16) = 4 tokens */
+    CHECK(frames_tokens(f, "dycoke:k=0.7,window=4", 8, true, true) == 2 * (16 + 3 * 4));
+    CHECK(frames_tokens(f, "dycoke:k=0.7,window=4", 6, true, false) == 28 + 16 + 4);   /* last window */
+    CHECK(frames_tokens(f, "none", 6, false, false) == 96);
+    /* one 3x3 window on 4x4: always merging leaves 16-8 and 16-9 tokens per pair */
+    CHECK(frames_tokens(f, "stmerge:thresh=-1,frames=2", 4, false, true) == 2 * (8 + 7));
+    CHECK(frames_tokens(f, "stmerge:thresh=-1,frames=2", 3, false, true) == 15 + 8);   /* flush */
+    CHECK(frames_tokens(f, "stmerge:thresh=2", 4, false, false) == 64);
+    /* global cap: shared out as frames arrive */
+    CHECK(frames_tokens(f, "cap:tokens=20", 4, false, true) == 20);
+    CHECK(frames_tokens(f, "cap:tokens=2", 4, false, true) == 4);   /* one row per frame minimum */
+    CHECK(frames_tokens(f, "random:keep=0.5+cap:tokens=30", 8, false, true) <= 30);
+}
+
+static void next_tiles(void)
+{
+    struct red_fix f;
+    red_fix_load(&f, "tiny-llava-next-mmproj-f32.gguf");
+    struct run r;
+    const struct md_reduce_stats *st = image_prefill(&f, "hired:budget=0.2,alpha=0.5", &r);
+    int32_t plain = md_vision_image_tokens(f.vis, f.w, f.h);
+    if (st) {
+        int32_t P = st->vis_in / 16, total = (int32_t)(P * 16 * 0.2f);
+        CHECKF(st->vis_after_select <= total + P && st->vis_after_select >= P, "P %d: %d kept of budget %d",
+               P, st->vis_after_select, total);
+        printf("LLaVA-NeXT HiRED: %d partitions, %d tokens (HF packing: %d)\n", P, st->vis_after_select,
+               plain);
+    }
+    close_run(&r);
+    st = image_prefill(&f, "hired:budget=0.2,alpha=0.5,map=geometric", &r);
+    close_run(&r);
+    st = image_prefill(&f, "mustdrop:tokens=128", &r);
+    CHECK(st && st->vis_after_select <= st->vis_in);
+    close_run(&r);
+    st = image_prefill(&f, "none", &r);
+    CHECK(st && st->vis_after_select == plain);
+    close_run(&r);
+    red_fix_free(&f);
+}
+
+/* SigLIP (no class token): MustDrop's key set and HiRED's scores come from
+ * the sampled-rows attention (docs/reduction.md); frames are pooled 2x2. */
+static void onevision(void)
+{
+    struct red_fix f;
+    red_fix_load(&f, "tiny-onevision-mmproj-f32.gguf");
+    char path[512], err[256];
+    md_model_free(f.model);
+    f.model = NULL;
+    struct md_model_params mp = md_model_default_params();
+    if (md_model_load(md_test_data(RED_DIR "tiny-onevision-llm-f32.gguf", path, sizeof path), &mp,
+                      &f.model, err, sizeof err)) {
+        CHECKF(0, "onevision LLM: %s", err);
+        red_fix_free(&f);
+        return;
+    }
+    CHECK(!md_vision_has_class_token(f.vis));
+    struct run r;
+    const struct md_reduce_stats *st = image_prefill(&f, "mustdrop:tau_g=1,tau_i=1", &r);
+    CHECK(st && st->n_key_tokens > 0 && st->vis_final == st->n_key_tokens);
+    close_run(&r);
+    st = image_prefill(&f, "hired:budget=0.25", &r);
+    CHECK(st && st->vis_after_select < st->vis_in);
+    close_run(&r);
+    CHECK(frames_tokens(&f, "dycoke:k=0.5,window=2", 4, true, true) == 2 * (4 + 2) + 1);
+    CHECK(frames_tokens(&f, "mustdrop:tau_g=1,tau_i=1", 3, false, false) > 0);
+    red_fix_free(&f);
+}
+
+static void bad_input(struct red_fix *f)
+{
+    char err[256] = "";
+    struct md_reduce_session *s = NULL;
+    CHECK(md_reduce_session_new(NULL, f->vis, NULL, &s, err, sizeof err) == MD_ERR_INVALID && !s);
+    CHECK(md_reduce_add_image(NULL, f->img, 1, 1, 3) == MD_ERR_INVALID);
+    CHECK(md_reduce_prefill(NULL, NULL, NULL, "q") == MD_ERR_INVALID);
+    CHECK(md_reduce_decode(NULL, 1) == MD_ERR_INVALID);
+    CHECK(md_reduce_logits(NULL) == NULL && md_reduce_stats(NULL) == NULL);
+    struct run r;
+    if (!open_run(f, "mustdrop", &r))
+        return;
+    CHECK(md_reduce_prefill(r.s, NULL, NULL, "q") == MD_ERR_INVALID);
+    CHECK(strstr(md_reduce_error(r.s), "no image"));
+    CHECK(md_reduce_decode(r.s, 1) == MD_ERR_INVALID && md_reduce_logits(r.s) == NULL);
+    CHECK(md_reduce_add_image(r.s, NULL, f->w, f->h, f->w * 3) == MD_ERR_INVALID);
+    CHECK(md_reduce_add_image(r.s, f->img, 0, f->h, f->w * 3) == MD_ERR_INVALID);
+    CHECK(md_reduce_add_image(r.s, f->img, f->w, f->h, 2) == MD_ERR_INVALID);
+    struct md_frame fr = { NULL, 4, 4, 12, 0 };
+    CHECK(md_reduce_add_frames(r.s, &fr, 1) == MD_ERR_INVALID);
+    CHECK(md_reduce_add_frames(r.s, &fr, 0) == MD_OK);
+    float row[64] = { 0 };
+    CHECK(md_reduce_add_embd(r.s, row, 0, 0, 0, NULL) == MD_ERR_INVALID);
+    CHECK(md_reduce_add_embd(r.s, row, 1, 1, 1, NULL) == MD_OK);   /* a zero row works */
+    CHECK(md_reduce_prefill(r.s, NULL, NULL, NULL) == MD_OK);
+    CHECK(md_reduce_decode(r.s, -5) != MD_OK && md_reduce_decode(r.s, 1) == MD_OK);
+    md_reduce_reset(r.s);
+    CHECK(md_reduce_n_visual(r.s) == 0 && md_reduce_prefill(r.s, NULL, NULL, "q") == MD_ERR_INVALID);
+    close_run(&r);
+    /* a prompt longer than n_batch: refused with a message, no crash */
+    struct md_context_params cp = md_context_default_params();
+    cp.n_batch = 16;
+    struct md_context *ctx = NULL;
+    CHECK(md_context_new(f->model, &cp, &ctx, err, sizeof err) == MD_OK);
+    CHECK(md_reduce_session_new(ctx, f->vis, NULL, &s, err, sizeof err) == MD_OK);
+    CHECK(md_reduce_add_image(s, f->img, f->w, f->h, f->w * 3) == MD_OK);
+    CHECK(md_reduce_prefill(s, NULL, NULL, "q") == MD_ERR_UNSUPPORTED);
+    CHECK(strstr(md_reduce_error(s), "n_batch"));
+    md_reduce_session_free(s);
+    md_context_free(ctx);
+}
+
+int main(void)
+{
+    struct red_fix f;
+    red_fix_load(&f, "tiny-llava-mmproj-f32.gguf");
+    images(&f);
+    one_call(&f);
+    decode_evict(&f);
+    video(&f);
+    bad_input(&f);
+    red_fix_free(&f);
+    next_tiles();
+    onevision();
+    return md_test_finish("reduce_session");
+}

@@ -1,0 +1,87 @@
+/* Spec strings: every documented example parses to the right values,
+ * composition across stages works, and bad input gives a message naming
+ * the bad method, key or value (never a crash). */
+#include "md_test.h"
+#include "mustdrop-reduce.h"
+
+static int parse(const char *spec, struct md_reduce_config *c, char *err)
+{
+    return md_reduce_parse(spec, c, err, 256);
+}
+
+static void good(void)
+{
+    struct md_reduce_config c;
+    char err[256];
+    CHECK(parse("none", &c, err) == MD_OK && c.methods == 0);
+    CHECK(parse("", &c, err) == MD_OK && c.methods == 0 && md_reduce_stages(&c) == 0);
+    CHECK(parse(NULL, &c, err) == MD_OK && c.methods == 0);
+    CHECK(parse("mustdrop:tokens=128", &c, err) == MD_OK && c.methods == MD_REDUCE_MUSTDROP);
+    CHECK(c.md_tau_g == 0.0012f && c.md_tau_i == 0.001f);
+    CHECK(parse("mustdrop:tokens=64", &c, err) == MD_OK && c.md_tau_g == 0.011f && c.md_tau_i == 0.01f);
+    CHECK(parse("mustdrop:tokens=192,kv=decode,evict=0.01,every=2", &c, err) == MD_OK);
+    CHECK(c.md_tau_g == 0.001f && c.md_kv == MD_REDUCE_KV_DECODE && c.md_evict_every == 2);
+    CHECK(parse("mustdrop:layers=1/3", &c, err) == MD_OK && c.md_n_layers == 2 && c.md_layers[1] == 3);
+    CHECK(parse("hired:budget=0.2,alpha=0.5", &c, err) == MD_OK && c.methods == MD_REDUCE_HIRED);
+    CHECK(c.hired_budget == 0.2f && c.hired_alpha == 0.5f && !c.hired_geometric);
+    CHECK(parse("hired:map=geometric", &c, err) == MD_OK && c.hired_geometric);
+    CHECK(parse("fastv:k=2,r=0.5", &c, err) == MD_OK && c.fastv_k == 2 && c.fastv_r == 0.5f);
+    CHECK(parse("random:keep=0.25,seed=1", &c, err) == MD_OK && c.random_keep == 0.25f && c.random_seed == 1);
+    CHECK(parse("uniform:tokens=144", &c, err) == MD_OK && c.uniform_tokens == 144);
+    CHECK(parse("dycoke:k=0.7,window=4", &c, err) == MD_OK && c.dycoke_k == 0.7f && c.dycoke_window == 4);
+    CHECK(parse("stmerge:thresh=0.8", &c, err) == MD_OK && c.st_thresh == 0.8f);
+    CHECK(parse("dycoke:k=0.7+fastv:k=2,r=0.5", &c, err) == MD_OK);
+    CHECK(c.methods == (MD_REDUCE_DYCOKE | MD_REDUCE_FASTV));
+    CHECK(md_reduce_stages(&c) == (MD_STAGE_SELECT | MD_STAGE_PREFILL));
+    CHECK(parse("hired+fastv+cap:tokens=300", &c, err) == MD_OK && c.max_visual_tokens == 300);
+    CHECK(parse("mustdrop+uniform:tokens=100", &c, err) == MD_OK);
+    char buf[512];
+    CHECK(md_reduce_format(&c, buf, sizeof buf) > 0);
+    struct md_reduce_config c2;
+    CHECKF(parse(buf, &c2, err) == MD_OK && c2.methods == c.methods, "round trip '%s': %s", buf, err);
+    char tiny[4];
+    CHECK(md_reduce_format(&c, tiny, sizeof tiny) > 3 && strlen(tiny) == 3);
+}
+
+/* err must mention every needle. */
+static void bad(const char *spec, const char *n1, const char *n2)
+{
+    struct md_reduce_config c = md_reduce_default_config();
+    c.fastv_k = 77;
+    char err[256] = "";
+    int rc = parse(spec, &c, err);
+    CHECKF(rc == MD_ERR_INVALID, "'%s' accepted", spec);
+    CHECKF(strstr(err, n1) && (!n2 || strstr(err, n2)), "'%s': message '%s'", spec, err);
+    CHECK(c.fastv_k == 77);   /* untouched on failure */
+}
+
+int main(void)
+{
+    good();
+    bad("fastv:q=3", "fastv", "'q'");
+    bad("fastv:k=abc", "fastv", "'k'");
+    bad("fastv:k=2.5", "'k'", "integer");
+    bad("fastv:r=1.5", "'r'", "1.5");
+    bad("hired:budget=", "budget", NULL);
+    bad("hired:alpha", "not key=value", NULL);
+    bad("hired:map=round", "map", "round");
+    bad("mustdrop:tokens=100", "tokens", "192");
+    bad("mustdrop:kv=maybe", "kv", "maybe");
+    bad("mustdrop:layers=6/2", "layers", NULL);
+    bad("bogus", "unknown method", "bogus");
+    bad("random+uniform", "uniform", "select");
+    bad("fastv+fastv", "fastv", "twice");
+    bad("fastv++random", "empty", NULL);
+    bad("+", "empty", NULL);
+    bad("none:k=1", "unknown method", NULL);
+    bad("random:keep=nan", "keep", NULL);
+    bad("dycoke:window=1", "window", NULL);
+    bad("cap", "cap", "tokens");
+    bad("cap:tokens=3+cap:tokens=4", "cap", "twice");
+    char longspec[5000];
+    memset(longspec, 'a', sizeof longspec - 1);
+    longspec[sizeof longspec - 1] = '\0';
+    bad(longspec, "4096", NULL);
+    CHECK(md_reduce_parse("none", NULL, NULL, 0) == MD_ERR_INVALID);
+    return md_test_finish("reduce_spec");
+}
