@@ -18,4 +18,4 @@ plugin_init (GstPlugin * plugin)
 GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, mustdrop,
     "Ask a vision-language model questions about video (libmustdrop)",
     plugin_init, MUSTDROP_PLUGIN_VERSION, "MIT", PACKAGE,
-    "https://github.com/mustdrop/gst-mustdrop")
+    "Unknown package origin")

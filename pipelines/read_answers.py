@@ -15,8 +15,8 @@ Usage (Debian 12: python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0):
   /usr/bin/python3 pipelines/read_answers.py [VIDEO_FILE]
 Without a file, 6 s of videotestsrc are used. MODEL / MMPROJ / QUESTION
 environment variables as for the shell scripts (default: the tiny test
-models, whose answers are nonsense). GST_PLUGIN_PATH defaults to
-build-gst/gst.
+models, whose answers are nonsense). GST_PLUGIN_PATH defaults to the
+first of build/gst and build-gst/gst that holds the plugin.
 """
 import os
 import sys
@@ -29,7 +29,11 @@ from gi.repository import Gst  # noqa: E402
 here = os.path.dirname(os.path.abspath(__file__))
 root = os.path.dirname(here)
 fixtures = os.path.join(root, "models", "fixtures", "vision")
-os.environ.setdefault("GST_PLUGIN_PATH", os.path.join(root, "build-gst", "gst"))
+if "GST_PLUGIN_PATH" not in os.environ:
+    # as pipelines/common.sh: the first of build/gst and build-gst/gst with the plugin
+    dirs = [os.path.join(root, d, "gst") for d in ("build", "build-gst")]
+    os.environ["GST_PLUGIN_PATH"] = next(
+        (d for d in dirs if os.path.exists(os.path.join(d, "libgstmustdrop.so"))), dirs[0])
 model = os.environ.get("MODEL", os.path.join(fixtures, "tiny-llava-llm-f32.gguf"))
 mmproj = os.environ.get("MMPROJ", os.path.join(fixtures, "tiny-llava-mmproj-f32.gguf"))
 question = os.environ.get("QUESTION", "What is happening in the video?")

@@ -3,11 +3,15 @@
  *
  *   mustdrop-bench --reduce "none;mustdrop:tokens=128;fastv:k=2,r=0.5" \
  *       -m llm.gguf --mmproj mmproj.gguf [--image img.ppm] [--frames N] \
- *       [--question TEXT] [-n 16] [-r 1] [-t THREADS] [--csv out.csv]
+ *       [--question TEXT] [-n 16] [-r 1] [--warmup 0] [-t THREADS] [--csv out.csv]
  *
  * Every spec answers greedily; "agree" is the share of its answer tokens
  * equal to the unreduced answer (the first spec "none" is always run first
- * as the reference), "top1" whether the first answer token matches. */
+ * as the reference), "top1" whether the first answer token matches.
+ * Counts, FLOPs and KV bytes are those of the last repetition (they do not
+ * change between repetitions); the ms_* columns are means over the -r
+ * timed repetitions. --warmup N runs the reference spec N times untimed
+ * first (page faults of the weights, first allocations). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +24,7 @@
 
 struct rb_args {
     const char *specs, *llm, *mmproj, *image, *question, *csv;
-    int n_predict, reps, threads, frames;
+    int n_predict, reps, warmup, threads, frames;
 };
 
 static void rb_usage(FILE *f)
@@ -31,7 +35,8 @@ static void rb_usage(FILE *f)
         "  --frames N         feed the image N times as video frames (slowly panned)\n"
         "  --question TEXT    (default \"Describe the image.\")\n"
         "  -n N               answer tokens (16)\n"
-        "  -r N               repetitions for the timings (1)\n"
+        "  -r N               timed repetitions; ms_* columns are their means (1)\n"
+        "  --warmup N         untimed runs of the reference spec (none) before any timing (0)\n"
         "  -t N               threads (0 = all)\n"
         "  --csv FILE         write the CSV there (default stdout)\n");
 }
@@ -55,14 +60,16 @@ static int rb_parse(int argc, char **argv, struct rb_args *a)
         else if (!strcmp(o, "--csv")) a->csv = v;
         else if (!strcmp(o, "-n")) a->n_predict = atoi(v);
         else if (!strcmp(o, "-r")) a->reps = atoi(v);
+        else if (!strcmp(o, "--warmup")) a->warmup = atoi(v);
         else if (!strcmp(o, "-t")) a->threads = atoi(v);
         else if (!strcmp(o, "--frames")) a->frames = atoi(v);
         else { fprintf(stderr, "mustdrop-bench: unknown option '%s' with --reduce\n", o); return -1; }
     }
     if (!a->specs || !a->llm || !a->mmproj || a->n_predict < 0 || a->n_predict > MAX_GEN ||
-        a->reps < 1 || a->frames < 0 || a->frames > 256) {
-        fprintf(stderr, "mustdrop-bench: --reduce needs -m, --mmproj, -n in [0, %d], -r >= 1, "
-                        "--frames in [0, 256]\n", MAX_GEN);
+        a->reps < 1 || a->reps > 1000 || a->warmup < 0 || a->warmup > 100 || a->frames < 0 ||
+        a->frames > 256) {
+        fprintf(stderr, "mustdrop-bench: --reduce needs -m, --mmproj, -n in [0, %d], -r in "
+                        "[1, 1000], --warmup in [0, 100], --frames in [0, 256]\n", MAX_GEN);
         return -1;
     }
     return 0;
@@ -137,9 +144,10 @@ static int add_visuals(const struct rb_env *e, struct md_reduce_session *s)
     return rc;
 }
 
-/* One spec: prompt, greedy answer; stats of the last repetition. */
-static int run_spec(const struct rb_env *e, const char *spec, int32_t *ans, int32_t *n_ans,
-                    struct md_reduce_stats *st)
+/* One spec: prompt, greedy answer; stats of the last repetition, with the
+ * wall times averaged over the timed ones. */
+static int run_spec(const struct rb_env *e, const char *spec, int warmup, int32_t *ans,
+                    int32_t *n_ans, struct md_reduce_stats *st)
 {
     struct md_reduce_config cfg;
     char err[256];
@@ -149,12 +157,16 @@ static int run_spec(const struct rb_env *e, const char *spec, int32_t *ans, int3
     }
     struct md_context_params cp = md_context_default_params();
     cp.n_threads = e->a->threads;
-    cp.n_ctx = 4096;
-    cp.n_batch = 4096;
+    /* stage (c) needs the whole prompt in one batch: room for every visual
+     * token of every frame, the text and the answer */
+    int32_t n_vis = md_vision_frame_tokens(e->vis) * (e->a->frames ? e->a->frames : 1);
+    cp.n_ctx = n_vis + 1024 + e->a->n_predict > 4096 ? n_vis + 1024 + e->a->n_predict : 4096;
+    cp.n_batch = cp.n_ctx;
     struct md_context *ctx = NULL;
     int rc = md_context_new(e->model, &cp, &ctx, err, sizeof err);
     int32_t nv = md_model_n_vocab(e->model);
-    for (int r = 0; !rc && r < e->a->reps; r++) {
+    double ms[4] = { 0, 0, 0, 0 };
+    for (int r = 0; !rc && r < warmup + e->a->reps; r++) {
         struct md_reduce_session *s = NULL;
         rc = md_reduce_session_new(ctx, e->vis, &cfg, &s, err, sizeof err);
         if (!rc)
@@ -172,8 +184,18 @@ static int run_spec(const struct rb_env *e, const char *spec, int32_t *ans, int3
                 fprintf(stderr, "mustdrop-bench: %s: %s\n", spec, md_reduce_error(s));
             *st = *md_reduce_stats(s);
         }
+        if (r >= warmup) {
+            ms[0] += st->ms_vision;
+            ms[1] += st->ms_select;
+            ms[2] += st->ms_prefill;
+            ms[3] += st->ms_decode;
+        }
         md_reduce_session_free(s);
     }
+    st->ms_vision = ms[0] / e->a->reps;
+    st->ms_select = ms[1] / e->a->reps;
+    st->ms_prefill = ms[2] / e->a->reps;
+    st->ms_decode = ms[3] / e->a->reps;
     if (rc && !ctx)
         fprintf(stderr, "mustdrop-bench: %s\n", err);
     md_context_free(ctx);
@@ -182,22 +204,24 @@ static int run_spec(const struct rb_env *e, const char *spec, int32_t *ans, int3
 
 static void csv_header(FILE *f)
 {
-    fprintf(f, "spec,images,tokens_in,after_vision,after_select,final,layer_avg,key,"
+    fprintf(f, "spec,images,parts,tokens_in,after_vision,after_select,final,layer_avg,"
+               "layer_avg_per_part,key,"
                "kv_vision_after_decode,prompt_rows,generated,gflops_vision,gflops_prefill,"
                "gflops_decode,kv_mib_prefill,kv_mib_decode,ms_vision,ms_prefill,ms_decode,"
-               "agree,top1\n");
+               "agree,top1,ms_select,kv_bytes_prefill,kv_bytes_decode,reps\n");
 }
 
 static void csv_row(FILE *f, const char *spec, const struct md_reduce_stats *s, double agree,
-                    int top1)
+                    int top1, int reps)
 {
-    fprintf(f, "\"%s\",%d,%d,%d,%d,%d,%.2f,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.3f,%.3f,%.2f,%.2f,%.2f,"
-               "%.3f,%d\n", spec, s->n_images, s->vis_in, s->vis_after_vision,
-            s->vis_after_select, s->vis_final, s->vis_layer_avg, s->n_key_tokens,
+    fprintf(f, "\"%s\",%d,%d,%d,%d,%d,%d,%.2f,%.2f,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.3f,%.3f,%.2f,"
+               "%.2f,%.2f,%.3f,%d,%.3f,%zu,%zu,%d\n", spec, s->n_images, s->n_parts, s->vis_in,
+            s->vis_after_vision, s->vis_after_select, s->vis_final, s->vis_layer_avg,
+            s->vis_layer_avg_per_part, s->n_key_tokens,
             s->vis_kv_after_decode, s->n_prompt, s->n_generated, s->flops_vision / 1e9,
             s->flops_prefill / 1e9, s->flops_decode / 1e9, s->kv_bytes_prefill / 1048576.0,
             s->kv_bytes_decode / 1048576.0, s->ms_vision, s->ms_prefill, s->ms_decode, agree,
-            top1);
+            top1, s->ms_select, s->kv_bytes_prefill, s->kv_bytes_decode, reps);
     fflush(f);
 }
 
@@ -217,7 +241,8 @@ static int run_all(const struct rb_env *e, FILE *out)
             continue;
         struct md_reduce_stats st;
         memset(&st, 0, sizeof st);
-        if (run_spec(e, sp, is_ref ? ref : ans, is_ref ? &n_ref : &n_ans, &st)) {
+        if (run_spec(e, sp, is_ref ? e->a->warmup : 0, is_ref ? ref : ans, is_ref ? &n_ref : &n_ans,
+                     &st)) {
             status = 1;
             continue;
         }
@@ -225,7 +250,8 @@ static int run_all(const struct rb_env *e, FILE *out)
         int32_t n = is_ref ? n_ref : n_ans, same = 0;
         for (int32_t i = 0; i < n && i < n_ref; i++)
             same += a[i] == ref[i];
-        csv_row(out, sp, &st, n_ref ? (double)same / n_ref : 1.0, n && n_ref ? a[0] == ref[0] : 1);
+        csv_row(out, sp, &st, n_ref ? (double)same / n_ref : 1.0, n && n_ref ? a[0] == ref[0] : 1,
+                e->a->reps);
     }
     free(list);
     return status;

@@ -6,6 +6,8 @@
  *   mustdrop-bench --synthetic llama-0.27b --type f16 [--write synth.gguf]
  *   mustdrop-bench --vision mmproj.gguf [--image-size 336] [--batch 1,8] [-r 5]
  *   mustdrop-bench --synthetic-vision clip-l-336 --type f16 [--batch 1,8]
+ *   mustdrop-bench --synthetic-vision clip-l-336 --proj-dim 1024 --write mmproj.gguf -r 0
+ *                  (-r 0: only build and write the synthetic file)
  *   mustdrop-bench --reduce "SPEC;SPEC" -m llm.gguf --mmproj mmproj.gguf [--image x.ppm]
  *                  [--frames N] [-n 16] [--csv out.csv]   (bench-reduce.c)
  *
@@ -47,6 +49,7 @@ struct bench_args {
     const char *vision;       /* mmproj file */
     const char *synth_vision; /* synthetic mmproj preset */
     int image_size;           /* input frame side (0: the tower's) */
+    int proj_dim;             /* synthetic projector output width (0: the preset's) */
     int batch[8], n_batch;
 };
 
@@ -85,7 +88,8 @@ static void usage(FILE *f)
         "  --write FILE       also write the synthetic model to FILE (for other engines)\n"
         "  -p N[,N...]        prefill batch sizes (default 512)\n"
         "  -n N               decode steps (default 128; 0 = none)\n"
-        "  -r N               repetitions (default 5)\n"
+        "  -r N               repetitions (default 5); 0 with --synthetic or\n"
+        "                     --synthetic-vision and --write: only build and write the file\n"
         "  -t N               threads (default: all online CPUs)\n"
         "  --isa NAME         auto, scalar, avx2, avx512\n"
         "  --json FILE        write the results as JSON\n"
@@ -94,6 +98,9 @@ static void usage(FILE *f)
         "  --vision FILE      an mmproj GGUF\n"
         "  --synthetic-vision NAME  random weights: clip-l-336, siglip-so400m-384, clip-tiny\n"
         "                     (--type sets the matrices' type, --write saves it)\n"
+        "  --proj-dim N       projector output width of --synthetic-vision (default: the\n"
+        "                     preset's, 4096 for clip-l-336); match the LLM's n_embd to pair\n"
+        "                     it with a --synthetic LLM, e.g. 1024 for llama-0.27b\n"
         "  --image-size N     side of the square input frames (default: the tower's)\n"
         "  --batch B[,B...]   frames per tower call (default 1)\n"
         "token reduction (mustdrop-bench --reduce --help for its options):\n"
@@ -131,6 +138,7 @@ static int parse_args(int argc, char **argv, struct bench_args *a)
         else if (!strcmp(o, "--isa")) a->isa = v;
         else if (!strcmp(o, "--vision")) a->vision = v;
         else if (!strcmp(o, "--synthetic-vision")) a->synth_vision = v;
+        else if (!strcmp(o, "--proj-dim")) bad = parse_pos_int(v, &a->proj_dim) || a->proj_dim < 1 || a->proj_dim > 65536;
         else if (!strcmp(o, "--image-size")) bad = parse_pos_int(v, &a->image_size) || a->image_size < 1 || a->image_size > 8192;
         else if (!strcmp(o, "--batch")) {
             char buf[256];
@@ -143,7 +151,7 @@ static int parse_args(int argc, char **argv, struct bench_args *a)
             }
         }
         else if (!strcmp(o, "-n")) bad = parse_pos_int(v, &a->tg);
-        else if (!strcmp(o, "-r")) bad = parse_pos_int(v, &a->reps) || a->reps < 1;
+        else if (!strcmp(o, "-r")) bad = parse_pos_int(v, &a->reps);
         else if (!strcmp(o, "-t")) bad = parse_pos_int(v, &a->n_threads);
         else if (!strcmp(o, "-p")) {
             char buf[256];
@@ -161,6 +169,15 @@ static int parse_args(int argc, char **argv, struct bench_args *a)
     if (n_src != 1) {
         fprintf(stderr, "mustdrop-bench: give exactly one of -m FILE, --synthetic SHAPE, "
                         "--vision FILE and --synthetic-vision NAME\n");
+        return -1;
+    }
+    if (a->reps == 0 && (!(a->synthetic || a->synth_vision) || !a->write_path)) {
+        fprintf(stderr, "mustdrop-bench: -r 0 (build only) needs --synthetic or --synthetic-vision "
+                        "and --write FILE\n");
+        return -1;
+    }
+    if (a->proj_dim && !a->synth_vision) {
+        fprintf(stderr, "mustdrop-bench: --proj-dim applies to --synthetic-vision only\n");
         return -1;
     }
     return 0;
@@ -262,19 +279,49 @@ static int add_weight(struct synth *s, const char *name, uint32_t type, int64_t 
     return md_gguf_writer_add_tensor(s->w, name, type, n_out > 1 ? 2 : 1, ne, data);
 }
 
+/* Words of the default (Vicuna) chat prompt and of the usual questions. The
+ * vocabulary holds "\u2581" + every prefix of each (SPM merges them left to
+ * right), so a VLM prompt over a synthetic model has about as many text rows
+ * as with LLaMA's real tokenizer (~50, not ~200 byte tokens). */
+static const char *const prompt_words[] = {
+    "A", "chat", "between", "a", "curious", "human", "and", "an", "artificial",
+    "intelligence", "assistant", "The", "gives", "helpful", "detailed", "polite",
+    "answers", "to", "the", "human's", "questions", "USER", "ASSISTANT", "Describe",
+    "image", "video", "What", "is", "shown", "in", "this", "picture", "happens",
+};
+
+/* Piece k (k = 0, 1, ...) of that prefix list, or -1 past its end. */
+static int prompt_piece(int k, char *buf, size_t n)
+{
+    for (size_t w = 0; w < sizeof prompt_words / sizeof prompt_words[0]; w++) {
+        size_t len = strlen(prompt_words[w]);
+        for (size_t p = 1; p <= len; p++) {
+            snprintf(buf, n, "\xe2\x96\x81%.*s", (int)p, prompt_words[w]);
+            bool seen = false;   /* a prefix shared with an earlier word */
+            for (size_t w2 = 0; w2 < w && !seen; w2++)
+                seen = strlen(prompt_words[w2]) >= p && !strncmp(prompt_words[w2], prompt_words[w], p);
+            if (!seen && k-- == 0) return 0;
+        }
+    }
+    return -1;
+}
+
 /* An SPM vocabulary llama.cpp accepts: <unk> <s> </s>, the 256 byte tokens,
- * then filler pieces. Only the ids matter for a throughput benchmark. */
+ * the prompt pieces above, then filler pieces. Only the ids matter for a
+ * throughput benchmark. */
 static int add_vocab(struct synth *s, int n_vocab)
 {
     s->vocab = calloc((size_t)n_vocab, sizeof(char *));
     s->scores = calloc((size_t)n_vocab, sizeof(float));
     s->ttypes = calloc((size_t)n_vocab, sizeof(int32_t));
     if (!s->vocab || !s->scores || !s->ttypes) return -1;
+    bool pieces = true;
     for (int i = 0; i < n_vocab; i++) {
-        char buf[32];
+        char buf[64];
         if (i < 3) snprintf(buf, sizeof buf, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
         else if (i < 259) snprintf(buf, sizeof buf, "<0x%02X>", i - 3);
-        else snprintf(buf, sizeof buf, "\xe2\x96\x81t%d", i);
+        else if (!(pieces = pieces && !prompt_piece(i - 259, buf, sizeof buf)))
+            snprintf(buf, sizeof buf, "\xe2\x96\x81t%d", i);
         if (!(s->vocab[i] = strdup(buf))) return -1;
         s->scores[i] = i < 259 ? 0.0f : -(float)i;
         s->ttypes[i] = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1;
@@ -518,7 +565,8 @@ static int make_synthetic_vision(const struct bench_args *a, void **buf, size_t 
     struct synth s = { .seed = 7 };
     char err[256] = "";
     int rc = -1;
-    const int64_t D = sh->hidden, F = sh->n_ff, P = sh->patch, E = sh->n_embd_out;
+    const int64_t D = sh->hidden, F = sh->n_ff, P = sh->patch;
+    const int64_t E = a->proj_dim > 0 ? a->proj_dim : sh->n_embd_out;
     const int64_t np = (int64_t)(sh->image_size / sh->patch) * (sh->image_size / sh->patch);
     const float ws = 0.03f;
     static const float mean[3] = { 0.5f, 0.5f, 0.5f }, std[3] = { 0.5f, 0.5f, 0.5f };
@@ -600,6 +648,7 @@ static int bench_vision(const struct bench_args *a)
     void *image = NULL;
     size_t image_size = 0;
     if (a->synth_vision && make_synthetic_vision(a, &image, &image_size)) return 1;
+    if (a->reps == 0) { free(image); return 0; }   /* build only (--write) */
     char err[512] = "";
     struct md_vision_params vp = md_vision_default_params();
     vp.n_threads = a->n_threads;
@@ -670,6 +719,7 @@ int main(int argc, char **argv)
     void *image = NULL;
     size_t image_size = 0;
     if (a.synthetic && make_synthetic(&a, &image, &image_size)) return 1;
+    if (a.reps == 0) { free(image); return 0; }   /* build only (--write) */
 
     char err[512];
     struct md_model_params mp = md_model_default_params();

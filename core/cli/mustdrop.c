@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "mustdrop-reduce.h"
 #include "mustdrop-vision.h"
 #include "mustdrop.h"
 #include "tokenizer.h"
@@ -41,6 +42,8 @@ struct cli_args {
     const char *video;
     int n_frames;            /* --frames N (0: not given) */
     float fps;               /* --fps F (0: not given) */
+    const char *reduce;      /* --reduce SPEC: token reduction (mustdrop-reduce.h) */
+    bool stats_json;         /* --stats json */
 };
 
 static void usage(FILE *f)
@@ -71,6 +74,11 @@ static void usage(FILE *f)
         "      --frames N       take N frames spread over the video (default %d)\n"
         "      --fps F          take F frames per second instead (at most 256 frames)\n"
         "      --question TEXT  the question about the images/video (same as -p)\n"
+        "      --reduce SPEC    visual-token reduction, e.g. mustdrop:tokens=128,\n"
+        "                       hired:budget=0.2,alpha=0.5, fastv:k=2,r=0.5, dycoke:k=0.7,\n"
+        "                       '+' composes stages (docs/reduction.md)\n"
+        "      --stats json     with --reduce: print the token/FLOP/KV/time stats as one\n"
+        "                       JSON line on stderr\n"
         "                       vision prompts always use the model's chat template\n"
 #ifdef MD_HAVE_FFMPEG
         "                       (images and video are decoded with FFmpeg; set\n"
@@ -162,6 +170,18 @@ static int parse_args(int argc, char **argv, struct cli_args *a)
             a->sampling.seed = s;
         }
         else if (!strcmp(o, "--verbose-prompt")) a->verbose_prompt = true;
+        else if (!strcmp(o, "--reduce")) {
+            NEED_VALUE();
+            struct md_reduce_config rc_;
+            char rerr[256];
+            if (md_reduce_parse(v, &rc_, rerr, sizeof rerr)) { fprintf(stderr, "mustdrop: --reduce: %s\n", rerr); return -1; }
+            a->reduce = v;
+        }
+        else if (!strcmp(o, "--stats")) {
+            NEED_VALUE();
+            if (strcmp(v, "json")) { fprintf(stderr, "mustdrop: --stats: only 'json' is supported, got '%s'\n", v); return -1; }
+            a->stats_json = true;
+        }
         else { fprintf(stderr, "mustdrop: unknown option '%s' (see --help)\n", o); return -1; }
 #undef NEED_VALUE
     }
@@ -177,6 +197,10 @@ static int parse_args(int argc, char **argv, struct cli_args *a)
     }
     if (a->n_frames && a->fps > 0) {
         fprintf(stderr, "mustdrop: give --frames or --fps, not both\n");
+        return -1;
+    }
+    if ((a->reduce || a->stats_json) && !a->mmproj) {
+        fprintf(stderr, "mustdrop: --reduce and --stats need --mmproj and --image/--video\n");
         return -1;
     }
     if ((a->n_frames || a->fps > 0) && !a->video) {
@@ -435,6 +459,113 @@ static int encode_video(struct md_vision *vis, const struct cli_args *a, struct 
     return rc ? -1 : 0;
 }
 
+/* --reduce: images and video frames go through a reduction session
+ * (mustdrop-reduce.h), which keeps only their reduced tokens, prefills with
+ * the reduction's LLM-side stages and decodes with its KV policy. */
+static int reduce_add_media(struct md_reduce_session *s, const struct cli_args *a)
+{
+    char err[512];
+    for (int i = 0; i < a->n_images; i++) {
+        struct media_frame f;
+        if (media_load_image(a->images[i], &f, err, sizeof err)) {
+            fprintf(stderr, "mustdrop: image: %s\n", err);
+            return -1;
+        }
+        int rc = md_reduce_add_image(s, f.rgb, f.width, f.height, f.stride);
+        media_frame_free(&f);
+        if (rc) {
+            fprintf(stderr, "mustdrop: image '%s': %s\n", a->images[i], md_reduce_error(s));
+            return -1;
+        }
+    }
+    if (!a->video)
+        return 0;
+    struct media_sampling smp = { .n_frames = a->fps > 0 ? 0 : a->n_frames ? a->n_frames : CLI_DEFAULT_FRAMES,
+                                  .fps = a->fps, .max_frames = 256 };
+    struct media_frames v;
+    if (media_load_video(a->video, &smp, &v, err, sizeof err)) {
+        fprintf(stderr, "mustdrop: video: %s\n", err);
+        return -1;
+    }
+    fprintf(stderr, "mustdrop: video '%s': using %d frame(s)\n", a->video, (int)v.n);
+    int rc = MD_OK;
+    for (int32_t i = 0; !rc && i < v.n; i++) {   /* as a stream would hand them over */
+        struct md_frame fr = { v.frame[i].rgb, v.frame[i].width, v.frame[i].height,
+                               v.frame[i].stride, v.frame[i].pts_ns };
+        rc = md_reduce_add_frames(s, &fr, 1);
+    }
+    media_frames_free(&v);
+    if (rc)
+        fprintf(stderr, "mustdrop: video frames: %s\n", md_reduce_error(s));
+    return rc ? -1 : 0;
+}
+
+static int reduce_generate(struct md_reduce_session *s, const struct md_model *model,
+                           const struct cli_args *a, int n_ctx)
+{
+    const struct md_vocab *vocab = md_model_vocab(model);
+    struct md_sampler *smp = md_sampler_new(&a->sampling);
+    if (!smp) { fprintf(stderr, "mustdrop: bad sampling parameters\n"); return -1; }
+    struct utf8_stream out = { .n_pending = 0 };
+    int limit = a->n_predict < 0 ? n_ctx : a->n_predict, rc = MD_OK;
+    for (int i = 0; i < limit && !rc; i++) {
+        int32_t t = md_sampler_sample(smp, md_reduce_logits(s), md_model_n_vocab(model));
+        if (t < 0 || md_vocab_is_eog(vocab, t)) break;
+        stream_piece(&out, vocab, t);
+        if (i + 1 == limit) break;
+        rc = md_reduce_decode(s, t);
+        if (rc)
+            fprintf(stderr, "\nmustdrop: decode stopped: %s\n", md_reduce_error(s));
+    }
+    stream_flush(&out);
+    md_sampler_free(smp);
+    return 0;
+}
+
+static void reduce_report(const struct md_reduce_session *s, const struct cli_args *a)
+{
+    const struct md_reduce_stats *st = md_reduce_stats(s);
+    fprintf(stderr, "\n\nmustdrop: reduce '%s': visual tokens %d -> %d (vision) -> %d (select) -> "
+                    "%d (final), layer average %.1f | prefill %.1f ms, decode %d tokens in %.1f ms\n",
+            a->reduce, st->vis_in, st->vis_after_vision, st->vis_after_select, st->vis_final,
+            st->vis_layer_avg, st->ms_prefill, st->n_generated, st->ms_decode);
+    if (!a->stats_json)
+        return;
+    int n = md_reduce_stats_json(st, a->reduce, NULL, 0);
+    char *buf = n > 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && md_reduce_stats_json(st, a->reduce, buf, (size_t)n + 1) == n)
+        fprintf(stderr, "%s\n", buf);
+    free(buf);
+}
+
+static int run_reduce(struct md_context *ctx, const struct md_model *model, struct md_vision *vis,
+                      const struct cli_args *a)
+{
+    struct md_reduce_config cfg;
+    char err[512];
+    if (md_reduce_parse(a->reduce, &cfg, err, sizeof err)) {
+        fprintf(stderr, "mustdrop: --reduce: %s\n", err);
+        return -1;
+    }
+    struct md_reduce_session *s = NULL;
+    if (md_reduce_session_new(ctx, vis, &cfg, &s, err, sizeof err)) {
+        fprintf(stderr, "mustdrop: --reduce: %s\n", err);
+        return -1;
+    }
+    int status = -1;
+    if (reduce_add_media(s, a) == 0) {
+        if (md_reduce_prefill(s, a->chat, a->system, a->prompt) != MD_OK) {
+            fprintf(stderr, "mustdrop: prefill failed: %s\n", md_reduce_error(s));
+        } else if (reduce_generate(s, model, a, md_context_n_ctx(ctx)) == 0) {
+            reduce_report(s, a);
+            status = 0;
+        }
+    }
+    fputc('\n', stdout);
+    md_reduce_session_free(s);
+    return status;
+}
+
 /* The vision path: encode, build the multi-block prompt, generate. */
 static int run_vision(struct md_context *ctx, const struct md_model *model, const struct cli_args *a)
 {
@@ -458,6 +589,10 @@ static int run_vision(struct md_context *ctx, const struct md_model *model, cons
         goto done;
     }
     fprintf(stderr, "mustdrop: vision: %s\n", md_vision_desc(vis));
+    if (a->reduce) {
+        status = run_reduce(ctx, model, vis, a);
+        goto done;
+    }
     in.rows = malloc(sizeof(int32_t) * (size_t)(a->n_images + 1));
     in.kinds = malloc(sizeof *in.kinds * (size_t)(a->n_images + 1));
     if (!in.rows || !in.kinds || encode_images(vis, a, &in) || (a->video && encode_video(vis, a, &in)))
@@ -516,6 +651,8 @@ int main(int argc, char **argv)
     struct md_context_params cp = md_context_default_params();
     cp.n_ctx = a.n_ctx;
     cp.n_threads = a.n_threads;
+    if (a.reduce)   /* layer-wise pruning needs the whole prompt in one batch */
+        cp.n_batch = a.n_ctx > 0 ? a.n_ctx : 4096;
     cp.isa = a.isa;
     struct md_context *ctx = NULL;
     rc = md_context_new(model, &cp, &ctx, err, sizeof err);

@@ -287,7 +287,9 @@ static int add_tensor(struct md_gguf_writer *w, const char *name, uint32_t type,
     if (check_name(w, "tensor", name)) return -1;
     for (uint64_t i = 0; i < w->n_t; i++)
         if (strcmp(w->t[i].name, name) == 0) return werr(w, "duplicate tensor '%s'", name);
-    if (!md_type_supported(type)) return werr(w, "tensor '%s': type %u is not supported", name, type);
+    int64_t blck, bbytes;
+    if (!md_type_layout(type, &blck, &bbytes))
+        return werr(w, "tensor '%s': unknown type %u", name, type);
     if (n_dims < 1 || n_dims > MD_GGUF_MAX_DIMS || !ne)
         return werr(w, "tensor '%s': n_dims %u not in 1..%d", name, n_dims, MD_GGUF_MAX_DIMS);
     struct wtensor t = { .type = type, .n_dims = n_dims, .data = data, .fill = fill, .user = user };
@@ -298,10 +300,11 @@ static int add_tensor(struct md_gguf_writer *w, const char *name, uint32_t type,
         if (j > 0 && __builtin_mul_overflow(rows, t.ne[j], &rows))
             return werr(w, "tensor '%s': size overflows", name);
     }
-    int64_t rb = md_type_row_bytes(type, t.ne[0]), nb;
-    if (rb < 0) return werr(w, "tensor '%s': ne[0] = %lld is not a multiple of the %s block size",
-                            name, (long long)t.ne[0], md_type_name(type));
-    if (__builtin_mul_overflow(rb, rows, &nb) || (uint64_t)nb > (UINT64_MAX >> 2))
+    int64_t rb, nb;
+    if (t.ne[0] % blck) return werr(w, "tensor '%s': ne[0] = %lld is not a multiple of the %s block size",
+                                    name, (long long)t.ne[0], md_ggml_type_name(type));
+    if (__builtin_mul_overflow(t.ne[0] / blck, bbytes, &rb) ||
+        __builtin_mul_overflow(rb, rows, &nb) || (uint64_t)nb > (UINT64_MAX >> 2))
         return werr(w, "tensor '%s': size overflows", name);
     t.nbytes = (uint64_t)nb;
     if (w->n_t == w->cap_t) {

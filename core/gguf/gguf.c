@@ -379,17 +379,12 @@ static int parse_tensor_info(struct rd *r, struct md_gguf_tensor *t)
     }
     at = r->pos;
     if (get_u32(r, &t->type, "tensor type")) return -1;
-    if (!md_type_supported(t->type)) {
-        const char *nm = md_ggml_type_name(t->type);
-        if (nm[0] != '?')
-            return fail(r, "tensor type %u (%s) at offset %llu is not supported", t->type, nm,
-                        (unsigned long long)at);
+    int64_t blck, bbytes;
+    if (!md_type_layout(t->type, &blck, &bbytes))
         return fail(r, "unknown tensor type %u at offset %llu", t->type, (unsigned long long)at);
-    }
-    int64_t blck = md_type_block_elems(t->type);
     if (t->ne[0] % blck)
         return fail(r, "ne[0] = %lld is not a multiple of the %s block size %lld",
-                    (long long)t->ne[0], md_type_name(t->type), (long long)blck);
+                    (long long)t->ne[0], md_ggml_type_name(t->type), (long long)blck);
     /* The product of the dimensions (zeros counted as 1, so that no partial
      * product a caller forms can overflow) must fit in int64. */
     int64_t prod = 1, rows = 1;
@@ -401,11 +396,12 @@ static int parse_tensor_info(struct rd *r, struct md_gguf_tensor *t)
                         (long long)t->ne[3]);
         if (j > 0) rows *= t->ne[j];   /* <= prod, cannot overflow */
     }
-    int64_t row_bytes = md_type_row_bytes(t->type, t->ne[0]), nbytes;
-    if (row_bytes < 0 || __builtin_mul_overflow(row_bytes, rows, &nbytes))
+    int64_t row_bytes, nbytes;
+    if (__builtin_mul_overflow(t->ne[0] / blck, bbytes, &row_bytes) ||
+        __builtin_mul_overflow(row_bytes, rows, &nbytes))
         return fail(r, "byte size of %lld x %lld x %lld x %lld %s overflows",
                     (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
-                    (long long)t->ne[3], md_type_name(t->type));
+                    (long long)t->ne[3], md_ggml_type_name(t->type));
     t->nbytes = (uint64_t)nbytes;
     if (get_u64(r, &t->offset, "tensor offset")) return -1;
     return 0;

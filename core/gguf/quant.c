@@ -53,6 +53,25 @@ const char *md_type_name(uint32_t type)
     return t ? t->name : "?";
 }
 
+bool md_type_layout(uint32_t type, int64_t *block_elems, int64_t *block_bytes)
+{
+    /* (elements, bytes) per block of every ggml type id, from gguf-py's
+     * GGML_QUANT_SIZES; 0 marks ids that were removed or never assigned. */
+    static const int16_t layout[][2] = {
+        { 1, 4 }, { 1, 2 }, { 32, 18 }, { 32, 20 }, { 0, 0 }, { 0, 0 }, { 32, 22 }, { 32, 24 },
+        { 32, 34 }, { 32, 36 }, { 256, 84 }, { 256, 110 }, { 256, 144 }, { 256, 176 },
+        { 256, 210 }, { 256, 292 }, { 256, 66 }, { 256, 74 }, { 256, 98 }, { 256, 50 },
+        { 32, 18 }, { 256, 110 }, { 256, 82 }, { 256, 136 }, { 1, 1 }, { 1, 2 }, { 1, 4 },
+        { 1, 8 }, { 1, 8 }, { 256, 56 }, { 1, 2 }, { 0, 0 }, { 0, 0 }, { 0, 0 }, { 256, 54 },
+        { 256, 66 }, { 0, 0 }, { 0, 0 }, { 0, 0 }, { 32, 17 },
+    };
+    if (type >= sizeof layout / sizeof layout[0] || layout[type][0] == 0)
+        return false;
+    *block_elems = layout[type][0];
+    *block_bytes = layout[type][1];
+    return true;
+}
+
 const char *md_ggml_type_name(uint32_t type)
 {
     /* Names of the ggml type ids (gguf-py constants.py GGMLQuantizationType),

@@ -24,6 +24,12 @@ const char *md_type_name(uint32_t type);       /* "F16", "Q4_K", "?" */
 int64_t md_type_block_elems(uint32_t type);    /* 1, 32 or 256; 0 if unsupported */
 int64_t md_type_block_bytes(uint32_t type);    /* e.g. 34 for Q8_0; 0 if unsupported */
 
+/* Block layout of any ggml type id a GGUF file may carry, computable by us
+ * or not (Q2_K, IQ*, ...): the reader validates sizes with it, so a file is
+ * only refused where a tensor of an unsupported type is actually needed.
+ * Returns false for an unknown id. */
+bool md_type_layout(uint32_t type, int64_t *block_elems, int64_t *block_bytes);
+
 /* Bytes of a row of n elements; returns -1 when n is not a multiple of the
  * block size or the type is unsupported. Overflow-safe for n < 2^62. */
 int64_t md_type_row_bytes(uint32_t type, int64_t n);

@@ -134,7 +134,9 @@ int md_reduce_format(const struct md_reduce_config *cfg, char *buf, size_t n);
 
 struct md_reduce_stats {
     /* visual tokens */
-    int32_t n_images;              /* images / frames / tiles added */
+    int32_t n_images;              /* images and frames added */
+    int32_t n_parts;               /* tower inputs: images, frames, AnyRes tiles (MustDrop's
+                                      "image_num": its token counts are per part) */
     int32_t vis_in;                /* tokens the unreduced model would get */
     int32_t vis_after_vision;      /* after stage (a) (merge) */
     int32_t vis_after_select;      /* entering the LLM */
@@ -143,6 +145,7 @@ struct md_reduce_stats {
     int32_t n_layer;
     int32_t vis_per_layer[MD_REDUCE_MAX_LLM_LAYERS];   /* vision rows after each layer */
     double vis_layer_avg;          /* mean of vis_per_layer (SparseVLM-style "tokens") */
+    double vis_layer_avg_per_part; /* vis_layer_avg / n_parts: MustDrop's reported figure */
     int32_t n_key_tokens;          /* MustDrop key set */
     int32_t n_prompt;              /* prompt rows entering the LLM (text + vision) */
     int32_t n_generated;

@@ -281,6 +281,114 @@ static int cpu_rope(struct md_backend *be, struct md_tensor *x, const struct md_
     return MD_OK;
 }
 
+/* exp(x), written so the compiler vectorizes loops over it without
+ * -ffast-math: round-to-nearest by the 1.5*2^23 trick, a degree-6 polynomial
+ * for 2^f on [-0.5, 0.5] (relative error < 2e-7, below float rounding of the
+ * sums it feeds), and the exponent put in by integer arithmetic. x is
+ * clamped to [-87, 88] (no denormals, no overflow); written so NaN (a hostile
+ * model's activations) lands on -87, as float-to-int conversion of NaN or
+ * inf would be undefined. */
+static inline __attribute__((always_inline)) float exp_fast(float x)
+{
+    x = x >= -87.0f ? (x <= 88.0f ? x : 88.0f) : -87.0f;
+    float t = x * 1.44269504088896341f;
+    float r = (t + 12582912.0f) - 12582912.0f;
+    float f = t - r;
+    float p = 1.5403530393381606e-4f;
+    p = p * f + 1.3333558146428443e-3f;
+    p = p * f + 9.6181291076284772e-3f;
+    p = p * f + 5.5504108664821580e-2f;
+    p = p * f + 2.4022650695910071e-1f;
+    p = p * f + 6.9314718055994531e-1f;
+    p = p * f + 1.0f;
+    union { int32_t i; float f; } sc = { .i = ((int32_t)r + 127) * (1 << 23) };
+    return p * sc.f;
+}
+
+/* s[t] = exp(s[t] - m) for t < n; returns the sum (16 partial sums so the
+ * loop vectorizes and the result does not depend on threading). */
+static inline __attribute__((always_inline)) float exp_sum_body(float *s, int32_t n, float m)
+{
+    float acc[16] = { 0 };
+    int32_t t = 0;
+    for (; t + 16 <= n; t += 16)
+        for (int j = 0; j < 16; j++) {
+            s[t + j] = exp_fast(s[t + j] - m);
+            acc[j] += s[t + j];
+        }
+    float sum = 0.0f;
+    for (int j = 0; j < 16; j++)
+        sum += acc[j];
+    for (; t < n; t++) {
+        s[t] = exp_fast(s[t] - m);
+        sum += s[t];
+    }
+    return sum;
+}
+
+/* out[i] = x[i] * sigmoid(k * x[i]) (* up[i]): SiLU (k = 1), quick-GELU (k = 1.702). */
+static inline __attribute__((always_inline)) void sigmoid_gate_body(const float *x, const float *up,
+                                                                    float *out, int64_t n, float k)
+{
+    if (up)
+        for (int64_t i = 0; i < n; i++)
+            out[i] = x[i] / (1.0f + exp_fast(-k * x[i])) * up[i];
+    else
+        for (int64_t i = 0; i < n; i++)
+            out[i] = x[i] / (1.0f + exp_fast(-k * x[i]));
+}
+
+/* The same loops compiled for wider vectors, picked by the backend's ISA:
+ * a default build targets baseline x86-64 (SSE2), which would vectorize
+ * them only 4 wide. No FMA contraction in ISO C mode, so every ISA gives
+ * the same bits. */
+static float exp_sum_c(float *s, int32_t n, float m) { return exp_sum_body(s, n, m); }
+static void sigmoid_gate_c(const float *x, const float *up, float *out, int64_t n, float k)
+{
+    sigmoid_gate_body(x, up, out, n, k);
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2,fma"))) static float exp_sum_avx2(float *s, int32_t n, float m)
+{
+    return exp_sum_body(s, n, m);
+}
+__attribute__((target("avx512f"))) static float exp_sum_avx512(float *s, int32_t n, float m)
+{
+    return exp_sum_body(s, n, m);
+}
+__attribute__((target("avx2,fma"))) static void sigmoid_gate_avx2(const float *x, const float *up,
+                                                                  float *out, int64_t n, float k)
+{
+    sigmoid_gate_body(x, up, out, n, k);
+}
+__attribute__((target("avx512f"))) static void sigmoid_gate_avx512(const float *x, const float *up,
+                                                                   float *out, int64_t n, float k)
+{
+    sigmoid_gate_body(x, up, out, n, k);
+}
+#endif
+
+static float exp_sum(enum md_cpu_isa isa, float *s, int32_t n, float m)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa == MD_ISA_AVX512) return exp_sum_avx512(s, n, m);
+    if (isa == MD_ISA_AVX2) return exp_sum_avx2(s, n, m);
+#endif
+    (void)isa;
+    return exp_sum_c(s, n, m);
+}
+
+static void sigmoid_gate(enum md_cpu_isa isa, const float *x, const float *up, float *out,
+                         int64_t n, float k)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa == MD_ISA_AVX512) { sigmoid_gate_avx512(x, up, out, n, k); return; }
+    if (isa == MD_ISA_AVX2) { sigmoid_gate_avx2(x, up, out, n, k); return; }
+#endif
+    (void)isa;
+    sigmoid_gate_c(x, up, out, n, k);
+}
+
 static float apply_unary(enum md_unary_op op, float x)
 {
     switch (op) {
@@ -297,6 +405,7 @@ static float apply_unary(enum md_unary_op op, float x)
 }
 
 struct unary_job {
+    enum md_cpu_isa isa;
     enum md_unary_op op;
     const float *x, *up;   /* up NULL: plain unary */
     float *out;
@@ -308,6 +417,11 @@ static void unary_worker(void *arg, int ith, int nth)
     const struct unary_job *j = arg;
     int64_t i0, i1;
     split_rows(j->n, ith, nth, &i0, &i1);
+    if (j->op == MD_UNARY_SILU || j->op == MD_UNARY_QUICK_GELU) {
+        sigmoid_gate(j->isa, j->x + i0, j->up ? j->up + i0 : NULL, j->out + i0, i1 - i0,
+                     j->op == MD_UNARY_SILU ? 1.0f : 1.702f);
+        return;
+    }
     for (int64_t i = i0; i < i1; i++) {
         float v = apply_unary(j->op, j->x[i]);
         j->out[i] = j->up ? v * j->up[i] : v;
@@ -319,7 +433,7 @@ static int cpu_unary(struct md_backend *be, enum md_unary_op op, const struct md
 {
     if (!is_f32(x) || !is_f32(out) || !same_shape(x, out))
         return MD_ERR_INVALID;
-    struct unary_job j = { op, x->data, NULL, out->data, x->ne[0] * md_tensor_nrows(x) };
+    struct unary_job j = { cpu_of(be)->isa, op, x->data, NULL, out->data, x->ne[0] * md_tensor_nrows(x) };
     cpu_run(cpu_of(be), unary_worker, &j);
     return MD_OK;
 }
@@ -330,7 +444,7 @@ static int cpu_glu(struct md_backend *be, enum md_unary_op op, const struct md_t
     if (!is_f32(gate) || !is_f32(up) || !is_f32(out) || !same_shape(gate, up) ||
         !same_shape(gate, out))
         return MD_ERR_INVALID;
-    struct unary_job j = { op, gate->data, up->data, out->data,
+    struct unary_job j = { cpu_of(be)->isa, op, gate->data, up->data, out->data,
                            gate->ne[0] * md_tensor_nrows(gate) };
     cpu_run(cpu_of(be), unary_worker, &j);
     return MD_OK;
@@ -363,6 +477,7 @@ static int cpu_softmax(struct md_backend *be, const struct md_tensor *x, float s
 
 struct attn_job {
     const struct md_attn_params *p;
+    enum md_cpu_isa isa;
     const float *q;
     const void *k, *v;
     bool kv_f16;
@@ -371,51 +486,6 @@ struct attn_job {
     float *scratch;         /* per thread: n_kv scores + 2 * head_dim */
     size_t scratch_per_thread;
 };
-
-/* exp(x) for x <= 0 (larger x is taken as 0; softmax after subtracting the row max), written so the
- * compiler vectorizes loops over it without -ffast-math: round-to-nearest by
- * the 1.5*2^23 trick, a degree-6 polynomial for 2^f on [-0.5, 0.5] (relative
- * error < 2e-7, below float rounding of the sum), and the exponent put in
- * by integer arithmetic. Inputs below -87 give ~1e-38 instead of denormals. */
-static inline float exp_nonpos(float x)
-{
-    /* Written so NaN (a hostile model's activations) also lands on -87:
-     * float-to-int conversion of NaN or inf would be undefined. */
-    x = x >= -87.0f ? (x <= 0.0f ? x : 0.0f) : -87.0f;
-    float t = x * 1.44269504088896341f;
-    float r = (t + 12582912.0f) - 12582912.0f;
-    float f = t - r;
-    float p = 1.5403530393381606e-4f;
-    p = p * f + 1.3333558146428443e-3f;
-    p = p * f + 9.6181291076284772e-3f;
-    p = p * f + 5.5504108664821580e-2f;
-    p = p * f + 2.4022650695910071e-1f;
-    p = p * f + 6.9314718055994531e-1f;
-    p = p * f + 1.0f;
-    union { int32_t i; float f; } sc = { .i = ((int32_t)r + 127) * (1 << 23) };
-    return p * sc.f;
-}
-
-/* s[t] = exp(s[t] - m) for t < n; returns the sum (16 partial sums so the
- * loop vectorizes and the result does not depend on threading). */
-static float exp_sum(float *s, int32_t n, float m)
-{
-    float acc[16] = { 0 };
-    int32_t t = 0;
-    for (; t + 16 <= n; t += 16)
-        for (int j = 0; j < 16; j++) {
-            s[t + j] = exp_nonpos(s[t + j] - m);
-            acc[j] += s[t + j];
-        }
-    float sum = 0.0f;
-    for (int j = 0; j < 16; j++)
-        sum += acc[j];
-    for (; t < n; t++) {
-        s[t] = exp_nonpos(s[t] - m);
-        sum += s[t];
-    }
-    return sum;
-}
 
 /* Eight independent partial sums: lets the compiler vectorize without
  * -ffast-math, and the order is fixed, so results do not depend on the
@@ -475,7 +545,7 @@ static void attn_one(const struct attn_job *j, int32_t h, int32_t i, float *s)
         s[t] = p->scale * dot_kv(q, j->k, j->kv_f16, t * j->kv_stride + (int64_t)hk * d, d, tmp);
         m = fmaxf(m, s[t]);
     }
-    double sum = nv > 0 ? exp_sum(s, nv, m) : 0.0;
+    double sum = nv > 0 ? exp_sum(j->isa, s, nv, m) : 0.0;
     memset(acc, 0, sizeof(float) * (size_t)d);
     for (int32_t t = 0; t < nv; t++)
         axpy_kv(acc, s[t], j->v, j->kv_f16, t * j->kv_stride + (int64_t)hk * d, d);
@@ -499,12 +569,17 @@ static void attn_worker(void *arg, int ith, int nth)
 }
 
 /* ---- prefill attention as two matrix products per (head, query block) --
- * For many queries, the per-pair loops above run at a few GFLOP/s. Here a
- * block of QB queries of one head is multiplied with that head's keys and
+ * For many queries, the per-pair loops above run at a few GFLOP/s. Here
+ * blocks of QB queries of one head are multiplied with that head's keys and
  * values through md_matmul (packed GEMM kernels): S = Q K^T, a row-wise
- * stable softmax (masked causally by index, LSE kept), then O = P V. K and
- * V^T are gathered into contiguous f32 panels (converting F16 caches);
- * causal blocks only read the keys their last query can see. */
+ * stable softmax (masked causally by index, LSE kept), then O = P V.
+ * A work item is a run of query blocks of one head: K and V^T are gathered
+ * into contiguous f32 panels (converting F16 caches) once per item, for the
+ * keys its last query can see (nv_max); V^T has row stride nv_max, so P rows
+ * are zero-filled to nv_max and every block's O = P V^T uses all nv_max keys
+ * (at most 2x the P·V FLOPs of an exact causal trim, far less than the
+ * transposes it saves). Items are whole heads unless there are fewer heads
+ * than threads. */
 #define ATTN_QB 64
 /* Below this many queries (decode, short batches) the direct loops win. */
 #define ATTN_MIN_BLOCKED_Q 8
@@ -520,70 +595,107 @@ struct attn_blk_job {
     float *scratch;
     size_t scratch_per_thread;
     int32_t n_blocks;             /* query blocks per head */
+    int32_t chunks;               /* items per head */
 };
 
-static float kv_elem(const void *kv, bool f16, int64_t i)
+/* Keys visible to the last query of block blk (all keys when non-causal). */
+static int32_t attn_block_nv(const struct md_attn_params *p, int32_t blk)
 {
-    return f16 ? md_fp16_to_fp32(((const uint16_t *)kv)[i]) : ((const float *)kv)[i];
+    int32_t i_end = (blk + 1) * ATTN_QB < p->n_q ? (blk + 1) * ATTN_QB : p->n_q;
+    int32_t nv = p->causal ? p->q_start + i_end : p->n_kv;
+    return nv > p->n_kv ? p->n_kv : nv < 0 ? 0 : nv;
 }
 
-static void attn_block(const struct attn_blk_job *j, int32_t h, int32_t blk, float *ws)
+static void attn_gather_kv(const struct attn_blk_job *j, int32_t hk, int32_t nv, float *kb, float *vt)
+{
+    const int32_t d = j->p->head_dim;
+    for (int32_t t = 0; t < nv; t++) {
+        int64_t off = t * j->kv_stride + (int64_t)hk * d;
+        float *krow = kb + (size_t)t * d;
+        if (j->kv_f16) {
+            const uint16_t *kh = (const uint16_t *)j->k + off, *vh = (const uint16_t *)j->v + off;
+            for (int32_t e = 0; e < d; e++) {
+                krow[e] = md_fp16_to_fp32(kh[e]);
+                vt[(size_t)e * nv + t] = md_fp16_to_fp32(vh[e]);
+            }
+        } else {
+            const float *vf = (const float *)j->v + off;
+            memcpy(krow, (const float *)j->k + off, sizeof(float) * (size_t)d);
+            for (int32_t e = 0; e < d; e++)
+                vt[(size_t)e * nv + t] = vf[e];
+        }
+    }
+}
+
+/* Softmax of the scaled scores of block row i in place (visible keys only),
+ * zeros up to nv_max; returns 1/sum and writes the LSE. */
+static float attn_softmax_row(const struct attn_blk_job *j, int32_t h, int32_t qi, float *srow,
+                              int32_t nv_max)
+{
+    const struct md_attn_params *p = j->p;
+    int32_t vis = p->causal ? p->q_start + qi + 1 : nv_max;
+    vis = vis > nv_max ? nv_max : vis < 0 ? 0 : vis;
+    float m = -INFINITY;
+    for (int32_t t = 0; t < vis; t++) {
+        srow[t] *= p->scale;
+        m = srow[t] > m ? srow[t] : m;
+    }
+    float sum = vis > 0 ? exp_sum(j->isa, srow, vis, m) : 0.0f;
+    memset(srow + vis, 0, sizeof(float) * (size_t)(nv_max - vis));
+    if (j->lse)
+        j->lse[(int64_t)h * p->n_q + qi] = vis > 0 ? m + logf(sum) : -INFINITY;
+    return vis > 0 ? 1.0f / sum : 0.0f;
+}
+
+static void attn_blocks(const struct attn_blk_job *j, int32_t h, int32_t b0, int32_t b1, float *ws)
 {
     const struct md_attn_params *p = j->p;
     const int32_t d = p->head_dim, hk = h / (p->n_head / p->n_head_kv);
-    const int32_t i0 = blk * ATTN_QB;
-    const int32_t nq = p->n_q - i0 < ATTN_QB ? p->n_q - i0 : ATTN_QB;
-    int32_t nv = p->causal ? p->q_start + i0 + nq : p->n_kv;
-    nv = nv > p->n_kv ? p->n_kv : nv < 0 ? 0 : nv;
+    const int32_t nv_max = attn_block_nv(p, b1 - 1);
+    const int64_t row_q = (int64_t)p->n_head * d;
     float *qb = ws, *kb = qb + (size_t)ATTN_QB * d, *vt = kb + (size_t)p->n_kv * d;
     float *sb = vt + (size_t)p->n_kv * d, *ob = sb + (size_t)ATTN_QB * p->n_kv;
-    const int64_t row_q = (int64_t)p->n_head * d;
 
-    for (int32_t i = 0; i < nq; i++)
-        memcpy(qb + (size_t)i * d, j->q + (i0 + i) * row_q + (int64_t)h * d, sizeof(float) * (size_t)d);
-    for (int32_t t = 0; t < nv; t++) {
-        int64_t off = t * j->kv_stride + (int64_t)hk * d;
-        for (int32_t e = 0; e < d; e++) {
-            kb[(size_t)t * d + e] = kv_elem(j->k, j->kv_f16, off + e);
-            vt[(size_t)e * nv + t] = kv_elem(j->v, j->kv_f16, off + e);
+    attn_gather_kv(j, hk, nv_max, kb, vt);
+    for (int32_t blk = b0; blk < b1; blk++) {
+        const int32_t i0 = blk * ATTN_QB;
+        const int32_t nq = p->n_q - i0 < ATTN_QB ? p->n_q - i0 : ATTN_QB;
+        const int32_t nv = attn_block_nv(p, blk);
+        float inv_sum[ATTN_QB];
+        for (int32_t i = 0; i < nq; i++)
+            memcpy(qb + (size_t)i * d, j->q + (i0 + i) * row_q + (int64_t)h * d,
+                   sizeof(float) * (size_t)d);
+        if (nv > 0)
+            md_matmul(NULL, j->isa, qb, nq, d, kb, MD_TYPE_F32, nv, sb);
+        /* rows of S have stride nv; P rows need stride nv_max: fill backwards */
+        for (int32_t i = nq - 1; i >= 0; i--) {
+            float *src = sb + (size_t)i * nv, *dst = sb + (size_t)i * nv_max;
+            memmove(dst, src, sizeof(float) * (size_t)nv);
+            inv_sum[i] = attn_softmax_row(j, h, i0 + i, dst, nv_max);
         }
-    }
-    if (nv > 0)
-        md_matmul(NULL, j->isa, qb, nq, d, kb, MD_TYPE_F32, nv, sb);
-
-    float inv_sum[ATTN_QB];
-    for (int32_t i = 0; i < nq; i++) {
-        float *srow = sb + (size_t)i * nv;
-        int32_t vis = p->causal ? p->q_start + i0 + i + 1 : nv;
-        vis = vis > nv ? nv : vis < 0 ? 0 : vis;
-        float m = -INFINITY;
-        for (int32_t t = 0; t < vis; t++) {
-            srow[t] *= p->scale;
-            m = srow[t] > m ? srow[t] : m;
+        if (nv_max > 0)
+            md_matmul(NULL, j->isa, sb, nq, nv_max, vt, MD_TYPE_F32, d, ob);
+        for (int32_t i = 0; i < nq; i++) {
+            float *o = j->out + (i0 + i) * row_q + (int64_t)h * d;
+            for (int32_t e = 0; e < d; e++)
+                o[e] = nv_max > 0 ? ob[(size_t)i * d + e] * inv_sum[i] : 0.0f;
         }
-        float sum = vis > 0 ? exp_sum(srow, vis, m) : 0.0f;
-        memset(srow + vis, 0, sizeof(float) * (size_t)(nv - vis));
-        inv_sum[i] = vis > 0 ? 1.0f / sum : 0.0f;
-        if (j->lse)
-            j->lse[(int64_t)h * p->n_q + i0 + i] = vis > 0 ? m + logf(sum) : -INFINITY;
-    }
-    if (nv > 0)
-        md_matmul(NULL, j->isa, sb, nq, nv, vt, MD_TYPE_F32, d, ob);
-    for (int32_t i = 0; i < nq; i++) {
-        float *o = j->out + (i0 + i) * row_q + (int64_t)h * d;
-        for (int32_t e = 0; e < d; e++)
-            o[e] = nv > 0 ? ob[(size_t)i * d + e] * inv_sum[i] : 0.0f;
     }
 }
 
 static void attn_blk_worker(void *arg, int ith, int nth)
 {
     const struct attn_blk_job *j = arg;
-    int64_t n_items = (int64_t)j->p->n_head * j->n_blocks, a, b;
+    int64_t n_items = (int64_t)j->p->n_head * j->chunks, a, b;
     split_rows(n_items, ith, nth, &a, &b);
     float *ws = j->scratch + j->scratch_per_thread * (size_t)ith;
-    for (int64_t it = a; it < b; it++)
-        attn_block(j, (int32_t)(it / j->n_blocks), (int32_t)(it % j->n_blocks), ws);
+    int32_t per = (j->n_blocks + j->chunks - 1) / j->chunks;
+    for (int64_t it = a; it < b; it++) {
+        int32_t h = (int32_t)(it / j->chunks), c = (int32_t)(it % j->chunks);
+        int32_t b0 = c * per, b1 = b0 + per < j->n_blocks ? b0 + per : j->n_blocks;
+        if (b0 < b1)
+            attn_blocks(j, h, b0, b1, ws);
+    }
 }
 
 /* Grow the per-thread attention work space to `per` floats a thread. */
@@ -631,16 +743,19 @@ static int cpu_attention(struct md_backend *be, const struct md_attn_params *p,
         int rc = attn_scratch(c, per);
         if (rc)
             return rc;
+        int32_t n_blocks = (p->n_q + ATTN_QB - 1) / ATTN_QB;
+        int32_t chunks = (c->n_threads + p->n_head - 1) / p->n_head;
+        chunks = chunks > n_blocks ? n_blocks : chunks;
         struct attn_blk_job jb = { p, c->isa, q->data, k->data, v->data, f16, row_kv, out->data,
                                    lse ? lse->data : NULL, c->scratch, c->scratch_per_thread,
-                                   (p->n_q + ATTN_QB - 1) / ATTN_QB };
+                                   n_blocks, chunks };
         cpu_run(c, attn_blk_worker, &jb);
         return MD_OK;
     }
     int rc = attn_scratch(c, (size_t)p->n_kv + 2 * (size_t)p->head_dim + 16);
     if (rc)
         return rc;
-    struct attn_job j = { p, q->data, k->data, v->data, f16, row_kv,
+    struct attn_job j = { p, c->isa, q->data, k->data, v->data, f16, row_kv,
                           out->data, lse ? lse->data : NULL, c->scratch, c->scratch_per_thread };
     cpu_run(c, attn_worker, &j);
     return MD_OK;

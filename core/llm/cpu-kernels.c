@@ -14,19 +14,24 @@
  * scheduler time slice for it. So fn must not wait for another ith of the
  * same run (no barriers inside fn).
  *
- * Scratch: every pool slot (one per thread) owns a 64-byte aligned buffer
- * that md_matmul grows on demand and keeps for the next call, so steady
- * state decode and prefill allocate nothing. A NULL pool uses a buffer
- * allocated and freed inside the call (only for paths that need scratch:
- * GEMM packing and dequantizing types without a GEMV kernel).
+ * Scratch: every pool slot (one per ith) owns 64-byte aligned buffers that
+ * md_matmul grows on demand and keeps for the next call, so steady-state
+ * decode and prefill allocate nothing: scratch[0] of slot 0 holds the
+ * packed X the caller prepares before dispatch, scratch[1] of slot i the W
+ * panel / dequantized row of whoever runs index i. A NULL pool uses
+ * buffers allocated and freed inside the call (only when needed: n_tok > 1
+ * or a type without a GEMV kernel).
  *
- * Matmul: n_tok <= MD_GEMV_MAX_TOK runs GEMV kernels (one pass over W,
- * rows split between threads); larger n_tok runs a packed GEMM: for each
- * panel of nr output rows and each block of MD_GEMM_KC inputs, the panel is
- * converted to f32 in [k][nr] layout once and multiplied with every token
- * in tiles of mr x nr. Work items (panel groups, and token ranges when
- * there are few panels) are taken from an atomic counter, which keeps both
- * cores busy when one of them is slowed by another process. */
+ * Matmul: n_tok <= MD_GEMV_TOK_LIMIT runs GEMV kernels (one pass over W per
+ * 8 tokens, X token-interleaved so that the tokens' rows do not alias in
+ * L1); larger n_tok runs a packed GEMM: X is packed once in tiles of mr
+ * tokens, then for each panel of nr output rows and each block of
+ * MD_GEMM_KC inputs the panel is converted to f32 in [k][nr] layout once
+ * and multiplied with the item's tokens in tiles of mr x nr. Work items
+ * (row chunks for GEMV; panel groups x token ranges for GEMM) are taken from
+ * an atomic counter, which keeps both cores busy when one of them is slowed
+ * by another process. Types without kernels of their own are dequantized
+ * row by row (vectorized, bit-identical to md_dequantize_row). */
 #include "cpu-kernels.h"
 
 #include <math.h>
@@ -42,6 +47,7 @@
 #include "quant.h"
 
 #if MD_HAVE_X86
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -284,16 +290,48 @@ void md_threadpool_run(struct md_threadpool *tp, void (*fn)(void *arg, int ith, 
 /* ISA detection                                                            */
 /* ======================================================================== */
 
+#if MD_HAVE_X86
+/* F16C (CPUID.1:ECX bit 29); clang's __builtin_cpu_supports lacks "f16c". */
+static bool cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return false;
+    return (c >> 29) & 1u;
+}
+#endif
+
+/* The best ISA the CPU/OS allow, from libgcc's CPU model alone (filled
+ * once at program start; no CPUID instruction, which traps to the
+ * hypervisor in a VM: md_matmul calls this on every call to clamp `isa`).
+ * __builtin_cpu_supports also checks that the OS saves the AVX / AVX-512
+ * register state. */
+static enum md_cpu_isa isa_allowed(void)
+{
+#if MD_HAVE_X86 && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return MD_ISA_AVX512;
+    if (avx2)
+        return MD_ISA_AVX2;
+#endif
+    return MD_ISA_SCALAR;
+}
+
+/* Queried on every call (nothing is cached); adds the F16C check, which
+ * needs CPUID (a few microseconds in a VM). */
 enum md_cpu_isa md_cpu_isa_detect(void)
 {
 #if MD_HAVE_X86 && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                      cpu_has_f16c();
+    if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
         return MD_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+    if (avx2)
         return MD_ISA_AVX2;
 #endif
     return MD_ISA_SCALAR;
@@ -391,7 +429,9 @@ static void dotrows_scalar(const float *w, const float *X, int n_tok,
 #define MD_GEMV_TOK_LIMIT 16
 #endif
 /* GEMV rows handed out per work item. */
+#ifndef MD_GEMV_CHUNK
 #define MD_GEMV_CHUNK 64
+#endif
 
 struct mm_job {
     enum md_cpu_isa isa;
@@ -463,7 +503,7 @@ static bool gemv_has_kernel(enum md_cpu_isa isa, uint32_t wtype)
 void md_dequantize_row_isa(enum md_cpu_isa isa, uint32_t type, const void *src, float *dst, int64_t n)
 {
 #if MD_HAVE_X86
-    if (isa >= MD_ISA_AVX2 && md_cpu_isa_detect() >= MD_ISA_AVX2 &&
+    if (isa >= MD_ISA_AVX2 && isa_allowed() >= MD_ISA_AVX2 &&
         md_type_row_bytes(type, n) >= 0 && md_dequant_row_avx2(type, src, dst, n))
         return;
 #else
@@ -629,7 +669,7 @@ void md_matmul(struct md_threadpool *tp, enum md_cpu_isa isa,
         memset(Y, 0, sizeof(float) * (size_t)(n_tok * n_out));
         return;
     }
-    const enum md_cpu_isa have = md_cpu_isa_detect();
+    const enum md_cpu_isa have = isa_allowed();
     if (isa > have || isa < MD_ISA_SCALAR)
         isa = have;
 

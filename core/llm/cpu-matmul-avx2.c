@@ -1,7 +1,8 @@
-/* AVX2 + FMA + F16C matmul kernels (8-wide). Same structure as the AVX-512
- * file: GEMM micro-kernel of 6 tokens x 16 outputs (12 ymm accumulators)
- * over a [k][16] f32 panel packed with 8x8 register transposes; GEMV with
- * vectors along n_in. Built with function target attributes. */
+/* AVX2 + FMA + F16C matmul kernels (8-wide), built with function target
+ * attributes. Same structure as the AVX-512 file: GEMM micro-kernel of
+ * 6 tokens x 16 outputs (12 ymm accumulators) over a [k][16] f32 panel
+ * packed with 8x8 register transposes; GEMV one row at a time, vectors
+ * along n_in. */
 #include "cpu-matmul-impl.h"
 
 #if MD_HAVE_X86
@@ -241,6 +242,11 @@ INL float hsum(__m256 v)
 
 #define XAT(k, t) (X + (int64_t)(k) * T + (t) * 8)
 
+/* Software prefetch distance along a row, bytes (see the AVX-512 file). */
+#ifndef GEMV_PREFETCH
+#define GEMV_PREFETCH 4096
+#endif
+
 INL void gemv_row_elem(uint32_t type, const int T, const int U, const float *X,
                        int64_t n_in, const uint8_t *row, float *y, int64_t ldy)
 {
@@ -251,9 +257,12 @@ INL void gemv_row_elem(uint32_t type, const int T, const int U, const float *X,
         for (int u = 0; u < U; u++)
             acc[t][u] = _mm256_setzero_ps();
     int64_t k = 0;
+    const int esz = type == MD_TYPE_F32 ? 4 : 2;
     for (; k + 8 * U <= n_in; k += 8 * U) {
 #pragma GCC unroll 16
         for (int u = 0; u < U; u++) {
+            if ((8 * u * esz) % 64 == 0)
+                _mm_prefetch((const char *)row + (k + 8 * u) * esz + GEMV_PREFETCH, _MM_HINT_T0);
             const __m256 w = load8(type, row, k + 8 * u);
 #pragma GCC unroll 16
             for (int t = 0; t < T; t++)
@@ -297,6 +306,7 @@ INL void gemv_row_q8_0(const int T, const int U, const float *X,
     const int64_t nb = n_in / 32;
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = row + (size_t)b * 34;
+        _mm_prefetch((const char *)blk + GEMV_PREFETCH, _MM_HINT_T0);
         const __m256 d = _mm256_set1_ps(ld_f16_scalar(blk));
         __m256 w[4];
 #pragma GCC unroll 16

@@ -242,8 +242,9 @@ static int load_tensor(struct loader *ld, const char *name, int64_t ne0, int64_t
         return fail(ld, MD_ERR_FORMAT, "missing tensor '%s'", name);
     }
     if (!md_type_supported(gt->type))
-        return fail(ld, MD_ERR_UNSUPPORTED, "tensor '%s': unsupported type %s (%u)", name,
-                    md_type_name(gt->type), gt->type);
+        return fail(ld, MD_ERR_UNSUPPORTED, "tensor '%s': type %s (%u) is not supported yet "
+                    "(supported: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K)", name,
+                    md_ggml_type_name(gt->type), gt->type);
     int64_t want[4] = { ne0, ne1 ? ne1 : 1, 1, 1 };
     if (memcmp(gt->ne, want, sizeof want)) {
         char have_s[96], want_s[64];

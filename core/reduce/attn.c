@@ -9,10 +9,18 @@
 
 #include "reduce-impl.h"
 
+/* Eight independent partial sums: the compiler may keep them in SIMD
+ * lanes (a single running sum is a serial dependency it must not
+ * reorder). */
 static float dot(const float *a, const float *b, int32_t n)
 {
-    float s = 0.0f;
-    for (int32_t i = 0; i < n; i++)
+    float acc[8] = { 0 };
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int32_t l = 0; l < 8; l++)
+            acc[l] += a[i + l] * b[i + l];
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++)
         s += a[i] * b[i];
     return s;
 }

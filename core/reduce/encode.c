@@ -130,7 +130,7 @@ static int encode_pixels(struct md_reduce_session *s, const float *pixels, bool 
 {
     struct md_vision *v = s->vis;
     const struct md_clip_hparams *hp = &v->hp;
-    int32_t L = hp->n_layer_run, np = hp->n_patches, cls = hp->has_class ? 1 : 0;
+    int32_t L = hp->n_layer_run, np = hp->n_patches;
     bool lsm = has(s, MD_REDUCE_MUSTDROP) && s->cfg.md_merge_thresh <= 1.0f &&
                s->cfg.md_merge_layer < L - 1;
     bool want_score = has(s, MD_REDUCE_MUSTDROP | MD_REDUCE_HIRED) || s->cfg.max_visual_tokens > 0;
@@ -171,8 +171,6 @@ static int encode_pixels(struct md_reduce_session *s, const float *pixels, bool 
         struct md_vit_dims d = vit_dims(v);
         s->st.flops_vision += md_reduce_flops_projector(&d, got);
         e->n = got;
-        (void)cls;
-        (void)n_patch;
     }
     md_vision_run_end(r);
     return rc;
@@ -239,6 +237,26 @@ static void stride_pick(int32_t n, int32_t k, int32_t *idx)
         idx[i] = (int32_t)((int64_t)i * n / k);
 }
 
+/* Union of the picks idx[0..k) (ascending) with the key tokens, which
+ * MustDrop never drops whatever else is composed with it: a floor, so the
+ * count can exceed k. Returns the new count (idx has room for n). */
+static int32_t with_keys(int32_t *idx, int32_t k, const bool *key, int32_t n)
+{
+    if (!key_any(key, n))
+        return k;
+    bool *mark = calloc((size_t)n, sizeof(bool));
+    if (!mark)
+        return k;
+    for (int32_t i = 0; i < k; i++)
+        mark[idx[i]] = true;
+    int32_t m = 0;
+    for (int32_t j = 0; j < n; j++)
+        if (mark[j] || key[j])
+            idx[m++] = j;
+    free(mark);
+    return m;
+}
+
 /* Per-image selection: HiRED (single partition), random, uniform. Writes
  * the kept rows into a new block. At least one row always survives: an
  * image that vanishes entirely would also drop its prompt marker. */
@@ -266,6 +284,7 @@ static int select_block(struct md_reduce_session *s, const float *embd, const fl
         k = (int32_t)lround((double)c->random_keep * n);
         k = k < 1 ? 1 : k > n ? n : k;
         md_reduce_random_subset(c->random_seed + (uint64_t)s->st.n_images, n, k, idx);
+        k = with_keys(idx, k, key, n);
         use = idx;
     } else if (has(s, MD_REDUCE_UNIFORM) && c->uniform_tokens < n) {
         if (gh * gw == n && !key_any(key, n)) {
@@ -283,7 +302,8 @@ static int select_block(struct md_reduce_session *s, const float *embd, const fl
             return rc;
         }
         k = c->uniform_tokens < 1 ? 1 : c->uniform_tokens;
-        stride_pick(n, k, idx);   /* not a raster any more: evenly spaced */
+        stride_pick(n, k, idx);   /* not a raster any more, or keys to keep: evenly spaced */
+        k = with_keys(idx, k, key, n);
         use = idx;
     }
     rc = block_from(s, embd, score, key, src, use, k, gh, gw, b);
@@ -368,10 +388,56 @@ static int hired_single_budget(const struct md_reduce_session *s, int32_t n)
     return b;
 }
 
+/* HiRED's packing of the tiles (§2.3, §7.2 step 6): each tile keeps its
+ * top-B_i tokens by final-layer attention, then the tiles are laid out as
+ * one grid, cropped by the unpad, and read row-major (no newline). Tokens
+ * the unpad crops are lost, as in the reference. */
+static int hired_pack_tiles(struct md_reduce_session *s, const struct md_encoded *e,
+                            const struct md_anyres_plan *p, const int32_t *budget,
+                            struct md_block *acc)
+{
+    const struct md_clip_hparams *hp = &s->vis->hp;
+    int32_t ns = hp->n_side, np = hp->n_patches, nt = p->n_tiles;
+    bool *kept = calloc((size_t)nt * (size_t)np, sizeof(bool));
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)np);
+    size_t E = (size_t)s->E, cap = (size_t)(nt - 1) * (size_t)np;
+    float *embd = malloc(sizeof(float) * (cap ? cap : 1) * E), *score = malloc(sizeof(float) * (cap ? cap : 1));
+    int32_t *src = malloc(sizeof(int32_t) * (cap ? cap : 1));
+    int rc = kept && idx && embd && score && src ? MD_OK : MD_ERR_NOMEM;
+    for (int32_t t = 1; !rc && t < nt; t++) {
+        int32_t k = budget[t] < 0 ? 0 : budget[t] > np ? np : budget[t];
+        md_reduce_topk(e[t].score, np, k, idx);
+        for (int32_t j = 0; j < k; j++)
+            kept[(size_t)t * np + idx[j]] = true;
+    }
+    int32_t n = 0;
+    for (int32_t gy = p->r0; !rc && gy < p->r1; gy++)
+        for (int32_t gx = p->c0; gx < p->c1; gx++) {
+            int32_t t = 1 + (gy / ns) * p->nx + gx / ns, tok = (gy % ns) * ns + gx % ns;
+            if (!kept[(size_t)t * np + tok])
+                continue;
+            memcpy(embd + (size_t)n * E, e[t].embd + (size_t)tok * E, sizeof(float) * E);
+            score[n] = e[t].score[tok];
+            src[n++] = gy * p->nx * ns + gx;
+        }
+    struct md_block b;
+    if (!rc && n > 0 && !(rc = block_from(s, embd, score, NULL, src, NULL, n, 0, 0, &b))) {
+        rc = concat_block(s, acc, &b);
+        md_reduce_block_free(&b);
+    }
+    free(kept);
+    free(idx);
+    free(embd);
+    free(score);
+    free(src);
+    return rc;
+}
+
 /* LLaVA-NeXT with a method that needs the tower's internals: tiles encoded
- * one by one, packed flat (base, then tiles row-major; no unpad, no
- * image_newline), as MustDrop's reference forces (pruning.md §1.4). HiRED
- * splits its budget over the tiles (§2.2). */
+ * one by one. MustDrop packs them flat (base, then tiles in order; no
+ * unpad, no image_newline), as its reference forces (pruning.md §1.4);
+ * HiRED splits its budget over the tiles (§2.2) and packs them spatially
+ * with the unpad (hired_pack_tiles). */
 static int add_anyres(struct md_reduce_session *s, const uint8_t *rgb, int32_t w, int32_t h,
                       int32_t stride, struct md_block *acc)
 {
@@ -389,6 +455,7 @@ static int add_anyres(struct md_reduce_session *s, const uint8_t *rgb, int32_t w
     bool hired = has(s, MD_REDUCE_HIRED);
     for (int32_t t = 0; t < p.n_tiles && !rc; t++) {
         rc = encode_pixels(s, pix + (size_t)t * 3 * S * S, hired && t == 0, &e[t]);
+        s->st.n_parts++;
         s->st.vis_in += v->hp.n_patches;
         s->st.vis_after_vision += e[t].n;
     }
@@ -398,7 +465,10 @@ static int add_anyres(struct md_reduce_session *s, const uint8_t *rgb, int32_t w
         md_reduce_hired_budgets(p.n_tiles, v->hp.n_patches, s->cfg.hired_budget,
                                 s->cfg.hired_alpha, e[0].score0, v->hp.n_side, p.ny, p.nx,
                                 s->cfg.hired_geometric, budget);
-    for (int32_t t = 0; t < p.n_tiles && !rc; t++) {
+    /* HiRED alone packs the tiles spatially; after a merge (MustDrop) the
+     * tiles are no grids any more and everything is packed flat */
+    bool spatial = hired && !has(s, MD_REDUCE_MUSTDROP) && !p.interp;
+    for (int32_t t = 0; t < (spatial ? 1 : p.n_tiles) && !rc; t++) {
         struct md_block b;
         rc = select_encoded(s, &e[t], hired ? budget[t] : -1, &b);
         if (!rc) {
@@ -406,6 +476,8 @@ static int add_anyres(struct md_reduce_session *s, const uint8_t *rgb, int32_t w
             md_reduce_block_free(&b);
         }
     }
+    if (!rc && spatial)
+        rc = hired_pack_tiles(s, e, &p, budget, acc);
     for (int32_t t = 0; e && t < p.n_tiles; t++)
         encoded_free(&e[t]);
     free(e);
@@ -588,9 +660,11 @@ int32_t md_reduce_n_blocks(const struct md_reduce_session *s)
     return s ? s->n_blocks : 0;
 }
 
+/* AnyRes images go tile by tile only for methods that need the tower's
+ * internals; a cap alone keeps HF's packing and trims by stride. */
 static bool needs_tower_internals(const struct md_reduce_session *s)
 {
-    return has(s, MD_REDUCE_MUSTDROP | MD_REDUCE_HIRED) || s->cfg.max_visual_tokens > 0;
+    return has(s, MD_REDUCE_MUSTDROP | MD_REDUCE_HIRED);
 }
 
 /* AnyRes image without tower-side methods: HF's packing, then selection. */
@@ -605,6 +679,15 @@ static int add_anyres_plain(struct md_reduce_session *s, const uint8_t *rgb, int
         return MD_ERR_NOMEM;
     int32_t got = 0;
     int rc = md_vision_encode_image(s->vis, rgb, w, h, stride, embd, n, &got);
+    struct md_anyres_plan p;
+    if (!rc && !md_anyres_plan(&s->vis->hp, false, w, h, &p)) {
+        /* the whole tower on every tile, then the projector */
+        struct md_vit_dims d = vit_dims(s->vis);
+        const struct md_clip_hparams *hp = &s->vis->hp;
+        s->st.n_parts += p.n_tiles;
+        s->st.flops_vision += p.n_tiles * (hp->n_layer_run * md_reduce_flops_vit_layer(&d, hp->n_pos)
+                                           + md_reduce_flops_projector(&d, hp->n_patches));
+    }
     if (!rc) {
         s->st.vis_in += got;
         s->st.vis_after_vision += got;
@@ -630,6 +713,7 @@ int md_reduce_add_image(struct md_reduce_session *s, const uint8_t *rgb, int32_t
         rc = needs_tower_internals(s) ? add_anyres(s, rgb, w, h, stride, &b)
                                       : add_anyres_plain(s, rgb, w, h, stride, &b);
     } else {
+        s->st.n_parts++;
         size_t S = (size_t)s->vis->hp.image_size;
         float *pix = malloc(sizeof(float) * 3 * S * S);
         struct md_encoded e;
@@ -706,6 +790,7 @@ static int add_frame(struct md_reduce_session *s, const struct md_frame *fr)
         rc = pool_frame(s, &e);
     free(pix);
     if (!rc) {
+        s->st.n_parts++;
         s->st.vis_in += s->vis->hp.n_patches;
         s->st.vis_after_vision += e.n;
     }
@@ -771,6 +856,7 @@ int md_reduce_add_embd(struct md_reduce_session *s, const float *embd, int32_t n
     s->st.vis_in += n;
     s->st.vis_after_vision += n;
     s->st.n_images++;
+    s->st.n_parts++;
     if (!rc && (rc = push_block(s, &b)))
         md_reduce_block_free(&b);
     if (!rc)

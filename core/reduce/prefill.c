@@ -193,11 +193,13 @@ static int read_keys(struct md_context *ctx, int32_t il, int32_t e0, int32_t n, 
     return rc;
 }
 
-/* The layer just run: queries [n_rows][H*d], lse [H][n_rows], and the keys
- * of this batch's entries [n_rows][Hkv*d] (the last n_rows of the cache). */
+/* What the layer just run left for one probability block: the query rows
+ * q0.. of the batch [n_rows - q0][H*d], every row's lse [H][n_rows], and
+ * the cached keys of entries [k0, k0 + n_k) (only the span the block's
+ * columns cover is read back: in decode mode this runs every step). */
 struct layer_view {
     float *q, *lse, *k;
-    int32_t n_rows;
+    int32_t n_rows, q0, k0;
 };
 
 static void layer_view_free(struct layer_view *v)
@@ -207,30 +209,36 @@ static void layer_view_free(struct layer_view *v)
     free(v->k);
 }
 
-static int layer_view_read(struct md_context *ctx, int32_t il, struct layer_view *v)
+/* cols: ascending cache entries the block will read. */
+static int layer_view_read(struct md_context *ctx, int32_t il, int32_t q0, const int32_t *cols,
+                           int32_t n_cols, struct layer_view *v)
 {
     const struct md_hparams *hp = &ctx->model->hp;
-    int32_t n = md_llm_n_rows(ctx), C = ctx->kv->layers[il].n;
+    int32_t n = md_llm_n_rows(ctx), nq_rows = n - q0;
+    int32_t k0 = n_cols ? cols[0] : 0, n_k = n_cols ? cols[n_cols - 1] - k0 + 1 : 0;
     size_t nq = (size_t)hp->n_head * hp->head_dim, nk = (size_t)ctx->kv->n_embd_kv;
     v->n_rows = n;
-    v->q = malloc(sizeof(float) * nq * (size_t)n);
+    v->q0 = q0;
+    v->k0 = k0;
+    v->q = malloc(sizeof(float) * nq * (size_t)(nq_rows > 0 ? nq_rows : 1));
     v->lse = malloc(sizeof(float) * (size_t)hp->n_head * (size_t)n);
-    v->k = malloc(sizeof(float) * nk * (size_t)C);
-    if (!v->q || !v->lse || !v->k)
-        return MD_ERR_NOMEM;
+    v->k = malloc(sizeof(float) * nk * (size_t)(n_k > 0 ? n_k : 1));
+    if (!v->q || !v->lse || !v->k || q0 < 0 || nq_rows <= 0)
+        return v->q && v->lse && v->k ? MD_ERR_INVALID : MD_ERR_NOMEM;
     struct md_tensor q = md_llm_q(ctx), lse = md_llm_lse(ctx);
-    int rc = ctx->be->ops->tensor_get(ctx->be, &q, 0, v->q, sizeof(float) * nq * (size_t)n);
+    int rc = ctx->be->ops->tensor_get(ctx->be, &q, sizeof(float) * nq * (size_t)q0, v->q,
+                                      sizeof(float) * nq * (size_t)nq_rows);
     if (!rc)
         rc = ctx->be->ops->tensor_get(ctx->be, &lse, 0, v->lse,
                                       sizeof(float) * (size_t)hp->n_head * (size_t)n);
-    if (!rc)
-        rc = read_keys(ctx, il, 0, C, v->k);
+    if (!rc && n_k > 0)
+        rc = read_keys(ctx, il, k0, n_k, v->k);
     return rc;
 }
 
-/* Probabilities [n_q][n_cols] of query rows q0.. (in flight) over cache
- * entries cols[] of the layer just run, mean over heads (§5.3). */
-static int probs_block(struct md_context *ctx, const struct layer_view *v, int32_t q0, int32_t n_q,
+/* Probabilities [n_q][n_cols] of the view's query rows over cache entries
+ * cols[] of the layer just run, mean over heads (§5.3). */
+static int probs_block(struct md_context *ctx, const struct layer_view *v, int32_t n_q,
                        const int32_t *cols, int32_t n_cols, float *out)
 {
     const struct md_hparams *hp = &ctx->model->hp;
@@ -239,10 +247,10 @@ static int probs_block(struct md_context *ctx, const struct layer_view *v, int32
     if (!kg)
         return MD_ERR_NOMEM;
     for (int32_t j = 0; j < n_cols; j++)
-        memcpy(kg + (size_t)j * nk, v->k + (size_t)cols[j] * nk, sizeof(float) * nk);
+        memcpy(kg + (size_t)j * nk, v->k + (size_t)(cols[j] - v->k0) * nk, sizeof(float) * nk);
     struct md_attn_block b = {
-        .q = v->q + (size_t)q0 * hp->n_head * hp->head_dim, .q_stride = hp->n_head * hp->head_dim,
-        .k = kg, .k_stride = (int64_t)nk, .lse = v->lse + q0, .lse_stride = v->n_rows,
+        .q = v->q, .q_stride = hp->n_head * hp->head_dim,
+        .k = kg, .k_stride = (int64_t)nk, .lse = v->lse + v->q0, .lse_stride = v->n_rows,
         .n_q = n_q, .n_k = n_cols, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
         .head_dim = hp->head_dim, .scale = 1.0f / sqrtf((float)hp->head_dim),
     };
@@ -309,20 +317,20 @@ static int mustdrop_filter(struct md_reduce_session *s, struct prefill *p, int32
     if (nv == 0 || nt <= 0)
         return MD_OK;
     struct layer_view v = { 0 };
-    int rc = layer_view_read(s->ctx, il, &v);
     float *M = malloc(sizeof(float) * (size_t)nt * (size_t)nv);
     bool *key = malloc(sizeof(bool) * (size_t)nv);
     int32_t *kept = malloc(sizeof(int32_t) * (size_t)nv);
     int32_t e0 = s->ctx->kv->layers[il].n - p->n;   /* this batch's first entry */
     int32_t *cols = malloc(sizeof(int32_t) * (size_t)nv);
-    if (!rc && (!M || !key || !kept || !cols))
-        rc = MD_ERR_NOMEM;
+    int rc = M && key && kept && cols ? MD_OK : MD_ERR_NOMEM;
     for (int32_t j = 0; !rc && j < nv; j++) {
         cols[j] = e0 + p->vis[j];
         key[j] = s->row_key[p->orig[p->vis[j]]];
     }
     if (!rc)
-        rc = probs_block(s->ctx, &v, last + 1, nt, cols, nv, M);
+        rc = layer_view_read(s->ctx, il, last + 1, cols, nv, &v);
+    if (!rc)
+        rc = probs_block(s->ctx, &v, nt, cols, nv, M);
     if (!rc) {
         int32_t nk = md_reduce_dual_filter(M, nt, nv, s->cfg.md_tau_g, s->cfg.md_tau_i, key, kept);
         rc = keep_vision(s, p, p->vis, nv, kept, nk);
@@ -343,16 +351,16 @@ static int fastv_filter(struct md_reduce_session *s, struct prefill *p, int32_t 
     if (nv == 0)
         return MD_OK;
     struct layer_view v = { 0 };
-    int rc = layer_view_read(s->ctx, il, &v);
     float *a = malloc(sizeof(float) * (size_t)nv);
     int32_t *cols = malloc(sizeof(int32_t) * (size_t)nv), *kept = malloc(sizeof(int32_t) * (size_t)nv);
     int32_t e0 = s->ctx->kv->layers[il].n - p->n;
-    if (!rc && (!a || !cols || !kept))
-        rc = MD_ERR_NOMEM;
+    int rc = a && cols && kept ? MD_OK : MD_ERR_NOMEM;
     for (int32_t j = 0; !rc && j < nv; j++)
         cols[j] = e0 + p->vis[j];
     if (!rc)
-        rc = probs_block(s->ctx, &v, p->n - 1, 1, cols, nv, a);
+        rc = layer_view_read(s->ctx, il, p->n - 1, cols, nv, &v);
+    if (!rc)
+        rc = probs_block(s->ctx, &v, 1, cols, nv, a);
     if (!rc) {
         int32_t k = (int32_t)lround((double)nv * (1.0 - s->cfg.fastv_r));
         md_reduce_topk(a, nv, k, kept);
@@ -421,6 +429,7 @@ static void prefill_stats(struct md_reduce_session *s, const int32_t *rows_in)
     }
     s->st.flops_prefill = fl;
     s->st.vis_layer_avg = s->st.n_layer ? sum / s->st.n_layer : 0;
+    s->st.vis_layer_avg_per_part = s->st.vis_layer_avg / (s->st.n_parts > 0 ? s->st.n_parts : 1);
     s->st.vis_final = s->st.n_layer ? s->st.vis_per_layer[s->st.n_layer - 1] : 0;
     s->st.kv_bytes_prefill = md_kv_cache_bytes(md_context_kv(s->ctx));
     int32_t last = s->n_layer - 1, c = 0;
@@ -622,12 +631,19 @@ static int track_attention(struct md_reduce_session *s, int32_t il)
     int32_t *cols = malloc(sizeof(int32_t) * (size_t)len);
     float *a = malloc(sizeof(float) * (size_t)len);
     struct layer_view v = { 0 };
-    int rc = cols && a ? layer_view_read(s->ctx, il, &v) : MD_ERR_NOMEM;
+    int rc = cols && a ? MD_OK : MD_ERR_NOMEM;
     for (int32_t i = 0; !rc && i < len; i++)
         if (s->ent[il][i] >= 0 && s->row_vis[s->ent[il][i]])
             cols[nv++] = i;
+    if (!rc && nv == 0) {   /* nothing left to track in this layer */
+        free(cols);
+        free(a);
+        return MD_OK;
+    }
     if (!rc)
-        rc = probs_block(s->ctx, &v, 0, 1, cols, nv, a);
+        rc = layer_view_read(s->ctx, il, 0, cols, nv, &v);
+    if (!rc)
+        rc = probs_block(s->ctx, &v, 1, cols, nv, a);
     for (int32_t j = 0; !rc && j < nv; j++)
         if (a[j] > s->att_max[il][cols[j]])
             s->att_max[il][cols[j]] = a[j];

@@ -21,13 +21,11 @@ static int cmp_i32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Order idx[0..n) by rank (insertion sort on small n, else merge via qsort
- * on a key array would need a context; n is at most a few thousand and
- * this runs once per image, so a heap-free selection is enough). */
+/* The k best-ranked indices (skipping flagged ones) in rank order, kept
+ * in a sorted list with binary-search insertion: O(n log k) comparisons
+ * plus the moves, no allocation. Runs once per image or pruning layer. */
 static void select_best(const float *s, const bool *skip, int32_t n, int32_t k, int32_t *out)
 {
-    /* k passes of a linear scan would be O(nk); use a bounded insertion
-     * list instead: O(n log k) comparisons with a binary search. */
     int32_t m = 0;
     for (int32_t j = 0; j < n; j++) {
         if (skip && skip[j])

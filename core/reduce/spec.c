@@ -350,10 +350,14 @@ int md_reduce_format(const struct md_reduce_config *c, char *buf, size_t n)
 #define SEP() do { if (o) PUT("+"); } while (0)
     if (c->methods & MD_REDUCE_MUSTDROP) {
         SEP();
-        PUT("mustdrop:tau_g=%g,tau_i=%g,merge=%g,key=%g,kv=%s", c->md_tau_g, c->md_tau_i,
-            c->md_merge_thresh, c->md_key_rate,
+        PUT("mustdrop:tau_g=%g,tau_i=%g,merge=%g,merge_layer=%d,key=%g,kv=%s", c->md_tau_g,
+            c->md_tau_i, c->md_merge_thresh, c->md_merge_layer, c->md_key_rate,
             c->md_kv == MD_REDUCE_KV_FAITHFUL ? "faithful" : c->md_kv == MD_REDUCE_KV_DECODE
             ? "decode" : "off");
+        if (c->md_kv == MD_REDUCE_KV_DECODE)
+            PUT(",evict=%g,every=%d", c->md_evict_thresh, c->md_evict_every);
+        for (int32_t i = 0; i < c->md_n_layers && i < MD_REDUCE_MAX_LAYERS; i++)
+            PUT("%s%d", i ? "/" : ",layers=", c->md_layers[i]);
     }
     if (c->methods & MD_REDUCE_HIRED) {
         SEP();

@@ -62,10 +62,12 @@ int md_reduce_stats_json(const struct md_reduce_stats *st, const char *spec, cha
                       o += w_ > 0 ? (size_t)w_ : 0; } while (0)
     PUT("{\"spec\":\"");
     o = put_escaped(buf, n, o, spec ? spec : "");
-    PUT("\",\"images\":%d,\"tokens\":{\"input\":%d,\"after_vision\":%d,\"after_select\":%d,"
-        "\"final\":%d,\"kv_after_decode\":%d,\"key\":%d,\"layer_avg\":%.3f,\"per_layer\":[",
-        st->n_images, st->vis_in, st->vis_after_vision, st->vis_after_select, st->vis_final,
-        st->vis_kv_after_decode, st->n_key_tokens, st->vis_layer_avg);
+    PUT("\",\"images\":%d,\"parts\":%d,\"tokens\":{\"input\":%d,\"after_vision\":%d,"
+        "\"after_select\":%d,\"final\":%d,\"kv_after_decode\":%d,\"key\":%d,"
+        "\"layer_avg\":%.3f,\"layer_avg_per_part\":%.3f,\"per_layer\":[",
+        st->n_images, st->n_parts, st->vis_in, st->vis_after_vision, st->vis_after_select,
+        st->vis_final, st->vis_kv_after_decode, st->n_key_tokens, st->vis_layer_avg,
+        st->vis_layer_avg_per_part);
     for (int32_t l = 0; l < st->n_layer && l < MD_REDUCE_MAX_LLM_LAYERS; l++)
         PUT("%s%d", l ? "," : "", st->vis_per_layer[l]);
     PUT("]},\"prompt_rows\":%d,\"generated\":%d,"

@@ -216,8 +216,10 @@ def cases():
     c["tensor_type_unknown_200"] = (base(tis=[ti(b"a", [8], 200, 0)]), "unknown tensor type 200")
     c["tensor_type_unknown_u32max"] = (base(tis=[ti(b"a", [8], 0xFFFFFFFF, 0)]), "unknown tensor type 4294967295")
     c["tensor_type_removed_4"] = (base(tis=[ti(b"a", [8], 4, 0)]), "unknown tensor type 4")
-    c["tensor_type_unsupported_q2_k"] = (base(tis=[ti(b"a", [256], 10, 0)]), "(Q2_K)")
-    c["tensor_type_unsupported_iq4_xs"] = (base(tis=[ti(b"a", [256], 23, 0)]), "(IQ4_XS)")
+    # Types we cannot compute (Q2_K, IQ4_XS) are still size-checked with their
+    # real block layout; the files are refused for the layout, not the type.
+    c["tensor_q2_k_ne0_not_multiple"] = (base(tis=[ti(b"a", [100], 10, 0)]), "Q2_K block size 256")
+    c["tensor_iq4_xs_past_eof"] = (base(tis=[ti(b"a", [256, 64], 23, 0)]), "exceeds")
 
     # --- tensor data ---
     c["tensor_offset_misaligned"] = (base(tis=[ti(b"a", [8], T_F32, 4)]), "not a multiple of the alignment 32")

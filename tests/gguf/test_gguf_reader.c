@@ -353,7 +353,8 @@ static void check_writer_errors(void)
     EXPECT_FAIL(md_gguf_writer_add_scalar(wx, "k", MD_GGUF_BOOL, "\x02"), "bool value 2");
     EXPECT_FAIL(md_gguf_writer_add_arr(wx, "k", MD_GGUF_ARRAY, data, 1), "arrays of array");
     EXPECT_FAIL(md_gguf_writer_add_arr(wx, "k", MD_GGUF_BOOL, "\x01\x03", 2), "bool element 1");
-    EXPECT_FAIL(md_gguf_writer_add_tensor(wx, "t", 10, 1, ne, data), "not supported");
+    EXPECT_FAIL(md_gguf_writer_add_tensor(wx, "t", 4, 1, ne, data), "unknown type 4");
+    EXPECT_FAIL(md_gguf_writer_add_tensor(wx, "t", 10, 1, ne, data), "Q2_K block size");
     EXPECT_FAIL(md_gguf_writer_add_tensor(wx, "t", MD_TYPE_Q8_0, 1, bad_ne, data), "block size");
     EXPECT_FAIL(md_gguf_writer_add_tensor(wx, "t", MD_TYPE_F32, 2, neg, data), "ne[1]");
     EXPECT_FAIL(md_gguf_writer_add_tensor(wx, "t", MD_TYPE_F32, 0, ne, data), "n_dims 0");
@@ -414,6 +415,47 @@ static void check_misc(void)
     md_gguf_writer_free(w);
 }
 
+/* Types we cannot compute (Q2_K, IQ4_XS, I32) are still read, with sizes from
+ * their real block layout: refusing them is the model loader's call, per
+ * tensor, so a Q3_K_M file's metadata and tokenizer remain readable. */
+static void check_uncomputable_types(void)
+{
+    static uint8_t q2k[2 * 84], iq4[2 * 136], i32[4 * 3];
+    for (size_t i = 0; i < sizeof q2k; i++) q2k[i] = (uint8_t)i;
+    struct md_gguf_writer *w = md_gguf_writer_new();
+    int64_t ne_a[2] = { 256, 2 }, ne_b[1] = { 512 }, ne_c[1] = { 3 };
+    CHECK(md_gguf_writer_add_tensor(w, "q2k", 10, 2, ne_a, q2k) == 0);
+    CHECK(md_gguf_writer_add_tensor(w, "iq4", 23, 1, ne_b, iq4) == 0);
+    CHECK(md_gguf_writer_add_tensor(w, "i32", 26, 1, ne_c, i32) == 0);
+    CHECK(md_gguf_writer_add_tensor(w, "bad", 10, 1, ne_c, i32) == -1);   /* 3 % 256 */
+    CHECK(md_gguf_writer_add_tensor(w, "unk", 4, 1, ne_c, i32) == -1);    /* removed id */
+    void *buf = NULL;
+    size_t size = 0;
+    char err[256];
+    struct md_gguf *g = NULL;
+    /* the two refused adds make the writer fail; write a fresh one without them */
+    CHECK(md_gguf_writer_write_mem(w, &buf, &size, err, sizeof err) == -1);
+    md_gguf_writer_free(w);
+    w = md_gguf_writer_new();
+    md_gguf_writer_add_tensor(w, "q2k", 10, 2, ne_a, q2k);
+    md_gguf_writer_add_tensor(w, "iq4", 23, 1, ne_b, iq4);
+    md_gguf_writer_add_tensor(w, "i32", 26, 1, ne_c, i32);
+    CHECK(md_gguf_writer_write_mem(w, &buf, &size, err, sizeof err) == 0);
+    CHECKF(md_gguf_open_memory(buf, size, &g, err, sizeof err) == 0, "%s", err);
+    if (g) {
+        const struct md_gguf_tensor *t = md_gguf_find_tensor(g, "q2k");
+        CHECK(t && t->type == 10 && t->nbytes == sizeof q2k && !memcmp(t->data, q2k, sizeof q2k));
+        t = md_gguf_find_tensor(g, "iq4");
+        CHECK(t && t->type == 23 && t->nbytes == sizeof iq4);
+        t = md_gguf_find_tensor(g, "i32");
+        CHECK(t && t->type == 26 && t->nbytes == sizeof i32);
+        CHECK(!md_type_supported(10) && !md_type_supported(23));
+        md_gguf_close(g);
+    }
+    free(buf);
+    md_gguf_writer_free(w);
+}
+
 int main(void)
 {
     uint32_t s = 12345;
@@ -430,5 +472,6 @@ int main(void)
     check_fill();
     check_writer_errors();
     check_misc();
+    check_uncomputable_types();
     return md_test_finish("gguf_reader");
 }

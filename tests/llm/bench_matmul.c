@@ -1,7 +1,7 @@
 /* Micro-benchmark of md_matmul (built, never run as a test).
  *
  *   bench_matmul [-t threads] [-r reps] [-isa scalar|avx2|avx512]
- *                [-type F16,Q8_0,...] [-only peak|pool|gemv|gemm|model|sweep|one]
+ *                [-type F16,Q8_0,...] [-only peak|bw|pool|gemv|gemm|model|sweep|one]
  *                [-n n_tok] [-in n_in] [-out n_out] [-cpu]
  *
  * Measures the machine first: FMA peak (a register-only FMA loop on every
@@ -352,7 +352,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "-type") && i + 1 < argc) snprintf(types_arg, sizeof types_arg, "%s", argv[++i]);
         else {
             fprintf(stderr, "usage: %s [-t threads] [-r reps] [-n n_tok] [-isa scalar|avx2|avx512] "
-                    "[-type F16,Q8_0,...] [-only peak|pool|gemv|gemm|model|sweep|one] [-in n_in] [-out n_out] [-cpu]\n", argv[0]);
+                    "[-type F16,Q8_0,...] [-only peak|bw|pool|gemv|gemm|model|sweep|one] [-in n_in] [-out n_out] [-cpu]\n", argv[0]);
             return 2;
         }
     }
@@ -369,12 +369,12 @@ int main(int argc, char **argv)
         printf("peak %-6s FMA: %8.1f GFLOP/s (%d threads)\n", md_cpu_isa_name((enum md_cpu_isa)isa),
                peak[isa], md_threadpool_n_threads(tp));
     }
-    if (!only || strcmp(only, "peak")) {
+    if (!only || !strcmp(only, "bw") || !strcmp(only, "gemv") || !strcmp(only, "model")) {
         bw = measure_bw(tp, best, reps);
         printf("read bandwidth: %8.2f GB/s (1 GiB streamed, %d threads)\n", bw,
                md_threadpool_n_threads(tp));
     }
-    if (only && !strcmp(only, "peak"))
+    if (only && (!strcmp(only, "peak") || !strcmp(only, "bw")))
         goto done;
     if (only && !strcmp(only, "pool")) {
         /* dispatch + join cost of an empty job */

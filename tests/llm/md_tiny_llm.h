@@ -27,6 +27,8 @@ struct tiny_cfg {
     int biases;              /* q/k/v biases */
     int tied;                /* no output.weight */
     uint32_t wtype;          /* type of 2-D weights: F32, F16, Q8_0 */
+    const char *retype;      /* store this tensor as retype_type (zero bytes) */
+    uint32_t retype_type;
     uint64_t seed;
     const char *omit;        /* tensor name to leave out */
     const char *reshape;     /* tensor name to write with a wrong ne[1] */
@@ -98,6 +100,10 @@ static inline void tiny_add(struct tiny_model *m, struct md_gguf_writer *w, cons
             ne[0] = ne0 / 2;
     }
     uint32_t type = ne1 > 1 ? m->c.wtype : MD_TYPE_F32;
+    if (m->c.retype && !strcmp(m->c.retype, name)) {
+        md_gguf_writer_add_tensor(w, name, m->c.retype_type, ne1 > 1 ? 2 : 1, ne, NULL);
+        return;
+    }
     const void *bytes = data;
     if (type != MD_TYPE_F32) {
         int64_t rb = md_type_row_bytes(type, ne0);

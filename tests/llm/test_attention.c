@@ -183,6 +183,7 @@ int main(void)
         run_case(be, 97, 97, 4, 4, 64, true, MD_TYPE_F16);
         run_case(be, 70, 70, 3, 1, 40, false, MD_TYPE_F32);
         run_case(be, 65, 90, 2, 2, 8, false, MD_TYPE_F16);
+        run_case(be, 200, 230, 1, 1, 16, true, MD_TYPE_F32);  /* fewer heads than threads: chunks of blocks */
         check_mask_by_index(be);
         md_backend_free(be);
     }

@@ -100,12 +100,14 @@ static void run_case(struct rng *r, uint32_t type, int64_t n_tok, int64_t n_in, 
                      struct shape_stats *st)
 {
     uint8_t *W = make_weights(r, type, n_in, n_out);
-    float *X = malloc(sizeof(float) * (size_t)(n_tok * n_in));
+    /* X and Y one float past an allocation: not 16-byte aligned */
+    float *Xb = malloc(sizeof(float) * (size_t)(n_tok * n_in + 1));
     float *Wf = malloc(sizeof(float) * (size_t)(n_in * n_out));
     double *ref = malloc(sizeof(double) * (size_t)(n_tok * n_out));
     double *mag = malloc(sizeof(double) * (size_t)(n_tok * n_out));
-    float *Y = malloc(sizeof(float) * (size_t)(n_tok * n_out));
-    if (!X || !Wf || !ref || !mag || !Y) abort();
+    float *Yb = malloc(sizeof(float) * (size_t)(n_tok * n_out + 1));
+    if (!Xb || !Wf || !ref || !mag || !Yb) abort();
+    float *X = Xb + 1, *Y = Yb + 1;
     for (int64_t i = 0; i < n_tok * n_in; i++)
         X[i] = rng_f(r, -1.0f, 1.0f);
     const int64_t rb = md_type_row_bytes(type, n_in);
@@ -147,11 +149,11 @@ static void run_case(struct rng *r, uint32_t type, int64_t n_tok, int64_t n_in, 
         }
     }
     free(W);
-    free(X);
+    free(Xb);
     free(Wf);
     free(ref);
     free(mag);
-    free(Y);
+    free(Yb);
 }
 
 /* md_dequantize_row_isa: bit-identical to md_dequantize_row on every path */

@@ -59,6 +59,17 @@ static bool progress_cancel(float p, void *user)
     return p < 0.5f;
 }
 
+/* A tensor in a type the file may carry but we cannot compute (IQ4_NL here,
+ * as in an IQ4_NL or Q3_K_M file): refused by name and type at load. */
+static void check_uncomputable_type(void)
+{
+    struct tiny_cfg c = tiny_default("llama");
+    c.retype = "blk.0.ffn_up.weight";
+    c.retype_type = 20;   /* IQ4_NL */
+    const char *want[] = { "blk.0.ffn_up.weight", "IQ4_NL", "not supported yet", NULL };
+    expect_fail(&c, MD_ERR_UNSUPPORTED, want);
+}
+
 static void check_good(void)
 {
     struct tiny_cfg c = tiny_default("qwen2");
@@ -163,6 +174,7 @@ static void check_fixture(void)
 
 int main(void)
 {
+    check_uncomputable_type();
     struct tiny_cfg c = tiny_default("gpt9");
     expect_fail(&c, MD_ERR_UNSUPPORTED,
                 (const char *[]){ "unsupported architecture 'gpt9' (supported: llama, qwen2)", NULL });

@@ -99,7 +99,16 @@ static int32_t naive_vision(struct red_fix *f, float thresh, float *embd, bool *
 }
 
 /* ---- stage B, naive, through the llm steps ---- */
-static void naive_llm(struct red_fix *f, struct naive *nv, float tg, float ti, float thresh)
+static bool in_list(const int32_t *a, int32_t n, int32_t v)
+{
+    for (int32_t i = 0; i < n; i++)
+        if (a[i] == v)
+            return true;
+    return false;
+}
+
+static void naive_llm(struct red_fix *f, struct naive *nv, float tg, float ti, float thresh,
+                      const int32_t *layers, int32_t n_layers)
 {
     int32_t E = md_vision_n_embd(f->vis), np = md_vision_n_pos(f->vis);
     float *embd = malloc(sizeof(float) * np * E);
@@ -118,12 +127,11 @@ static void naive_llm(struct red_fix *f, struct naive *nv, float tg, float ti, f
     for (int32_t i = 0; i < n; i++)
         orig[i] = i;
     CHECK(md_llm_begin(ctx, &pr.batch, 0, n) == MD_OK);
-    int32_t layers[3] = { 0, 1, 2 };   /* 2/6/10/14 scaled to 4 layers */
     for (int32_t il = 0; il < hp->n_layer; il++) {
         memcpy(nv->inflight[il], orig, sizeof(int32_t) * n);
         nv->n_in[il] = n;
         CHECK(md_llm_layer(ctx, il) == MD_OK);
-        if (il > 2 || il != layers[il])
+        if (!in_list(layers, n_layers, il))
             continue;
         float *q = malloc(sizeof(float) * n * H * d), *k = malloc(sizeof(float) * n * Hkv * d);
         struct md_tensor qt = md_llm_q(ctx);
@@ -196,13 +204,20 @@ static int32_t find(const int32_t *a, int32_t n, int32_t r)
     return -1;
 }
 
-static void run_case(struct red_fix *f, float tg, float ti, float thresh)
+/* layers: the pruning layers (NULL: the default 2/6/10/14 scaled to the
+ * fixture's 4 layers = 0/1/2). */
+static void run_case(struct red_fix *f, float tg, float ti, float thresh, const char *layers_arg)
 {
+    static const int32_t scaled[3] = { 0, 1, 2 };
+    int32_t custom[1] = { layers_arg ? atoi(layers_arg) : 0 };
+    const int32_t *layers = layers_arg ? custom : scaled;
+    int32_t n_layers = layers_arg ? 1 : 3, first = layers[0];
     struct naive nv;
     memset(&nv, 0, sizeof nv);
-    naive_llm(f, &nv, tg, ti, thresh);
+    naive_llm(f, &nv, tg, ti, thresh, layers, n_layers);
     char spec[128], err[256];
-    snprintf(spec, sizeof spec, "mustdrop:tau_g=%g,tau_i=%g,merge=%g", tg, ti, thresh);
+    snprintf(spec, sizeof spec, "mustdrop:tau_g=%g,tau_i=%g,merge=%g%s%s", tg, ti, thresh,
+             layers_arg ? ",layers=" : "", layers_arg ? layers_arg : "");
     struct md_reduce_config cfg;
     CHECK(md_reduce_parse(spec, &cfg, err, sizeof err) == MD_OK);
     struct md_context *ctx = red_ctx(f);
@@ -212,9 +227,9 @@ static void run_case(struct red_fix *f, float tg, float ti, float thresh)
     CHECKF(md_reduce_prefill(s, NULL, NULL, RED_QUESTION) == MD_OK, "%s", md_reduce_error(s));
     const struct md_reduce_stats *st = md_reduce_stats(s);
     struct md_kv_cache *kv = md_context_kv(ctx);
-    /* layer 0 is the first pruning layer here: its positions are the prompt rows */
-    int32_t n0 = md_kv_cache_len(kv, 0);
-    const int32_t *p0 = md_kv_cache_pos(kv, 0);
+    /* the first pruning layer ran on every row: its positions are the prompt rows */
+    int32_t n0 = md_kv_cache_len(kv, first);
+    const int32_t *p0 = md_kv_cache_pos(kv, first);
     bool same = n0 == nv.n_kept && !memcmp(p0, nv.kept, sizeof(int32_t) * n0);
     CHECKF(same, "%s: kept set differs (%d vs naive %d rows)", spec, n0, nv.n_kept);
     CHECK(!memcmp(md_reduce_logits(s), nv.logits, sizeof(float) * md_model_n_vocab(f->model)));
@@ -222,16 +237,20 @@ static void run_case(struct red_fix *f, float tg, float ti, float thresh)
            "kept set = naive\n", spec, st->vis_in, st->vis_after_vision, st->vis_per_layer[0],
            st->vis_per_layer[1], st->vis_per_layer[2], st->vis_per_layer[3], st->vis_layer_avg,
            st->n_key_tokens);
-    /* every layer holds the final set, positions as rotated at that layer,
-     * keys identical to the uncompacted naive cache's rows */
+    /* layers before the first pruning layer hold every row; every other
+     * layer the final set; positions as rotated at that layer, keys
+     * identical to the uncompacted naive cache's rows */
     const struct md_kv_cache *nkv = nv.ctx->kv;
     int32_t E = nkv->n_embd_kv;
     for (int32_t l = 0; l < md_kv_cache_n_layer(kv); l++) {
-        CHECKF(md_kv_cache_len(kv, l) == nv.n_kept, "layer %d holds %d", l, md_kv_cache_len(kv, l));
+        const int32_t *want = l < first ? nv.inflight[l] : nv.kept;
+        int32_t n_want = l < first ? nv.n_in[l] : nv.n_kept;
+        CHECKF(md_kv_cache_len(kv, l) == n_want, "layer %d holds %d, want %d", l,
+               md_kv_cache_len(kv, l), n_want);
         const int32_t *pl = md_kv_cache_pos(kv, l);
         float *ks = malloc(sizeof(float) * E), *kn = malloc(sizeof(float) * E);
-        for (int32_t i = 0; i < nv.n_kept && i < md_kv_cache_len(kv, l); i++) {
-            int32_t at = find(nv.inflight[l], nv.n_in[l], nv.kept[i]);   /* index at layer l */
+        for (int32_t i = 0; i < n_want && i < md_kv_cache_len(kv, l); i++) {
+            int32_t at = find(nv.inflight[l], nv.n_in[l], want[i]);   /* index at layer l */
             CHECKF(pl[i] == at, "layer %d entry %d: position %d, want %d", l, i, pl[i], at);
             ctx->be->ops->tensor_get(ctx->be, &kv->layers[l].k, sizeof(float) * E * i, ks,
                                      sizeof(float) * E);
@@ -246,7 +265,9 @@ static void run_case(struct red_fix *f, float tg, float ti, float thresh)
     int32_t t = red_argmax(md_reduce_logits(s), md_model_n_vocab(f->model));
     CHECK(md_reduce_decode(s, t) == MD_OK);
     for (int32_t l = 0; l < md_kv_cache_n_layer(kv); l++)
-        CHECK(md_kv_cache_pos(kv, l)[md_kv_cache_len(kv, l) - 1] == nv.n_kept);
+        CHECKF(md_kv_cache_pos(kv, l)[md_kv_cache_len(kv, l) - 1] ==
+               (l < first ? nv.n_in[0] : nv.n_kept), "layer %d: decode position %d", l,
+               md_kv_cache_pos(kv, l)[md_kv_cache_len(kv, l) - 1]);
     md_reduce_session_free(s);
     md_context_free(ctx);
     md_context_free(nv.ctx);
@@ -257,9 +278,10 @@ int main(void)
 {
     struct red_fix f;
     red_fix_load(&f, "tiny-llava-mmproj-f32.gguf");
-    run_case(&f, 0.05f, 0.06f, 2.0f);    /* no merge */
-    run_case(&f, 0.08f, 0.1f, -1.0f);    /* the window always merges */
-    run_case(&f, 1.0f, 1.0f, 0.8f);      /* everything but the key set goes */
+    run_case(&f, 0.05f, 0.06f, 2.0f, NULL);    /* no merge */
+    run_case(&f, 0.08f, 0.1f, -1.0f, NULL);    /* the window always merges */
+    run_case(&f, 1.0f, 1.0f, 0.8f, NULL);      /* everything but the key set goes */
+    run_case(&f, 0.05f, 0.06f, 2.0f, "2");     /* layers 0-1 stay whole, as 0-1 of 32 */
     red_fix_free(&f);
     return md_test_finish("reduce_mustdrop");
 }

@@ -4,6 +4,8 @@
  * arrive), MustDrop's decode-mode eviction, the stats JSON, and bad input
  * answered with errors, never crashes. */
 #include "red_fixture.h"
+#include "session.h"
+#include "vision-impl.h"
 
 struct run {
     struct md_context *ctx;
@@ -91,6 +93,14 @@ static void images(struct red_fix *f)
     st = image_prefill(f, "random:keep=0", &r);      /* never an empty image */
     CHECK(st && st->vis_after_select == 1);
     close_run(&r);
+    /* key tokens survive the composed selection too (a floor over the budget) */
+    st = image_prefill(f, "mustdrop:tau_g=1,tau_i=1,merge=2+random:keep=0.0625", &r);
+    CHECK(st && st->n_key_tokens == 2 && st->vis_after_select >= 2 && st->vis_after_select <= 3);
+    CHECK(st && st->vis_final == 2);
+    close_run(&r);
+    st = image_prefill(f, "mustdrop:tau_g=1,tau_i=1,merge=2+uniform:tokens=1", &r);
+    CHECK(st && st->vis_after_select >= 2 && st->vis_final == 2);
+    close_run(&r);
     st = image_prefill(f, "mustdrop:tokens=64", &r);
     CHECK(st && st->vis_final >= st->n_key_tokens && st->n_key_tokens >= 1);
     close_run(&r);
@@ -177,15 +187,55 @@ static void video(struct red_fix *f)
     CHECK(frames_tokens(f, "random:keep=0.5+cap:tokens=30", 8, false, true) <= 30);
 }
 
+/* HiRED keeping every token packs like HF's AnyRes (base, then the tile
+ * grid unpadded, row-major) minus the image_newline rows. */
+static void hired_packing(struct red_fix *f)
+{
+    struct md_anyres_plan p;
+    CHECK(md_anyres_plan(&f->vis->hp, true, f->w, f->h, &p) == MD_OK);
+    int32_t n = md_vision_image_tokens(f->vis, f->w, f->h), E = md_vision_n_embd(f->vis), got = 0;
+    float *ref = malloc(sizeof(float) * (size_t)n * E);
+    CHECK(md_vision_encode_image(f->vis, f->img, f->w, f->h, f->w * 3, ref, n, &got) == MD_OK);
+    struct run r;
+    if (!open_run(f, "hired:budget=1,alpha=0.5,map=geometric", &r)) {
+        free(ref);
+        return;
+    }
+    CHECK(md_reduce_add_image(r.s, f->img, f->w, f->h, f->w * 3) == MD_OK);
+    const struct md_block *b = &r.s->blocks[0];
+    int32_t np = md_vision_n_pos(f->vis) - 1, want = got - (p.r1 - p.r0);
+    CHECKF(b->n == want, "%d rows, want %d", b->n, want);
+    double worst = 0, mx = 0;
+    int32_t o = 0, i = 0;
+    for (; i < got && o < b->n; i++) {
+        bool newline = i >= np && (i - np) % (p.c1 - p.c0 + 1) == p.c1 - p.c0;
+        if (newline)
+            continue;
+        for (int32_t e = 0; e < E; e++) {
+            worst = fmax(worst, fabs(b->embd[(size_t)o * E + e] - ref[(size_t)i * E + e]));
+            mx = fmax(mx, fabs(ref[(size_t)i * E + e]));
+        }
+        o++;
+    }
+    printf("HiRED keep-all packing vs HF AnyRes without newlines: %d rows, rel err %.3g\n", o,
+           worst / mx);
+    CHECK(o == want && worst <= 1e-4 * mx);
+    close_run(&r);
+    free(ref);
+}
+
 static void next_tiles(void)
 {
     struct red_fix f;
     red_fix_load(&f, "tiny-llava-next-mmproj-f32.gguf");
+    hired_packing(&f);
     struct run r;
     const struct md_reduce_stats *st = image_prefill(&f, "hired:budget=0.2,alpha=0.5", &r);
     int32_t plain = md_vision_image_tokens(f.vis, f.w, f.h);
     if (st) {
         int32_t P = st->vis_in / 16, total = (int32_t)(P * 16 * 0.2f);
+        CHECK(st->n_parts == P && st->n_images == 1);
+        CHECK(fabs(st->vis_layer_avg_per_part - st->vis_layer_avg / P) < 1e-9);
         CHECKF(st->vis_after_select <= total + P && st->vis_after_select >= P, "P %d: %d kept of budget %d",
                P, st->vis_after_select, total);
         printf("LLaVA-NeXT HiRED: %d partitions, %d tokens (HF packing: %d)\n", P, st->vis_after_select,

@@ -1,6 +1,8 @@
 /* Spec strings: every documented example parses to the right values,
  * composition across stages works, and bad input gives a message naming
  * the bad method, key or value (never a crash). */
+#include <stdint.h>
+
 #include "md_test.h"
 #include "mustdrop-reduce.h"
 
@@ -34,11 +36,14 @@ static void good(void)
     CHECK(c.methods == (MD_REDUCE_DYCOKE | MD_REDUCE_FASTV));
     CHECK(md_reduce_stages(&c) == (MD_STAGE_SELECT | MD_STAGE_PREFILL));
     CHECK(parse("hired+fastv+cap:tokens=300", &c, err) == MD_OK && c.max_visual_tokens == 300);
-    CHECK(parse("mustdrop+uniform:tokens=100", &c, err) == MD_OK);
+    CHECK(parse("mustdrop:kv=decode,every=3,layers=1/4/9,merge_layer=2+uniform:tokens=100", &c, err) == MD_OK);
     char buf[512];
     CHECK(md_reduce_format(&c, buf, sizeof buf) > 0);
     struct md_reduce_config c2;
     CHECKF(parse(buf, &c2, err) == MD_OK && c2.methods == c.methods, "round trip '%s': %s", buf, err);
+    CHECKF(c2.md_n_layers == 3 && c2.md_layers[2] == 9 && c2.md_evict_every == 3 &&
+           c2.md_merge_layer == 2 && c2.uniform_tokens == 100 && c2.md_kv == MD_REDUCE_KV_DECODE,
+           "round trip '%s' lost a value", buf);
     char tiny[4];
     CHECK(md_reduce_format(&c, tiny, sizeof tiny) > 3 && strlen(tiny) == 3);
 }
@@ -55,9 +60,41 @@ static void bad(const char *spec, const char *n1, const char *n2)
     CHECK(c.fastv_k == 77);   /* untouched on failure */
 }
 
+/* Random strings over the spec alphabet: never a crash, and every
+ * rejection comes with a message. */
+static void random_specs(void)
+{
+    static const char alpha[] = "mustdrop:hiredfastvcap+=,.0123456789-ekn;/x";
+    uint64_t st = 12345;
+    int ok = 0;
+    for (int i = 0; i < 20000; i++) {
+        static const char *pre[] = { "", "mustdrop:", "fastv:k=", "hired:budget=0.", "cap:tokens=",
+                                     "random:keep=0.5+fastv:", "uniform:tokens=" };
+        char spec[80];
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        size_t p0 = strlen(pre[(st >> 40) % 7]);
+        memcpy(spec, pre[(st >> 40) % 7], p0);
+        int n = (int)(st >> 59) + 1;
+        for (int j = (int)p0; j < (int)p0 + n; j++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            spec[j] = alpha[(st >> 33) % (sizeof alpha - 1)];
+        }
+        spec[p0 + (size_t)n] = '\0';
+        struct md_reduce_config c;
+        char err[256] = "";
+        int rc = md_reduce_parse(spec, &c, err, sizeof err);
+        if (rc == MD_OK)
+            ok++;
+        else
+            CHECKF(err[0] != '\0', "'%s' rejected without a message", spec);
+    }
+    printf("random specs: %d of 20000 parsed\n", ok);
+}
+
 int main(void)
 {
     good();
+    random_specs();
     bad("fastv:q=3", "fastv", "'q'");
     bad("fastv:k=abc", "fastv", "'k'");
     bad("fastv:k=2.5", "'k'", "integer");
