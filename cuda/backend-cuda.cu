@@ -12,6 +12,8 @@
 //    n_tok > 4 (prefill) -> cuBLAS GemmEx with F32 accumulation: F16/BF16
 //    weights directly (activations converted to F16/BF16 on device),
 //    quantized weights dequantized to F16 in scratch first, F32 weights SGEMM.
+//    MD_CUDA_PREFILL_F32=1 (read at instance creation) makes every prefill
+//    GEMM an F32 SGEMM on dequantized weights: a precision reference, slow.
 //  * attention: n_q <= 4 -> split-KV decode kernel + combine kernel;
 //    otherwise a tiled flash-attention kernel (online softmax, causal by
 //    index or not, GQA, LSE).
@@ -66,6 +68,7 @@ struct cuda_be {
     int *d_err;             // device-side error flag (bad token id)
     char *stage;            // pinned host staging arena
     size_t stage_used;
+    bool prefill_f32;       // MD_CUDA_PREFILL_F32=1: prefill GEMMs in F32 (see cu_matmul)
     char last_err[512];
 };
 
@@ -596,6 +599,15 @@ __global__ void k_dequant_f16(const uint8_t *w, size_t rb, uint32_t type, int64_
         out[o * n_in + k] = __float2half_rn(dq_elem(type, row, k));
 }
 
+__global__ void k_dequant_f32(const uint8_t *w, size_t rb, uint32_t type, int64_t n_in,
+                              float *out)
+{
+    int64_t o = blockIdx.x;
+    const uint8_t *row = w + rb * (size_t)o;
+    for (int64_t k = threadIdx.x; k < n_in; k += blockDim.x)
+        out[o * n_in + k] = dq_elem(type, row, k);
+}
+
 __global__ void k_add_bias(float *y, const float *b, int64_t n_out, int64_t total)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
@@ -653,9 +665,23 @@ static int cu_matmul(struct md_backend *be, const struct md_tensor *x, const str
     const float one = 1.0f, zero = 0.0f;
     int m_ = (int)n_out, n_ = (int)n, k_ = (int)n_in;
     cublasStatus_t st;
-    if (w->type == MD_TYPE_F32) {
-        st = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one, (const float *)wd,
-                         k_, xd, k_, &zero, yd, m_);
+    if (w->type == MD_TYPE_F32 || c->prefill_f32) {
+        // F32 weights, or the precision reference mode: any weight dequantized
+        // to F32 in scratch, activations untouched, SGEMM (no TF32).
+        const float *w32 = (const float *)wd;
+        if (w->type != MD_TYPE_F32) {
+            void *s;
+            int rc = scratch_get(c, (size_t)n_out * (size_t)n_in * sizeof(float), &s);
+            if (rc)
+                return rc;
+            k_dequant_f32<<<(unsigned)n_out, 256, 0, c->stream>>>(wd, rb, w->type, n_in, (float *)s);
+            rc = launched(c, "matmul (dequantize f32)");
+            if (rc)
+                return rc;
+            w32 = (const float *)s;
+        }
+        st = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one, w32, k_, xd, k_,
+                         &zero, yd, m_);
         if (st != CUBLAS_STATUS_SUCCESS)
             return blas_fail(c, "cublasSgemm", st);
     } else {
@@ -1396,6 +1422,8 @@ extern "C" int md_backend_cuda_new(const struct md_backend_params *p, struct md_
     }
     c->base.ops = &cuda_ops;
     c->device = dev;
+    const char *pf = getenv("MD_CUDA_PREFILL_F32");
+    c->prefill_f32 = pf && *pf && strcmp(pf, "0");
     const char *what = "cudaSetDevice";
     cudaError_t e = cudaSetDevice(dev);
     if (e == cudaSuccess) {

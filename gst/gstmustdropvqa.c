@@ -1867,11 +1867,14 @@ gst_mustdrop_vqa_change_state (GstElement * element, GstStateChange transition)
  * ------------------------------------------------------------------------ */
 
 static void
-set_string (GstMustdropVqa * self, gchar ** dst, const GValue * value)
+set_string (GstMustdropVqa * self, gchar ** dst, const GValue * value,
+    const gchar * fallback)
 {
   g_mutex_lock (&self->settings_lock);
   g_free (*dst);
   *dst = g_value_dup_string (value);
+  if (!*dst && fallback)        /* NULL resets to the default */
+    *dst = g_strdup (fallback);
   g_mutex_unlock (&self->settings_lock);
 }
 
@@ -1884,40 +1887,25 @@ gst_mustdrop_vqa_set_property (GObject * object, guint prop_id,
 
   switch (prop_id) {
     case PROP_MODEL:
-      set_string (self, &s->model, value);
+      set_string (self, &s->model, value, NULL);
       return;
     case PROP_MMPROJ:
-      set_string (self, &s->mmproj, value);
+      set_string (self, &s->mmproj, value, NULL);
       return;
     case PROP_QUESTION:
-      g_mutex_lock (&self->settings_lock);
-      g_free (s->question);
-      s->question = g_value_dup_string (value);
-      if (!s->question)
-        s->question = g_strdup (DEFAULT_QUESTION);
-      g_mutex_unlock (&self->settings_lock);
+      set_string (self, &s->question, value, DEFAULT_QUESTION);
       return;
     case PROP_SYSTEM_PROMPT:
-      set_string (self, &s->system_prompt, value);
+      set_string (self, &s->system_prompt, value, NULL);
       return;
     case PROP_REDUCE:
-      g_mutex_lock (&self->settings_lock);
-      g_free (s->reduce);
-      s->reduce = g_value_dup_string (value);
-      if (!s->reduce)
-        s->reduce = g_strdup (DEFAULT_REDUCE);
-      g_mutex_unlock (&self->settings_lock);
+      set_string (self, &s->reduce, value, DEFAULT_REDUCE);
       return;
     case PROP_DEVICE:
-      g_mutex_lock (&self->settings_lock);
-      g_free (s->device);
-      s->device = g_value_dup_string (value);
-      if (!s->device)
-        s->device = g_strdup (DEFAULT_DEVICE);
-      g_mutex_unlock (&self->settings_lock);
+      set_string (self, &s->device, value, DEFAULT_DEVICE);
       return;
     case PROP_JSONL_LOCATION:
-      set_string (self, &s->jsonl_location, value);
+      set_string (self, &s->jsonl_location, value, NULL);
       return;
     default:
       break;

@@ -84,21 +84,10 @@ static int put_str(struct wbuf *b, const void *s, uint64_t len)
     return put_u64(b, len) || put(b, s, (size_t)len);
 }
 
-static uint64_t scalar_size(uint32_t t)
-{
-    switch (t) {
-    case MD_GGUF_UINT8: case MD_GGUF_INT8: case MD_GGUF_BOOL: return 1;
-    case MD_GGUF_UINT16: case MD_GGUF_INT16: return 2;
-    case MD_GGUF_UINT32: case MD_GGUF_INT32: case MD_GGUF_FLOAT32: return 4;
-    case MD_GGUF_UINT64: case MD_GGUF_INT64: case MD_GGUF_FLOAT64: return 8;
-    default: return 0;
-    }
-}
-
 /* Host scalar of type t at p, little-endian into b. */
 static int put_scalar(struct wbuf *b, uint32_t t, const void *p)
 {
-    uint64_t n = scalar_size(t), v = 0;
+    uint64_t n = md_gguf_vtype_size(t), v = 0;
     switch (n) {
     case 1: { uint8_t x; memcpy(&x, p, 1); v = x; break; }
     case 2: { uint16_t x; memcpy(&x, p, 2); v = x; break; }
@@ -184,7 +173,7 @@ int md_gguf_writer_add_scalar(struct md_gguf_writer *w, const char *key, uint32_
                               const void *value)
 {
     if (!w) return -1;
-    if (!scalar_size(vtype)) return werr(w, "key '%s': %s is not a scalar type", key ? key : "",
+    if (!md_gguf_vtype_size(vtype)) return werr(w, "key '%s': %s is not a scalar type", key ? key : "",
                                           md_gguf_vtype_name(vtype));
     if (!value) return werr(w, "key '%s': NULL value", key ? key : "");
     if (vtype == MD_GGUF_BOOL && *(const uint8_t *)value > 1)
@@ -239,7 +228,7 @@ int md_gguf_writer_add_arr(struct md_gguf_writer *w, const char *key, uint32_t e
                            const void *elems, uint64_t n)
 {
     if (!w) return -1;
-    uint64_t sz = scalar_size(elem_type);
+    uint64_t sz = md_gguf_vtype_size(elem_type);
     if (!sz) return werr(w, "key '%s': arrays of %s are not written by add_arr", key ? key : "",
                          md_gguf_vtype_name(elem_type));
     if (!elems && n) return werr(w, "key '%s': NULL array", key ? key : "");

@@ -38,8 +38,7 @@ static inline uint32_t ld32(const uint8_t *p)
 }
 static inline uint64_t ld64(const uint8_t *p) { return (uint64_t)ld32(p) | ((uint64_t)ld32(p + 4) << 32); }
 
-/* Size in bytes of a scalar value type; 0 for STRING/ARRAY/unknown. */
-static uint64_t vtype_size(uint32_t t)
+uint64_t md_gguf_vtype_size(uint32_t t)
 {
     switch (t) {
     case MD_GGUF_UINT8: case MD_GGUF_INT8: case MD_GGUF_BOOL: return 1;
@@ -230,7 +229,7 @@ static int parse_value(struct rd *r, struct md_gguf_kv *kv)
         return get_str(r, &s, "string value");
     }
     if (kv->type != MD_GGUF_ARRAY) {
-        uint64_t sz = vtype_size(kv->type);
+        uint64_t sz = md_gguf_vtype_size(kv->type);
         if (need(r, sz, md_gguf_vtype_name(kv->type))) return -1;
         kv->data = r->p + r->pos;
         if (kv->type == MD_GGUF_BOOL && kv->data[0] > 1)
@@ -252,7 +251,7 @@ static int parse_value(struct rd *r, struct md_gguf_kv *kv)
     kv->data = r->p + r->pos;
 
     if (kv->arr_type != MD_GGUF_STRING) {
-        uint64_t sz = vtype_size(kv->arr_type);
+        uint64_t sz = md_gguf_vtype_size(kv->arr_type);
         if (kv->n > left(r) / sz)
             return fail(r, "array of %llu %s (count at offset %llu) exceeds the %llu bytes left",
                         (unsigned long long)kv->n, md_gguf_vtype_name(kv->arr_type),
@@ -806,7 +805,7 @@ int md_gguf_arr_f32(const struct md_gguf_kv *kv, uint64_t i, float *v)
         (kv->arr_type != MD_GGUF_FLOAT32 && kv->arr_type != MD_GGUF_FLOAT64))
         return -2;
     float x;
-    if (to_f32(kv->arr_type, kv->data + i * vtype_size(kv->arr_type), &x)) return -2;
+    if (to_f32(kv->arr_type, kv->data + i * md_gguf_vtype_size(kv->arr_type), &x)) return -2;
     if (v) *v = x;
     return 0;
 }
@@ -815,7 +814,7 @@ int md_gguf_arr_i64(const struct md_gguf_kv *kv, uint64_t i, int64_t *v)
 {
     if (!kv || kv->type != MD_GGUF_ARRAY || i >= kv->n)
         return -2;
-    uint64_t sz = vtype_size(kv->arr_type);
+    uint64_t sz = md_gguf_vtype_size(kv->arr_type);
     int64_t x;
     if (!sz || to_i64(kv->arr_type, kv->data + i * sz, &x)) return -2;
     if (v) *v = x;

@@ -110,6 +110,8 @@ int md_gguf_arr_i64(const struct md_gguf_kv *kv, uint64_t i, int64_t *v); /* any
 bool md_str_eq(struct md_str s, const char *c);
 
 const char *md_gguf_vtype_name(uint32_t t);
+/* Bytes of one value of a scalar type; 0 for STRING, ARRAY and unknown types. */
+uint64_t md_gguf_vtype_size(uint32_t t);
 
 /* (Added) Strict UTF-8 check: no overlongs, surrogates or code points above
  * U+10FFFF. Key and tensor names are checked at open; string values are not
