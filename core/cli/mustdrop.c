@@ -409,16 +409,24 @@ static int encode_images(struct md_vision *vis, const struct cli_args *a, struct
     return 0;
 }
 
-static int encode_video(struct md_vision *vis, const struct cli_args *a, struct vision_input *in)
+/* Decode the frames --frames N (or --fps F) selects from --video. */
+static int load_video(const struct cli_args *a, struct media_frames *v)
 {
     char err[512];
     struct media_sampling smp = { .n_frames = a->fps > 0 ? 0 : a->n_frames ? a->n_frames : CLI_DEFAULT_FRAMES,
                                   .fps = a->fps, .max_frames = 256 };
-    struct media_frames v;
-    if (media_load_video(a->video, &smp, &v, err, sizeof err)) {
+    if (media_load_video(a->video, &smp, v, err, sizeof err)) {
         fprintf(stderr, "mustdrop: video: %s\n", err);
         return -1;
     }
+    return 0;
+}
+
+static int encode_video(struct md_vision *vis, const struct cli_args *a, struct vision_input *in)
+{
+    struct media_frames v;
+    if (load_video(a, &v))
+        return -1;
     fprintf(stderr, "mustdrop: video '%s': %s %dx%d, %lld frames, %.3f s; using %d frame(s):\n",
             a->video, v.codec, (int)v.frame[0].width, (int)v.frame[0].height,
             (long long)v.n_decoded, v.duration_ns / 1e9, (int)v.n);
@@ -480,13 +488,9 @@ static int reduce_add_media(struct md_reduce_session *s, const struct cli_args *
     }
     if (!a->video)
         return 0;
-    struct media_sampling smp = { .n_frames = a->fps > 0 ? 0 : a->n_frames ? a->n_frames : CLI_DEFAULT_FRAMES,
-                                  .fps = a->fps, .max_frames = 256 };
     struct media_frames v;
-    if (media_load_video(a->video, &smp, &v, err, sizeof err)) {
-        fprintf(stderr, "mustdrop: video: %s\n", err);
+    if (load_video(a, &v))
         return -1;
-    }
     fprintf(stderr, "mustdrop: video '%s': using %d frame(s)\n", a->video, (int)v.n);
     int rc = MD_OK;
     for (int32_t i = 0; !rc && i < v.n; i++) {   /* as a stream would hand them over */
