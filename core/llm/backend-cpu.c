@@ -17,6 +17,7 @@ struct md_backend_cpu {
     int n_threads;
     float *scratch;          /* attention work space, n_threads slices */
     size_t scratch_per_thread;
+    struct md_matmul_scratch **mm;   /* [n_threads]: attention's per-head products */
 };
 
 static struct md_backend_cpu *cpu_of(struct md_backend *be)
@@ -487,32 +488,16 @@ struct attn_job {
     size_t scratch_per_thread;
 };
 
-/* Eight independent partial sums: lets the compiler vectorize without
- * -ffast-math, and the order is fixed, so results do not depend on the
- * batch size or the thread count. */
-static float dot_f32(const float *a, const float *b, int32_t n)
-{
-    float acc[8] = { 0 };
-    int32_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++)
-            acc[j] += a[i + j] * b[i + j];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
-
 /* Dot product of a query head with one cache row's head slice. */
 static float dot_kv(const float *q, const void *kv, bool f16, int64_t off, int32_t d,
                     float *tmp)
 {
     if (!f16)
-        return dot_f32(q, (const float *)kv + off, d);
+        return md_dot_f32(q, (const float *)kv + off, d);
     const uint16_t *h = (const uint16_t *)kv + off;
     for (int32_t i = 0; i < d; i++)
         tmp[i] = md_fp16_to_fp32(h[i]);
-    return dot_f32(q, tmp, d);
+    return md_dot_f32(q, tmp, d);
 }
 
 static void axpy_kv(float *acc, float a, const void *kv, bool f16, int64_t off, int32_t d)
@@ -596,6 +581,7 @@ struct attn_blk_job {
     size_t scratch_per_thread;
     int32_t n_blocks;             /* query blocks per head */
     int32_t chunks;               /* items per head */
+    struct md_matmul_scratch **mm;   /* per thread */
 };
 
 /* Keys visible to the last query of block blk (all keys when non-causal). */
@@ -647,7 +633,8 @@ static float attn_softmax_row(const struct attn_blk_job *j, int32_t h, int32_t q
     return vis > 0 ? 1.0f / sum : 0.0f;
 }
 
-static void attn_blocks(const struct attn_blk_job *j, int32_t h, int32_t b0, int32_t b1, float *ws)
+static void attn_blocks(const struct attn_blk_job *j, int32_t h, int32_t b0, int32_t b1, float *ws,
+                        struct md_matmul_scratch *mm)
 {
     const struct md_attn_params *p = j->p;
     const int32_t d = p->head_dim, hk = h / (p->n_head / p->n_head_kv);
@@ -666,7 +653,7 @@ static void attn_blocks(const struct attn_blk_job *j, int32_t h, int32_t b0, int
             memcpy(qb + (size_t)i * d, j->q + (i0 + i) * row_q + (int64_t)h * d,
                    sizeof(float) * (size_t)d);
         if (nv > 0)
-            md_matmul(NULL, j->isa, qb, nq, d, kb, MD_TYPE_F32, nv, sb);
+            md_matmul_st(mm, j->isa, qb, nq, d, kb, MD_TYPE_F32, nv, sb);
         /* rows of S have stride nv; P rows need stride nv_max: fill backwards */
         for (int32_t i = nq - 1; i >= 0; i--) {
             float *src = sb + (size_t)i * nv, *dst = sb + (size_t)i * nv_max;
@@ -674,7 +661,7 @@ static void attn_blocks(const struct attn_blk_job *j, int32_t h, int32_t b0, int
             inv_sum[i] = attn_softmax_row(j, h, i0 + i, dst, nv_max);
         }
         if (nv_max > 0)
-            md_matmul(NULL, j->isa, sb, nq, nv_max, vt, MD_TYPE_F32, d, ob);
+            md_matmul_st(mm, j->isa, sb, nq, nv_max, vt, MD_TYPE_F32, d, ob);
         for (int32_t i = 0; i < nq; i++) {
             float *o = j->out + (i0 + i) * row_q + (int64_t)h * d;
             for (int32_t e = 0; e < d; e++)
@@ -694,7 +681,7 @@ static void attn_blk_worker(void *arg, int ith, int nth)
         int32_t h = (int32_t)(it / j->chunks), c = (int32_t)(it % j->chunks);
         int32_t b0 = c * per, b1 = b0 + per < j->n_blocks ? b0 + per : j->n_blocks;
         if (b0 < b1)
-            attn_blocks(j, h, b0, b1, ws);
+            attn_blocks(j, h, b0, b1, ws, j->mm[ith]);
     }
 }
 
@@ -748,7 +735,7 @@ static int cpu_attention(struct md_backend *be, const struct md_attn_params *p,
         chunks = chunks > n_blocks ? n_blocks : chunks;
         struct attn_blk_job jb = { p, c->isa, q->data, k->data, v->data, f16, row_kv, out->data,
                                    lse ? lse->data : NULL, c->scratch, c->scratch_per_thread,
-                                   n_blocks, chunks };
+                                   n_blocks, chunks, c->mm };
         cpu_run(c, attn_blk_worker, &jb);
         return MD_OK;
     }
@@ -805,6 +792,9 @@ static void cpu_destroy(struct md_backend *be)
 {
     struct md_backend_cpu *c = cpu_of(be);
     md_threadpool_free(c->tp);
+    for (int i = 0; c->mm && i < c->n_threads; i++)
+        md_matmul_scratch_free(c->mm[i]);
+    free(c->mm);
     free(c->scratch);
     free(c);
 }
@@ -873,6 +863,18 @@ int md_backend_cpu_new(const struct md_backend_params *p, struct md_backend **ou
     c->base.ops = &cpu_ops;
     c->isa = isa;
     c->n_threads = p && p->n_threads > 0 ? p->n_threads : 1;
+    c->mm = calloc((size_t)c->n_threads, sizeof *c->mm);
+    for (int i = 0; c->mm && i < c->n_threads; i++)
+        if (!(c->mm[i] = md_matmul_scratch_new())) {
+            cpu_destroy(&c->base);
+            snprintf(err, errlen, "out of memory creating the CPU backend");
+            return MD_ERR_NOMEM;
+        }
+    if (!c->mm) {
+        free(c);
+        snprintf(err, errlen, "out of memory creating the CPU backend");
+        return MD_ERR_NOMEM;
+    }
     if (c->n_threads > 1) {
         c->tp = md_threadpool_new(c->n_threads);
         if (!c->tp) {

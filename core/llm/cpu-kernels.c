@@ -320,21 +320,16 @@ static enum md_cpu_isa isa_allowed(void)
     return MD_ISA_SCALAR;
 }
 
-/* Queried on every call (nothing is cached); adds the F16C check, which
- * needs CPUID (a few microseconds in a VM). */
+/* Queried on every call (nothing is cached): isa_allowed() plus the F16C
+ * check, which needs CPUID (a few microseconds in a VM), so call it once. */
 enum md_cpu_isa md_cpu_isa_detect(void)
 {
+    enum md_cpu_isa isa = isa_allowed();
 #if MD_HAVE_X86 && (defined(__GNUC__) || defined(__clang__))
-    __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                      cpu_has_f16c();
-    if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-        return MD_ISA_AVX512;
-    if (avx2)
-        return MD_ISA_AVX2;
+    if (isa != MD_ISA_SCALAR && !cpu_has_f16c())
+        isa = MD_ISA_SCALAR;
 #endif
-    return MD_ISA_SCALAR;
+    return isa;
 }
 
 const char *md_cpu_isa_name(enum md_cpu_isa isa)
@@ -658,9 +653,62 @@ static void gemm_task(void *arg, int ith, int nth)
     }
 }
 
+float md_dot_f32(const float *a, const float *b, int64_t n)
+{
+    float acc[8] = { 0 };
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += a[i + j] * b[i + j];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+struct md_matmul_scratch {
+    struct md_scratch buf[2];   /* [0]: packed X; [1]: the panel of the only thread */
+};
+
+struct md_matmul_scratch *md_matmul_scratch_new(void)
+{
+    return calloc(1, sizeof(struct md_matmul_scratch));
+}
+
+void md_matmul_scratch_free(struct md_matmul_scratch *s)
+{
+    if (!s)
+        return;
+    free(s->buf[0].buf);
+    free(s->buf[1].buf);
+    free(s);
+}
+
+static void matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum md_cpu_isa isa,
+                       const float *X, int64_t n_tok, int64_t n_in,
+                       const void *W, uint32_t wtype, int64_t n_out, float *Y);
+
 void md_matmul(struct md_threadpool *tp, enum md_cpu_isa isa,
                const float *X, int64_t n_tok, int64_t n_in,
                const void *W, uint32_t wtype, int64_t n_out, float *Y)
+{
+    struct md_scratch local[2] = { { NULL, 0 }, { NULL, 0 } };
+    matmul_run(tp, local, isa, X, n_tok, n_in, W, wtype, n_out, Y);
+    free(local[0].buf);
+    free(local[1].buf);
+}
+
+void md_matmul_st(struct md_matmul_scratch *s, enum md_cpu_isa isa,
+                  const float *X, int64_t n_tok, int64_t n_in,
+                  const void *W, uint32_t wtype, int64_t n_out, float *Y)
+{
+    matmul_run(NULL, s->buf, isa, X, n_tok, n_in, W, wtype, n_out, Y);
+}
+
+/* local: the two scratch buffers used when tp is NULL. */
+static void matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum md_cpu_isa isa,
+                       const float *X, int64_t n_tok, int64_t n_in,
+                       const void *W, uint32_t wtype, int64_t n_out, float *Y)
 {
     if (n_tok <= 0 || n_out <= 0)
         return;
@@ -679,7 +727,6 @@ void md_matmul(struct md_threadpool *tp, enum md_cpu_isa isa,
     if (isa > have || isa < MD_ISA_SCALAR)
         isa = have;
 
-    struct md_scratch local[2] = { { NULL, 0 }, { NULL, 0 } };
     struct mm_job j;
     memset(&j, 0, sizeof j);
     j.isa = isa;
@@ -761,6 +808,4 @@ void md_matmul(struct md_threadpool *tp, enum md_cpu_isa isa,
             md_threadpool_run(tp, gemm_task, &j);
         }
     }
-    free(local[0].buf);
-    free(local[1].buf);
 }

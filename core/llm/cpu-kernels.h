@@ -40,6 +40,20 @@ void md_matmul(struct md_threadpool *tp, enum md_cpu_isa isa,
                const float *X, int64_t n_tok, int64_t n_in,
                const void *W, uint32_t wtype, int64_t n_out, float *Y);
 
+/* md_matmul on the calling thread with buffers the caller keeps, for the
+ * many small products made inside a pool worker (attention per head): no
+ * allocation once the buffers have grown. One scratch per thread. */
+struct md_matmul_scratch;
+struct md_matmul_scratch *md_matmul_scratch_new(void);   /* NULL: out of memory */
+void md_matmul_scratch_free(struct md_matmul_scratch *s);
+void md_matmul_st(struct md_matmul_scratch *s, enum md_cpu_isa isa,
+                  const float *X, int64_t n_tok, int64_t n_in,
+                  const void *W, uint32_t wtype, int64_t n_out, float *Y);
+
+/* Dot product of two f32 vectors with 8 partial sums in a fixed order (so
+ * the compiler may vectorize it and results do not depend on threading). */
+float md_dot_f32(const float *a, const float *b, int64_t n);
+
 /* md_dequantize_row (n a multiple of the block size), vectorized when isa
  * allows it; the results are bit-identical to md_dequantize_row's. */
 void md_dequantize_row_isa(enum md_cpu_isa isa, uint32_t type, const void *src,

@@ -7,23 +7,8 @@
  * block; callers asking for other blocks must pass visible keys only. */
 #include <math.h>
 
+#include "cpu-kernels.h"
 #include "reduce-impl.h"
-
-/* Eight independent partial sums: the compiler may keep them in SIMD
- * lanes (a single running sum is a serial dependency it must not
- * reorder). */
-static float dot(const float *a, const float *b, int32_t n)
-{
-    float acc[8] = { 0 };
-    int32_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int32_t l = 0; l < 8; l++)
-            acc[l] += a[i + l] * b[i + l];
-    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
 
 void md_reduce_attn_probs(const struct md_attn_block *b, float *out)
 {
@@ -40,7 +25,7 @@ void md_reduce_attn_probs(const struct md_attn_block *b, float *out)
             size_t koff = (size_t)(h / group) * (size_t)d;
             for (int32_t j = 0; j < b->n_k; j++) {
                 const float *k = b->k + (size_t)j * (size_t)b->k_stride + koff;
-                o[j] += expf(b->scale * dot(q, k, d) - lse);
+                o[j] += expf(b->scale * md_dot_f32(q, k, d) - lse);
             }
         }
         for (int32_t j = 0; j < b->n_k; j++)
