@@ -314,6 +314,29 @@ int md_chat_format(const char *tmpl, const struct md_model *model,
  * NULL: "vicuna"), or tmpl itself when it names a known template, else NULL. */
 const char *md_chat_template_name(const char *tmpl, const struct md_model *model);
 
+/* -------------------------------------------------------------------------
+ * The bundled default model
+ * ------------------------------------------------------------------------- */
+
+/* File names of the default model (an LLaVA-style pair trained for video QA). */
+#define MD_DEFAULT_LLM_FILE    "synthvqa-llm-f16.gguf"
+#define MD_DEFAULT_MMPROJ_FILE "synthvqa-mmproj-f16.gguf"
+
+/* Find the default model. Directories searched, in order:
+ *   1. $MUSTDROP_MODEL_DIR (when set and not empty),
+ *   2. the installed data dir (<prefix>/<datadir>/mustdrop/models),
+ *   3. the source tree's models/synthvqa (uninstalled builds).
+ * The first directory holding both files (regular files) wins: returns 0
+ * with llm and mmproj set to their paths. Otherwise -1, with llm and mmproj
+ * set to the source-tree candidates (for messages; "" when they do not fit).
+ * Also -1 for NULL or zero-length buffers. The environment is read on each
+ * call; no state is kept. */
+int md_default_model_paths(char *llm, size_t llm_len, char *mmproj, size_t mmproj_len);
+/* The i-th directory (from 0) md_default_model_paths searches, for messages
+ * such as "searched: ...". Returns 0 with dir set, -1 past the last one (or
+ * when dir is too small). */
+int md_default_model_dir(int i, char *dir, size_t dir_len);
+
 #ifdef __cplusplus
 }
 #endif
