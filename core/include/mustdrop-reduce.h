@@ -112,6 +112,12 @@ struct md_reduce_config {
 
     /* global cap on the visual tokens a session holds; 0 = none */
     int32_t max_visual_tokens;
+    /* with the cap (cap:tokens=N,frames=M): most video-frame blocks held;
+     * beyond it the two adjacent frame blocks standing for the fewest frames
+     * become one (their rows concatenated, then trimmed by the cap), so a
+     * stream of any length keeps at most M blocks of at most N rows in all;
+     * 0 = no limit (every frame keeps at least one row) */
+    int32_t max_visual_frames;
 };
 
 struct md_reduce_config md_reduce_default_config(void);
@@ -197,6 +203,11 @@ int md_reduce_run(struct md_context *ctx, struct md_vision *vis, const struct md
 /* Visual tokens held now, and blocks. */
 int32_t md_reduce_n_visual(const struct md_reduce_session *s);
 int32_t md_reduce_n_blocks(const struct md_reduce_session *s);
+/* Host bytes the session holds for what it has seen: the kept rows (with
+ * their scores, key flags and source indices), the block table and the
+ * temporal methods' reference / pending frames. Not the KV cache, not the
+ * prompt being prefilled. */
+size_t md_reduce_held_bytes(const struct md_reduce_session *s);
 
 /* Build the prompt over every block seen and run the prefill with stage
  * (c); the logits of the last row are then ready. */

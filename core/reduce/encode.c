@@ -618,8 +618,85 @@ static int trim_block(struct md_reduce_session *s, struct md_block *b, int32_t k
     if (rc)
         return rc;
     nb.frame = b->frame;
+    nb.n_src = b->n_src;
     md_reduce_block_free(b);
     *b = nb;
+    return MD_OK;
+}
+
+static int32_t block_weight(const struct md_block *b)
+{
+    return b->n_src > 0 ? b->n_src : 1;
+}
+
+/* Blocks i and i + 1 become one: rows concatenated (no raster any more). */
+static int merge_pair(struct md_reduce_session *s, int32_t i)
+{
+    struct md_block *a = &s->blocks[i], *b = &s->blocks[i + 1], m;
+    memset(&m, 0, sizeof m);
+    size_t E = (size_t)s->E, n = (size_t)a->n + (size_t)b->n;
+    bool scored = a->score || b->score;
+    m.embd = malloc(sizeof(float) * (n ? n : 1) * E);
+    m.key = calloc(n ? n : 1, sizeof(bool));
+    m.src = malloc(sizeof(int32_t) * (n ? n : 1));
+    m.score = scored ? malloc(sizeof(float) * (n ? n : 1)) : NULL;
+    if (!m.embd || !m.key || !m.src || (scored && !m.score)) {
+        md_reduce_block_free(&m);
+        return MD_ERR_NOMEM;
+    }
+    const struct md_block *part[2] = { a, b };
+    size_t o = 0;
+    for (int p = 0; p < 2; p++) {
+        const struct md_block *q = part[p];
+        memcpy(m.embd + o * E, q->embd, sizeof(float) * (size_t)q->n * E);
+        for (int32_t j = 0; j < q->n; j++) {
+            m.key[o + (size_t)j] = q->key && q->key[j];
+            m.src[o + (size_t)j] = q->src ? q->src[j] : j;
+            if (scored)   /* a block without scores ranks below every scored row */
+                m.score[o + (size_t)j] = q->score ? q->score[j] : -1e30f;
+        }
+        o += (size_t)q->n;
+    }
+    m.n = (int32_t)n;
+    m.frame = true;
+    m.n_src = block_weight(a) + block_weight(b);
+    md_reduce_block_free(a);
+    md_reduce_block_free(b);
+    *a = m;
+    memmove(b, b + 1, sizeof *b * (size_t)(s->n_blocks - i - 2));
+    s->n_blocks--;
+    return MD_OK;
+}
+
+/* cap:frames=M: while more than M video-frame blocks are held, the two
+ * adjacent ones standing for the fewest frames (the oldest on ties) merge,
+ * so the blocks keep covering the whole stream in spans of similar length. */
+static int limit_frame_blocks(struct md_reduce_session *s)
+{
+    int32_t m = s->cfg.max_visual_frames;
+    if (m <= 0)
+        return MD_OK;
+    int32_t nf = 0;
+    for (int32_t i = 0; i < s->n_blocks; i++)
+        nf += s->blocks[i].frame;
+    while (nf > m) {
+        int32_t best = -1, best_w = 0;
+        for (int32_t i = 0; i + 1 < s->n_blocks; i++) {
+            if (!s->blocks[i].frame || !s->blocks[i + 1].frame)
+                continue;
+            int32_t w = block_weight(&s->blocks[i]) + block_weight(&s->blocks[i + 1]);
+            if (best < 0 || w < best_w) {
+                best = i;
+                best_w = w;
+            }
+        }
+        if (best < 0)
+            break;   /* frame blocks separated by images: nothing adjacent */
+        int rc = merge_pair(s, best);
+        if (rc)
+            return rc;
+        nf--;
+    }
     return MD_OK;
 }
 
@@ -630,6 +707,9 @@ static int trim_block(struct md_reduce_session *s, struct md_block *b, int32_t k
 int md_reduce_apply_cap(struct md_reduce_session *s)
 {
     int32_t cap = s->cfg.max_visual_tokens;
+    int rc0 = limit_frame_blocks(s);
+    if (rc0)
+        return rc0;
     if (cap <= 0 || md_reduce_n_visual(s) <= cap || s->n_blocks == 0)
         return MD_OK;
     int32_t *n = malloc(sizeof(int32_t) * (size_t)s->n_blocks);
@@ -658,6 +738,28 @@ int32_t md_reduce_n_visual(const struct md_reduce_session *s)
 int32_t md_reduce_n_blocks(const struct md_reduce_session *s)
 {
     return s ? s->n_blocks : 0;
+}
+
+size_t md_reduce_held_bytes(const struct md_reduce_session *s)
+{
+    if (!s)
+        return 0;
+    size_t E = (size_t)s->E, b = sizeof(struct md_block) * (size_t)s->cap_blocks;
+    for (int32_t i = 0; i < s->n_blocks; i++) {
+        const struct md_block *bl = &s->blocks[i];
+        size_t n = (size_t)(bl->n > 0 ? bl->n : 1);
+        b += n * (sizeof(float) * E + sizeof(bool) + sizeof(int32_t));
+        if (bl->score)
+            b += n * sizeof(float);
+    }
+    size_t fn = (size_t)(s->frame_n > 0 ? s->frame_n : 0);
+    if (s->anchor)
+        b += sizeof(float) * fn * E;
+    if (s->prev)
+        b += sizeof(float) * fn * E;
+    if (s->pending)
+        b += sizeof(float) * (size_t)s->cfg.st_frames * fn * (E + 1);
+    return b;
 }
 
 /* AnyRes images go tile by tile only for methods that need the tower's

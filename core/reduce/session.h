@@ -13,6 +13,7 @@ struct md_block {
     int32_t n;
     int32_t gh, gw;     /* original patch grid (0: not a raster) */
     bool frame;         /* a video frame (OneVision puts frames in one <video> block) */
+    int32_t n_src;      /* frames merged into this block (cap frames=); 0 counts as 1 */
 };
 
 /* A tower run's result for one preprocessed image. */

@@ -210,7 +210,8 @@ static int method_key(uint32_t m, const struct key_ctx *k, struct md_reduce_conf
         return unknown_key(k, "thresh, frames");
     default:
         if (!strcmp(k->key, "tokens")) return int_in(k, 0, 1e9, &c->max_visual_tokens);
-        return unknown_key(k, "tokens");
+        if (!strcmp(k->key, "frames")) return int_in(k, 1, 1e7, &c->max_visual_frames);
+        return unknown_key(k, "tokens, frames");
     }
 }
 
@@ -379,6 +380,7 @@ int md_reduce_format(const struct md_reduce_config *c, char *buf, size_t n)
         PUT("stmerge:thresh=%g,frames=%d", c->st_thresh, c->st_frames);
     }
     if (c->max_visual_tokens) { SEP(); PUT("cap:tokens=%d", c->max_visual_tokens); }
+    if (c->max_visual_tokens && c->max_visual_frames) PUT(",frames=%d", c->max_visual_frames);
     if (!o)
         PUT("none");
 #undef PUT

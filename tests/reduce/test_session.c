@@ -187,6 +187,47 @@ static void video(struct red_fix *f)
     CHECK(frames_tokens(f, "random:keep=0.5+cap:tokens=30", 8, false, true) <= 30);
 }
 
+/* cap:tokens=N,frames=M over a long stream, frame by frame: never more
+ * than M blocks and N rows after any frame, the held bytes stop growing,
+ * the blocks together stand for every frame, and questions can be asked
+ * between frames (the prefill keeps the blocks). */
+static void capped_stream(struct red_fix *f)
+{
+    uint8_t *buf[16];
+    struct md_frame fr[16];
+    make_frames(f, buf, fr, 16, false);
+    struct run r;
+    const int32_t N = 24, M = 4, n = 200;
+    if (open_run(f, "dycoke:k=0.5+cap:tokens=24,frames=4", &r)) {
+        size_t max_bytes = 0, bytes_at_50 = 0;
+        for (int32_t t = 0; t < n; t++) {
+            CHECK(md_reduce_add_frames(r.s, &fr[t % 16], 1) == MD_OK);
+            CHECKF(md_reduce_n_blocks(r.s) <= M && md_reduce_n_visual(r.s) <= N,
+                   "frame %d: %d blocks, %d rows", t, md_reduce_n_blocks(r.s),
+                   md_reduce_n_visual(r.s));
+            size_t b = md_reduce_held_bytes(r.s);
+            max_bytes = b > max_bytes ? b : max_bytes;
+            if (t == 49)
+                bytes_at_50 = max_bytes;
+            if (t == 99)
+                CHECKF(md_reduce_prefill(r.s, NULL, NULL, "What happens?") == MD_OK, "%s",
+                       md_reduce_error(r.s));
+        }
+        int32_t covered = 0;
+        for (int32_t i = 0; i < r.s->n_blocks; i++)
+            covered += r.s->blocks[i].n_src > 0 ? r.s->blocks[i].n_src : 1;
+        CHECKF(covered == n, "blocks stand for %d frames of %d", covered, n);
+        CHECKF(max_bytes == bytes_at_50, "held bytes grew from %zu to %zu", bytes_at_50, max_bytes);
+        CHECK(md_reduce_prefill(r.s, NULL, NULL, "And now?") == MD_OK);
+        CHECK(md_reduce_stats(r.s)->n_images == n);
+        printf("cap:tokens=24,frames=4: %d frames -> %d blocks, %d rows, %zu bytes held\n", n,
+               md_reduce_n_blocks(r.s), md_reduce_n_visual(r.s), max_bytes);
+    }
+    close_run(&r);
+    for (int32_t t = 0; t < 16; t++)
+        free(buf[t]);
+}
+
 /* HiRED keeping every token packs like HF's AnyRes (base, then the tile
  * grid unpadded, row-major) minus the image_newline rows. */
 static void hired_packing(struct red_fix *f)
@@ -332,6 +373,7 @@ int main(void)
     one_call(&f);
     decode_evict(&f);
     video(&f);
+    capped_stream(&f);
     bad_input(&f);
     red_fix_free(&f);
     next_tiles();

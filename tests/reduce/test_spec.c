@@ -36,6 +36,16 @@ static void good(void)
     CHECK(c.methods == (MD_REDUCE_DYCOKE | MD_REDUCE_FASTV));
     CHECK(md_reduce_stages(&c) == (MD_STAGE_SELECT | MD_STAGE_PREFILL));
     CHECK(parse("hired+fastv+cap:tokens=300", &c, err) == MD_OK && c.max_visual_tokens == 300);
+    {   /* cap:frames= (the element's window=0) round-trips; frames alone is refused */
+        struct md_reduce_config cf;
+        char fb[128];
+        CHECK(parse("dycoke:k=0.7+cap:tokens=256,frames=8", &cf, err) == MD_OK &&
+              cf.max_visual_tokens == 256 && cf.max_visual_frames == 8);
+        CHECK(md_reduce_format(&cf, fb, sizeof fb) > 0);
+        CHECKF(strstr(fb, "cap:tokens=256,frames=8") != NULL, "format '%s'", fb);
+        CHECK(parse("cap:frames=8", &cf, err) != MD_OK);
+        CHECK(parse("cap:tokens=8,frames=0", &cf, err) != MD_OK);
+    }
     CHECK(parse("mustdrop:kv=decode,every=3,layers=1/4/9,merge_layer=2+uniform:tokens=100", &c, err) == MD_OK);
     char buf[512];
     CHECK(md_reduce_format(&c, buf, sizeof buf) > 0);
