@@ -1,8 +1,10 @@
 /* mustdrop: answer a prompt with a GGUF model, streaming tokens as they come.
  *
- *   mustdrop -m model.gguf -p "prompt" [-n N] [--temp T] [--seed S] ...
- *   mustdrop -m llm.gguf --mmproj mmproj.gguf --image a.png [--image b.jpg]
+ *   mustdrop [-m model.gguf] -p "prompt" [-n N] [--temp T] [--seed S] ...
+ *   mustdrop [-m llm.gguf --mmproj mmproj.gguf] --image a.png [--image b.jpg]
  *            --video clip.mp4 [--frames N | --fps F] --question "..."
+ *
+ * Without -m, the bundled default model (md_default_model_paths) is used.
  *
  * Images and video frames are decoded with FFmpeg (media.c) when the CLI is
  * built with it; the frames used and their timestamps go to stderr.
@@ -18,12 +20,10 @@
 #include "mustdrop-vision.h"
 #include "mustdrop.h"
 #include "tokenizer.h"
-#ifdef MD_HAVE_FFMPEG
-#include "media.h"
-#endif
+#include "vqa.h"
 
 #define CLI_MAX_IMAGES 64
-#define CLI_DEFAULT_FRAMES 8
+#define CLI_DEFAULT_FRAMES VQA_DEFAULT_FRAMES
 
 struct cli_args {
     const char *model;
@@ -44,14 +44,21 @@ struct cli_args {
     float fps;               /* --fps F (0: not given) */
     const char *reduce;      /* --reduce SPEC: token reduction (mustdrop-reduce.h) */
     bool stats_json;         /* --stats json */
+    char default_llm[4096];  /* the default model's files, when -m is not given */
+    char default_mmproj[4096];
 };
 
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: mustdrop -m MODEL.gguf -p PROMPT [options]\n"
+        "usage: mustdrop [-m MODEL.gguf] -p PROMPT [options]\n"
+        "       mustdrop [-m LLM.gguf --mmproj MMPROJ.gguf] --video FILE --question TEXT [options]\n"
         "\n"
-        "  -m, --model FILE     LLM in GGUF format (llama, qwen2 architectures)\n"
+        "  -m, --model FILE     LLM in GGUF format (llama, qwen2 architectures); default:\n"
+        "                       the bundled model " MD_DEFAULT_LLM_FILE ",\n"
+        "                       searched in $MUSTDROP_MODEL_DIR, the installed data dir\n"
+        "                       (<prefix>/share/mustdrop/models), the source tree's\n"
+        "                       models/synthvqa\n"
         "  -p, --prompt TEXT    prompt text (raw, unless --chat is given)\n"
         "  -n, --n-predict N    tokens to generate (default 64; -1 = until end of text or context)\n"
         "      --chat [NAME]    wrap the prompt in a chat template: auto (default), vicuna,\n"
@@ -68,7 +75,8 @@ static void usage(FILE *f)
         "      --verbose-prompt print the prompt's tokens before generating\n"
         "\n"
         "vision (LLaVA-style models: an LLM plus its mmproj):\n"
-        "      --mmproj FILE    vision encoder + projector in GGUF format\n"
+        "      --mmproj FILE    vision encoder + projector in GGUF format (default, when\n"
+        "                       -m is not given either: " MD_DEFAULT_MMPROJ_FILE ")\n"
         "      --image FILE     an image (PNG, JPEG, ...; repeatable, in order)\n"
         "      --video FILE     a video: frames sampled uniformly (any format FFmpeg reads)\n"
         "      --frames N       take N frames spread over the video (default %d)\n"
@@ -185,10 +193,14 @@ static int parse_args(int argc, char **argv, struct cli_args *a)
         else { fprintf(stderr, "mustdrop: unknown option '%s' (see --help)\n", o); return -1; }
 #undef NEED_VALUE
     }
-    if (!a->model) { fprintf(stderr, "mustdrop: no model given (-m FILE.gguf)\n"); return -1; }
     if (!a->prompt) { fprintf(stderr, "mustdrop: no prompt given (-p TEXT)\n"); return -1; }
-    if ((a->n_images || a->video) && !a->mmproj) {
-        fprintf(stderr, "mustdrop: --image and --video need --mmproj FILE.gguf\n");
+    if ((a->n_images || a->video) && !a->mmproj && a->model) {
+        /* without -m the default pair is used; an explicit LLM needs its own mmproj */
+        fprintf(stderr, "mustdrop: --image and --video need --mmproj FILE.gguf (with -m)\n");
+        return -1;
+    }
+    if (a->mmproj && !a->model) {
+        fprintf(stderr, "mustdrop: --mmproj needs -m FILE.gguf (its LLM)\n");
         return -1;
     }
     if (a->mmproj && !a->n_images && !a->video) {
@@ -199,7 +211,7 @@ static int parse_args(int argc, char **argv, struct cli_args *a)
         fprintf(stderr, "mustdrop: give --frames or --fps, not both\n");
         return -1;
     }
-    if ((a->reduce || a->stats_json) && !a->mmproj) {
+    if ((a->reduce || a->stats_json) && !a->n_images && !a->video) {
         fprintf(stderr, "mustdrop: --reduce and --stats need --mmproj and --image/--video\n");
         return -1;
     }
@@ -312,97 +324,50 @@ static void print_timings(const struct md_context *ctx, const struct md_model *m
             md_context_n_threads(ctx), md_context_isa(ctx));
 }
 
+static void on_token(void *user, const struct md_vocab *vocab, int32_t token)
+{
+    stream_piece(user, vocab, token);
+}
+
+static struct vqa_gen gen_params(const struct cli_args *a, struct utf8_stream *out)
+{
+    struct vqa_gen g = { a->sampling, a->n_predict, on_token, out };
+    return g;
+}
+
 /* Prefill the batch (text ids and MD_TOKEN_EMBD rows), then sample. */
 static int generate(struct md_context *ctx, const struct md_model *model, const struct cli_args *a,
                     const struct md_batch *batch)
 {
-    const struct md_vocab *vocab = md_model_vocab(model);
-    int n_ctx = md_context_n_ctx(ctx);
-    const int32_t *prompt = batch->tokens;
-    int64_t n_prompt = batch->n;
-    if (n_prompt >= n_ctx) {
-        fprintf(stderr, "mustdrop: the prompt has %lld tokens but the context holds %d (use -c)\n",
-                (long long)n_prompt, n_ctx);
-        return -1;
-    }
-    int rc = md_decode_batch(ctx, batch);
-    if (rc != MD_OK) {
-        fprintf(stderr, "mustdrop: prefill failed: %s: %s\n", md_status_str(rc), md_context_error(ctx));
-        return -1;
-    }
-    struct md_sampler *smp = md_sampler_new(&a->sampling);
-    if (!smp) { fprintf(stderr, "mustdrop: bad sampling parameters\n"); return -1; }
-    for (int64_t i = 0; i < n_prompt; i++)
-        if (prompt[i] != MD_TOKEN_EMBD)
-            md_sampler_accept(smp, prompt[i]);
-
+    char err[1024];
     struct utf8_stream out = { .n_pending = 0 };
-    int limit = a->n_predict < 0 ? n_ctx : a->n_predict;
-    for (int i = 0; i < limit; i++) {
-        int32_t t = md_sampler_sample(smp, md_get_logits(ctx, -1), md_model_n_vocab(model));
-        if (t < 0 || md_vocab_is_eog(vocab, t)) break;
-        stream_piece(&out, vocab, t);
-        if (i + 1 == limit) break;
-        if (md_context_n_past(ctx) >= n_ctx) {
-            fprintf(stderr, "\nmustdrop: context full (%d tokens)\n", n_ctx);
-            break;
-        }
-        rc = md_decode(ctx, &t, 1, false);
-        if (rc != MD_OK) {
-            fprintf(stderr, "\nmustdrop: decode failed: %s: %s\n", md_status_str(rc), md_context_error(ctx));
-            stream_flush(&out);
-            md_sampler_free(smp);
-            return -1;
-        }
-    }
+    struct vqa_gen g = gen_params(a, &out);
+    int rc = vqa_generate(ctx, model, &g, batch, err, sizeof err);
     stream_flush(&out);
-    md_sampler_free(smp);
-    return 0;
+    if (rc != VQA_GEN_OK) {   /* the last two come mid-answer: on a line of their own */
+        bool mid = rc == VQA_GEN_CONTEXT_FULL || !strncmp(err, "decode", 6);
+        fprintf(stderr, "%smustdrop: %s\n", mid ? "\n" : "", err);
+    }
+    return rc < 0 ? -1 : 0;
 }
 
 #ifdef MD_HAVE_FFMPEG
-/* Frames of every --image and the sampled --video frames, encoded, one
- * prompt block each, in the order given (images first, then the video). */
-struct vision_input {
-    float *embd;             /* [n_rows total][n_embd] */
-    int32_t *rows;           /* [n_blocks] */
-    enum md_vision_block *kinds;   /* [n_blocks] */
-    int32_t n_blocks;
-    int64_t n_total;
-};
-
-static int grow_embd(struct vision_input *in, int32_t n_rows, int32_t n_embd)
-{
-    float *e = realloc(in->embd, sizeof(float) * (size_t)(in->n_total + n_rows) * (size_t)n_embd);
-    if (!e) return -1;
-    in->embd = e;
-    return 0;
-}
-
-static int encode_images(struct md_vision *vis, const struct cli_args *a, struct vision_input *in)
+static int encode_images(struct md_vision *vis, const struct cli_args *a, struct vqa_input *in)
 {
     char err[512];
-    int32_t E = md_vision_n_embd(vis);
     for (int i = 0; i < a->n_images; i++) {
         struct media_frame f;
         if (media_load_image(a->images[i], &f, err, sizeof err)) {
             fprintf(stderr, "mustdrop: image: %s\n", err);
             return -1;
         }
-        int32_t n = md_vision_image_tokens(vis, f.width, f.height), got = 0;
-        int rc = n > 0 && !grow_embd(in, n, E) ? MD_OK : MD_ERR_NOMEM;
+        int64_t before = in->n_total;
+        int rc = vqa_encode_image(vis, &f, in, err, sizeof err);
         if (!rc)
-            rc = md_vision_encode_image(vis, f.rgb, f.width, f.height, f.stride,
-                                        in->embd + (size_t)in->n_total * E, n, &got);
-        if (!rc) {
             fprintf(stderr, "mustdrop: image '%s': %dx%d -> %d embedding rows\n",
-                    a->images[i], (int)f.width, (int)f.height, (int)got);
-            in->kinds[in->n_blocks] = MD_VISION_BLOCK_IMAGE;
-            in->rows[in->n_blocks++] = got;
-            in->n_total += got;
-        } else {
-            fprintf(stderr, "mustdrop: cannot encode image '%s': %s\n", a->images[i], md_status_str(rc));
-        }
+                    a->images[i], (int)f.width, (int)f.height, (int)(in->n_total - before));
+        else
+            fprintf(stderr, "mustdrop: cannot encode image '%s': %s\n", a->images[i], err);
         media_frame_free(&f);
         if (rc) return -1;
     }
@@ -413,17 +378,16 @@ static int encode_images(struct md_vision *vis, const struct cli_args *a, struct
 static int load_video(const struct cli_args *a, struct media_frames *v)
 {
     char err[512];
-    struct media_sampling smp = { .n_frames = a->fps > 0 ? 0 : a->n_frames ? a->n_frames : CLI_DEFAULT_FRAMES,
-                                  .fps = a->fps, .max_frames = 256 };
-    if (media_load_video(a->video, &smp, v, err, sizeof err)) {
+    if (vqa_load_video(a->video, a->n_frames, a->fps, v, err, sizeof err)) {
         fprintf(stderr, "mustdrop: video: %s\n", err);
         return -1;
     }
     return 0;
 }
 
-static int encode_video(struct md_vision *vis, const struct cli_args *a, struct vision_input *in)
+static int encode_video(struct md_vision *vis, const struct cli_args *a, struct vqa_input *in)
 {
+    char err[512];
     struct media_frames v;
     if (load_video(a, &v))
         return -1;
@@ -436,33 +400,14 @@ static int encode_video(struct md_vision *vis, const struct cli_args *a, struct 
     for (int32_t i = 0; i < v.n; i++)
         fprintf(stderr, "mustdrop:   frame %lld at %.6f s (pts %lld ns)\n", (long long)v.frame[i].index,
                 v.frame[i].pts_ns / 1e9, (long long)v.frame[i].pts_ns);
-    /* OneVision: one <video> block; LLaVA-1.5/NeXT: one <image> block per frame */
-    bool block = md_vision_video_is_block(vis);
-    int32_t per = md_vision_frame_tokens(vis), E = md_vision_n_embd(vis), got = 0;
-    int32_t total = md_vision_video_tokens(vis, v.n);
-    struct md_frame *fr = calloc((size_t)v.n, sizeof *fr);
-    int32_t *rows = realloc(in->rows, sizeof(int32_t) * (size_t)(in->n_blocks + v.n));
-    if (rows) in->rows = rows;
-    enum md_vision_block *kinds = realloc(in->kinds, sizeof *kinds * (size_t)(in->n_blocks + v.n));
-    if (kinds) in->kinds = kinds;
-    int rc = total > 0 && fr && rows && kinds && !grow_embd(in, total, E) ? MD_OK : MD_ERR_NOMEM;
-    for (int32_t i = 0; !rc && i < v.n; i++)
-        fr[i] = (struct md_frame){ v.frame[i].rgb, v.frame[i].width, v.frame[i].height,
-                                   v.frame[i].stride, v.frame[i].pts_ns };
+    int64_t before = in->n_total;
+    int rc = vqa_encode_video(vis, &v, in, err, sizeof err);
     if (!rc)
-        rc = md_vision_encode_video(vis, fr, v.n, in->embd + (size_t)in->n_total * E, total, &got);
-    if (!rc) {
-        for (int32_t i = 0; i < (block ? 1 : v.n); i++) {
-            in->kinds[in->n_blocks] = block ? MD_VISION_BLOCK_VIDEO : MD_VISION_BLOCK_IMAGE;
-            in->rows[in->n_blocks++] = block ? got : per;
-        }
-        in->n_total += got;
-        fprintf(stderr, "mustdrop: video -> %d embedding rows (%d per frame%s)\n", (int)got,
-                (int)per, block ? ", one <video> block" : "");
-    } else {
-        fprintf(stderr, "mustdrop: cannot encode the video frames: %s\n", md_status_str(rc));
-    }
-    free(fr);
+        fprintf(stderr, "mustdrop: video -> %d embedding rows (%d per frame%s)\n",
+                (int)(in->n_total - before), (int)md_vision_frame_tokens(vis),
+                md_vision_video_is_block(vis) ? ", one <video> block" : "");
+    else
+        fprintf(stderr, "mustdrop: cannot encode the video frames: %s\n", err);
     media_frames_free(&v);
     return rc ? -1 : 0;
 }
@@ -492,37 +437,27 @@ static int reduce_add_media(struct md_reduce_session *s, const struct cli_args *
     if (load_video(a, &v))
         return -1;
     fprintf(stderr, "mustdrop: video '%s': using %d frame(s)\n", a->video, (int)v.n);
-    int rc = MD_OK;
-    for (int32_t i = 0; !rc && i < v.n; i++) {   /* as a stream would hand them over */
-        struct md_frame fr = { v.frame[i].rgb, v.frame[i].width, v.frame[i].height,
-                               v.frame[i].stride, v.frame[i].pts_ns };
-        rc = md_reduce_add_frames(s, &fr, 1);
-    }
+    int rc = vqa_reduce_add_video(s, &v, err, sizeof err);
     media_frames_free(&v);
     if (rc)
-        fprintf(stderr, "mustdrop: video frames: %s\n", md_reduce_error(s));
+        fprintf(stderr, "mustdrop: video frames: %s\n", err);
     return rc ? -1 : 0;
 }
 
 static int reduce_generate(struct md_reduce_session *s, const struct md_model *model,
                            const struct cli_args *a, int n_ctx)
 {
-    const struct md_vocab *vocab = md_model_vocab(model);
-    struct md_sampler *smp = md_sampler_new(&a->sampling);
-    if (!smp) { fprintf(stderr, "mustdrop: bad sampling parameters\n"); return -1; }
+    char err[1024];
     struct utf8_stream out = { .n_pending = 0 };
-    int limit = a->n_predict < 0 ? n_ctx : a->n_predict, rc = MD_OK;
-    for (int i = 0; i < limit && !rc; i++) {
-        int32_t t = md_sampler_sample(smp, md_reduce_logits(s), md_model_n_vocab(model));
-        if (t < 0 || md_vocab_is_eog(vocab, t)) break;
-        stream_piece(&out, vocab, t);
-        if (i + 1 == limit) break;
-        rc = md_reduce_decode(s, t);
-        if (rc)
-            fprintf(stderr, "\nmustdrop: decode stopped: %s\n", md_reduce_error(s));
-    }
+    struct vqa_gen g = gen_params(a, &out);
+    int rc = vqa_reduce_generate(s, model, &g, n_ctx, err, sizeof err);
     stream_flush(&out);
-    md_sampler_free(smp);
+    if (rc < 0 && !strncmp(err, "bad sampling", 12)) {
+        fprintf(stderr, "mustdrop: %s\n", err);
+        return -1;
+    }
+    if (rc < 0)
+        fprintf(stderr, "\nmustdrop: %s\n", err);
     return 0;
 }
 
@@ -584,7 +519,7 @@ static int run_vision(struct md_context *ctx, const struct md_model *model, cons
         return -1;
     }
     int status = -1;
-    struct vision_input in = { NULL, NULL, NULL, 0, 0 };
+    struct vqa_input in = { NULL, NULL, NULL, 0, 0 };
     struct md_vision_prompt pr;
     memset(&pr, 0, sizeof pr);
     if (md_vision_n_embd(vis) != md_model_n_embd(model)) {
@@ -597,9 +532,7 @@ static int run_vision(struct md_context *ctx, const struct md_model *model, cons
         status = run_reduce(ctx, model, vis, a);
         goto done;
     }
-    in.rows = malloc(sizeof(int32_t) * (size_t)(a->n_images + 1));
-    in.kinds = malloc(sizeof *in.kinds * (size_t)(a->n_images + 1));
-    if (!in.rows || !in.kinds || encode_images(vis, a, &in) || (a->video && encode_video(vis, a, &in)))
+    if (encode_images(vis, a, &in) || (a->video && encode_video(vis, a, &in)))
         goto done;
     rc = md_vision_prompt_build_multi(model, a->chat, a->system, a->prompt, in.embd, in.rows,
                                       in.kinds, in.n_blocks, md_model_n_embd(model), &pr, err, sizeof err);
@@ -621,9 +554,7 @@ static int run_vision(struct md_context *ctx, const struct md_model *model, cons
     fputc('\n', stdout);
 done:
     md_vision_prompt_free(&pr);
-    free(in.embd);
-    free(in.rows);
-    free(in.kinds);
+    vqa_input_free(&in);
     md_vision_free(vis);
     return status;
 }
@@ -634,9 +565,20 @@ int main(int argc, char **argv)
     struct cli_args a;
     int pr = parse_args(argc, argv, &a);
     if (pr) return pr > 0 ? 0 : 2;
+
+    char err[8192];
+    if (!a.model) {
+        if (vqa_default_model(a.default_llm, sizeof a.default_llm, a.default_mmproj,
+                              sizeof a.default_mmproj, err, sizeof err)) {
+            fprintf(stderr, "mustdrop: no model given (-m FILE.gguf) and %s\n", err);
+            return 1;
+        }
+        a.model = a.default_llm;
+        if (a.n_images || a.video)
+            a.mmproj = a.default_mmproj;
+    }
     if (check_model_file(a.model)) return 1;
 
-    char err[512];
     struct md_model_params mp = md_model_default_params();
     mp.n_threads = a.n_threads;
     struct md_model *model = NULL;

@@ -123,6 +123,10 @@ const char *md_model_arch(const struct md_model *model);   /* "llama", "qwen2" *
 const char *md_model_desc(const struct md_model *model);
 uint64_t md_model_n_params(const struct md_model *model);
 uint64_t md_model_size(const struct md_model *model);       /* bytes of tensor data */
+/* Analytic FLOPs (2 per multiply-add) of prefilling n_rows rows from an
+ * empty cache with no token reduction, plus the last row's logits: the
+ * count md_reduce_stats.flops_prefill uses (docs/reduction.md). */
+double md_model_prefill_flops(const struct md_model *model, int64_t n_rows);
 /* tokenizer.chat_template (Jinja text) or NULL. */
 const char *md_model_chat_template(const struct md_model *model);
 /* Milliseconds md_model_load took. */
