@@ -1,0 +1,660 @@
+/* mustdrop-eval: run a video-QA split through the engine and print accuracy.
+ *
+ *   mustdrop-eval --split DIR [-m LLM.gguf --mmproj MMPROJ.gguf] [--reduce SPEC]
+ *                 [--frames N] [--limit N] [-t THREADS] [--out FILE] [--json]
+ *
+ * DIR/manifest.jsonl: one object per line, {"id", "video" (relative to DIR),
+ * "question", "answer", "type"} (extra keys ignored). Each question is
+ * answered exactly as `mustdrop --video DIR/VIDEO --frames N --question Q
+ * --temp 0 -n 16 [--reduce SPEC]` answers it (the same frame sampling,
+ * encoding, chat-template prompt and greedy decoding, shared in vqa.c), and
+ * is correct when the answer equals the expected one after trimming
+ * whitespace at both ends (case-sensitive). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "json.h"
+#include "mustdrop-reduce.h"
+#include "mustdrop-vision.h"
+#include "mustdrop.h"
+#include "tokenizer.h"
+#include "vqa.h"
+
+#define EVAL_MAX_NEW_TOKENS 16
+
+struct eval_args {
+    const char *split;
+    const char *model, *mmproj;
+    const char *reduce;
+    int n_frames;
+    long limit;             /* 0: all */
+    int n_threads;
+    const char *out;
+    bool json;
+    char default_llm[4096], default_mmproj[4096];
+};
+
+struct item {
+    long line;
+    char *id, *video, *question, *answer, *type;
+};
+
+struct type_acc {
+    char *type;
+    long n, correct;
+};
+
+struct totals {
+    long n, correct, n_run, n_errors;
+    double vis_in, vis_kept, vis_final, flops_prefill;
+    double ms_vision, ms_prefill, ms_decode;
+    struct type_acc *types;
+    int n_types, cap_types;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: mustdrop-eval --split DIR [options]\n"
+        "\n"
+        "Answers every question of DIR/manifest.jsonl about its video and prints the\n"
+        "accuracy per question type, visual tokens, LLM prefill FLOPs and time per question.\n"
+        "\n"
+        "      --split DIR      the split: DIR/manifest.jsonl, one JSON object per line:\n"
+        "                       {\"id\": ..., \"video\": PATH relative to DIR, \"question\": ...,\n"
+        "                        \"answer\": ..., \"type\": ...} (type optional; extra keys ignored)\n"
+        "  -m, --model FILE     LLM GGUF (with --mmproj; default: the bundled model\n"
+        "                       " MD_DEFAULT_LLM_FILE " + " MD_DEFAULT_MMPROJ_FILE ",\n"
+        "                       searched in $MUSTDROP_MODEL_DIR, the installed data dir, the\n"
+        "                       source tree's models/synthvqa)\n"
+        "      --mmproj FILE    its vision encoder + projector GGUF\n"
+        "      --reduce SPEC    visual-token reduction, as mustdrop --reduce (docs/reduction.md)\n"
+        "      --frames N       frames sampled uniformly per video (default %d), as mustdrop --frames\n"
+        "      --limit N        only the first N questions\n"
+        "  -t, --threads N      CPU threads (default: all online CPUs)\n"
+        "      --out FILE       per-question predictions as JSON lines: id, type, answer,\n"
+        "                       prediction, correct, visual_tokens_kept (and error)\n"
+        "      --json           one JSON summary line on stdout (the table goes to stderr)\n"
+        "  -h, --help           this text\n"
+        "\n"
+        "Answers: greedy decoding, at most %d new tokens, stopping at end of text; a\n"
+        "prediction is correct when it equals the expected answer after trimming\n"
+        "whitespace at both ends (case-sensitive). A video that cannot be read counts\n"
+        "as wrong and the run goes on. Exit status: 0 when the split ran, 1 on a bad\n"
+        "manifest or model, 2 on bad options.\n",
+        VQA_DEFAULT_FRAMES, EVAL_MAX_NEW_TOKENS);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int parse_long(const char *opt, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) {
+        fprintf(stderr, "mustdrop-eval: %s: '%s' is not an integer in %ld..%ld\n", opt, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* 0 run, 1 exit 0 (help), -1 usage error. */
+static int parse_args(int argc, char **argv, struct eval_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->n_frames = VQA_DEFAULT_FRAMES;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long x;
+#define NEED_VALUE() do { if (!v) { fprintf(stderr, "mustdrop-eval: %s needs a value\n", o); return -1; } i++; } while (0)
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) { usage(stdout); return 1; }
+        else if (!strcmp(o, "--split")) { NEED_VALUE(); a->split = v; }
+        else if (!strcmp(o, "-m") || !strcmp(o, "--model")) { NEED_VALUE(); a->model = v; }
+        else if (!strcmp(o, "--mmproj")) { NEED_VALUE(); a->mmproj = v; }
+        else if (!strcmp(o, "--reduce")) {
+            NEED_VALUE();
+            struct md_reduce_config cfg;
+            char err[256];
+            if (md_reduce_parse(v, &cfg, err, sizeof err)) {
+                fprintf(stderr, "mustdrop-eval: --reduce: %s\n", err);
+                return -1;
+            }
+            a->reduce = v;
+        }
+        else if (!strcmp(o, "--frames")) { NEED_VALUE(); if (parse_long(o, v, 1, 4096, &x)) return -1; a->n_frames = (int)x; }
+        else if (!strcmp(o, "--limit")) { NEED_VALUE(); if (parse_long(o, v, 1, 1000000000L, &x)) return -1; a->limit = x; }
+        else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) { NEED_VALUE(); if (parse_long(o, v, 0, 4096, &x)) return -1; a->n_threads = (int)x; }
+        else if (!strcmp(o, "--out")) { NEED_VALUE(); a->out = v; }
+        else if (!strcmp(o, "--json")) a->json = true;
+        else { fprintf(stderr, "mustdrop-eval: unknown option '%s' (see --help)\n", o); return -1; }
+#undef NEED_VALUE
+    }
+    if (!a->split) { fprintf(stderr, "mustdrop-eval: no split given (--split DIR)\n"); return -1; }
+    if (!a->model != !a->mmproj) {
+        fprintf(stderr, "mustdrop-eval: give both -m and --mmproj, or neither (the default model)\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- manifest ---- */
+
+static void item_free(struct item *it)
+{
+    free(it->id); free(it->video); free(it->question); free(it->answer); free(it->type);
+}
+
+/* A required (or optional) string field into *out (copied). */
+static int take_string(const struct json_object *o, const char *key, bool required, char **out,
+                       char *err, size_t errlen)
+{
+    const struct json_field *f = json_get(o, key);
+    if (!f) {
+        if (!required) { *out = strdup("-"); return *out ? 0 : -1; }
+        snprintf(err, errlen, "missing key \"%s\"", key);
+        return -1;
+    }
+    if (f->type != JSON_STRING) {
+        snprintf(err, errlen, "\"%s\" must be a string", key);
+        return -1;
+    }
+    if (required && !f->str[0] && strcmp(key, "answer")) {
+        snprintf(err, errlen, "\"%s\" is empty", key);
+        return -1;
+    }
+    *out = strdup(f->str);
+    return *out ? 0 : -1;
+}
+
+/* Read every line; blank lines are skipped. On a malformed line, every
+ * such line is reported (up to 20) and -1 is returned. */
+static int read_manifest(const char *path, struct item **items_out, long *n_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "mustdrop-eval: cannot open '%s': %s\n", path, strerror(errno));
+        return -1;
+    }
+    struct item *items = NULL;
+    long n = 0, cap = 0, line_no = 0, bad = 0;
+    char *line = NULL;
+    size_t line_cap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &line_cap, f)) >= 0) {
+        line_no++;
+        size_t l = (size_t)len;
+        while (l > 0 && (line[l - 1] == '\n' || line[l - 1] == '\r')) l--;
+        size_t k = 0;
+        while (k < l && (line[k] == ' ' || line[k] == '\t')) k++;
+        if (k == l) continue;   /* blank */
+        char err[512] = "";
+        struct json_object o;
+        struct item it = { .line = line_no };
+        int rc = memchr(line, '\0', l) ? (snprintf(err, sizeof err, "NUL byte in the line"), -1)
+                                        : json_parse_object(line, l, &o, err, sizeof err);
+        if (rc == 0) {
+            rc = take_string(&o, "id", true, &it.id, err, sizeof err) ||
+                 take_string(&o, "video", true, &it.video, err, sizeof err) ||
+                 take_string(&o, "question", true, &it.question, err, sizeof err) ||
+                 take_string(&o, "answer", true, &it.answer, err, sizeof err) ||
+                 take_string(&o, "type", false, &it.type, err, sizeof err) ? -1 : 0;
+            if (rc && !err[0]) snprintf(err, sizeof err, "out of memory");
+            json_object_free(&o);
+        }
+        if (rc == 0 && n == cap) {
+            long nc = cap ? cap * 2 : 64;
+            struct item *ni = realloc(items, sizeof *ni * (size_t)nc);
+            if (ni) { items = ni; cap = nc; }
+            else { rc = -1; snprintf(err, sizeof err, "out of memory"); }
+        }
+        if (rc) {
+            item_free(&it);
+            if (bad++ < 20)
+                fprintf(stderr, "mustdrop-eval: %s:%ld: %s\n", path, line_no, err);
+            continue;
+        }
+        items[n++] = it;
+    }
+    bool read_err = ferror(f);
+    free(line);
+    fclose(f);
+    if (read_err) {
+        fprintf(stderr, "mustdrop-eval: error reading '%s'\n", path);
+        bad++;
+    }
+    if (!bad && n == 0) {
+        fprintf(stderr, "mustdrop-eval: '%s' holds no questions\n", path);
+        bad++;
+    }
+    if (bad) {
+        if (bad > 20) fprintf(stderr, "mustdrop-eval: ... %ld malformed line(s) in all\n", bad);
+        for (long i = 0; i < n; i++) item_free(&items[i]);
+        free(items);
+        return -1;
+    }
+    *items_out = items;
+    *n_out = n;
+    return 0;
+}
+
+/* ---- answers ---- */
+
+struct answer_buf {
+    char *s;
+    size_t n, cap;
+};
+
+static void on_token(void *user, const struct md_vocab *vocab, int32_t token)
+{
+    struct answer_buf *b = user;
+    char piece[256];
+    int32_t n = md_token_to_piece(vocab, token, piece, sizeof piece, false);
+    if (n <= 0 || n > (int32_t)sizeof piece) return;
+    if (b->n + (size_t)n + 1 > b->cap) {
+        size_t nc = (b->cap + (size_t)n + 1) * 2;
+        char *ns = realloc(b->s, nc);
+        if (!ns) return;
+        b->s = ns;
+        b->cap = nc;
+    }
+    memcpy(b->s + b->n, piece, (size_t)n);
+    b->n += (size_t)n;
+    b->s[b->n] = '\0';
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* a and b equal after trimming whitespace at both ends. */
+static bool same_answer(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    while (la && is_space(*a)) { a++; la--; }
+    while (la && is_space(a[la - 1])) la--;
+    while (lb && is_space(*b)) { b++; lb--; }
+    while (lb && is_space(b[lb - 1])) lb--;
+    return la == lb && !memcmp(a, b, la);
+}
+
+/* What one question gave. */
+struct result {
+    bool ran;                    /* reached the model (else err says why not) */
+    char err[1024];
+    int32_t vis_in, vis_kept, vis_final;
+    double flops_prefill, ms_vision, ms_prefill, ms_decode;
+};
+
+struct engine {
+    struct md_model *model;
+    struct md_vision *vis;
+    struct md_context *ctx;
+    struct md_reduce_config cfg;
+    bool reduce;
+};
+
+/* Plain path: the same steps as `mustdrop --video` without --reduce. */
+static int answer_plain(struct engine *e, const struct media_frames *v, const char *question,
+                        struct vqa_gen *g, struct result *r)
+{
+    struct vqa_input in = { NULL, NULL, NULL, 0, 0 };
+    struct md_vision_prompt pr;
+    memset(&pr, 0, sizeof pr);
+    int status = -1;
+    double t0 = now_ms();
+    char err[512];
+    if (vqa_encode_video(e->vis, v, &in, err, sizeof err)) {
+        snprintf(r->err, sizeof r->err, "cannot encode the video frames: %s", err);
+        goto done;
+    }
+    r->ms_vision = now_ms() - t0;
+    int rc = md_vision_prompt_build_multi(e->model, NULL, NULL, question, in.embd, in.rows, in.kinds,
+                                          in.n_blocks, md_model_n_embd(e->model), &pr, err, sizeof err);
+    if (rc != MD_OK) {
+        snprintf(r->err, sizeof r->err, "cannot build the prompt: %s", err[0] ? err : md_status_str(rc));
+        goto done;
+    }
+    md_kv_clear(e->ctx);
+    md_reset_timings(e->ctx);
+    r->ran = true;
+    rc = vqa_generate(e->ctx, e->model, g, &pr.batch, r->err, sizeof r->err);
+    if (rc < 0)
+        goto done;
+    r->err[0] = '\0';   /* a full context only ends the answer */
+    struct md_timings t = md_get_timings(e->ctx);
+    r->vis_in = r->vis_kept = r->vis_final = pr.n_image;
+    r->flops_prefill = md_model_prefill_flops(e->model, pr.n);
+    r->ms_prefill = t.prefill_ms;
+    r->ms_decode = t.decode_ms;
+    status = 0;
+done:
+    md_vision_prompt_free(&pr);
+    vqa_input_free(&in);
+    return status;
+}
+
+/* Reduced path: the same steps as `mustdrop --video --reduce SPEC`. */
+static int answer_reduce(struct engine *e, const struct media_frames *v, const char *question,
+                         struct vqa_gen *g, struct result *r)
+{
+    struct md_reduce_session *s = NULL;
+    char err[512];
+    if (md_reduce_session_new(e->ctx, e->vis, &e->cfg, &s, err, sizeof err)) {
+        snprintf(r->err, sizeof r->err, "reduce: %s", err);
+        return -1;
+    }
+    int status = -1;
+    if (vqa_reduce_add_video(s, v, err, sizeof err)) {
+        snprintf(r->err, sizeof r->err, "video frames: %s", err);
+    } else if (md_reduce_prefill(s, NULL, NULL, question) != MD_OK) {
+        snprintf(r->err, sizeof r->err, "prefill failed: %s", md_reduce_error(s));
+    } else {
+        r->ran = true;
+        /* like mustdrop, a decode failure ends the answer but keeps it */
+        if (vqa_reduce_generate(s, e->model, g, md_context_n_ctx(e->ctx), err, sizeof err) < 0 &&
+            !strncmp(err, "bad sampling", 12)) {
+            snprintf(r->err, sizeof r->err, "%s", err);
+        } else {
+            const struct md_reduce_stats *st = md_reduce_stats(s);
+            r->vis_in = st->vis_in;
+            r->vis_kept = st->vis_after_select;
+            r->vis_final = st->vis_final;
+            r->flops_prefill = st->flops_prefill;
+            r->ms_vision = st->ms_vision + st->ms_select;
+            r->ms_prefill = st->ms_prefill;
+            r->ms_decode = st->ms_decode;
+            status = 0;
+        }
+    }
+    md_reduce_session_free(s);
+    return status;
+}
+
+static struct type_acc *type_slot(struct totals *t, const char *type)
+{
+    for (int i = 0; i < t->n_types; i++)
+        if (!strcmp(t->types[i].type, type))
+            return &t->types[i];
+    if (t->n_types == t->cap_types) {
+        int nc = t->cap_types ? t->cap_types * 2 : 16;
+        struct type_acc *nt = realloc(t->types, sizeof *nt * (size_t)nc);
+        if (!nt) return NULL;
+        t->types = nt;
+        t->cap_types = nc;
+    }
+    struct type_acc *s = &t->types[t->n_types];
+    s->type = strdup(type);
+    if (!s->type) return NULL;
+    s->n = s->correct = 0;
+    t->n_types++;
+    return s;
+}
+
+static void write_prediction(FILE *f, const struct item *it, const char *prediction, bool correct,
+                             const struct result *r)
+{
+    fputs("{\"id\":", f);
+    json_write_string(f, it->id);
+    fputs(",\"type\":", f);
+    json_write_string(f, it->type);
+    fputs(",\"question\":", f);
+    json_write_string(f, it->question);
+    fputs(",\"answer\":", f);
+    json_write_string(f, it->answer);
+    fputs(",\"prediction\":", f);
+    json_write_string(f, prediction);
+    fprintf(f, ",\"correct\":%s,\"visual_tokens_in\":%d,\"visual_tokens_kept\":%d",
+            correct ? "true" : "false", (int)r->vis_in, (int)r->vis_kept);
+    if (r->err[0]) {
+        fputs(",\"error\":", f);
+        json_write_string(f, r->err);
+    }
+    fputs("}\n", f);
+}
+
+static void print_report(FILE *f, const struct totals *t, const struct eval_args *a, double wall_ms)
+{
+    int w = 4;
+    for (int i = 0; i < t->n_types; i++) {
+        int l = (int)strlen(t->types[i].type);
+        if (l > w) w = l;
+    }
+    fprintf(f, "%-*s %8s %8s %9s\n", w, "type", "n", "correct", "accuracy");
+    for (int i = 0; i < t->n_types; i++) {
+        const struct type_acc *s = &t->types[i];
+        fprintf(f, "%-*s %8ld %8ld %8.1f%%\n", w, s->type, s->n, s->correct,
+                s->n ? 100.0 * s->correct / s->n : 0.0);
+    }
+    fprintf(f, "%-*s %8ld %8ld %8.1f%%\n", w, "all", t->n, t->correct,
+            t->n ? 100.0 * t->correct / t->n : 0.0);
+    double m = t->n_run ? 1.0 / t->n_run : 0.0;
+    fprintf(f, "\nn %ld, accuracy %.2f%% (%ld correct)", t->n, t->n ? 100.0 * t->correct / t->n : 0.0,
+            t->correct);
+    if (t->n_errors)
+        fprintf(f, ", %ld question(s) not run (errors above; counted wrong)", t->n_errors);
+    fprintf(f, "\nreduction: %s | frames per video: %d\n", a->reduce ? a->reduce : "none", a->n_frames);
+    fprintf(f, "visual tokens per question: %.1f given to the LLM (%.1f before reduction, "
+               "%.1f after prefill pruning)\n", t->vis_kept * m, t->vis_in * m, t->vis_final * m);
+    fprintf(f, "LLM prefill: %.4g GFLOPs per question\n", t->flops_prefill * m / 1e9);
+    fprintf(f, "time per question: vision encode %.1f ms, prefill %.1f ms, decode %.1f ms\n",
+            t->ms_vision * m, t->ms_prefill * m, t->ms_decode * m);
+    fprintf(f, "total wall time: %.2f s\n", wall_ms / 1e3);
+}
+
+static void print_json(const struct totals *t, const struct eval_args *a, double wall_ms)
+{
+    double m = t->n_run ? 1.0 / t->n_run : 0.0;
+    printf("{\"n\":%ld,\"correct\":%ld,\"accuracy\":%.6f,\"spec\":", t->n, t->correct,
+           t->n ? (double)t->correct / t->n : 0.0);
+    json_write_string(stdout, a->reduce ? a->reduce : "none");
+    printf(",\"frames\":%d,\"n_run\":%ld,\"n_errors\":%ld,\"visual_tokens_in\":%.3f,"
+           "\"visual_tokens_kept\":%.3f,\"visual_tokens_final\":%.3f,\"flops_prefill\":%.6g,"
+           "\"t_vision_ms\":%.3f,\"t_prefill_ms\":%.3f,\"t_decode_ms\":%.3f,\"wall_s\":%.3f,"
+           "\"per_type\":{",
+           a->n_frames, t->n_run, t->n_errors, t->vis_in * m, t->vis_kept * m, t->vis_final * m,
+           t->flops_prefill * m, t->ms_vision * m, t->ms_prefill * m, t->ms_decode * m, wall_ms / 1e3);
+    for (int i = 0; i < t->n_types; i++) {
+        if (i) putchar(',');
+        json_write_string(stdout, t->types[i].type);
+        printf(":{\"n\":%ld,\"correct\":%ld}", t->types[i].n, t->types[i].correct);
+    }
+    printf("}}\n");
+    fflush(stdout);
+}
+
+static int load_engine(struct engine *e, const struct eval_args *a)
+{
+    char err[1024];
+    memset(e, 0, sizeof *e);
+    struct stat st;
+    const char *files[2] = { a->model, a->mmproj };
+    for (int i = 0; i < 2; i++) {
+        if (stat(files[i], &st) != 0) {
+            fprintf(stderr, "mustdrop-eval: cannot open model '%s': %s\n", files[i], strerror(errno));
+            return -1;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            fprintf(stderr, "mustdrop-eval: model '%s' is not a regular file\n", files[i]);
+            return -1;
+        }
+    }
+    struct md_model_params mp = md_model_default_params();
+    mp.n_threads = a->n_threads;
+    if (md_model_load(a->model, &mp, &e->model, err, sizeof err)) {
+        fprintf(stderr, "mustdrop-eval: cannot load '%s': %s\n", a->model, err);
+        return -1;
+    }
+    if (!md_model_vocab(e->model)) {
+        fprintf(stderr, "mustdrop-eval: '%s' has no tokenizer\n", a->model);
+        return -1;
+    }
+    struct md_vision_params vp = md_vision_default_params();
+    vp.n_threads = a->n_threads;
+    if (md_vision_load(a->mmproj, &vp, &e->vis, err, sizeof err)) {
+        fprintf(stderr, "mustdrop-eval: cannot load '%s': %s\n", a->mmproj, err);
+        return -1;
+    }
+    if (md_vision_n_embd(e->vis) != md_model_n_embd(e->model)) {
+        fprintf(stderr, "mustdrop-eval: the mmproj gives rows of %d but the model takes %d: not a pair\n",
+                (int)md_vision_n_embd(e->vis), (int)md_model_n_embd(e->model));
+        return -1;
+    }
+    e->reduce = a->reduce != NULL;
+    if (e->reduce && md_reduce_parse(a->reduce, &e->cfg, err, sizeof err)) {
+        fprintf(stderr, "mustdrop-eval: --reduce: %s\n", err);
+        return -1;
+    }
+    struct md_context_params cp = md_context_default_params();
+    cp.n_threads = a->n_threads;
+    if (e->reduce)   /* as mustdrop: layer-wise pruning needs the whole prompt in one batch */
+        cp.n_batch = 4096;
+    if (md_context_new(e->model, &cp, &e->ctx, err, sizeof err)) {
+        fprintf(stderr, "mustdrop-eval: cannot create a context: %s\n", err);
+        return -1;
+    }
+    fprintf(stderr, "mustdrop-eval: model %s\nmustdrop-eval: vision %s\n", md_model_desc(e->model),
+            md_vision_desc(e->vis));
+    return 0;
+}
+
+static void free_engine(struct engine *e)
+{
+    md_context_free(e->ctx);
+    md_vision_free(e->vis);
+    md_model_free(e->model);
+}
+
+int main(int argc, char **argv)
+{
+    struct eval_args a;
+    int pr = parse_args(argc, argv, &a);
+    if (pr) return pr > 0 ? 0 : 2;
+    double t_start = now_ms();
+
+    char err[8192];
+    if (!a.model) {
+        if (vqa_default_model(a.default_llm, sizeof a.default_llm, a.default_mmproj,
+                              sizeof a.default_mmproj, err, sizeof err)) {
+            fprintf(stderr, "mustdrop-eval: no model given (-m, --mmproj) and %s\n", err);
+            return 1;
+        }
+        a.model = a.default_llm;
+        a.mmproj = a.default_mmproj;
+    }
+
+    size_t dl = strlen(a.split);
+    char *manifest = malloc(dl + 32);
+    if (!manifest) return 1;
+    snprintf(manifest, dl + 32, "%s/manifest.jsonl", a.split);
+    struct item *items = NULL;
+    long n_items = 0;
+    int status = read_manifest(manifest, &items, &n_items);
+    free(manifest);
+    if (status) return 1;
+    if (a.limit > 0 && a.limit < n_items) {
+        for (long i = a.limit; i < n_items; i++) item_free(&items[i]);
+        n_items = a.limit;
+    }
+
+    FILE *out = NULL;
+    struct engine e;
+    struct totals t;
+    memset(&t, 0, sizeof t);
+    status = 1;
+    if (load_engine(&e, &a))
+        goto done;
+    if (a.out && !(out = fopen(a.out, "w"))) {
+        fprintf(stderr, "mustdrop-eval: cannot write '%s': %s\n", a.out, strerror(errno));
+        goto done;
+    }
+    media_set_verbose(getenv("MUSTDROP_FFMPEG_LOG") != NULL);
+
+    /* the decoded frames of the last video, reused while consecutive lines share it */
+    struct media_frames frames = { 0 };
+    char *frames_path = NULL, frames_err[600] = "";
+    bool frames_ok = false;
+    struct answer_buf ans = { NULL, 0, 0 };
+    for (long i = 0; i < n_items; i++) {
+        const struct item *it = &items[i];
+        struct result r;
+        memset(&r, 0, sizeof r);
+        size_t pl = strlen(a.split) + strlen(it->video) + 2;
+        char *path = malloc(pl);
+        if (!path) goto done;
+        if (it->video[0] == '/') snprintf(path, pl, "%s", it->video);
+        else snprintf(path, pl, "%s/%s", a.split, it->video);
+        if (!frames_path || strcmp(frames_path, path)) {
+            if (frames_ok) media_frames_free(&frames);
+            free(frames_path);
+            frames_path = path;
+            frames_ok = vqa_load_video(path, a.n_frames, 0, &frames, frames_err, sizeof frames_err) == 0;
+        } else {
+            free(path);
+        }
+        ans.n = 0;
+        if (ans.s) ans.s[0] = '\0';
+        if (!frames_ok) {
+            snprintf(r.err, sizeof r.err, "video: %s", frames_err);
+        } else {
+            struct vqa_gen g = { md_sampler_default_params(), EVAL_MAX_NEW_TOKENS, on_token, &ans };
+            g.sampling.temp = 0.0f;   /* greedy, as mustdrop --temp 0 */
+            if (e.reduce) answer_reduce(&e, &frames, it->question, &g, &r);
+            else answer_plain(&e, &frames, it->question, &g, &r);
+        }
+        const char *prediction = ans.s ? ans.s : "";
+        bool ok = !r.err[0] && same_answer(prediction, it->answer);
+        struct type_acc *ts = type_slot(&t, it->type);
+        if (!ts) goto done;
+        ts->n++;
+        ts->correct += ok;
+        t.n++;
+        t.correct += ok;
+        if (r.err[0]) {
+            t.n_errors++;
+            fprintf(stderr, "mustdrop-eval: line %ld (id %s): %s; counted wrong\n", it->line, it->id, r.err);
+        } else {
+            t.n_run++;
+            t.vis_in += r.vis_in;
+            t.vis_kept += r.vis_kept;
+            t.vis_final += r.vis_final;
+            t.flops_prefill += r.flops_prefill;
+            t.ms_vision += r.ms_vision;
+            t.ms_prefill += r.ms_prefill;
+            t.ms_decode += r.ms_decode;
+            fprintf(stderr, "mustdrop-eval: [%ld/%ld] %s: %s\n", i + 1, n_items, it->id,
+                    ok ? "correct" : "wrong");
+        }
+        if (out) write_prediction(out, it, prediction, ok, &r);
+    }
+    if (frames_ok) media_frames_free(&frames);
+    free(frames_path);
+    free(ans.s);
+    status = 0;
+    if (out && (fflush(out) || ferror(out))) {
+        fprintf(stderr, "mustdrop-eval: error writing '%s'\n", a.out);
+        status = 1;
+    }
+    double wall = now_ms() - t_start;
+    print_report(a.json ? stderr : stdout, &t, &a, wall);
+    if (a.json) print_json(&t, &a, wall);
+done:
+    if (out) fclose(out);
+    free_engine(&e);
+    for (long i = 0; i < n_items; i++) item_free(&items[i]);
+    free(items);
+    for (int i = 0; i < t.n_types; i++) free(t.types[i].type);
+    free(t.types);
+    return status;
+}
