@@ -19,6 +19,13 @@
  * Closed windows wait in a queue of at most `max-pending` entries; when it is
  * full the oldest waiting window is dropped (and counted), never the video.
  *
+ * window = 0 keeps one growing window over the whole stream, answered at EOS
+ * and on the "ask" action signal (a new question over everything seen so
+ * far). Its frames are encoded on the worker thread as they arrive and only
+ * their reduced visual tokens are kept, in one md_reduce session under a
+ * global cap (max-visual-tokens, max-frames blocks), so memory does not grow
+ * with the stream.
+ *
  * Example launch line:
  * |[
  * gst-launch-1.0 filesrc location=clip.mp4 ! decodebin ! videoconvert ! \
@@ -66,6 +73,15 @@ GST_DEBUG_CATEGORY_STATIC (mustdrop_vqa_debug);
 #define DEFAULT_STREAM_TOKENS FALSE
 #define DEFAULT_CONTEXT_SIZE 0
 #define DEFAULT_CUSTOM_META FALSE
+#define DEFAULT_MAX_VISUAL_TOKENS 0
+/* window = 0 with max-visual-tokens = 0 and no cap in the reduce spec */
+#define AUTO_VISUAL_TOKENS 1024
+/* text rows of a prompt besides the question (template, system prompt,
+ * markers), and per frame block, for fitting the cap into the context */
+#define PROMPT_TEXT_EST 64
+#define BLOCK_MARKER_EST 8
+/* window = 0: most sampled RGB frames waiting for the encoder */
+#define STREAM_QUEUE 16
 
 enum
 {
@@ -91,6 +107,10 @@ enum
   PROP_STREAM_TOKENS,
   PROP_JSONL_LOCATION,
   PROP_CUSTOM_META,
+  PROP_MAX_VISUAL_TOKENS,
+  PROP_HELD_VISUAL_TOKENS,
+  PROP_HELD_VISUAL_BYTES,
+  PROP_FRAMES_ENCODED,
 };
 
 enum
@@ -116,17 +136,23 @@ typedef struct
   gchar *jsonl_location;
   gdouble sample_fps, window, window_overlap, temperature;
   guint max_frames, max_new_tokens, threads, context_size, max_pending;
+  guint max_visual_tokens;
   guint64 seed;
   GstMustdropTextTiming text_timing;
   gboolean stats, stream_tokens, custom_meta;
 } Settings;
 
-/* One sampled frame: an RGB copy, shared by the windows holding it. */
+/* One sampled frame: an RGB copy, shared by the windows holding it. With
+ * window = 0 it waits in the encoder queue instead (seq, epoch,
+ * generation say where it belongs). */
 typedef struct
 {
   GstBuffer *rgb;
   gint width, height, stride;
   GstClockTime pts;
+  guint64 seq;
+  guint epoch;
+  gint generation;
 } Frame;
 
 /* An open window collecting frames. At most max_frames are kept: when full,
@@ -148,7 +174,10 @@ typedef struct
   guint64 index;
   gchar *question, *system_prompt;
   gchar *reduce;                /* canonical reduction spec of the run */
-  GPtrArray *frames;
+  GPtrArray *frames;            /* NULL for a window = 0 question */
+  gboolean stream;              /* window = 0: answer from the session */
+  guint64 seq;                  /* stream: frames up to this one first */
+  guint epoch;                  /* stream: the stream it asks about */
   GstClockTime start, end, start_rt, end_rt;
   gint generation;
   guint max_new_tokens;
@@ -176,6 +205,12 @@ typedef struct
   struct md_context *ctx;
   struct md_reduce_session *reduce;     /* NULL: no reduction */
   FILE *jsonl;
+  /* window = 0: reduce is the growing window's session */
+  gboolean stream;
+  guint epoch;                  /* stream epoch of the frames in it */
+  guint frames;                 /* frames encoded into it */
+  gdouble encode_ms;            /* their encoding time */
+  gchar *spec;                  /* canonical spec with the cap in force */
 } Engine;
 
 struct _GstMustdropVqa
@@ -227,6 +262,18 @@ struct _GstMustdropVqa
   gint shutdown;                /* atomic */
   gint model_side;              /* atomic: RGB copy side for the model */
   GThread *worker;
+
+  /* window = 0 (under lock): sampled frames waiting for the encoder, the
+   * stream they belong to, what the session holds */
+  GQueue stream_frames;         /* Frame*, oldest first */
+  guint stream_max_queue;
+  guint64 stream_seq;           /* last frame queued (never reset) */
+  guint stream_epoch;           /* bumped when the windows restart */
+  guint64 stream_sampled;       /* frames queued in this epoch */
+  GstClockTime stream_last_pts;
+  guint64 n_frames_encoded, n_frames_dropped;
+  guint held_tokens, held_tokens_max, visual_cap;
+  guint64 held_bytes, held_bytes_max;
 };
 
 #define gst_mustdrop_vqa_parent_class parent_class
@@ -494,6 +541,7 @@ engine_free (Engine * e)
     md_model_free (e->model);
   if (e->jsonl)
     fclose (e->jsonl);
+  g_free (e->spec);
   g_free (e);
 }
 
@@ -503,8 +551,9 @@ static Engine *
 engine_load (GstMustdropVqa * self)
 {
   Engine *e = g_new0 (Engine, 1);
-  gchar *model, *mmproj, *device, *jsonl, *reduce;
-  guint threads, n_ctx;
+  gchar *model, *mmproj, *device, *jsonl, *reduce, *question, *system;
+  guint threads, n_ctx, max_frames, max_visual, max_new;
+  gboolean stream;
   const gchar *backend = NULL;
   gint dev_index = 0;
   char err[512] = "";
@@ -518,7 +567,16 @@ engine_load (GstMustdropVqa * self)
   reduce = g_strdup (self->settings.reduce);
   threads = self->settings.threads;
   n_ctx = self->settings.context_size;
+  question = g_strdup (self->settings.question);
+  system = g_strdup (self->settings.system_prompt);
+  max_frames = self->settings.max_frames;
+  max_visual = self->settings.max_visual_tokens;
+  max_new = self->settings.max_new_tokens;
   g_mutex_unlock (&self->settings_lock);
+  g_mutex_lock (&self->lock);
+  stream = self->window_ns == 0;
+  g_mutex_unlock (&self->lock);
+  e->stream = stream;
 
   parse_device (device, &backend, &dev_index);  /* checked at start */
 
@@ -578,8 +636,16 @@ engine_load (GstMustdropVqa * self)
     goto fail;
   }
 
+  struct md_reduce_config cfg = md_reduce_default_config ();
+  md_reduce_parse (reduce, &cfg, err, sizeof err);      /* checked at start */
+
   struct md_context_params cp = md_context_default_params ();
   cp.n_ctx = (int32_t) n_ctx;
+  /* a reduction session prefills the whole prompt in one batch (its
+   * layer-wise pruning needs that): batches as large as the context */
+  if (stream || cfg.methods != 0)
+    cp.n_batch = 1 << 24;
+
   cp.n_threads = (int32_t) threads;
   cp.abort_callback = abort_cb;
   cp.abort_callback_user = self;
@@ -591,9 +657,48 @@ engine_load (GstMustdropVqa * self)
     goto fail;
   }
 
-  struct md_reduce_config cfg = md_reduce_default_config ();
-  rc = md_reduce_parse (reduce, &cfg, err, sizeof err); /* checked at start */
-  if (rc == MD_OK && cfg.methods != 0)
+  rc = MD_OK;
+  if (stream) {
+    /* window = 0: one session keeps the reduced tokens of every frame,
+     * under a global cap that also fits the prompt into the context */
+    const struct md_vocab *vocab = md_model_vocab (e->model);
+    gint64 text = PROMPT_TEXT_EST + md_tokenize (vocab, question,
+        strlen (question), false, false, NULL, 0);
+    if (system)
+      text += md_tokenize (vocab, system, strlen (system), false, false, NULL,
+          0);
+    gint64 cap = max_visual ? (gint64) max_visual : cfg.max_visual_tokens > 0 ?
+        (gint64) cfg.max_visual_tokens : AUTO_VISUAL_TOKENS;
+    if (cfg.max_visual_frames <= 0)
+      cfg.max_visual_frames = (int32_t) max_frames;
+    gint64 room = (gint64) md_context_n_ctx (e->ctx) - max_new - text -
+        (gint64) BLOCK_MARKER_EST * cfg.max_visual_frames;
+    if (cap > room) {
+      GST_INFO_OBJECT (self, "visual-token cap %" G_GINT64_FORMAT " lowered to %"
+          G_GINT64_FORMAT " to fit the context (%d)", cap, room,
+          md_context_n_ctx (e->ctx));
+      cap = room;
+    }
+    if (cap < cfg.max_visual_frames) {
+      GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+          ("The model's context is too small for window=0."),
+          ("n_ctx %d leaves room for %" G_GINT64_FORMAT " visual tokens, "
+              "fewer than max-frames (%d); raise context-size or lower "
+              "max-frames / max-new-tokens", md_context_n_ctx (e->ctx), room,
+              cfg.max_visual_frames));
+      goto fail;
+    }
+    cfg.max_visual_tokens = (int32_t) cap;
+    char canon[256];
+    md_reduce_format (&cfg, canon, sizeof canon);
+    g_mutex_lock (&self->lock);
+    self->visual_cap = (guint) cap;
+    g_free (self->reduce_spec);       /* answers report the cap in force */
+    self->reduce_spec = g_strdup (canon);
+    g_mutex_unlock (&self->lock);
+    e->spec = g_strdup (canon);
+  }
+  if (cfg.methods != 0 || stream)
     rc = md_reduce_session_new (e->ctx, e->vision, &cfg, &e->reduce, err,
         sizeof err);
   if (rc != MD_OK) {
@@ -621,6 +726,8 @@ engine_load (GstMustdropVqa * self)
   g_free (device);
   g_free (jsonl);
   g_free (reduce);
+  g_free (question);
+  g_free (system);
   return e;
 
 fail:
@@ -629,6 +736,8 @@ fail:
   g_free (device);
   g_free (jsonl);
   g_free (reduce);
+  g_free (question);
+  g_free (system);
   engine_free (e);
   return NULL;
 }
@@ -707,6 +816,40 @@ run_job (GstMustdropVqa * self, Engine * e, Job * j)
 
   memset (&pr, 0, sizeof pr);
   r->job = j;
+  gint max_new = 0;
+
+  if (j->stream) {
+    /* window = 0: every frame is already encoded and reduced in the
+     * session; prefill over what it holds */
+    if (!e->reduce || e->epoch != j->epoch || e->frames == 0) {
+      GST_DEBUG_OBJECT (self, "question \"%s\": no frames of its stream",
+          j->question);
+      goto fail;
+    }
+    rc = md_reduce_prefill (e->reduce, NULL, j->system_prompt, j->question);
+    if (rc == MD_ERR_ABORTED)
+      goto fail;
+    if (rc != MD_OK) {
+      g_strlcpy (err, md_reduce_error (e->reduce), sizeof err);
+      goto engine_error;
+    }
+    const struct md_reduce_stats *st = md_reduce_stats (e->reduce);
+    if (e->spec) {              /* asked before the model was loaded */
+      g_free (j->reduce);
+      j->reduce = g_strdup (e->spec);
+    }
+    r->frames = e->frames;
+    r->visual_tokens = (guint) MAX (st->vis_in, 0);
+    r->visual_tokens_kept = (guint) MAX (st->vis_after_select, 0);
+    r->visual_tokens_final = (guint) MAX (st->vis_final, 0);
+    r->prompt_tokens = (guint) MAX (st->n_prompt, 0);
+    r->encode_ms = e->encode_ms;
+    max_new = (gint) MIN ((gint64) j->max_new_tokens,
+        (gint64) n_ctx - st->n_prompt);
+    if (max_new < 1)
+      goto context_full;
+    goto generate;
+  }
 
   /* How many frames fit the context next to the text and the answer. */
   int64_t text_est = 64 + md_tokenize (vocab, j->question, strlen (j->question),
@@ -748,11 +891,16 @@ run_job (GstMustdropVqa * self, Engine * e, Job * j)
     fr[i].pts_ns = GST_CLOCK_TIME_IS_VALID (f->pts) ? (int64_t) f->pts : -1;
   }
 
-  gint max_new = 0;
   if (e->reduce) {
-    /* token reduction: the session encodes, reduces and prefills */
+    /* token reduction: the session encodes, reduces and prefills; frame by
+     * frame, so that a flush or a stop interrupts the encoder */
     md_reduce_reset (e->reduce);
-    rc = md_reduce_add_frames (e->reduce, fr, (int32_t) n);
+    rc = MD_OK;
+    for (guint i = 0; i < n && rc == MD_OK; i++) {
+      if (abort_cb (self))
+        goto fail;
+      rc = md_reduce_add_frames (e->reduce, &fr[i], 1);
+    }
     if (rc == MD_OK)
       rc = md_reduce_prefill (e->reduce, NULL, j->system_prompt, j->question);
     if (rc == MD_ERR_ABORTED)
@@ -783,12 +931,20 @@ run_job (GstMustdropVqa * self, Engine * e, Job * j)
       goto engine_error;
     }
     t0 = g_get_monotonic_time ();
-    if (block)
-      rc = md_vision_encode_video (e->vision, fr, (int32_t) n, embd, max_rows,
-          &got);
-    else
-      rc = md_vision_encode_frames (e->vision, fr, (int32_t) n, embd, max_rows,
-          &got);
+    /* frame by frame, checking for a flush or a stop in between (the last
+     * frame of a <video> block brings the block's newline row) */
+    for (guint i = 0; i < n && rc == MD_OK; i++) {
+      int32_t g = 0;
+      if (abort_cb (self))
+        goto fail;
+      if (block && i + 1 == n)
+        rc = md_vision_encode_video (e->vision, &fr[i], 1,
+            embd + (gsize) got * (gsize) n_embd, max_rows - got, &g);
+      else
+        rc = md_vision_encode_frames (e->vision, &fr[i], 1,
+            embd + (gsize) got * (gsize) n_embd, max_rows - got, &g);
+      got += g;
+    }
     t1 = g_get_monotonic_time ();
     r->encode_ms = (t1 - t0) / 1000.0;
     if (rc != MD_OK) {
@@ -833,6 +989,7 @@ run_job (GstMustdropVqa * self, Engine * e, Job * j)
     r->visual_tokens_final = r->visual_tokens_kept;
   }
 
+generate:;
   struct md_sampler_params sp = md_sampler_default_params ();
   sp.temp = (float) j->temperature;
   sp.seed = j->seed;
@@ -934,6 +1091,57 @@ maybe_post_latency (GstMustdropVqa * self, GstClockTime took)
         gst_message_new_latency (GST_OBJECT (self)));
 }
 
+/* window = 0: encode one sampled frame into the session (worker thread,
+ * lock not held); its RGB copy is released by the caller right after. */
+static void
+encode_stream_frame (GstMustdropVqa * self, Engine * e, Frame * f)
+{
+  GstMapInfo map;
+  struct md_frame fr;
+  int rc;
+
+  if (f->generation != g_atomic_int_get (&self->generation) ||
+      g_atomic_int_get (&self->shutdown))
+    return;                     /* flushed meanwhile */
+  if (f->epoch != e->epoch) {
+    /* the windows restarted (flush, new stream): forget the old frames */
+    md_reduce_reset (e->reduce);
+    e->epoch = f->epoch;
+    e->frames = 0;
+    e->encode_ms = 0;
+  }
+  if (!gst_buffer_map (f->rgb, &map, GST_MAP_READ))
+    return;
+  fr.rgb = map.data;
+  fr.width = f->width;
+  fr.height = f->height;
+  fr.stride = f->stride;
+  fr.pts_ns = GST_CLOCK_TIME_IS_VALID (f->pts) ? (int64_t) f->pts : -1;
+  gint64 t0 = g_get_monotonic_time ();
+  rc = md_reduce_add_frames (e->reduce, &fr, 1);
+  gint64 t1 = g_get_monotonic_time ();
+  gst_buffer_unmap (f->rgb, &map);
+  if (rc != MD_OK) {
+    GST_ELEMENT_WARNING (self, STREAM, FAILED,
+        ("Could not encode the frame at %" GST_TIME_FORMAT ".",
+            GST_TIME_ARGS (f->pts)), ("%s (%s)", md_reduce_error (e->reduce),
+            md_status_str (rc)));
+    return;
+  }
+  e->frames++;
+  e->encode_ms += (t1 - t0) / 1000.0;
+
+  guint tokens = (guint) MAX (md_reduce_n_visual (e->reduce), 0);
+  guint64 bytes = md_reduce_held_bytes (e->reduce);
+  g_mutex_lock (&self->lock);
+  self->n_frames_encoded++;
+  self->held_tokens = tokens;
+  self->held_bytes = bytes;
+  self->held_tokens_max = MAX (self->held_tokens_max, tokens);
+  self->held_bytes_max = MAX (self->held_bytes_max, bytes);
+  g_mutex_unlock (&self->lock);
+}
+
 static gpointer
 worker_main (gpointer data)
 {
@@ -957,7 +1165,24 @@ worker_main (gpointer data)
   self->model_failed = e == NULL;
   g_cond_broadcast (&self->cond);
   while (!g_atomic_int_get (&self->shutdown)) {
-    Job *j = g_queue_pop_head (&self->pending);
+    Job *j = g_queue_peek_head (&self->pending);
+    Frame *f = g_queue_peek_head (&self->stream_frames);
+    /* window = 0: frames are encoded as they come, and before a question
+     * every frame sampled before it */
+    if (f && (!j || !j->stream || f->seq <= j->seq)) {
+      g_queue_pop_head (&self->stream_frames);
+      g_cond_broadcast (&self->cond);
+      if (e && e->reduce) {
+        g_mutex_unlock (&self->lock);
+        encode_stream_frame (self, e, f);
+        frame_unref (f);
+        g_mutex_lock (&self->lock);
+      } else {
+        frame_unref (f);
+      }
+      continue;
+    }
+    j = g_queue_pop_head (&self->pending);
     if (!j) {
       g_cond_wait (&self->cond, &self->lock);
       continue;
@@ -1034,9 +1259,10 @@ enqueue_window_locked (GstMustdropVqa * self, Window * w, GstClockTime end,
     const gchar * question, gboolean force)
 {
   Job *j;
+  gboolean stream = self->window_ns == 0;
 
   self->n_windows++;
-  if (w->frames->len == 0) {
+  if (stream ? self->stream_sampled == 0 : w->frames->len == 0) {
     GST_DEBUG_OBJECT (self, "window %" G_GUINT64_FORMAT " has no frames",
         w->index);
     window_free (w);
@@ -1044,7 +1270,15 @@ enqueue_window_locked (GstMustdropVqa * self, Window * w, GstClockTime end,
   }
   j = g_new0 (Job, 1);
   j->index = w->index;
-  j->frames = g_ptr_array_ref (w->frames);
+  if (stream) {
+    /* the session holds the frames: the question waits for every frame
+     * sampled so far */
+    j->stream = TRUE;
+    j->seq = self->stream_seq;
+    j->epoch = self->stream_epoch;
+  } else {
+    j->frames = g_ptr_array_ref (w->frames);
+  }
   j->start = w->start;
   j->end = end;
   j->start_rt = to_running_time (&self->segment, j->start);
@@ -1119,11 +1353,24 @@ advance_windows_locked (GstMustdropVqa * self, GstClockTime pts)
 }
 
 static void
+clear_stream_frames_locked (GstMustdropVqa * self)
+{
+  Frame *f;
+  while ((f = g_queue_pop_head (&self->stream_frames)))
+    frame_unref (f);
+}
+
+static void
 reset_windows_locked (GstMustdropVqa * self)
 {
   Window *w;
   while ((w = g_queue_pop_head (&self->windows)))
     window_free (w);
+  /* window = 0: the next frame starts a new session */
+  clear_stream_frames_locked (self);
+  self->stream_epoch++;
+  self->stream_sampled = 0;
+  self->stream_last_pts = GST_CLOCK_TIME_NONE;
   self->origin = GST_CLOCK_TIME_NONE;
   self->next_sample = GST_CLOCK_TIME_NONE;
   self->last_end = GST_CLOCK_TIME_NONE;
@@ -1139,6 +1386,7 @@ clear_pending_locked (GstMustdropVqa * self)
     job_free (j);
   while ((r = g_queue_pop_head (&self->ready)))
     result_free (r);
+  clear_stream_frames_locked (self);
 }
 
 /* Copies buf to a small RGB frame (the model's size). */
@@ -1336,6 +1584,15 @@ post_stats (GstMustdropVqa * self)
       "failed", G_TYPE_UINT64, self->n_failed,
       "pending", G_TYPE_UINT, g_queue_get_length (&self->pending),
       "max-inference-time", G_TYPE_UINT64, (guint64) self->max_infer_ns, NULL);
+  if (self->window_ns == 0)
+    gst_structure_set (s,
+        "frames-encoded", G_TYPE_UINT64, self->n_frames_encoded,
+        "frames-dropped", G_TYPE_UINT64, self->n_frames_dropped,
+        "visual-token-cap", G_TYPE_UINT, self->visual_cap,
+        "held-visual-tokens", G_TYPE_UINT, self->held_tokens,
+        "held-visual-tokens-max", G_TYPE_UINT, self->held_tokens_max,
+        "held-visual-bytes", G_TYPE_UINT64, self->held_bytes,
+        "held-visual-bytes-max", G_TYPE_UINT64, self->held_bytes_max, NULL);
   g_mutex_unlock (&self->lock);
   gst_element_post_message (GST_ELEMENT (self),
       gst_message_new_element (GST_OBJECT (self), s));
@@ -1384,7 +1641,30 @@ gst_mustdrop_vqa_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
     g_mutex_unlock (&self->lock);
   }
 
-  if (sample) {
+  if (sample && self->window_ns == 0) {
+    /* window = 0: the worker encodes it into the session; only the copy
+     * happens here. A full queue (the encoder is slower than sample-fps)
+     * loses its oldest frame. */
+    Frame *f = copy_frame (self, buf);
+    if (f) {
+      g_mutex_lock (&self->lock);
+      f->seq = ++self->stream_seq;
+      f->epoch = self->stream_epoch;
+      f->generation = g_atomic_int_get (&self->generation);
+      self->stream_sampled++;
+      self->stream_last_pts = f->pts;
+      while (g_queue_get_length (&self->stream_frames) >=
+          self->stream_max_queue) {
+        frame_unref (g_queue_pop_head (&self->stream_frames));
+        self->n_frames_dropped++;
+      }
+      g_queue_push_tail (&self->stream_frames, f);
+      for (GList * l = self->windows.head; l; l = l->next)
+        ((Window *) l->data)->wants = FALSE;
+      g_cond_broadcast (&self->cond);
+      g_mutex_unlock (&self->lock);
+    }
+  } else if (sample) {
     Frame *f = copy_frame (self, buf);
     if (f) {
       g_mutex_lock (&self->lock);
@@ -1687,7 +1967,15 @@ gst_mustdrop_vqa_ask (GstMustdropVqa * self, const gchar * question)
     return FALSE;
   g_mutex_lock (&self->lock);
   w = g_queue_peek_tail (&self->windows);
-  if (w && w->frames->len > 0 && !self->flushing && !self->stopping) {
+  if (w && self->window_ns == 0 && self->stream_sampled > 0 &&
+      !self->flushing && !self->stopping) {
+    /* window = 0: a question over every frame sampled so far */
+    snap = window_new (w->index, w->start, w->end);
+    self->n_windows--;          /* not a window of its own */
+    enqueue_window_locked (self, snap, self->stream_last_pts, question, FALSE);
+    ok = TRUE;
+  } else if (w && self->window_ns > 0 && w->frames->len > 0 &&
+      !self->flushing && !self->stopping) {
     Frame *last = g_ptr_array_index (w->frames, w->frames->len - 1);
     snap = window_new (w->index, w->start, w->end);
     for (guint i = 0; i < w->frames->len; i++)
@@ -1794,6 +2082,10 @@ validate_and_start (GstMustdropVqa * self)
   self->n_windows = self->n_answered = self->n_dropped = 0;
   self->n_skipped = self->n_failed = 0;
   self->max_infer_ns = self->reported_latency = 0;
+  self->stream_max_queue = STREAM_QUEUE;
+  self->n_frames_encoded = self->n_frames_dropped = 0;
+  self->held_tokens = self->held_tokens_max = self->visual_cap = 0;
+  self->held_bytes = self->held_bytes_max = 0;
   self->text_pos = GST_CLOCK_TIME_NONE;
   self->text_need_start = TRUE;
   g_mutex_unlock (&self->lock);
@@ -1955,6 +2247,9 @@ gst_mustdrop_vqa_set_property (GObject * object, guint prop_id,
     case PROP_CUSTOM_META:
       s->custom_meta = g_value_get_boolean (value);
       break;
+    case PROP_MAX_VISUAL_TOKENS:
+      s->max_visual_tokens = g_value_get_uint (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1968,6 +2263,21 @@ gst_mustdrop_vqa_get_property (GObject * object, guint prop_id,
 {
   GstMustdropVqa *self = GST_MUSTDROP_VQA (object);
   Settings *s = &self->settings;
+
+  /* state, not settings: under lock (taken before settings_lock, never
+   * after) */
+  if (prop_id == PROP_HELD_VISUAL_TOKENS || prop_id == PROP_HELD_VISUAL_BYTES
+      || prop_id == PROP_FRAMES_ENCODED) {
+    g_mutex_lock (&self->lock);
+    if (prop_id == PROP_HELD_VISUAL_TOKENS)
+      g_value_set_uint (value, self->held_tokens);
+    else if (prop_id == PROP_HELD_VISUAL_BYTES)
+      g_value_set_uint64 (value, self->held_bytes);
+    else
+      g_value_set_uint64 (value, self->n_frames_encoded);
+    g_mutex_unlock (&self->lock);
+    return;
+  }
 
   g_mutex_lock (&self->settings_lock);
   switch (prop_id) {
@@ -2034,6 +2344,9 @@ gst_mustdrop_vqa_get_property (GObject * object, guint prop_id,
     case PROP_CUSTOM_META:
       g_value_set_boolean (value, s->custom_meta);
       break;
+    case PROP_MAX_VISUAL_TOKENS:
+      g_value_set_uint (value, s->max_visual_tokens);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -2073,6 +2386,8 @@ gst_mustdrop_vqa_init (GstMustdropVqa * self)
   g_queue_init (&self->windows);
   g_queue_init (&self->pending);
   g_queue_init (&self->ready);
+  g_queue_init (&self->stream_frames);
+  self->stream_last_pts = GST_CLOCK_TIME_NONE;
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
   self->origin = self->next_sample = GST_CLOCK_TIME_NONE;
   self->text_pos = GST_CLOCK_TIME_NONE;
@@ -2095,6 +2410,7 @@ gst_mustdrop_vqa_init (GstMustdropVqa * self)
   s->stats = DEFAULT_STATS;
   s->stream_tokens = DEFAULT_STREAM_TOKENS;
   s->custom_meta = DEFAULT_CUSTOM_META;
+  s->max_visual_tokens = DEFAULT_MAX_VISUAL_TOKENS;
 
   self->sinkpad = gst_pad_new_from_static_template (&sink_template, "sink");
   gst_pad_set_chain_function (self->sinkpad,
@@ -2152,8 +2468,11 @@ gst_mustdrop_vqa_class_init (GstMustdropVqaClass * klass)
           "(0 = every frame)", 0.0, 1000.0, DEFAULT_SAMPLE_FPS, ready));
   g_object_class_install_property (gobject_class, PROP_WINDOW,
       g_param_spec_double ("window", "Window",
-          "Seconds of video per answer (0 = one growing window answered at "
-          "EOS and on the \"ask\" signal)", 0.0, 86400.0, DEFAULT_WINDOW,
+          "Seconds of video per answer. 0 = one growing window over the whole "
+          "stream: frames are encoded as they arrive and only their reduced "
+          "visual tokens kept (at most max-visual-tokens); answered at EOS and "
+          "whenever the \"ask\" action signal poses a new question over "
+          "everything seen so far", 0.0, 86400.0, DEFAULT_WINDOW,
           ready));
   g_object_class_install_property (gobject_class, PROP_WINDOW_OVERLAP,
       g_param_spec_double ("window-overlap", "Window overlap",
@@ -2163,12 +2482,14 @@ gst_mustdrop_vqa_class_init (GstMustdropVqaClass * klass)
       g_param_spec_uint ("max-frames", "Max frames",
           "Most frames kept per window; more sampled frames are subsampled "
           "uniformly. Memory per window is about max-frames x S x S x 3 bytes "
-          "(S = the vision tower's input side, e.g. 336)", 1, 1024,
+          "(S = the vision tower's input side, e.g. 336). window=0: most frame "
+          "blocks in the prompt (adjacent ones merge beyond it)", 1, 1024,
           DEFAULT_MAX_FRAMES, ready));
   g_object_class_install_property (gobject_class, PROP_REDUCE,
       g_param_spec_string ("reduce", "Token reduction",
           "Visual-token reduction spec, e.g. \"none\", \"mustdrop:tokens=128\", "
-          "\"dycoke:k=0.7\", \"fastv:k=2,r=0.5\", \"cap:tokens=512\" "
+          "\"dycoke:k=0.7\", \"fastv:k=2,r=0.5\", \"cap:tokens=512\", "
+          "\"dycoke:k=0.7+cap:tokens=1024,frames=8\" "
           "(stages joined with '+'; see docs/reduction.md)", DEFAULT_REDUCE, ready));
   g_object_class_install_property (gobject_class, PROP_MAX_NEW_TOKENS,
       g_param_spec_uint ("max-new-tokens", "Max new tokens",
@@ -2222,6 +2543,30 @@ gst_mustdrop_vqa_class_init (GstMustdropVqaClass * klass)
           "\"GstMustdropAnswerCustomMeta\" holding the answer structure "
           "(readable from Python and other bindings)", DEFAULT_CUSTOM_META,
           ready));
+  g_object_class_install_property (gobject_class, PROP_MAX_VISUAL_TOKENS,
+      g_param_spec_uint ("max-visual-tokens", "Max visual tokens",
+          "window=0 only: most visual tokens the growing window keeps (frames "
+          "are encoded as they arrive and only their reduced tokens kept; "
+          "beyond the cap the least important are dropped and, past "
+          "max-frames frame blocks, adjacent blocks merge). 0 = the reduce "
+          "spec's cap:tokens=N, else 1024; lowered to fit context-size",
+          0, 1 << 24, DEFAULT_MAX_VISUAL_TOKENS, ready));
+  g_object_class_install_property (gobject_class, PROP_HELD_VISUAL_TOKENS,
+      g_param_spec_uint ("held-visual-tokens", "Held visual tokens",
+          "window=0: visual tokens the growing window holds now "
+          "(<= max-visual-tokens)", 0, G_MAXUINT, 0,
+          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+  g_object_class_install_property (gobject_class, PROP_HELD_VISUAL_BYTES,
+      g_param_spec_uint64 ("held-visual-bytes", "Held visual bytes",
+          "window=0: host bytes those tokens take (rows, scores, the "
+          "temporal methods' reference frames)", 0, G_MAXUINT64, 0,
+          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+  g_object_class_install_property (gobject_class, PROP_FRAMES_ENCODED,
+      g_param_spec_uint64 ("frames-encoded", "Frames encoded",
+          "window=0: sampled frames encoded into the growing window so far "
+          "(frames the encoder could not keep up with are counted as "
+          "frames-dropped in \"mustdrop-stats\")", 0, G_MAXUINT64, 0,
+          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   /**
    * GstMustdropVqa::answer:
@@ -2240,8 +2585,12 @@ gst_mustdrop_vqa_class_init (GstMustdropVqaClass * klass)
    * @self: the element
    * @question: the question
    *
-   * Action signal: ask about the frames of the current window (the growing
-   * one with window = 0) now. Returns %TRUE when queued.
+   * Action signal: ask about the frames of the current window now; with
+   * window = 0, about everything seen since the stream started (the
+   * question is answered once every frame sampled before it is encoded).
+   * The answer comes out like the others (meta, "mustdrop-answer" message,
+   * "answer" signal, text_src). Returns %TRUE when queued, %FALSE before
+   * the first frame.
    */
   signals[SIGNAL_ASK] = g_signal_new_class_handler ("ask",
       G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION,

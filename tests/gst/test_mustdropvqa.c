@@ -278,13 +278,14 @@ GST_START_TEST (test_eos_partial_window)
 
 GST_END_TEST;
 
-/* window = 0: one growing window, "ask" on demand, answered at EOS; the
- * frames kept stay within max-frames. */
+/* window = 0: one growing window, "ask" on demand, answered at EOS; frames
+ * are encoded as they arrive (those the encoder cannot keep up with are
+ * dropped and counted), the session's tokens stay under the cap. */
 GST_START_TEST (test_growing_window_ask)
 {
   GstBus *bus;
   GstElement *e = make_vqa (&bus, "window", 0.0, "sample-fps", 0.0,
-      "max-frames", 4, NULL);
+      "max-frames", 4, "max-visual-tokens", 40, NULL);
   GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
   gsize size = W * H * 3;
   gboolean queued = FALSE;
@@ -299,14 +300,173 @@ GST_START_TEST (test_growing_window_ask)
   GstStructure *s = wait_element_message (bus, "mustdrop-answer");
   fail_unless_equals_string (gst_structure_get_string (s, "question"),
       "Is it dark?");
-  guint frames = 0;
+  guint frames = 0, kept = 0;
   gst_structure_get_uint (s, "frames", &frames);
-  fail_unless (frames >= 2 && frames <= 4, "frames %u", frames);
+  gst_structure_get_uint (s, "visual-tokens-kept", &kept);
+  fail_unless (frames >= 1 && frames <= 40, "frames %u", frames);
+  fail_unless (kept >= 1 && kept <= 40, "kept %u", kept);
+  fail_unless (g_str_has_prefix (gst_structure_get_string (s, "reduce"),
+          "cap:tokens=40,frames=4"), "%s", gst_structure_get_string (s,
+          "reduce"));
   gst_structure_free (s);
+  guint held = 0;
+  g_object_get (e, "held-visual-tokens", &held, NULL);
+  fail_unless (held >= 1 && held <= 40, "held %u", held);
   fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
   s = wait_element_message (bus, "mustdrop-answer");
   fail_unless_equals_uint64 (get_u64 (s, "window-start"), 0);
   fail_unless_equals_uint64 (get_u64 (s, "window-end"), 4 * GST_SECOND);
+  gst_structure_free (s);
+  s = wait_element_message (bus, "mustdrop-stats");
+  fail_unless_equals_uint64 (get_u64 (s, "frames-encoded") + get_u64 (s,
+          "frames-dropped"), 40);
+  guint max_held = 0;
+  gst_structure_get_uint (s, "held-visual-tokens-max", &max_held);
+  fail_unless (max_held <= 40, "max held %u", max_held);
+  gst_structure_free (s);
+
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
+/* window = 0 across a flush: frames waiting for the encoder are dropped,
+ * the growing window restarts, and the EOS answer covers only the frames
+ * after the flush. */
+GST_START_TEST (test_growing_window_flush)
+{
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "window", 0.0, "sample-fps", 0.0,
+      "reduce", "stmerge:thresh=0.9", NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gsize size = W * H * 3;
+
+  gst_harness_set_src_caps_str (h, CAPS_RGB);
+  for (guint i = 0; i < 60; i++)
+    gst_harness_push (h, make_frame (i, i * GST_SECOND / 10, size));
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
+  GstSegment seg;
+  gst_segment_init (&seg, GST_FORMAT_TIME);
+  fail_unless (gst_harness_push_event (h, gst_event_new_segment (&seg)));
+  gst_bus_set_flushing (bus, TRUE);
+  gst_bus_set_flushing (bus, FALSE);
+  for (guint i = 0; i < 5; i++)
+    gst_harness_push (h, make_frame (i, i * GST_SECOND / 10, size));
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  GstStructure *s = wait_element_message (bus, "mustdrop-answer");
+  guint frames = 0;
+  gst_structure_get_uint (s, "frames", &frames);
+  fail_unless_equals_int (frames, 5);
+  fail_unless_equals_uint64 (get_u64 (s, "window-start"), 0);
+  fail_unless (g_str_has_prefix (gst_structure_get_string (s, "reduce"),
+          "stmerge:"));
+  gst_structure_free (s);
+
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
+/* One hour of 1 fps video into window=0: 3600 frames 1 s apart (64x48),
+ * every one encoded (the test waits for the encoder as a real-time source
+ * would), a question half way, the answer at EOS. The tokens and bytes the
+ * growing window holds stay within the budget docs/usage-gst.md states
+ * (HOUR_TOKENS tokens, HOUR_BYTES bytes with the tiny model, n_embd 64).
+ * Under ASan (MD_TEST_SHORT set by tests/gst/meson.build) a 15-minute
+ * stream (900 frames) keeps the test under a minute; same checks. */
+#define HOUR_TOKENS 256
+#define HOUR_BYTES (80 * 1024)
+
+static guint64
+frames_encoded (GstElement * e)
+{
+  guint64 n = 0;
+  g_object_get (e, "frames-encoded", &n, NULL);
+  return n;
+}
+
+GST_START_TEST (test_one_hour_bounded)
+{
+  GstBus *bus;
+  const guint queue = 8;        /* frames in flight (the element holds 16) */
+  guint n = g_getenv ("MD_TEST_SHORT") ? 900 : 3600;
+  GstElement *e = make_vqa (&bus, "window", 0.0, "sample-fps", 1.0,
+      "max-frames", 16, "max-visual-tokens", HOUR_TOKENS,
+      "reduce", "dycoke:k=0.7", NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gsize size = 64 * 48 * 3;
+  guint max_tokens = 0;
+  guint64 max_bytes = 0;
+  gint64 t0 = g_get_monotonic_time ();
+
+  gst_harness_set_src_caps_str (h,
+      "video/x-raw,format=RGB,width=64,height=48,framerate=1/1");
+  for (guint i = 0; i < n; i++) {
+    /* a scene that changes every 10 minutes, with a little motion */
+    GstBuffer *b = make_frame ((guint8) ((i / 600) * 40 + (i % 7)),
+        (GstClockTime) i * GST_SECOND, size);
+    GST_BUFFER_DURATION (b) = GST_SECOND;
+    fail_unless_equals_int (gst_harness_push (h, b), GST_FLOW_OK);
+    /* wait for the encoder rather than fill its queue (a live source at
+     * 1 fps leaves it a second per frame) */
+    while (i + 1 - frames_encoded (e) >= queue - 1)
+      g_usleep (200);
+    if (i % 50 == 0 || i + 1 == n) {
+      guint tok = 0;
+      guint64 bytes = 0;
+      g_object_get (e, "held-visual-tokens", &tok, "held-visual-bytes", &bytes,
+          NULL);
+      max_tokens = MAX (max_tokens, tok);
+      max_bytes = MAX (max_bytes, bytes);
+      fail_unless (tok <= HOUR_TOKENS, "frame %u: %u tokens held", i, tok);
+      fail_unless (bytes <= HOUR_BYTES, "frame %u: %" G_GUINT64_FORMAT
+          " bytes held", i, bytes);
+    }
+    if (i == n / 2) {
+      gboolean queued = FALSE;
+      g_signal_emit_by_name (e, "ask", "What changed?", &queued);
+      fail_unless (queued);
+      GstStructure *s = wait_element_message (bus, "mustdrop-answer");
+      guint frames = 0;
+      gst_structure_get_uint (s, "frames", &frames);
+      /* every frame sampled before the question */
+      fail_unless_equals_int (frames, n / 2 + 1);
+      fail_unless_equals_uint64 (get_u64 (s, "window-end"),
+          (guint64) (n / 2) * GST_SECOND);
+      gst_structure_free (s);
+    }
+  }
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  GstStructure *s = wait_element_message (bus, "mustdrop-answer");
+  guint frames = 0, kept = 0, in = 0;
+  gst_structure_get_uint (s, "frames", &frames);
+  gst_structure_get_uint (s, "visual-tokens", &in);
+  gst_structure_get_uint (s, "visual-tokens-kept", &kept);
+  fail_unless_equals_int (frames, n);
+  fail_unless_equals_uint64 (get_u64 (s, "window-start"), 0);
+  fail_unless_equals_uint64 (get_u64 (s, "window-end"),
+      (guint64) n * GST_SECOND);
+  fail_unless (gst_structure_get_string (s, "answer") != NULL);
+  fail_unless (kept <= HOUR_TOKENS + 1, "kept %u", kept);
+  gst_structure_free (s);
+  s = wait_element_message (bus, "mustdrop-stats");
+  guint held_max = 0;
+  gst_structure_get_uint (s, "held-visual-tokens-max", &held_max);
+  guint64 bytes_max = get_u64 (s, "held-visual-bytes-max");
+  fail_unless_equals_uint64 (get_u64 (s, "frames-encoded"), n);
+  fail_unless_equals_uint64 (get_u64 (s, "frames-dropped"), 0);
+  fail_unless (held_max <= HOUR_TOKENS, "held max %u", held_max);
+  fail_unless (bytes_max <= HOUR_BYTES, "bytes max %" G_GUINT64_FORMAT,
+      bytes_max);
+  g_print ("window=0, %u frames at 1 fps: %u visual tokens in, %u kept at the "
+      "end; held at most %u tokens / %" G_GUINT64_FORMAT " bytes (budget %d / "
+      "%d); %.1f s\n", n, in, kept, held_max, bytes_max, HOUR_TOKENS,
+      HOUR_BYTES, (g_get_monotonic_time () - t0) / 1e6);
   gst_structure_free (s);
 
   gst_harness_teardown (h);
@@ -836,6 +996,7 @@ mustdropvqa_suite (void)
   tcase_add_test (tc, test_overlap_and_question);
   tcase_add_test (tc, test_eos_partial_window);
   tcase_add_test (tc, test_growing_window_ask);
+  tcase_add_test (tc, test_growing_window_flush);
   tcase_add_test (tc, test_flush_during_inference);
   tcase_add_test (tc, test_caps_change);
   tcase_add_test (tc, test_formats);
@@ -847,6 +1008,12 @@ mustdropvqa_suite (void)
   tcase_add_test (tc, test_device_cuda);
   tcase_add_test (tc, test_live_drops_windows_not_video);
   tcase_add_test (tc, test_text_pad_textoverlay);
+
+  /* one hour of 1 fps video (a quarter under ASan) */
+  TCase *tl = tcase_create ("long");
+  tcase_set_timeout (tl, 150);
+  suite_add_tcase (s, tl);
+  tcase_add_test (tl, test_one_hour_bounded);
   return s;
 }
 
