@@ -572,6 +572,11 @@ int main(int argc, char **argv)
     struct engine e;
     struct totals t;
     memset(&t, 0, sizeof t);
+    /* the decoded frames of the last video, reused while consecutive lines share it */
+    struct media_frames frames = { 0 };
+    char *frames_path = NULL, frames_err[600] = "";
+    bool frames_ok = false;
+    struct answer_buf ans = { NULL, 0, 0 };
     status = 1;
     if (load_engine(&e, &a))
         goto done;
@@ -580,12 +585,6 @@ int main(int argc, char **argv)
         goto done;
     }
     media_set_verbose(getenv("MUSTDROP_FFMPEG_LOG") != NULL);
-
-    /* the decoded frames of the last video, reused while consecutive lines share it */
-    struct media_frames frames = { 0 };
-    char *frames_path = NULL, frames_err[600] = "";
-    bool frames_ok = false;
-    struct answer_buf ans = { NULL, 0, 0 };
     for (long i = 0; i < n_items; i++) {
         const struct item *it = &items[i];
         struct result r;
@@ -638,9 +637,6 @@ int main(int argc, char **argv)
         }
         if (out) write_prediction(out, it, prediction, ok, &r);
     }
-    if (frames_ok) media_frames_free(&frames);
-    free(frames_path);
-    free(ans.s);
     status = 0;
     if (out && (fflush(out) || ferror(out))) {
         fprintf(stderr, "mustdrop-eval: error writing '%s'\n", a.out);
@@ -650,6 +646,9 @@ int main(int argc, char **argv)
     print_report(a.json ? stderr : stdout, &t, &a, wall);
     if (a.json) print_json(&t, &a, wall);
 done:
+    if (frames_ok) media_frames_free(&frames);
+    free(frames_path);
+    free(ans.s);
     if (out) fclose(out);
     free_engine(&e);
     for (long i = 0; i < n_items; i++) item_free(&items[i]);
