@@ -1,7 +1,7 @@
 /* mustdrop-eval: run a video-QA split through the engine and print accuracy.
  *
  *   mustdrop-eval --split DIR [-m LLM.gguf --mmproj MMPROJ.gguf] [--reduce SPEC]
- *                 [--frames N] [--limit N] [-t THREADS] [--out FILE] [--json]
+ *                 [--frames N] [--limit N] [-t THREADS] [-c N_CTX] [--out FILE] [--json]
  *
  * DIR/manifest.jsonl: one object per line, {"id", "video" (relative to DIR),
  * "question", "answer", "type"} (extra keys ignored). Each question is
@@ -33,6 +33,7 @@ struct eval_args {
     int n_frames;
     long limit;             /* 0: all */
     int n_threads;
+    int n_ctx;              /* -c: KV cache size (0: min(model, 4096), as mustdrop) */
     const char *out;
     bool json;
     char default_llm[4096], default_mmproj[4096];
@@ -76,6 +77,7 @@ static void usage(FILE *f)
         "      --frames N       frames sampled uniformly per video (default %d), as mustdrop --frames\n"
         "      --limit N        only the first N questions\n"
         "  -t, --threads N      CPU threads (default: all online CPUs)\n"
+        "  -c, --ctx-size N     KV cache size (default min(model, 4096)), as mustdrop -c\n"
         "      --out FILE       per-question predictions as JSON lines: id, type, answer,\n"
         "                       prediction, correct, visual_tokens_kept (and error)\n"
         "      --json           one JSON summary line on stdout (the table goes to stderr)\n"
@@ -135,6 +137,7 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
         else if (!strcmp(o, "--frames")) { NEED_VALUE(); if (parse_long(o, v, 1, 4096, &x)) return -1; a->n_frames = (int)x; }
         else if (!strcmp(o, "--limit")) { NEED_VALUE(); if (parse_long(o, v, 1, 1000000000L, &x)) return -1; a->limit = x; }
         else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) { NEED_VALUE(); if (parse_long(o, v, 0, 4096, &x)) return -1; a->n_threads = (int)x; }
+        else if (!strcmp(o, "-c") || !strcmp(o, "--ctx-size")) { NEED_VALUE(); if (parse_long(o, v, 0, 1000000000L, &x)) return -1; a->n_ctx = (int)x; }
         else if (!strcmp(o, "--out")) { NEED_VALUE(); a->out = v; }
         else if (!strcmp(o, "--json")) a->json = true;
         else { fprintf(stderr, "mustdrop-eval: unknown option '%s' (see --help)\n", o); return -1; }
@@ -518,8 +521,9 @@ static int load_engine(struct engine *e, const struct eval_args *a)
     }
     struct md_context_params cp = md_context_default_params();
     cp.n_threads = a->n_threads;
+    cp.n_ctx = a->n_ctx;
     if (e->reduce)   /* as mustdrop: layer-wise pruning needs the whole prompt in one batch */
-        cp.n_batch = 4096;
+        cp.n_batch = a->n_ctx > 0 ? a->n_ctx : 4096;
     if (md_context_new(e->model, &cp, &e->ctx, err, sizeof err)) {
         fprintf(stderr, "mustdrop-eval: cannot create a context: %s\n", err);
         return -1;

@@ -180,6 +180,12 @@ try:
     check(r.get("visual_tokens_kept") == 64 and r.get("visual_tokens_final") == 32,
           f"fastv: LLM gets 64, keeps 32 after layer 2: {r}")
 
+    # a context too small for the prompt: every question reported and counted wrong
+    rc, out, err = run([evalx, "--split", split, *model, "--frames", N, "-t", "1", "--json", "-c", "60"])
+    r = json.loads(out.decode().splitlines()[0]) if rc == 0 and out else {}
+    check(r.get("n") == 7 and r.get("correct") == 0 and r.get("n_errors") == 7
+          and "but the context holds 60 (use -c)" in err, f"-c 60: {r} {err[-300:]}")
+
     # the default model from MUSTDROP_MODEL_DIR
     dm = os.path.join(tmp, "defmodel")
     os.makedirs(dm)
