@@ -1995,6 +1995,33 @@ gst_mustdrop_vqa_ask (GstMustdropVqa * self, const gchar * question)
  * State changes
  * ------------------------------------------------------------------------ */
 
+
+/* Neither 'model' nor 'mmproj' set: the bundled default model (libmustdrop's
+ * lookup: MUSTDROP_MODEL_DIR, the installed data dir, the source tree). The
+ * paths found are stored in the settings, so the properties show what runs.
+ * Called with the settings lock held. */
+static void
+use_default_model (Settings * s, gchar ** msg, gchar ** dbg)
+{
+  char llm[4096], mm[4096], dir[4096];
+  if (md_default_model_paths (llm, sizeof llm, mm, sizeof mm) == 0) {
+    g_free (s->model);
+    g_free (s->mmproj);
+    s->model = g_strdup (llm);
+    s->mmproj = g_strdup (mm);
+    return;
+  }
+  GString *dirs = g_string_new (NULL);
+  for (int i = 0; md_default_model_dir (i, dir, sizeof dir) == 0; i++)
+    g_string_append_printf (dirs, "%s%s", i ? ", " : "", dir);
+  *msg = g_strdup ("No model given, and the bundled default model was not "
+      "found.");
+  *dbg = g_strdup_printf ("set 'model' and 'mmproj', or put "
+      "synthvqa-llm-f16.gguf and synthvqa-mmproj-f16.gguf in one of: %s "
+      "(or a directory named by MUSTDROP_MODEL_DIR)", dirs->str);
+  g_string_free (dirs, TRUE);
+}
+
 static gboolean
 validate_and_start (GstMustdropVqa * self)
 {
@@ -2015,11 +2042,15 @@ validate_and_start (GstMustdropVqa * self)
   GstResourceError code = GST_RESOURCE_ERROR_SETTINGS;
 
   g_mutex_lock (&self->settings_lock);
-  if (!s->model || !*s->model || !s->mmproj || !*s->mmproj) {
+  if ((!s->model || !*s->model) && (!s->mmproj || !*s->mmproj))
+    use_default_model (s, &msg, &dbg);
+  if (msg) {
+    code = GST_RESOURCE_ERROR_NOT_FOUND;
+  } else if (!s->model || !*s->model || !s->mmproj || !*s->mmproj) {
     code = GST_RESOURCE_ERROR_NOT_FOUND;
     msg = g_strdup ("No model given.");
     dbg = g_strdup ("set both 'model' (LLM .gguf) and 'mmproj' (vision "
-        "projector .gguf)");
+        "projector .gguf), or neither for the bundled default model");
   } else if (!g_file_test (s->model, G_FILE_TEST_IS_REGULAR)) {
     code = GST_RESOURCE_ERROR_NOT_FOUND;
     msg = g_strdup_printf ("Model file \"%s\" not found.", s->model);
@@ -2449,7 +2480,11 @@ gst_mustdrop_vqa_class_init (GstMustdropVqaClass * klass)
   g_object_class_install_property (gobject_class, PROP_MODEL,
       g_param_spec_string ("model", "Model",
           "Path of the language model GGUF (LLaVA-style LLM: llama or qwen2); "
-          "loaded off the streaming thread when going to PAUSED", NULL, ready));
+          "loaded off the streaming thread when going to PAUSED. With neither "
+          "model nor mmproj set, the bundled default model (synthvqa-llm-f16.gguf "
+          "+ synthvqa-mmproj-f16.gguf from $MUSTDROP_MODEL_DIR, the installed "
+          "data dir or the source tree) is used and its paths appear here", NULL,
+          ready));
   g_object_class_install_property (gobject_class, PROP_MMPROJ,
       g_param_spec_string ("mmproj", "Vision projector",
           "Path of the vision tower + projector GGUF (llama.cpp mmproj) "

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Asks the model a question about every 2 s of the bundled sample clip
-# (pipelines/sample.webm, made by make-sample-clip.sh) and prints one line per
-# window: "window 0.0-2.0 s: <answer>".
+# The README's main command: two questions about the bundled sample clip
+# (pipelines/shapes.webm, 8 s of the synthetic shapes task the default model
+# was trained on; made by models/synthvqa/synthvqa.py sample), asked by two
+# mustdropvqa elements in one pipeline, each over the whole clip (window=8,
+# one frame a second). The questions are the first two of shapes.json beside
+# the clip. Prints one line per answer:
+#   window 0.0-8.0 s  Q: Which colour appears first?  A: green   (expected: green)
 #   pipelines/ask-sample.sh [VIDEO]
-# MODEL / MMPROJ / QUESTION / WINDOW as for the other scripts. The default
-# models are the tiny random-weight test models: their answers are nonsense
-# (every step runs for real); a trained default model comes with a later issue.
+# QUESTION / QUESTION2 replace the two questions; MODEL / MMPROJ as for the
+# other scripts (default: the bundled model models/synthvqa/); WINDOW (s),
+# REDUCE (a reduction spec, default: the element's) and SAMPLE_FPS too.
 set -euo pipefail
+QUESTION_SET="${QUESTION:-}"
 # shellcheck source=pipelines/common.sh
-source "$(dirname "$0")/common.sh"   # sets here, fixtures, MODEL, MMPROJ, QUESTION
-in="${1:-$here/sample.webm}"
+source "$(dirname "$0")/common.sh"   # sets here, fixtures, root, MODEL, MMPROJ, QUESTION
+in="${1:-$here/shapes.webm}"
 if [ ! -r "$in" ]; then
   echo "ask-sample: cannot read $in" >&2
   exit 1
@@ -18,25 +23,44 @@ if ! command -v python3 >/dev/null 2>&1; then
   echo "ask-sample: python3 not found (it formats the answers; Debian 12: apt-get install python3)" >&2
   exit 1
 fi
-echo "mustdropvqa on $(basename "$in"), question: \"$QUESTION\""
+# the sample's own questions and answers (shapes.json beside shapes.webm)
+info="${in%.*}.json"
+sample_q() {   # the sample's n-th question (0-based), or the fallback
+  if [ -r "$info" ]; then
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["questions"][int(sys.argv[2])]["question"])' "$info" "$1"
+  else
+    echo "$2"
+  fi
+}
+q1="${QUESTION_SET:-$(sample_q 0 "What is happening in the video?")}"
+q2="${QUESTION2:-$(sample_q 1 "Which colour appears first?")}"
+echo "mustdropvqa on $(basename "$in")"
 # shellcheck disable=SC2154  # fixtures: from common.sh
 if [ "$MODEL" = "$fixtures/tiny-llava-llm-f32.gguf" ]; then
-  echo "model: the bundled tiny random-weight test model, so the answers are NONSENSE"
-  echo "(every step - decoding, frame sampling, vision tower, projector, LLM, sampling - is"
-  echo "the real one; a trained default model comes later; set MODEL= and MMPROJ= to use your own)"
+  echo "model: the tiny random-weight test model (the bundled models/synthvqa/ model is missing),"
+  echo "so the answers are NONSENSE (every step - decoding, frame sampling, vision tower,"
+  echo "projector, LLM, sampling - is the real one; set MODEL= and MMPROJ= to use your own)"
 else
   echo "model: $MODEL"
 fi
-# The element appends one JSON object per answer to jsonl-location (flushed
-# per line); here that is our stdout, read line by line by the formatter.
+reduce=()
+[ -z "${REDUCE:-}" ] || reduce=(reduce="$REDUCE")
+# Each element appends one JSON object per answer to jsonl-location (one
+# write per line), here our stdout, read line by line by the formatter.
 set +e
 gst-launch-1.0 -q filesrc location="$in" ! decodebin ! videoconvert \
-  ! mustdropvqa model="$MODEL" mmproj="$MMPROJ" question="$QUESTION" \
-      window="${WINDOW:-2}" sample-fps=2 max-frames=4 max-pending=64 \
-      max-new-tokens=24 jsonl-location=/dev/stdout \
+  ! mustdropvqa model="$MODEL" mmproj="$MMPROJ" question="$q1" "${reduce[@]}" \
+      window="${WINDOW:-8}" sample-fps="${SAMPLE_FPS:-1}" max-frames=8 max-pending=64 \
+      max-new-tokens=16 temperature=0 jsonl-location=/dev/stdout \
+  ! mustdropvqa model="$MODEL" mmproj="$MMPROJ" question="$q2" "${reduce[@]}" \
+      window="${WINDOW:-8}" sample-fps="${SAMPLE_FPS:-1}" max-frames=8 max-pending=64 \
+      max-new-tokens=16 temperature=0 jsonl-location=/dev/stdout \
   ! fakesink sync=false \
   | python3 -c '
-import json, sys
+import json, os, sys
+expected = {}
+if os.path.isfile(sys.argv[1]):
+    expected = {q["question"]: q["answer"] for q in json.load(open(sys.argv[1]))["questions"]}
 n = 0
 for line in sys.stdin:
     line = line.strip()
@@ -44,13 +68,15 @@ for line in sys.stdin:
         print(line)
         continue
     a = json.loads(line)
-    text = "".join(c if c.isprintable() and c != "\ufffd" else "?"
-                   for c in a["answer"])
-    print("window %.1f-%.1f s: %s" % (a["start"], a["end"], text), flush=True)
+    text = "".join(c if c.isprintable() and c != "\ufffd" else "?" for c in a["answer"])
+    exp = expected.get(a["question"])
+    tail = "" if exp is None else "   (expected: %s)" % exp
+    print("window %.1f-%.1f s  Q: %s  A: %s%s" % (a["start"], a["end"], a["question"], text, tail),
+          flush=True)
     n += 1
 if n == 0:
     sys.exit("ask-sample: no answer came back")
-'
+' "$info"
 st=("${PIPESTATUS[@]}")
 set -e
 if [ "${st[0]}" != 0 ]; then

@@ -1,13 +1,20 @@
 # shellcheck shell=bash
 # Shared settings of the pipelines/*.sh scripts (sourced, not run).
-# MODEL / MMPROJ: the LLM and vision projector GGUFs (default: the tiny
-# random test models, which give nonsense answers but exercise every step).
+# MODEL / MMPROJ: the LLM and vision projector GGUFs (default: the bundled
+# synthvqa model, models/synthvqa/, trained on synthetic shape videos; when it
+# is absent, the tiny random test models, which give nonsense answers but
+# exercise every step).
 # QUESTION: the question asked about every window.
 # GST_PLUGIN_PATH: where libgstmustdrop.so is (default: the first of
 # build/gst and build-gst/gst that holds it, relative to the repository).
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 fixtures="$root/models/fixtures/vision"
+if [ -z "${MODEL:-}" ] && [ -z "${MMPROJ:-}" ] && [ -r "$root/models/synthvqa/synthvqa-llm-f16.gguf" ] \
+   && [ -r "$root/models/synthvqa/synthvqa-mmproj-f16.gguf" ]; then
+  MODEL="$root/models/synthvqa/synthvqa-llm-f16.gguf"
+  MMPROJ="$root/models/synthvqa/synthvqa-mmproj-f16.gguf"
+fi
 MODEL="${MODEL:-$fixtures/tiny-llava-llm-f32.gguf}"
 MMPROJ="${MMPROJ:-$fixtures/tiny-llava-mmproj-f32.gguf}"
 QUESTION="${QUESTION:-What is happening in the video?}"

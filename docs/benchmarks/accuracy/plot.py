@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""results.jsonl (run.sh) -> results.csv, table.md and accuracy.png.
+
+    python3 docs/benchmarks/accuracy/plot.py OUT_DIR
+
+x axis: visual tokens as a fraction of the unreduced count. For methods that
+prune inside the LLM (FastV, MustDrop's prefill stage) the count is the mean
+over the LLM's layers of the visual rows each layer processes
+(visual_tokens_layer_avg when mustdrop-eval reports it), which is what the
+prefill FLOPs scale with; for the others it is the rows given to the LLM.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+
+def tokens(d: dict) -> float:
+    return float(d.get("visual_tokens_layer_avg", d["visual_tokens_kept"]))
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines() if x.strip()]
+    base = next((r for r in rows if r["method"] == "none"), rows[0])
+    n_in = float(base["visual_tokens_in"])
+    f0 = float(base["flops_prefill"])
+    types = sorted({t for r in rows for t in r.get("per_type", {})})
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "target", "spec", "n", "correct", "accuracy", "visual_tokens_in",
+                    "visual_tokens_kept", "visual_tokens_final", "visual_tokens_layer_avg",
+                    "fraction", "flops_prefill", "flops_vs_none", "t_vision_ms", "t_prefill_ms",
+                    "t_decode_ms", *[f"acc_{t}" for t in types]])
+        for r in rows:
+            pt = r.get("per_type", {})
+            w.writerow([r["method"], r["target"], r["spec"], r["n"], r["correct"],
+                        f"{r['accuracy']:.4f}", f"{r['visual_tokens_in']:.2f}",
+                        f"{r['visual_tokens_kept']:.2f}", f"{r.get('visual_tokens_final', 0):.2f}",
+                        f"{tokens(r):.2f}", f"{tokens(r) / n_in:.4f}", f"{r['flops_prefill']:.4g}",
+                        f"{r['flops_prefill'] / f0:.3f}", f"{r['t_vision_ms']:.2f}",
+                        f"{r['t_prefill_ms']:.2f}", f"{r['t_decode_ms']:.2f}",
+                        *[(f"{pt[t]['correct'] / pt[t]['n']:.3f}" if t in pt and pt[t]["n"] else "")
+                          for t in types]])
+    lines = ["| method | target | spec | visual tokens (of %.0f) | fraction | accuracy | prefill FLOPs vs none | ms vision | ms prefill |" % n_in,
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['target']} | `{r['spec']}` | {tokens(r):.1f} | "
+                     f"{100 * tokens(r) / n_in:.1f}% | **{100 * r['accuracy']:.1f}%** | "
+                     f"{r['flops_prefill'] / f0:.2f} | {r['t_vision_ms']:.1f} | {r['t_prefill_ms']:.1f} |")
+    lines += ["", "Per question type (accuracy %):", "",
+              "| method | target | " + " | ".join(types) + " |",
+              "|---|---|" + "---:|" * len(types)]
+    for r in rows:
+        pt = r.get("per_type", {})
+        lines.append(f"| {r['method']} | {r['target']} | " + " | ".join(
+            (f"{100 * pt[t]['correct'] / pt[t]['n']:.0f}" if t in pt and pt[t]["n"] else "")
+            for t in types) + " |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    methods = []
+    for r in rows:
+        if r["method"] not in methods and r["method"] != "none":
+            methods.append(r["method"])
+    marks = "os^vD<>px*"
+    for i, m in enumerate(methods):
+        pts = sorted((tokens(r) / n_in, r["accuracy"]) for r in rows if r["method"] == m)
+        ax.plot([100 * p[0] for p in pts], [100 * p[1] for p in pts], marker=marks[i % len(marks)],
+                label=m)
+    ax.axhline(100 * base["accuracy"], color="k", ls="--", lw=1,
+               label=f"no reduction ({100 * base['accuracy']:.1f}%)")
+    ax.set_xscale("log")
+    ax.set_xticks([5, 11, 25, 50, 100])
+    ax.set_xticklabels(["5%", "11%", "25%", "50%", "100%"])
+    ax.set_xlabel(f"visual tokens kept (of {n_in:.0f}; LLM-layer average for in-LLM pruning)")
+    ax.set_ylabel("exact-match accuracy, test split (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("synthvqa test split: accuracy vs visual tokens (bundled model, libmustdrop)")
+    fig.tight_layout()
+    fig.savefig(out / "accuracy.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()

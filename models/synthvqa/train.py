@@ -1,0 +1,636 @@
+#!/usr/bin/env python3
+"""Train the bundled default model (LLaVA architecture) on synthetic video QA.
+
+    python3 models/synthvqa/train.py --out DIR [--config models/synthvqa/config.json]
+
+Writes DIR/hf (a LlavaForConditionalGeneration checkpoint with its tokenizer,
+what models/convert_hf.py takes), DIR/train.log and DIR/val.json. The model:
+a CLIP ViT (class token, quick_gelu, pre-LN) on 64x64 frames in 16x16
+patches, LLaVA's mlp2x_gelu projector, a LLaMA LLM with a SentencePiece BPE
+vocabulary trained on the task's text. Eight frames per clip (one per slot,
+at a random phase inside the slot), each "<image>\\n" in the Vicuna v1 prompt
+libmustdrop renders. Only the answer tokens (and the end of sequence) are
+scored. An auxiliary loss asks the ViT's feature layer which (colour, shape,
+size) objects cover each patch; its head is thrown away, it only makes the
+vision tower learn in minutes instead of hours. Only the train split is used
+for training and the val split for the log; the test split is never read.
+
+Preprocessing is libmustdrop's for a square frame: Pillow bicubic resize of
+the 128x128 video frame to 64x64, CLIP mean/std. Training frames go through
+a simulated 4:2:0 round trip (BT.601, 2x2 chroma average) and mild noise so
+that frames decoded from H.264/VP8 look like the ones trained on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import synthvqa as S  # noqa: E402
+
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+IMAGE_TOKEN = "<image>"
+IMAGE_ID = 3
+N_CLASSES = len(S.COLOURS) * len(S.SHAPES) * len(S.SIZES)
+
+
+# ----------------------------------------------------------------------------- frames
+
+def yuv420_roundtrip(img: np.ndarray, rng) -> np.ndarray:
+    """RGB -> BT.601 limited-range YCbCr 4:2:0 -> RGB, about what a codec's
+    pixel format does to our frames (plus a little noise for the codec)."""
+    f = img.astype(np.float32)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    h, w = y.shape
+
+    def sub(c):
+        c = c.reshape(h // 2, 2, w // 2, 2).mean((1, 3))
+        return np.repeat(np.repeat(c, 2, 0), 2, 1)
+    cb, cr = sub(cb) - 128, sub(cr) - 128
+    y = (y - 16) * 255 / 219 + rng.normal(0, 1.5, y.shape)
+    out = np.stack([y + 1.402 * 255 / 224 * cr,
+                    y - 0.344136 * 255 / 224 * cb - 0.714136 * 255 / 224 * cr,
+                    y + 1.772 * 255 / 224 * cb], -1)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def to_model(frame: np.ndarray, size: int) -> np.ndarray:
+    """libmustdrop's resize for a square frame (Pillow bicubic), uint8."""
+    from PIL import Image
+    if frame.shape[0] == size and frame.shape[1] == size:
+        return frame
+    return np.asarray(Image.fromarray(frame).resize((size, size), Image.BICUBIC))
+
+
+def patch_targets(scene, t: float, grid: int) -> np.ndarray:
+    """[grid*grid, N_CLASSES] 0/1: which objects cover a patch (>= 12% of it)."""
+    out = np.zeros((grid * grid, N_CLASSES), np.float32)
+    cell = S.RENDER // grid
+    colours, sizes = list(S.COLOURS), list(S.SIZES)
+    for o in scene.objects:
+        p = o.pos(t)
+        if p is None:
+            continue
+        r = S.SIZES[o.size]
+        x0 = max(int(p[0] - 2 * r) // cell * cell, 0)
+        x1 = min((int(p[0] + 2 * r) // cell + 1) * cell, S.RENDER)
+        y0 = max(int(p[1] - 2 * r) // cell * cell, 0)
+        y1 = min((int(p[1] + 2 * r) // cell + 1) * cell, S.RENDER)
+        y, x = np.mgrid[y0:y1, x0:x1].astype(np.float32) + 0.5
+        cov = S.shape_coverage(o.shape, p[0], p[1], r, x, y)
+        gy, gx = (y1 - y0) // cell, (x1 - x0) // cell
+        blk = cov.reshape(gy, cell, gx, cell).sum((1, 3)) / (cell * cell)
+        per = np.zeros((grid, grid), np.float32)
+        per[y0 // cell:y0 // cell + gy, x0 // cell:x0 // cell + gx] = blk
+        per = per.reshape(-1)
+        k = (colours.index(o.colour) * len(S.SHAPES) + S.SHAPES.index(o.shape)) * len(sizes) \
+            + sizes.index(o.size)
+        out[per >= 0.12, k] = 1.0
+    return out
+
+
+def make_clip(args):
+    """One training/val clip: frames [SLOTS, size, size, 3], aux targets, questions."""
+    split, i, size, grid, roundtrip = args
+    rng = S.clip_rng(split, i)
+    scene = S.make_scene(rng)
+    qs = S.questions(scene, rng)
+    frames, aux = [], []
+    for k in range(S.SLOTS):
+        t = k + float(rng.uniform(0, 0.999))
+        f = S.render_frame(scene, t)
+        if roundtrip:
+            f = yuv420_roundtrip(f, rng)
+        frames.append(to_model(f, size))
+        aux.append(patch_targets(scene, t, grid))
+    return np.stack(frames), np.stack(aux).astype(np.uint8), qs
+
+
+def make_clips(split: str, n: int, size: int, grid: int, procs: int, roundtrip_p: float):
+    rr = random.Random(S.SPLITS[split])
+    jobs = [(split, i, size, grid, rr.random() < roundtrip_p) for i in range(n)]
+    with Pool(procs) as p:
+        res = p.map(make_clip, jobs, chunksize=64)
+    frames = np.stack([r[0] for r in res])
+    aux = np.stack([r[1] for r in res])
+    return frames, aux, [r[2] for r in res]
+
+
+def load_or_make(split, n, size, grid, tr, roundtrip_p):
+    """make_clips, cached in tr["cache"] (a directory) when given: the clips
+    depend only on the split, n and these settings."""
+    import pickle
+    cache = tr.get("cache")
+    key = f"{split}-{n}-{size}-{grid}-{roundtrip_p}"
+    if cache and (Path(cache) / f"{key}.npy").is_file():
+        d = Path(cache)
+        return (np.load(d / f"{key}.npy", mmap_mode="r"), np.load(d / f"{key}.aux.npy"),
+                pickle.loads((d / f"{key}.q.pkl").read_bytes()))
+    frames, aux, qs = make_clips(split, n, size, grid, tr["threads"], roundtrip_p)
+    if cache:
+        d = Path(cache)
+        d.mkdir(parents=True, exist_ok=True)
+        np.save(d / f"{key}.npy", frames)
+        np.save(d / f"{key}.aux.npy", aux)
+        (d / f"{key}.q.pkl").write_bytes(pickle.dumps(qs))
+    return frames, aux, qs
+
+
+# ----------------------------------------------------------------------------- tokenizer / model
+
+def build_tokenizer(d: Path, vocab_size: int) -> None:
+    import sentencepiece as spm
+    d.mkdir(parents=True, exist_ok=True)
+    corpus = d / "corpus.txt"
+    lines = S.corpus_lines()
+    # the system prompt and the turn markers are in every sequence: frequent
+    # enough here to become a few dozen pieces instead of a hundred bytes
+    turn = [S.prompt_text(q, 1).replace(IMAGE_TOKEN + "\n", "") for q in lines[1:40]]
+    corpus.write_text("\n".join(lines * 4 + turn * 8) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(d / "spm"), vocab_size=vocab_size, model_type="bpe",
+        byte_fallback=True, normalization_rule_name="identity", add_dummy_prefix=True,
+        remove_extra_whitespaces=False, split_digits=True, allow_whitespace_only_pieces=True,
+        character_coverage=1.0, num_threads=1, shuffle_input_sentence=False, minloglevel=2,
+        hard_vocab_limit=False, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        user_defined_symbols=[IMAGE_TOKEN])
+    os.replace(d / "spm.model", d / "tokenizer.model")
+    (d / "spm.vocab").unlink()
+    corpus.unlink()
+    cfg = {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>",
+           "unk_token": "<unk>", "add_bos_token": True, "add_eos_token": False, "legacy": False,
+           "clean_up_tokenization_spaces": False, "model_max_length": 1024,
+           "chat_template": ("{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }} "
+                             "{% elif m['role'] == 'user' %}USER: {{ m['content'] }} "
+                             "{% else %}ASSISTANT: {{ m['content'] }}</s>{% endif %}{% endfor %}"
+                             "{% if add_generation_prompt %}ASSISTANT:{% endif %}"),
+           "added_tokens_decoder": {"3": {"content": IMAGE_TOKEN, "special": True, "lstrip": False,
+                                          "rstrip": False, "normalized": False, "single_word": False}}}
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=1))
+
+
+def build_model(cfg: dict, vocab_size: int):
+    import torch
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    v, t = cfg["vision"], cfg["llm"]
+    vc = CLIPVisionConfig(hidden_size=v["hidden"], intermediate_size=v["ffn"],
+                          num_hidden_layers=v["layers"], num_attention_heads=v["heads"],
+                          image_size=v["image_size"], patch_size=v["patch"], hidden_act="quick_gelu",
+                          layer_norm_eps=1e-5, projection_dim=v["hidden"], num_channels=3)
+    tc = LlamaConfig(vocab_size=vocab_size, hidden_size=t["hidden"], intermediate_size=t["ffn"],
+                     num_hidden_layers=t["layers"], num_attention_heads=t["heads"],
+                     num_key_value_heads=t["kv_heads"], max_position_embeddings=t["max_pos"],
+                     rms_norm_eps=1e-5, tie_word_embeddings=False, hidden_act="silu",
+                     bos_token_id=1, eos_token_id=2, pad_token_id=None,
+                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    lc = LlavaConfig(vision_config=vc, text_config=tc, image_token_index=IMAGE_ID,
+                     vision_feature_layer=-2, vision_feature_select_strategy="default",
+                     projector_hidden_act="gelu", multimodal_projector_bias=True)
+    torch.manual_seed(cfg["seed"])
+    return LlavaForConditionalGeneration(lc)
+
+
+class Tok:
+    """Prompt/answer token ids, with each <image> expanded to the frame's rows."""
+
+    def __init__(self, d: Path, rows: int, frames: int):
+        from transformers import AutoTokenizer
+        self.tk = AutoTokenizer.from_pretrained(str(d))
+        self.rows, self.frames = rows, frames
+        self.cache = {}
+
+    def encode(self, question: str, answer: str | None):
+        key = (question, answer)
+        if key in self.cache:
+            return self.cache[key]
+        text = S.prompt_text(question, self.frames).replace(IMAGE_TOKEN, IMAGE_TOKEN * self.rows)
+        p = self.tk(text, add_special_tokens=True)["input_ids"]
+        if answer is None:
+            self.cache[key] = (p, None)
+            return p, None
+        full = self.tk(text + " " + answer, add_special_tokens=True)["input_ids"]
+        assert full[:len(p)] == p, f"answer changes the prompt's tokens: {question!r} {answer!r}"
+        r = (p, full[len(p):] + [self.tk.eos_token_id])
+        self.cache[key] = r
+        return r
+
+    def followup(self, question: str):
+        """A later turn of the same conversation: "USER: {q} ASSISTANT:"."""
+        key = ("followup", question)
+        if key not in self.cache:
+            self.cache[key] = self.tk(f"USER: {question} ASSISTANT:", add_special_tokens=False)["input_ids"]
+        return self.cache[key]
+
+
+def pixel_tensor(frames: np.ndarray):
+    """uint8 [..., H, W, 3] -> float [N, 3, H, W] with CLIP's normalization."""
+    import torch
+    x = torch.from_numpy(frames.reshape(-1, *frames.shape[-3:])).float().div_(255.0)
+    x = (x - torch.from_numpy(CLIP_MEAN)) / torch.from_numpy(CLIP_STD)
+    return x.permute(0, 3, 1, 2).contiguous()
+
+
+def vision_features(model, px, n_layers_used: int):
+    """hidden_states[vision_feature_layer] without running the unused last layer."""
+    vt = model.model.vision_tower.vision_model if hasattr(model.model.vision_tower, "vision_model") \
+        else model.model.vision_tower
+    h = vt.pre_layrnorm(vt.embeddings(px))
+    for layer in vt.encoder.layers[:n_layers_used]:
+        o = layer(h, attention_mask=None)
+        h = o[0] if isinstance(o, tuple) else o
+    return h
+
+
+def forward(model, ids, px, n_layers_used: int, attentions: bool = False):
+    """Logits of LLaVA's forward (same maths as HF's, minus the unused layer);
+    also the patch features for the auxiliary head (and the LLM's attention
+    probabilities when asked: eager attention, same maths)."""
+    feats = vision_features(model, px, n_layers_used)[:, 1:]
+    proj = model.model.multi_modal_projector(feats)
+    emb = model.model.language_model.embed_tokens(ids)
+    mask = (ids == IMAGE_ID).unsqueeze(-1).expand_as(emb)
+    emb = emb.masked_scatter(mask, proj.reshape(-1, proj.shape[-1]).to(emb.dtype))
+    if attentions:
+        out = model.model.language_model(inputs_embeds=emb, output_attentions=True)
+        return model.lm_head(out.last_hidden_state), feats, out.attentions
+    out = model.model.language_model(inputs_embeds=emb)
+    return model.lm_head(out.last_hidden_state), feats
+
+
+# ----------------------------------------------------------------------------- training
+
+def make_batch(tok, frames, aux, qsets, idx, rng, turns: int = 1):
+    """Token ids, shifted labels, pixels, aux targets and, per sample, the
+    questions asked with the position that predicts each answer. With
+    turns > 1 a sample is a conversation about the clip: the first turn is
+    exactly the prompt libmustdrop renders, later ones (LLaVA-Instruct style)
+    "USER: q ASSISTANT: a</s>" — more supervised answers per encoded clip."""
+    import torch
+    seqs, tgts, asked = [], [], []
+    for i in idx:
+        qs = qsets[i]
+        order = rng.permutation(len(qs))[:turns]
+        seq, tgt, ask = [], [], []
+        for k, j in enumerate(order):
+            qt, q, a = qs[j]
+            p, ans = tok.encode(q, a)
+            if k > 0:
+                p = tok.followup(q)
+            ask.append((qt, q, a, len(seq) + len(p) - 1))
+            seq += p + ans
+            tgt += [-100] * len(p) + ans
+        seqs.append(seq)
+        tgts.append(tgt)
+        asked.append(ask)
+    L = max(len(s) for s in seqs)
+    ids = torch.zeros((len(idx), L), dtype=torch.long)
+    lab = torch.full((len(idx), L), -100, dtype=torch.long)
+    for b, (s, t) in enumerate(zip(seqs, tgts)):
+        ids[b, :len(s)] = torch.tensor(s)
+        lab[b, :len(t)] = torch.tensor(t)
+    # shift: position j predicts token j+1
+    lab = torch.cat([lab[:, 1:], torch.full((len(idx), 1), -100, dtype=torch.long)], 1)
+    return (ids, lab, pixel_tensor(frames[idx]), torch.from_numpy(aux[idx].astype(np.float32)),
+            asked)
+
+
+def relevant_classes(qt: str, q: str, a: str) -> list:
+    """The (colour, shape, size) classes a question is about, read from its
+    words and its answer: where the answer is in the frames."""
+    colours, shapes, sizes = list(S.COLOURS), list(S.SHAPES), list(S.SIZES)
+    words = (q.rstrip("?") + " " + a).replace("s appear", " appear").split()
+    cs = [w for w in words if w in colours]
+    ss = [w for w in words if w in shapes]
+    zs = [w for w in words if w in sizes]
+    if qt == "exists" and a == "no":
+        return []
+    if qt == "first_colour":
+        cs, ss, zs = [a], [], []
+    if qt == "enters_last":
+        cs, ss, zs = [], [a], []
+    if qt == "count":
+        cs, zs = [], []
+    out = []
+    for ci, c in enumerate(colours):
+        for si, sh in enumerate(shapes):
+            for zi, z in enumerate(sizes):
+                if qt == "after":
+                    # the object asked about and the one the answer names
+                    pairs = list(zip(cs, ss))
+                    if (c, sh) in pairs:
+                        out.append((ci * len(shapes) + si) * len(sizes) + zi)
+                    continue
+                if (not cs or c in cs) and (not ss or sh in ss) and (not zs or z in zs):
+                    out.append((ci * len(shapes) + si) * len(sizes) + zi)
+    return out
+
+
+def attention_loss(attn, asked, aux, ids, layers, head):
+    """Supervise one head of some LLM layers: at the position that predicts
+    the first answer token, its attention should fall on the visual tokens
+    of the frames' patches that hold what the question is about (-log of the
+    mass there). Another training-only signal that gets the model past the
+    long plateau where it answers from the question alone."""
+    import torch
+    B = ids.shape[0]
+    losses = []
+    for b in range(B):
+        vis = (ids[b] == IMAGE_ID).nonzero().squeeze(-1)            # visual positions, in order
+        for qt, q, a, pos in asked[b]:
+            cls = relevant_classes(qt, q, a)
+            if not cls:
+                continue
+            rel = aux[b][..., cls].amax(-1).reshape(-1) > 0         # [frames * patches]
+            if not bool(rel.any()):
+                continue
+            target = vis[rel]
+            for L in layers:
+                mass = attn[L][b, head, pos, target].sum()
+                losses.append(-torch.log(mass + 1e-6))
+    if not losses:
+        return None
+    return torch.stack(losses).mean()
+
+
+def aux_targets(at):
+    """[..., 40] class targets -> [..., 51]: the classes, then colour, shape
+    and size on their own (factorized targets teach the tower faster)."""
+    import torch
+    x = at.reshape(*at.shape[:-1], len(S.COLOURS), len(S.SHAPES), len(S.SIZES))
+    return torch.cat([at, x.amax((-1, -2)), x.amax((-1, -3)), x.amax((-2, -3))], -1)
+
+
+def vision_aux_loss(aux_head, feats, at, pos_weight):
+    """Per-patch BCE on what covers the patch; positives are rare (~0.5 %),
+    so they are weighted."""
+    import torch
+    t = aux_targets(at)
+    pw = torch.full((t.shape[-1],), float(pos_weight))
+    return torch.nn.functional.binary_cross_entropy_with_logits(aux_head(feats), t, pos_weight=pw)
+
+
+def vision_warmup(model, aux_head, frames, aux, rng, tr, n_used, grid, log):
+    """Stage 1: the tower and the auxiliary head alone, on the per-patch
+    targets (a few minutes): the LLM then starts from visual tokens that
+    already tell objects apart."""
+    import torch
+    vt = model.model.vision_tower
+    params = list(vt.parameters()) + list(aux_head.parameters())
+    opt = torch.optim.AdamW(params, lr=tr["vision_warmup_lr"], betas=(0.9, 0.98), weight_decay=0.01)
+    n = tr["vision_warmup_steps"]
+    ema = None
+    for step in range(n):
+        lr = tr["vision_warmup_lr"] * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * (1 - step / n))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = np.sort(rng.choice(len(frames), tr["vision_warmup_clips"], replace=False))
+        px = pixel_tensor(frames[idx])
+        at = torch.from_numpy(aux[idx].astype(np.float32)).reshape(-1, grid * grid, N_CLASSES)
+        feats = vision_features(model, px, n_used)[:, 1:]
+        loss = vision_aux_loss(aux_head, feats, at, tr["aux_pos_weight"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        if (step + 1) % 200 == 0:
+            with torch.no_grad():
+                p = aux_head(feats)[..., :N_CLASSES] > 0
+                tp = (p & (at > 0)).sum().item()
+                rec = tp / max(1, (at > 0).sum().item())
+                prec = tp / max(1, p.sum().item())
+            log(f"vision warm-up step {step + 1}/{n}: loss {ema:.4f}, class recall {rec:.2f} "
+                f"precision {prec:.2f}")
+
+
+def align_loss(model, feats, targets, words):
+    """Projected patch features that hold an object should point where the
+    LLM's input embeddings of its colour, shape and size words add up (cosine,
+    target detached). A shortcut for grounding: the visual tokens start out
+    in the vocabulary's space, so question words find them by attention
+    early instead of after a long plateau. Only a training signal: the
+    exported model is plain LLaVA."""
+    import torch
+    E = model.model.language_model.embed_tokens.weight
+    C = torch.stack([sum(E[ids].mean(0) for ids in w) for w in words]).detach()   # [classes, n_embd]
+    proj = model.model.multi_modal_projector(feats)                                # [N, P, n_embd]
+    cnt = targets.sum(-1, keepdim=True)
+    tgt = (targets @ C) / cnt.clamp(min=1)
+    m = cnt.squeeze(-1) > 0
+    if not bool(m.any()):
+        return proj.sum() * 0
+    cos = torch.nn.functional.cosine_similarity(proj[m], tgt[m], dim=-1)
+    return (1 - cos).mean()
+
+
+def pick_typed(qs, rng):
+    """One question of a uniformly chosen type (types are unevenly frequent)."""
+    by = {}
+    for q in qs:
+        by.setdefault(q[0], []).append(q)
+    t = list(by)[rng.integers(len(by))]
+    return [by[t][rng.integers(len(by[t]))]]
+
+
+def greedy(model, tok, frames, questions, n_layers_used, max_new=8, batch=32):
+    """Greedy answers (no KV cache: answers are a few tokens)."""
+    import torch
+    out = []
+    eos = tok.tk.eos_token_id
+    with torch.no_grad():
+        for s in range(0, len(questions), batch):
+            qb = questions[s:s + batch]
+            px = pixel_tensor(frames[s:s + batch])
+            seqs = [tok.encode(q, None)[0] for q in qb]
+            gen = [[] for _ in qb]
+            done = [False] * len(qb)
+            for _ in range(max_new):
+                L = max(len(a) + len(g) for a, g in zip(seqs, gen))
+                ids = torch.zeros((len(qb), L), dtype=torch.long)
+                last = []
+                for b, (a, g) in enumerate(zip(seqs, gen)):
+                    ids[b, :len(a) + len(g)] = torch.tensor(a + g)
+                    last.append(len(a) + len(g) - 1)
+                logits, _ = forward(model, ids, px, n_layers_used)
+                nxt = logits[torch.arange(len(qb)), torch.tensor(last)].argmax(-1).tolist()
+                for b, t in enumerate(nxt):
+                    if not done[b]:
+                        if t == eos:
+                            done[b] = True
+                        else:
+                            gen[b].append(t)
+                if all(done):
+                    break
+            out += [tok.tk.decode(g, skip_special_tokens=True).strip() for g in gen]
+    return out
+
+
+def evaluate(model, tok, frames, qlist, n_layers_used):
+    """qlist: one (type, question, answer) per clip. Exact-match accuracy by type."""
+    model.eval()
+    pred = greedy(model, tok, frames, [q for _, q, _ in qlist], n_layers_used)
+    model.train()
+    per = {}
+    for (t, _, a), p in zip(qlist, pred):
+        c = per.setdefault(t, [0, 0])
+        c[0] += 1
+        c[1] += int(p == a)
+    n = sum(v[0] for v in per.values())
+    ok = sum(v[1] for v in per.values())
+    return ok / max(n, 1), per, pred
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(HERE / "config.json"))
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--minutes", type=float, help="override the config's time budget")
+    args = ap.parse_args()
+    cfg = json.loads(Path(args.config).read_text())
+    if args.minutes:
+        cfg["train"]["minutes"] = args.minutes
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    logf = open(out / "train.log", "a")
+
+    def log(msg):
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    import torch
+    tr = cfg["train"]
+    torch.set_num_threads(tr["threads"])
+    torch.manual_seed(cfg["seed"])
+    rng = np.random.default_rng(cfg["seed"])
+    log(f"config {json.dumps(cfg)}")
+    log(f"torch {torch.__version__} transformers {__import__('transformers').__version__} "
+        f"numpy {np.__version__}")
+
+    hf = out / "hf"
+    build_tokenizer(hf, cfg["vocab_size"])
+    v = cfg["vision"]
+    size, grid = v["image_size"], v["image_size"] // v["patch"]
+    tok = Tok(hf, grid * grid, S.SLOTS)
+    vocab = len(tok.tk)
+    model = build_model(cfg, vocab)
+    n_used = v["layers"] - 1           # vision_feature_layer = -2
+    aux_head = torch.nn.Linear(v["hidden"], N_CLASSES + len(S.COLOURS) + len(S.SHAPES) + len(S.SIZES))
+    log(f"vocab {vocab}; parameters {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M")
+
+    t0 = time.time()
+    frames, aux, qsets = load_or_make("train", tr["clips"], size, grid, tr, tr["roundtrip_p"])
+    vf, _, vq = load_or_make("val", tr["val_clips"], size, grid, tr, 1.0)
+    vrng = np.random.default_rng(12345)
+    vlist = [pick_typed(q, vrng)[0] for q in vq]
+    log(f"data: {len(frames)} train clips, {len(vf)} val clips in {time.time() - t0:.0f} s")
+
+    # the training forward must be HF's forward
+    model.eval()
+    ids, lab, px, _, _ = make_batch(tok, frames, aux, qsets, np.arange(2), rng)
+    with torch.no_grad():
+        a, _ = forward(model, ids, px, n_used)
+        b = model(input_ids=ids, pixel_values=px).logits
+    err = (a - b).abs().max().item()
+    log(f"forward vs HF LlavaForConditionalGeneration: max |diff| {err:.2e}")
+    assert err < 1e-4
+    model.train()
+
+    # (colour, shape, size) class -> the sum of its three words' input
+    # embeddings: the target of the alignment loss (below)
+    words = []
+    for c in S.COLOURS:
+        for sh in S.SHAPES:
+            for sz in S.SIZES:
+                words.append([tok.tk.encode(" " + w, add_special_tokens=False) for w in (c, sh, sz)])
+    if tr.get("attn_weight", 0) > 0:
+        # attention probabilities are needed for the attention loss
+        model.model.language_model.set_attn_implementation("eager")
+    params = list(model.parameters()) + list(aux_head.parameters())
+    opt = torch.optim.AdamW(params, lr=tr["lr"], betas=(0.9, 0.98), weight_decay=tr["weight_decay"])
+    budget = tr["minutes"] * 60.0
+    start = time.time()
+    if tr.get("vision_warmup_steps", 0):
+        vision_warmup(model, aux_head, frames, aux, rng, tr, n_used, grid, log)
+        log(f"vision warm-up took {time.time() - start:.0f} s")
+    step = 0
+    B = tr["batch"]
+    order = rng.permutation(len(frames))
+    pos = 0
+    next_eval = start + tr["eval_every_min"] * 60
+    ema = None
+    atl_ema = None
+    while True:
+        # the schedule follows wall time, not a step count: the machine may be
+        # shared, and the budget is time
+        frac = (time.time() - start) / budget
+        if frac >= 1.0:
+            break
+        if pos + B > len(order):
+            order, pos = rng.permutation(len(frames)), 0
+        idx = order[pos:pos + B]
+        pos += B
+        warm = min(1.0, (step + 1) / tr["warmup"])
+        lr = tr["lr"] * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        ids, lab, px, at, asked = make_batch(tok, frames, aux, qsets, idx, rng, tr.get("turns", 1))
+        use_attn = tr.get("attn_weight", 0) > 0 and frac < tr.get("attn_until", 1.0)
+        if use_attn:
+            logits, feats, attn = forward(model, ids, px, n_used, attentions=True)
+        else:
+            logits, feats = forward(model, ids, px, n_used)
+        lm = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab.reshape(-1),
+                                               ignore_index=-100)
+        al = vision_aux_loss(aux_head, feats, at.reshape(-1, grid * grid, N_CLASSES),
+                             tr["aux_pos_weight"])
+        w = tr["aux_weight"] * (1.0 - 0.9 * min(frac, 1.0))
+        loss = lm + w * al
+        if tr.get("align_weight", 0) > 0:
+            loss = loss + tr["align_weight"] * (1.0 - 0.9 * min(frac, 1.0)) * align_loss(
+                model, feats, at.reshape(-1, grid * grid, N_CLASSES), words)
+        if use_attn:
+            atl = attention_loss(attn, asked, at, ids, tr["attn_layers"], tr["attn_head"])
+            if atl is not None:
+                loss = loss + tr["attn_weight"] * atl
+                atl_ema = atl.item() if atl_ema is None else 0.98 * atl_ema + 0.02 * atl.item()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        ema = lm.item() if ema is None else 0.98 * ema + 0.02 * lm.item()
+        if step % 50 == 0:
+            log(f"step {step} lr {lr:.2e} lm {ema:.4f} aux {al.item():.4f} attn {atl_ema or 0:.3f} "
+                f"elapsed {time.time() - start:.0f} s")
+        if time.time() > next_eval:
+            acc, per, _ = evaluate(model, tok, vf, vlist, n_used)
+            log(f"val step {step}: accuracy {acc * 100:.1f}% " +
+                " ".join(f"{k}={v[1]}/{v[0]}" for k, v in sorted(per.items())))
+            next_eval = time.time() + tr["eval_every_min"] * 60
+    acc, per, pred = evaluate(model, tok, vf, vlist, n_used)
+    log(f"final val: accuracy {acc * 100:.1f}% " +
+        " ".join(f"{k}={v[1]}/{v[0]}" for k, v in sorted(per.items())))
+    (out / "val.json").write_text(json.dumps({"accuracy": acc, "per_type": per, "steps": step}, indent=1))
+    model.model.language_model.set_attn_implementation("sdpa")
+    model.save_pretrained(str(hf))
+    log(f"saved {hf} after {step} steps, {(time.time() - start) / 60:.1f} min of training")
+
+
+if __name__ == "__main__":
+    main()
