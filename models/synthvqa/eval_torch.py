@@ -5,7 +5,7 @@
 
 The reference for the GGUF port: frames come from the split's video files
 decoded by the ffmpeg program with the pixel conversion libmustdrop's media.c
-uses (point sampling, accurate rounding, full chroma interpolation), frame
+uses (SWS_POINT = "neighbor", accurate rounding, full chroma interpolation), frame
 i*n/N of n as `mustdrop --video --frames N` takes them, resized with Pillow's
 bicubic to the tower's size; greedy decoding with LlavaForConditionalGeneration's
 own forward (not the training shortcut); exact match after trimming spaces.
@@ -32,7 +32,7 @@ def decode(path: Path, n_frames: int) -> np.ndarray:
                            check=True, capture_output=True, text=True).stdout.split(",")
     w, h = int(probe[0]), int(probe[1])
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-sws_flags",
-                          "point+accurate_rnd+full_chroma_int", "-f", "rawvideo", "-pix_fmt",
+                          "neighbor+accurate_rnd+full_chroma_int", "-f", "rawvideo", "-pix_fmt",
                           "rgb24", "-"], check=True, capture_output=True).stdout
     allf = np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
     n = len(allf)

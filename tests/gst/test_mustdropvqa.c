@@ -633,11 +633,39 @@ GST_START_TEST (test_bad_properties)
   gst_message_unref (expect_state_change_error (e, bus));
   gst_object_unref (e);
   gst_object_unref (bus);
-  /* no model at all */
+  /* an LLM without its mmproj */
   e = gst_element_factory_make ("mustdropvqa", NULL);
   bus = gst_bus_new ();
   gst_element_set_bus (e, bus);
+  g_object_set (e, "model", "/nonexistent/model.gguf", NULL);
   gst_message_unref (expect_state_change_error (e, bus));
+  gst_object_unref (e);
+  gst_object_unref (bus);
+  /* no model at all: the bundled default model when the source tree has it
+   * (the lookup is libmustdrop's, tested in tests/cli), else a clear error */
+  const gchar *tests = g_getenv ("MD_TESTS_DIR");
+  gchar *def = g_build_filename (tests ? tests : ".", "..", "models", "synthvqa",
+      "synthvqa-llm-f16.gguf", NULL);
+  e = gst_element_factory_make ("mustdropvqa", NULL);
+  bus = gst_bus_new ();
+  gst_element_set_bus (e, bus);
+  if (tests && g_file_test (def, G_FILE_TEST_IS_REGULAR)
+      && !g_getenv ("MUSTDROP_MODEL_DIR")) {
+    fail_if (gst_element_set_state (e, GST_STATE_PAUSED) ==
+        GST_STATE_CHANGE_FAILURE, "the default model was not used");
+    gchar *model = NULL, *mmproj = NULL;
+    g_object_get (e, "model", &model, "mmproj", &mmproj, NULL);
+    fail_unless (model && g_str_has_suffix (model, "synthvqa-llm-f16.gguf"),
+        "model property: %s", model ? model : "(null)");
+    fail_unless (mmproj && g_str_has_suffix (mmproj, "synthvqa-mmproj-f16.gguf"),
+        "mmproj property: %s", mmproj ? mmproj : "(null)");
+    g_free (model);
+    g_free (mmproj);
+    gst_element_set_state (e, GST_STATE_NULL);
+  } else {
+    gst_message_unref (expect_state_change_error (e, bus));
+  }
+  g_free (def);
   gst_object_unref (e);
   gst_object_unref (bus);
 }

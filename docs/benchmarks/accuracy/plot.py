@@ -3,11 +3,11 @@
 
     python3 docs/benchmarks/accuracy/plot.py OUT_DIR
 
-x axis: visual tokens as a fraction of the unreduced count. For methods that
-prune inside the LLM (FastV, MustDrop's prefill stage) the count is the mean
-over the LLM's layers of the visual rows each layer processes
-(visual_tokens_layer_avg when mustdrop-eval reports it), which is what the
-prefill FLOPs scale with; for the others it is the rows given to the LLM.
+x axis: visual tokens as a fraction of the unreduced count: the rows the LLM
+keeps after the method's last pruning point (mustdrop-eval's
+visual_tokens_final; for methods that prune inside the LLM, FastV and
+MustDrop's prefill stage, earlier layers see more: the FLOPs column shows the
+cost).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def tokens(d: dict) -> float:
-    return float(d.get("visual_tokens_layer_avg", d["visual_tokens_kept"]))
+    return float(d.get("visual_tokens_final", d["visual_tokens_kept"]))
 
 
 def main() -> None:
@@ -31,23 +31,22 @@ def main() -> None:
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method", "target", "spec", "n", "correct", "accuracy", "visual_tokens_in",
-                    "visual_tokens_kept", "visual_tokens_final", "visual_tokens_layer_avg",
+                    "visual_tokens_kept", "visual_tokens_final",
                     "fraction", "flops_prefill", "flops_vs_none", "t_vision_ms", "t_prefill_ms",
                     "t_decode_ms", *[f"acc_{t}" for t in types]])
         for r in rows:
             pt = r.get("per_type", {})
             w.writerow([r["method"], r["target"], r["spec"], r["n"], r["correct"],
                         f"{r['accuracy']:.4f}", f"{r['visual_tokens_in']:.2f}",
-                        f"{r['visual_tokens_kept']:.2f}", f"{r.get('visual_tokens_final', 0):.2f}",
-                        f"{tokens(r):.2f}", f"{tokens(r) / n_in:.4f}", f"{r['flops_prefill']:.4g}",
+                        f"{r['visual_tokens_kept']:.2f}", f"{r.get('visual_tokens_final', 0):.2f}", f"{tokens(r) / n_in:.4f}", f"{r['flops_prefill']:.4g}",
                         f"{r['flops_prefill'] / f0:.3f}", f"{r['t_vision_ms']:.2f}",
                         f"{r['t_prefill_ms']:.2f}", f"{r['t_decode_ms']:.2f}",
                         *[(f"{pt[t]['correct'] / pt[t]['n']:.3f}" if t in pt and pt[t]["n"] else "")
                           for t in types]])
-    lines = ["| method | target | spec | visual tokens (of %.0f) | fraction | accuracy | prefill FLOPs vs none | ms vision | ms prefill |" % n_in,
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| method | target | spec | into LLM | kept (of %.0f) | fraction | accuracy | prefill FLOPs vs none | ms vision | ms prefill |" % n_in,
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['target']} | `{r['spec']}` | {tokens(r):.1f} | "
+        lines.append(f"| {r['method']} | {r['target']} | `{r['spec']}` | {r['visual_tokens_kept']:.1f} | {tokens(r):.1f} | "
                      f"{100 * tokens(r) / n_in:.1f}% | **{100 * r['accuracy']:.1f}%** | "
                      f"{r['flops_prefill'] / f0:.2f} | {r['t_vision_ms']:.1f} | {r['t_prefill_ms']:.1f} |")
     lines += ["", "Per question type (accuracy %):", "",
@@ -79,7 +78,7 @@ def main() -> None:
     ax.set_xscale("log")
     ax.set_xticks([5, 11, 25, 50, 100])
     ax.set_xticklabels(["5%", "11%", "25%", "50%", "100%"])
-    ax.set_xlabel(f"visual tokens kept (of {n_in:.0f}; LLM-layer average for in-LLM pruning)")
+    ax.set_xlabel(f"visual tokens the LLM keeps after the last pruning point (of {n_in:.0f})")
     ax.set_ylabel("exact-match accuracy, test split (%)")
     ax.set_ylim(0, 100)
     ax.grid(True, alpha=0.3)
