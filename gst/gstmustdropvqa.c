@@ -789,6 +789,21 @@ unmap_frames (Job * j, GstMapInfo * maps, guint n)
   g_free (maps);
 }
 
+/* A reduced prompt's counts into the result; returns how many new tokens
+ * fit the context (< 1: none). */
+static gint
+result_from_reduce (Result * r, const struct md_reduce_stats *st, guint frames,
+    gdouble encode_ms, guint max_new_tokens, int32_t n_ctx)
+{
+  r->frames = frames;
+  r->visual_tokens = (guint) MAX (st->vis_in, 0);
+  r->visual_tokens_kept = (guint) MAX (st->vis_after_select, 0);
+  r->visual_tokens_final = (guint) MAX (st->vis_final, 0);
+  r->prompt_tokens = (guint) MAX (st->n_prompt, 0);
+  r->encode_ms = encode_ms;
+  return (gint) MIN ((gint64) max_new_tokens, (gint64) n_ctx - st->n_prompt);
+}
+
 /* Answers one window. Returns NULL (nothing posted) when aborted; posts a
  * warning and returns NULL on an engine failure. */
 static Result *
@@ -838,14 +853,8 @@ run_job (GstMustdropVqa * self, Engine * e, Job * j)
       g_free (j->reduce);
       j->reduce = g_strdup (e->spec);
     }
-    r->frames = e->frames;
-    r->visual_tokens = (guint) MAX (st->vis_in, 0);
-    r->visual_tokens_kept = (guint) MAX (st->vis_after_select, 0);
-    r->visual_tokens_final = (guint) MAX (st->vis_final, 0);
-    r->prompt_tokens = (guint) MAX (st->n_prompt, 0);
-    r->encode_ms = e->encode_ms;
-    max_new = (gint) MIN ((gint64) j->max_new_tokens,
-        (gint64) n_ctx - st->n_prompt);
+    max_new = result_from_reduce (r, st, e->frames, e->encode_ms,
+        j->max_new_tokens, n_ctx);
     if (max_new < 1)
       goto context_full;
     goto generate;
@@ -910,14 +919,8 @@ run_job (GstMustdropVqa * self, Engine * e, Job * j)
       goto engine_error;
     }
     const struct md_reduce_stats *st = md_reduce_stats (e->reduce);
-    r->frames = n;
-    r->visual_tokens = (guint) MAX (st->vis_in, 0);
-    r->visual_tokens_kept = (guint) MAX (st->vis_after_select, 0);
-    r->visual_tokens_final = (guint) MAX (st->vis_final, 0);
-    r->prompt_tokens = (guint) MAX (st->n_prompt, 0);
-    r->encode_ms = st->ms_vision + st->ms_select;
-    max_new = (gint) MIN ((gint64) j->max_new_tokens,
-        (gint64) n_ctx - st->n_prompt);
+    max_new = result_from_reduce (r, st, n, st->ms_vision + st->ms_select,
+        j->max_new_tokens, n_ctx);
     if (max_new < 1)
       goto context_full;
   } else {

@@ -353,7 +353,7 @@ def corpus_lines() -> list:
 
 # ----------------------------------------------------------------------------- files
 
-def write_video(frames, path: Path, duration: int, codec: str = "h264") -> None:
+def write_video(frames, path: Path, codec: str = "h264") -> None:
     ff = shutil.which("ffmpeg")
     if not ff:
         sys.exit("error: the ffmpeg program is needed to write videos (Debian: apt-get install ffmpeg)")
@@ -394,7 +394,7 @@ def write_split(split: str, n: int, out: Path, per_clip: int, codec: str) -> Non
             scene = make_scene(rng)
             qs = pick_questions(questions(scene, rng), rng, per_clip)
             name = f"clips/{split}-{i:06d}.{ext}"
-            write_video(video_frames(scene), out / name, scene.duration, codec)
+            write_video(video_frames(scene), out / name, codec)
             for k, (qt, q, a) in enumerate(qs):
                 mf.write(json.dumps({"id": f"{split}-{i:06d}-{k}", "video": name, "question": q,
                                      "answer": a, "type": qt, "scene": scene_record(scene)}) + "\n")
@@ -423,7 +423,7 @@ def write_sample(out: Path, first: int) -> None:
         sys.exit("error: no suitable sample scene")
     chosen = (size[0], firstc[0], small[0])
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_video(video_frames(scene), out, scene.duration, "vp8")
+    write_video(video_frames(scene), out, "vp8")
     info = {"split": "sample", "index": i, "fps": FPS, "size": [RENDER, RENDER],
             "scene": scene_record(scene),
             "questions": [{"type": q[0], "question": q[1], "answer": q[2]} for q in chosen]}

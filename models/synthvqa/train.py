@@ -9,11 +9,14 @@ a CLIP ViT (class token, quick_gelu, pre-LN) on 64x64 frames in 16x16
 patches, LLaVA's mlp2x_gelu projector, a LLaMA LLM with a SentencePiece BPE
 vocabulary trained on the task's text. Eight frames per clip (one per slot,
 at a random phase inside the slot), each "<image>\\n" in the Vicuna v1 prompt
-libmustdrop renders. Only the answer tokens (and the end of sequence) are
-scored. An auxiliary loss asks the ViT's feature layer which (colour, shape,
-size) objects cover each patch; its head is thrown away, it only makes the
-vision tower learn in minutes instead of hours. Only the train split is used
-for training and the val split for the log; the test split is never read.
+libmustdrop renders (later turns of a conversation about the same clip add
+more questions per encoded clip). Only the answer tokens (and the end of
+sequence) are scored. Training-only signals, thrown away at export (why:
+docs/accuracy.md): a vision warm-up and an auxiliary per-patch loss on which
+(colour, shape, size) objects cover each patch, an alignment of projected
+object patches with their words' embeddings, and an attention loss on one
+LLM head toward the asked objects' patches. Only the train split is used for
+training and the val split for the log; the test split is never read.
 
 Preprocessing is libmustdrop's for a square frame: Pillow bicubic resize of
 the 128x128 video frame to 64x64, CLIP mean/std. Training frames go through
