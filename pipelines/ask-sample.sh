@@ -5,7 +5,7 @@
 # mustdropvqa elements in one pipeline, each over the whole clip (window=8,
 # one frame a second). The questions are the first two of shapes.json beside
 # the clip. Prints one line per answer:
-#   window 0.0-8.0 s  Q: Which colour appears first?  A: green   (expected: green)
+#   window 0.0-8.0 s  Q: What colour is the small triangle?  A: green   (expected: green)
 #   pipelines/ask-sample.sh [VIDEO]
 # QUESTION / QUESTION2 replace the two questions; MODEL / MMPROJ as for the
 # other scripts (default: the bundled model models/synthvqa/); WINDOW (s),
@@ -33,7 +33,7 @@ sample_q() {   # the sample's n-th question (0-based), or the fallback
   fi
 }
 q1="${QUESTION_SET:-$(sample_q 0 "What is happening in the video?")}"
-q2="${QUESTION2:-$(sample_q 1 "Which colour appears first?")}"
+q2="${QUESTION2:-$(sample_q 1 "Which shape enters last?")}"
 echo "mustdropvqa on $(basename "$in")"
 # shellcheck disable=SC2154  # fixtures: from common.sh
 if [ "$MODEL" = "$fixtures/tiny-llava-llm-f32.gguf" ]; then

@@ -53,6 +53,10 @@ COLOURS = {"red": (220, 40, 40), "green": (40, 185, 60), "blue": (45, 85, 235),
            "yellow": (240, 215, 30), "white": (245, 245, 245)}
 SHAPES = ("circle", "square", "triangle", "star")
 SIZES = {"small": 9.0, "large": 16.0}        # radius in pixels at RENDER
+# an object at rest sits within JITTER px of its cell's centre: inside the
+# cell, so a 3x3 patch grid (the model's 32 px patches at 96 px) sees each
+# resting object in exactly one patch
+JITTER = 3.0
 CELLS = ("top left", "top", "top right", "left", "center", "right",
          "bottom left", "bottom", "bottom right")
 NUMBERS = ("zero", "one", "two", "three", "four")
@@ -167,15 +171,15 @@ def make_scene(rng, duration: int | None = None) -> Scene:
         leave = appear + span
         end_cell = int(cells.pop())
         x1, y1 = cell_centre(end_cell)
-        x1 += rng.uniform(-6, 6)
-        y1 += rng.uniform(-6, 6)
+        x1 += rng.uniform(-JITTER, JITTER)
+        y1 += rng.uniform(-JITTER, JITTER)
         move = None
         x0, y0 = x1, y1
         if span >= 2 and rng.random() < 0.6:
             start_cell = int(rng.choice([c for c in range(9) if c != end_cell]))
             x0, y0 = cell_centre(start_cell)
-            x0 += rng.uniform(-6, 6)
-            y0 += rng.uniform(-6, 6)
+            x0 += rng.uniform(-JITTER, JITTER)
+            y0 += rng.uniform(-JITTER, JITTER)
             m0 = appear
             m1 = int(rng.integers(appear + 1, leave))       # at rest for >= 1 slot before leaving
             move = (m0, m1)
@@ -405,23 +409,23 @@ def write_split(split: str, n: int, out: Path, per_clip: int, codec: str) -> Non
 def write_sample(out: Path, first: int) -> None:
     """The bundled sample: the first clip of the sample split (from index
     `first`) that is 8 s long (one slot a second: sample-fps=1 sees every
-    state), with at least three objects, that asks a size and a first-colour
-    question (the two types the shipped model answers best, docs/accuracy.md)
-    and a colour question about a small object (one it often gets wrong).
-    Written as VP8/WebM (GStreamer's decodebin plays it with plugins-good)
-    plus a JSON file with its questions and answers, in that order."""
+    state), with at least three objects, one of them moving, that asks three
+    of the issue's example questions: the colour of a small object, which
+    shape enters last, and where an object stops. Written as VP8/WebM
+    (GStreamer's decodebin plays it with plugins-good) plus a JSON file with
+    its questions and answers, in that order."""
     for i in range(first, first + 10000):
         rng = clip_rng("sample", i)
         scene = make_scene(rng, duration=8)
         qs = questions(scene, rng)
-        size = [q for q in qs if q[0] == "size_of"]
-        firstc = [q for q in qs if q[0] == "first_colour"]
         small = [q for q in qs if q[0] == "colour_of" and "small" in q[1]]
-        if size and firstc and small and len(scene.objects) >= 3:
+        last = [q for q in qs if q[0] == "enters_last"]
+        stop = [q for q in qs if q[0] == "stop_where"]
+        if small and last and stop and len(scene.objects) >= 3:
             break
     else:
         sys.exit("error: no suitable sample scene")
-    chosen = (size[0], firstc[0], small[0])
+    chosen = (small[0], last[0], stop[0])
     out.parent.mkdir(parents=True, exist_ok=True)
     write_video(video_frames(scene), out, "vp8")
     info = {"split": "sample", "index": i, "fps": FPS, "size": [RENDER, RENDER],

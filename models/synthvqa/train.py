@@ -5,8 +5,8 @@
 
 Writes DIR/hf (a LlavaForConditionalGeneration checkpoint with its tokenizer,
 what models/convert_hf.py takes), DIR/train.log and DIR/val.json. The model:
-a CLIP ViT (class token, quick_gelu, pre-LN) on 64x64 frames in 16x16
-patches, LLaVA's mlp2x_gelu projector, a LLaMA LLM with a SentencePiece BPE
+a CLIP ViT (class token, quick_gelu, pre-LN) on 96x96 frames in 32x32
+patches (3x3 patches: the task's 3x3 cells), LLaVA's mlp2x_gelu projector, a LLaMA LLM with a SentencePiece BPE
 vocabulary trained on the task's text. Eight frames per clip (one per slot,
 at a random phase inside the slot), each "<image>\\n" in the Vicuna v1 prompt
 libmustdrop renders (later turns of a conversation about the same clip add
@@ -14,12 +14,14 @@ more questions per encoded clip). Only the answer tokens (and the end of
 sequence) are scored. Training-only signals, thrown away at export (why:
 docs/accuracy.md): a vision warm-up and an auxiliary per-patch loss on which
 (colour, shape, size) objects cover each patch, an alignment of projected
-object patches with their words' embeddings, and an attention loss on one
-LLM head toward the asked objects' patches. Only the train split is used for
+object patches with their words' embeddings (and their cell's name), an
+attention loss on one LLM head toward the patches that hold the answer, and
+a probe on an early LLM layer that says which patches hold an object the
+previous frame did not. Only the train split is used for
 training and the val split for the log; the test split is never read.
 
 Preprocessing is libmustdrop's for a square frame: Pillow bicubic resize of
-the 128x128 video frame to 64x64, CLIP mean/std. Training frames go through
+the 128x128 video frame to the tower's size, CLIP mean/std. Training frames go through
 a simulated 4:2:0 round trip (BT.601, 2x2 chroma average) and mild noise so
 that frames decoded from H.264/VP8 look like the ones trained on.
 """
@@ -80,29 +82,30 @@ def to_model(frame: np.ndarray, size: int) -> np.ndarray:
 
 
 def patch_targets(scene, t: float, grid: int) -> np.ndarray:
-    """[grid*grid, N_CLASSES] 0/1: which objects cover a patch (>= 12% of it)."""
+    """[grid*grid, N_CLASSES] 0/1: which objects cover a patch (>= 12% of the
+    patch, or >= 25% of the object: a small star is under 12% of a 3x3 cell).
+    Patches are grid x grid equal squares of the frame (any RENDER/grid)."""
     out = np.zeros((grid * grid, N_CLASSES), np.float32)
-    cell = S.RENDER // grid
+    cell = S.RENDER / grid
     colours, sizes = list(S.COLOURS), list(S.SIZES)
     for o in scene.objects:
         p = o.pos(t)
         if p is None:
             continue
         r = S.SIZES[o.size]
-        x0 = max(int(p[0] - 2 * r) // cell * cell, 0)
-        x1 = min((int(p[0] + 2 * r) // cell + 1) * cell, S.RENDER)
-        y0 = max(int(p[1] - 2 * r) // cell * cell, 0)
-        y1 = min((int(p[1] + 2 * r) // cell + 1) * cell, S.RENDER)
+        x0, x1 = max(int(p[0] - 2 * r), 0), min(int(p[0] + 2 * r) + 2, S.RENDER)
+        y0, y1 = max(int(p[1] - 2 * r), 0), min(int(p[1] + 2 * r) + 2, S.RENDER)
         y, x = np.mgrid[y0:y1, x0:x1].astype(np.float32) + 0.5
         cov = S.shape_coverage(o.shape, p[0], p[1], r, x, y)
-        gy, gx = (y1 - y0) // cell, (x1 - x0) // cell
-        blk = cov.reshape(gy, cell, gx, cell).sum((1, 3)) / (cell * cell)
-        per = np.zeros((grid, grid), np.float32)
-        per[y0 // cell:y0 // cell + gy, x0 // cell:x0 // cell + gx] = blk
-        per = per.reshape(-1)
+        gy = np.minimum((y / cell).astype(int), grid - 1)
+        gx = np.minimum((x / cell).astype(int), grid - 1)
+        per = np.zeros(grid * grid, np.float64)
+        np.add.at(per, (gy * grid + gx).reshape(-1), cov.reshape(-1))
+        share = per / max(per.sum(), 1e-6)
+        per /= cell * cell
         k = (colours.index(o.colour) * len(S.SHAPES) + S.SHAPES.index(o.shape)) * len(sizes) \
             + sizes.index(o.size)
-        out[per >= 0.12, k] = 1.0
+        out[(per >= 0.12) | (share >= 0.25), k] = 1.0
     return out
 
 
@@ -258,25 +261,28 @@ def vision_features(model, px, n_layers_used: int):
     return h
 
 
-def forward(model, ids, px, n_layers_used: int, attentions: bool = False):
+def forward(model, ids, px, n_layers_used: int, attentions: bool = False, hidden: int | None = None):
     """Logits of LLaVA's forward (same maths as HF's, minus the unused layer);
-    also the patch features for the auxiliary head (and the LLM's attention
-    probabilities when asked: eager attention, same maths)."""
+    also the patch features for the auxiliary head, and when asked the LLM's
+    attention probabilities (eager attention, same maths) and its hidden
+    states after layer `hidden`."""
     feats = vision_features(model, px, n_layers_used)[:, 1:]
     proj = model.model.multi_modal_projector(feats)
     emb = model.model.language_model.embed_tokens(ids)
     mask = (ids == IMAGE_ID).unsqueeze(-1).expand_as(emb)
     emb = emb.masked_scatter(mask, proj.reshape(-1, proj.shape[-1]).to(emb.dtype))
-    if attentions:
-        out = model.model.language_model(inputs_embeds=emb, output_attentions=True)
-        return model.lm_head(out.last_hidden_state), feats, out.attentions
-    out = model.model.language_model(inputs_embeds=emb)
-    return model.lm_head(out.last_hidden_state), feats
+    if not attentions and hidden is None:
+        out = model.model.language_model(inputs_embeds=emb)
+        return model.lm_head(out.last_hidden_state), feats
+    out = model.model.language_model(inputs_embeds=emb, output_attentions=attentions,
+                                      output_hidden_states=hidden is not None)
+    return (model.lm_head(out.last_hidden_state), feats, out.attentions if attentions else None,
+            out.hidden_states[hidden] if hidden is not None else None)
 
 
 # ----------------------------------------------------------------------------- training
 
-def make_batch(tok, frames, aux, qsets, idx, rng, turns: int = 1):
+def make_batch(tok, frames, aux, qsets, idx, rng, turns: int = 1, focus=()):
     """Token ids, shifted labels, pixels, aux targets and, per sample, the
     questions asked with the position that predicts each answer. With
     turns > 1 a sample is a conversation about the clip: the first turn is
@@ -286,7 +292,11 @@ def make_batch(tok, frames, aux, qsets, idx, rng, turns: int = 1):
     seqs, tgts, asked = [], [], []
     for i in idx:
         qs = qsets[i]
-        order = rng.permutation(len(qs))[:turns]
+        order = rng.permutation(len(qs))
+        if focus:
+            # questions of the focus types first (a continuation that teaches them)
+            order = sorted(order, key=lambda j: qs[j][0] not in focus)
+        order = order[:turns]
         seq, tgt, ask = [], [], []
         for k, j in enumerate(order):
             qt, q, a = qs[j]
@@ -342,22 +352,67 @@ def relevant_classes(qt: str, q: str, a: str) -> list:
     return out
 
 
+def attention_target(qt: str, q: str, a: str, aux_b):
+    """[frames * patches] bool: where the question's answer is in the frames.
+    The asked objects' patches, narrowed in time for the questions about
+    events: an entry (first_colour, enters_last, count, "after ... appears")
+    is the object's first frame, a stop or a disappearance its last."""
+    import torch
+    pres = aux_b > 0                                             # [F, P, C]
+    seen = pres.any(1)                                           # [F, C]
+    F = seen.shape[0]
+    fr = torch.arange(F)
+    first = torch.where(seen, fr[:, None], F).amin(0)            # [C]; F: never
+    last = torch.where(seen, fr[:, None], -1).amax(0)
+    out = torch.zeros(pres.shape[:2], dtype=torch.bool)
+
+    def add(c, frame=None):
+        if frame is None:
+            out.logical_or_(pres[..., c])
+        elif 0 <= frame < F:
+            out[frame].logical_or_(pres[frame, :, c])
+    present = [c for c in range(pres.shape[-1]) if bool(seen[:, c].any())]
+    if qt == "enters_last" and present:
+        c = max(present, key=lambda c: int(first[c]))
+        add(c, int(first[c]))
+    elif qt == "first_colour" and present:
+        c = min(present, key=lambda c: int(first[c]))
+        add(c, int(first[c]))
+    elif qt == "count":
+        for c in relevant_classes(qt, q, a):
+            add(c, int(first[c]))
+    elif qt == "stop_where":
+        for c in relevant_classes(qt, q, a):
+            add(c, int(last[c]))
+    elif qt == "after":
+        subj = q.split("the ", 1)[1].rsplit(" appears", 1)[0]          # "blue star"
+        obj, event = a.split(" ", 1)[1].rsplit(" ", 1)                  # "red circle", "disappears"
+        for c in relevant_classes(qt, q, a):
+            name = f"{list(S.COLOURS)[c // (len(S.SHAPES) * len(S.SIZES))]} " \
+                   f"{S.SHAPES[(c // len(S.SIZES)) % len(S.SHAPES)]}"
+            if name == subj:
+                add(c, int(first[c]))
+            if name == obj:
+                add(c, int(first[c]) if event == "appears" else int(last[c]))
+    else:
+        for c in relevant_classes(qt, q, a):
+            add(c)
+    return out.reshape(-1)
+
+
 def attention_loss(attn, asked, aux, ids, layers, head):
     """Supervise one head of some LLM layers: at the position that predicts
     the first answer token, its attention should fall on the visual tokens
-    of the frames' patches that hold what the question is about (-log of the
-    mass there). Another training-only signal that gets the model past the
-    long plateau where it answers from the question alone."""
+    that hold the answer (attention_target; -log of the mass there).
+    Another training-only signal that gets the model past the long plateau
+    where it answers from the question alone."""
     import torch
     B = ids.shape[0]
     losses = []
     for b in range(B):
         vis = (ids[b] == IMAGE_ID).nonzero().squeeze(-1)            # visual positions, in order
         for qt, q, a, pos in asked[b]:
-            cls = relevant_classes(qt, q, a)
-            if not cls:
-                continue
-            rel = aux[b][..., cls].amax(-1).reshape(-1) > 0         # [frames * patches]
+            rel = attention_target(qt, q, a, aux[b])
             if not bool(rel.any()):
                 continue
             target = vis[rel]
@@ -369,19 +424,47 @@ def attention_loss(attn, asked, aux, ids, layers, head):
     return torch.stack(losses).mean()
 
 
-def aux_targets(at):
-    """[..., 40] class targets -> [..., 51]: the classes, then colour, shape
-    and size on their own (factorized targets teach the tower faster)."""
+def new_object_targets(at):
+    """[B, F, P, C] -> [B, F, P] 0/1: the patch holds an object that no
+    patch of the previous frame held (every object in the first frame).
+    What the questions about entries need; a visual token can compute it
+    from the frame before it (causal attention), so a probe on an early
+    LLM layer teaches that comparison directly."""
+    import torch
+    pres = at > 0
+    prev = torch.zeros_like(pres[:, :1].any(2))                      # [B, 1, C]
+    seen_prev = torch.cat([prev, pres[:, :-1].any(2)], 1)            # [B, F, C]
+    new = pres & ~seen_prev[:, :, None, :]
+    return new.any(-1).float()
+
+
+def patch_cells(n_patches: int):
+    """[n_patches] the 3x3 cell ("Where does ... stop?") each patch lies in."""
+    import torch
+    g = int(round(n_patches ** 0.5))
+    r, c = torch.arange(g).repeat_interleave(g), torch.arange(g).repeat(g)
+    return (r * 3 // g) * 3 + c * 3 // g
+
+
+def aux_targets(at, cells: bool = False):
+    """[..., P, 40] class targets -> [..., P, 51]: the classes, then colour,
+    shape and size on their own (factorized targets teach the tower faster);
+    with cells, 9 more: the patch's cell (one-hot), so that the features say
+    where they are and "stop" questions can be read from them."""
     import torch
     x = at.reshape(*at.shape[:-1], len(S.COLOURS), len(S.SHAPES), len(S.SIZES))
-    return torch.cat([at, x.amax((-1, -2)), x.amax((-1, -3)), x.amax((-2, -3))], -1)
+    out = [at, x.amax((-1, -2)), x.amax((-1, -3)), x.amax((-2, -3))]
+    if cells:
+        onehot = torch.nn.functional.one_hot(patch_cells(at.shape[-2]), 9).float()
+        out.append(onehot.expand(*at.shape[:-1], 9))
+    return torch.cat(out, -1)
 
 
-def vision_aux_loss(aux_head, feats, at, pos_weight):
+def vision_aux_loss(aux_head, feats, at, pos_weight, cells: bool = False):
     """Per-patch BCE on what covers the patch; positives are rare (~0.5 %),
     so they are weighted."""
     import torch
-    t = aux_targets(at)
+    t = aux_targets(at, cells)
     pw = torch.full((t.shape[-1],), float(pos_weight))
     return torch.nn.functional.binary_cross_entropy_with_logits(aux_head(feats), t, pos_weight=pw)
 
@@ -420,7 +503,7 @@ def vision_warmup(model, aux_head, frames, aux, rng, tr, n_used, grid, log):
                 f"precision {prec:.2f}")
 
 
-def align_loss(model, feats, targets, words):
+def align_loss(model, feats, targets, words, cell_words=None):
     """Projected patch features that hold an object should point where the
     LLM's input embeddings of its colour, shape and size words add up (cosine,
     target detached). A shortcut for grounding: the visual tokens start out
@@ -433,6 +516,11 @@ def align_loss(model, feats, targets, words):
     proj = model.model.multi_modal_projector(feats)                                # [N, P, n_embd]
     cnt = targets.sum(-1, keepdim=True)
     tgt = (targets @ C) / cnt.clamp(min=1)
+    if cell_words is not None:
+        # and the name of the cell the patch is (3x3 patches = the 3x3 cells
+        # "Where does ... stop?" names)
+        P = torch.stack([E[ids].mean(0) for ids in cell_words]).detach()          # [patches, n_embd]
+        tgt = tgt + P[None]
     m = cnt.squeeze(-1) > 0
     if not bool(m.any()):
         return proj.sum() * 0
@@ -502,6 +590,8 @@ def main() -> None:
     ap.add_argument("--config", default=str(HERE / "config.json"))
     ap.add_argument("--out", required=True)
     ap.add_argument("--minutes", type=float, help="override the config's time budget")
+    ap.add_argument("--init", help="continue from this checkpoint (an earlier run's OUT/hf): its "
+                    "weights and tokenizer; no vision warm-up; the training-only heads start afresh")
     args = ap.parse_args()
     cfg = json.loads(Path(args.config).read_text())
     if args.minutes:
@@ -526,14 +616,28 @@ def main() -> None:
         f"numpy {np.__version__}")
 
     hf = out / "hf"
-    build_tokenizer(hf, cfg["vocab_size"])
+    if args.init:
+        import shutil
+        hf.mkdir(parents=True, exist_ok=True)
+        for f in Path(args.init).iterdir():
+            if f.name.startswith("tokenizer") or f.name.startswith("special_tokens"):
+                shutil.copy(f, hf / f.name)
+        log(f"init from {args.init}")
+    else:
+        build_tokenizer(hf, cfg["vocab_size"])
     v = cfg["vision"]
     size, grid = v["image_size"], v["image_size"] // v["patch"]
     tok = Tok(hf, grid * grid, S.SLOTS)
     vocab = len(tok.tk)
-    model = build_model(cfg, vocab)
+    if args.init:
+        from transformers import LlavaForConditionalGeneration
+        model = LlavaForConditionalGeneration.from_pretrained(args.init, dtype=torch.float32)
+    else:
+        model = build_model(cfg, vocab)
     n_used = v["layers"] - 1           # vision_feature_layer = -2
-    aux_head = torch.nn.Linear(v["hidden"], N_CLASSES + len(S.COLOURS) + len(S.SHAPES) + len(S.SIZES))
+    aux_cells = bool(tr.get("aux_cells"))
+    aux_head = torch.nn.Linear(v["hidden"], N_CLASSES + len(S.COLOURS) + len(S.SHAPES) + len(S.SIZES)
+                               + (9 if aux_cells else 0))
     log(f"vocab {vocab}; parameters {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M")
 
     t0 = time.time()
@@ -561,14 +665,28 @@ def main() -> None:
         for sh in S.SHAPES:
             for sz in S.SIZES:
                 words.append([tok.tk.encode(" " + w, add_special_tokens=False) for w in (c, sh, sz)])
+    cell_words = None
+    if tr.get("align_cells") and grid == 3:
+        cell_words = [tok.tk.encode(" " + c, add_special_tokens=False) for c in S.CELLS]
+    # a probe on the visual tokens' hidden states after an early LLM layer:
+    # does this patch hold an object the previous frame did not? (training only)
+    probe = torch.nn.Linear(cfg["llm"]["hidden"], 1) if tr.get("new_probe_weight", 0) > 0 else None
+    # and which cell is this patch? (the visual tokens carry no other position
+    # the LLM can read: RoPE only gives distances)
+    cell_probe = torch.nn.Linear(cfg["llm"]["hidden"], 9) \
+        if probe is not None and tr.get("cell_probe_weight", 0) > 0 else None
     if tr.get("attn_weight", 0) > 0:
         # attention probabilities are needed for the attention loss
         model.model.language_model.set_attn_implementation("eager")
     params = list(model.parameters()) + list(aux_head.parameters())
+    if probe is not None:
+        params += list(probe.parameters())
+    if cell_probe is not None:
+        params += list(cell_probe.parameters())
     opt = torch.optim.AdamW(params, lr=tr["lr"], betas=(0.9, 0.98), weight_decay=tr["weight_decay"])
     budget = tr["minutes"] * 60.0
     start = time.time()
-    if tr.get("vision_warmup_steps", 0):
+    if tr.get("vision_warmup_steps", 0) and not args.init:
         vision_warmup(model, aux_head, frames, aux, rng, tr, n_used, grid, log)
         log(f"vision warm-up took {time.time() - start:.0f} s")
     step = 0
@@ -578,6 +696,8 @@ def main() -> None:
     next_eval = start + tr["eval_every_min"] * 60
     ema = None
     atl_ema = None
+    pl_ema = None
+    cl_ema = None
     while True:
         # the schedule follows wall time, not a step count: the machine may be
         # shared, and the budget is time
@@ -592,21 +712,36 @@ def main() -> None:
         lr = tr["lr"] * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         for g in opt.param_groups:
             g["lr"] = lr
-        ids, lab, px, at, asked = make_batch(tok, frames, aux, qsets, idx, rng, tr.get("turns", 1))
+        ids, lab, px, at, asked = make_batch(tok, frames, aux, qsets, idx, rng, tr.get("turns", 1),
+                                               tuple(tr.get("focus_types", ())))
         use_attn = tr.get("attn_weight", 0) > 0 and frac < tr.get("attn_until", 1.0)
-        if use_attn:
-            logits, feats, attn = forward(model, ids, px, n_used, attentions=True)
+        use_probe = probe is not None
+        if use_attn or use_probe:
+            logits, feats, attn, hid = forward(model, ids, px, n_used, attentions=use_attn,
+                                               hidden=tr["new_probe_layer"] if use_probe else None)
         else:
             logits, feats = forward(model, ids, px, n_used)
         lm = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab.reshape(-1),
                                                ignore_index=-100)
         al = vision_aux_loss(aux_head, feats, at.reshape(-1, grid * grid, N_CLASSES),
-                             tr["aux_pos_weight"])
+                             tr["aux_pos_weight"], aux_cells)
         w = tr["aux_weight"] * (1.0 - 0.9 * min(frac, 1.0))
         loss = lm + w * al
         if tr.get("align_weight", 0) > 0:
             loss = loss + tr["align_weight"] * (1.0 - 0.9 * min(frac, 1.0)) * align_loss(
-                model, feats, at.reshape(-1, grid * grid, N_CLASSES), words)
+                model, feats, at.reshape(-1, grid * grid, N_CLASSES), words, cell_words)
+        if use_probe:
+            vis = hid[ids == IMAGE_ID].reshape(len(idx), S.SLOTS, grid * grid, -1)
+            pl = torch.nn.functional.binary_cross_entropy_with_logits(
+                probe(vis).squeeze(-1), new_object_targets(at))
+            loss = loss + tr["new_probe_weight"] * pl
+            pl_ema = pl.item() if pl_ema is None else 0.98 * pl_ema + 0.02 * pl.item()
+            if cell_probe is not None:
+                cl = torch.nn.functional.cross_entropy(
+                    cell_probe(vis).reshape(-1, 9),
+                    patch_cells(grid * grid).repeat(len(idx) * S.SLOTS))
+                loss = loss + tr["cell_probe_weight"] * cl
+                cl_ema = cl.item() if cl_ema is None else 0.98 * cl_ema + 0.02 * cl.item()
         if use_attn:
             atl = attention_loss(attn, asked, at, ids, tr["attn_layers"], tr["attn_head"])
             if atl is not None:
@@ -620,6 +755,7 @@ def main() -> None:
         ema = lm.item() if ema is None else 0.98 * ema + 0.02 * lm.item()
         if step % 50 == 0:
             log(f"step {step} lr {lr:.2e} lm {ema:.4f} aux {al.item():.4f} attn {atl_ema or 0:.3f} "
+                f"new {pl_ema or 0:.3f} cell {cl_ema or 0:.3f} "
                 f"elapsed {time.time() - start:.0f} s")
         if time.time() > next_eval:
             acc, per, _ = evaluate(model, tok, vf, vlist, n_used)

@@ -176,6 +176,8 @@ static void video(struct red_fix *f)
     /* still video: non-anchor frames keep int(0.3 * 16) = 4 tokens */
     CHECK(frames_tokens(f, "dycoke:k=0.7,window=4", 8, true, true) == 2 * (16 + 3 * 4));
     CHECK(frames_tokens(f, "dycoke:k=0.7,window=4", 6, true, false) == 28 + 16 + 4);   /* last window */
+    /* (1 - k) * 16 < 1: every row would go; each pruned frame keeps one */
+    CHECK(frames_tokens(f, "dycoke:k=0.95,window=4", 8, true, true) == 2 * (16 + 3 * 1));
     CHECK(frames_tokens(f, "none", 6, false, false) == 96);
     /* one 3x3 window on 4x4: always merging leaves 16-8 and 16-9 tokens per pair */
     CHECK(frames_tokens(f, "stmerge:thresh=-1,frames=2", 4, false, true) == 2 * (8 + 7));
