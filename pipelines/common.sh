@@ -4,7 +4,10 @@
 # synthvqa model, models/synthvqa/, trained on synthetic shape videos; when it
 # is absent, the tiny random test models, which give nonsense answers but
 # exercise every step).
-# QUESTION: the question asked about every window.
+# QUESTION: the question asked about every window (default: "What is happening
+# in the video?"; with the bundled model, which knows only its task's nine
+# question types and answers an open question with nothing, "How many squares
+# appear?").
 # GST_PLUGIN_PATH: where libgstmustdrop.so is (default: the first of
 # build/gst and build-gst/gst that holds it, relative to the repository).
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -14,6 +17,7 @@ if [ -z "${MODEL:-}" ] && [ -z "${MMPROJ:-}" ] && [ -r "$root/models/synthvqa/sy
    && [ -r "$root/models/synthvqa/synthvqa-mmproj-f16.gguf" ]; then
   MODEL="$root/models/synthvqa/synthvqa-llm-f16.gguf"
   MMPROJ="$root/models/synthvqa/synthvqa-mmproj-f16.gguf"
+  QUESTION="${QUESTION:-How many squares appear?}"
 fi
 MODEL="${MODEL:-$fixtures/tiny-llava-llm-f32.gguf}"
 MMPROJ="${MMPROJ:-$fixtures/tiny-llava-mmproj-f32.gguf}"
