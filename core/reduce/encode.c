@@ -499,20 +499,6 @@ static int grow_frame_bufs(struct md_reduce_session *s, int32_t n)
     return s->anchor && s->prev ? MD_OK : MD_ERR_NOMEM;
 }
 
-static int32_t most_changed_row(const float *cur, const float *ref, int32_t n, int32_t E)
-{
-    int32_t best = 0;
-    float lo = 2.0f;
-    for (int32_t j = 0; j < n; j++) {
-        float c = md_reduce_cosine(cur + (size_t)j * (size_t)E, ref + (size_t)j * (size_t)E, E);
-        if (c < lo) {
-            lo = c;
-            best = j;
-        }
-    }
-    return best;
-}
-
 /* DyCoke TTM on one frame (pruning.md §3.1). Frames whose row count
  * differs from the anchor's (an earlier merge changed it) stay whole. */
 static int dycoke_block(struct md_reduce_session *s, const struct md_encoded *e, int32_t f,
@@ -533,11 +519,8 @@ static int dycoke_block(struct md_reduce_session *s, const struct md_encoded *e,
     if (ref >= 0 && e->n == s->frame_n) {
         const float *rf = ref == 0 ? s->anchor : s->prev;
         k = md_reduce_dycoke_frame(e->embd, rf, e->n, s->E, s->cfg.dycoke_k, keep);
-        if (k < 1) {
-            /* (1 - K) * n < 1 prunes every row (k = 0.9 on a 3x3 frame):
-             * a frame still keeps one, its most changed row (row 0 at
-             * K >= 1, where the spec asks for nothing but a placeholder) */
-            keep[0] = s->cfg.dycoke_k >= 1.0f ? 0 : most_changed_row(e->embd, rf, e->n, s->E);
+        if (k < 1 && e->n > 0) {   /* K >= 1: a placeholder row keeps the frame's slot */
+            keep[0] = 0;
             k = 1;
         }
         use = keep;

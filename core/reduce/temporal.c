@@ -25,6 +25,10 @@ int32_t md_reduce_dycoke_frame(const float *cur, const float *ref, int32_t n, in
         return 0;
     int32_t k = (int32_t)((1.0 - (double)K) * n);
     k = k < 0 ? 0 : k > n ? n : k;
+    /* (1 - K) * n < 1 (K = 0.9 on a 3x3 frame) would prune a frame away:
+     * it keeps its most changed row; only K >= 1 asks for none */
+    if (k == 0 && K < 1.0f)
+        k = 1;
     float *dis = malloc(sizeof(float) * (size_t)n);
     if (!dis) {   /* no memory: keep the frame whole rather than fail */
         for (int32_t j = 0; j < n; j++)

@@ -161,6 +161,8 @@ static void video(void)
     int32_t keep[4];
     CHECK(md_reduce_dycoke_frame(b, a, 4, D, 0.5f, keep) == 2 && keep[0] == 1 && keep[1] == 3);
     CHECK(md_reduce_dycoke_frame(b, a, 4, D, 1.0f, keep) == 0);
+    /* (1 - K) * n < 1: the most changed row, not none */
+    CHECK(md_reduce_dycoke_frame(b, a, 4, D, 0.9f, keep) == 1 && (keep[0] == 1 || keep[0] == 3));
     CHECK(md_reduce_dycoke_ref(0) == -1 && md_reduce_dycoke_ref(1) == 0);
     CHECK(md_reduce_dycoke_ref(2) == 0 && md_reduce_dycoke_ref(3) == 2);
     /* stmerge: 2 frames of a 3x3 grid, static -> one token; changing -> all */
