@@ -47,6 +47,10 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out")
+    ap.add_argument("--no-spm-prefix", action="store_true",
+                    help="tokenize as transformers' fast tokenizer does (no leading \u2581 on the "
+                         "first word), as train.py did before spm_prefix; by default the prompt's "
+                         "ids are SentencePiece's, which llama.cpp and libmustdrop use")
     args = ap.parse_args()
     import torch
     from transformers import LlavaForConditionalGeneration
@@ -54,7 +58,7 @@ def main() -> None:
     model = LlavaForConditionalGeneration.from_pretrained(args.model).eval()
     size = model.config.vision_config.image_size
     rows = (size // model.config.vision_config.patch_size) ** 2
-    tok = T.Tok(Path(args.model), rows, args.frames)
+    tok = T.Tok(Path(args.model), rows, args.frames, spm_prefix=not args.no_spm_prefix)
     eos = tok.tk.eos_token_id
     split = Path(args.split)
     lines = [json.loads(x) for x in (split / "manifest.jsonl").read_text().splitlines() if x.strip()]

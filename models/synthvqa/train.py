@@ -15,9 +15,12 @@ sequence) are scored. Training-only signals, thrown away at export (why:
 docs/accuracy.md): a vision warm-up and an auxiliary per-patch loss on which
 (colour, shape, size) objects cover each patch, an alignment of projected
 object patches with their words' embeddings (and their cell's name), an
-attention loss on one LLM head toward the patches that hold the answer, and
-a probe on an early LLM layer that says which patches hold an object the
-previous frame did not. Only the train split is used for
+attention loss on one LLM head toward the patches that hold the answer (at
+the first answer position, or at every one for the types in
+attn_every_token), and probes on an early LLM layer that say which patches
+hold an object the previous frame did not and which cell each patch is.
+`--init RUN/hf` continues an earlier run (config-continue.json,
+config-tokens.json). Only the train split is used for
 training and the val split for the log; the test split is never read.
 
 Preprocessing is libmustdrop's for a square frame: Pillow bicubic resize of
@@ -213,17 +216,26 @@ def build_model(cfg: dict, vocab_size: int):
 class Tok:
     """Prompt/answer token ids, with each <image> expanded to the frame's rows."""
 
-    def __init__(self, d: Path, rows: int, frames: int):
+    def __init__(self, d: Path, rows: int, frames: int, spm_prefix: bool = True):
         from transformers import AutoTokenizer
         self.tk = AutoTokenizer.from_pretrained(str(d))
         self.rows, self.frames = rows, frames
         self.cache = {}
+        # SentencePiece (add_dummy_prefix), llama.cpp and libmustdrop start a
+        # text with "▁": "A chat" is "▁A ▁chat". The fast tokenizer
+        # transformers 5 builds from tokenizer.model drops that prefix ("A").
+        # spm_prefix puts it back, so these ids are the ones the engine feeds;
+        # the runs before config-tokens-spm.json trained without it.
+        self.prefix = ""
+        if spm_prefix and not self.tk.tokenize("A")[0].startswith("\u2581"):
+            self.prefix = " "
 
     def encode(self, question: str, answer: str | None):
         key = (question, answer)
         if key in self.cache:
             return self.cache[key]
-        text = S.prompt_text(question, self.frames).replace(IMAGE_TOKEN, IMAGE_TOKEN * self.rows)
+        text = self.prefix + S.prompt_text(question, self.frames).replace(IMAGE_TOKEN,
+                                                                           IMAGE_TOKEN * self.rows)
         p = self.tk(text, add_special_tokens=True)["input_ids"]
         if answer is None:
             self.cache[key] = (p, None)
@@ -282,9 +294,9 @@ def forward(model, ids, px, n_layers_used: int, attentions: bool = False, hidden
 
 # ----------------------------------------------------------------------------- training
 
-def make_batch(tok, frames, aux, qsets, idx, rng, turns: int = 1, focus=()):
+def make_batch(tok, frames, aux, qsets, idx, rng, turns: int = 1, focus=(), focus_p: float = 1.0):
     """Token ids, shifted labels, pixels, aux targets and, per sample, the
-    questions asked with the position that predicts each answer. With
+    questions asked with the positions that predict each answer's tokens. With
     turns > 1 a sample is a conversation about the clip: the first turn is
     exactly the prompt libmustdrop renders, later ones (LLaVA-Instruct style)
     "USER: q ASSISTANT: a</s>" — more supervised answers per encoded clip."""
@@ -293,7 +305,7 @@ def make_batch(tok, frames, aux, qsets, idx, rng, turns: int = 1, focus=()):
     for i in idx:
         qs = qsets[i]
         order = rng.permutation(len(qs))
-        if focus:
+        if focus and (focus_p >= 1.0 or rng.random() < focus_p):
             # questions of the focus types first (a continuation that teaches them)
             order = sorted(order, key=lambda j: qs[j][0] not in focus)
         order = order[:turns]
@@ -303,7 +315,9 @@ def make_batch(tok, frames, aux, qsets, idx, rng, turns: int = 1, focus=()):
             p, ans = tok.encode(q, a)
             if k > 0:
                 p = tok.followup(q)
-            ask.append((qt, q, a, len(seq) + len(p) - 1))
+            # the positions that predict the answer's tokens (its </s> included)
+            first = len(seq) + len(p) - 1
+            ask.append((qt, q, a, list(range(first, first + len(ans)))))
             seq += p + ans
             tgt += [-100] * len(p) + ans
         seqs.append(seq)
@@ -400,25 +414,30 @@ def attention_target(qt: str, q: str, a: str, aux_b):
     return out.reshape(-1)
 
 
-def attention_loss(attn, asked, aux, ids, layers, head):
+def attention_loss(attn, asked, aux, ids, layers, head, every_token=()):
     """Supervise one head of some LLM layers: at the position that predicts
     the first answer token, its attention should fall on the visual tokens
     that hold the answer (attention_target; -log of the mass there).
     Another training-only signal that gets the model past the long plateau
-    where it answers from the question alone."""
+    where it answers from the question alone. For the types in every_token
+    the positions that predict the later answer tokens are supervised too:
+    the column of "top left" is the second token, the object of "the red
+    circle disappears" the second and third, and a model supervised only
+    at the first one reads the row and guesses the column."""
     import torch
     B = ids.shape[0]
     losses = []
     for b in range(B):
         vis = (ids[b] == IMAGE_ID).nonzero().squeeze(-1)            # visual positions, in order
-        for qt, q, a, pos in asked[b]:
+        for qt, q, a, positions in asked[b]:
             rel = attention_target(qt, q, a, aux[b])
             if not bool(rel.any()):
                 continue
             target = vis[rel]
-            for L in layers:
-                mass = attn[L][b, head, pos, target].sum()
-                losses.append(-torch.log(mass + 1e-6))
+            for pos in positions if qt in every_token else positions[:1]:
+                for L in layers:
+                    mass = attn[L][b, head, pos, target].sum()
+                    losses.append(-torch.log(mass + 1e-6))
     if not losses:
         return None
     return torch.stack(losses).mean()
@@ -627,7 +646,7 @@ def main() -> None:
         build_tokenizer(hf, cfg["vocab_size"])
     v = cfg["vision"]
     size, grid = v["image_size"], v["image_size"] // v["patch"]
-    tok = Tok(hf, grid * grid, S.SLOTS)
+    tok = Tok(hf, grid * grid, S.SLOTS, bool(tr.get("spm_prefix", False)))
     vocab = len(tok.tk)
     if args.init:
         from transformers import LlavaForConditionalGeneration
@@ -713,7 +732,7 @@ def main() -> None:
         for g in opt.param_groups:
             g["lr"] = lr
         ids, lab, px, at, asked = make_batch(tok, frames, aux, qsets, idx, rng, tr.get("turns", 1),
-                                               tuple(tr.get("focus_types", ())))
+                                               tuple(tr.get("focus_types", ())), tr.get("focus_p", 1.0))
         use_attn = tr.get("attn_weight", 0) > 0 and frac < tr.get("attn_until", 1.0)
         use_probe = probe is not None
         if use_attn or use_probe:
@@ -743,7 +762,8 @@ def main() -> None:
                 loss = loss + tr["cell_probe_weight"] * cl
                 cl_ema = cl.item() if cl_ema is None else 0.98 * cl_ema + 0.02 * cl.item()
         if use_attn:
-            atl = attention_loss(attn, asked, at, ids, tr["attn_layers"], tr["attn_head"])
+            atl = attention_loss(attn, asked, at, ids, tr["attn_layers"], tr["attn_head"],
+                                 tuple(tr.get("attn_every_token", ())))
             if atl is not None:
                 loss = loss + tr["attn_weight"] * atl
                 atl_ema = atl.item() if atl_ema is None else 0.98 * atl_ema + 0.02 * atl.item()
