@@ -506,7 +506,7 @@ def vision_warmup(model, aux_head, frames, aux, rng, tr, n_used, grid, log):
         px = pixel_tensor(frames[idx])
         at = torch.from_numpy(aux[idx].astype(np.float32)).reshape(-1, grid * grid, N_CLASSES)
         feats = vision_features(model, px, n_used)[:, 1:]
-        loss = vision_aux_loss(aux_head, feats, at, tr["aux_pos_weight"])
+        loss = vision_aux_loss(aux_head, feats, at, tr["aux_pos_weight"], bool(tr.get("aux_cells")))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
