@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "bench-reduce.h"
+#include "device.h"
 #include "mustdrop-reduce.h"
 
 #define MAX_SPECS 32
@@ -25,6 +26,7 @@
 struct rb_args {
     const char *specs, *llm, *mmproj, *image, *question, *csv;
     int n_predict, reps, warmup, threads, frames;
+    struct cli_device dev;   /* --device (cpu by default, as for the other benchmarks) */
 };
 
 static void rb_usage(FILE *f)
@@ -38,6 +40,7 @@ static void rb_usage(FILE *f)
         "  -r N               timed repetitions; ms_* columns are their means (1)\n"
         "  --warmup N         untimed runs of the reference spec (none) before any timing (0)\n"
         "  -t N               threads (0 = all)\n"
+        "  --device D         cpu (default), cuda, cuda:N or auto\n"
         "  --csv FILE         write the CSV there (default stdout)\n");
 }
 
@@ -47,6 +50,7 @@ static int rb_parse(int argc, char **argv, struct rb_args *a)
     a->question = "Describe the image.";
     a->n_predict = 16;
     a->reps = 1;
+    a->dev.backend = "cpu";
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) { rb_usage(stdout); return 1; }
@@ -63,7 +67,12 @@ static int rb_parse(int argc, char **argv, struct rb_args *a)
         else if (!strcmp(o, "--warmup")) a->warmup = atoi(v);
         else if (!strcmp(o, "-t")) a->threads = atoi(v);
         else if (!strcmp(o, "--frames")) a->frames = atoi(v);
-        else { fprintf(stderr, "mustdrop-bench: unknown option '%s' with --reduce\n", o); return -1; }
+        else if (!strcmp(o, "--device")) {
+            if (cli_device_parse(v, &a->dev)) {
+                fprintf(stderr, "mustdrop-bench: bad value '%s' for --device\n", v);
+                return -1;
+            }
+        } else { fprintf(stderr, "mustdrop-bench: unknown option '%s' with --reduce\n", o); return -1; }
     }
     if (!a->specs || !a->llm || !a->mmproj || a->n_predict < 0 || a->n_predict > MAX_GEN ||
         a->reps < 1 || a->reps > 1000 || a->warmup < 0 || a->warmup > 100 || a->frames < 0 ||
@@ -268,12 +277,13 @@ int md_bench_reduce_main(int argc, char **argv)
     struct md_model_params mp = md_model_default_params();
     struct md_vision_params vp = md_vision_default_params();
     vp.n_threads = a.threads;
-    if (md_model_load(a.llm, &mp, &e.model, err, sizeof err) ||
-        md_vision_load(a.mmproj, &vp, &e.vis, err, sizeof err)) {
+    if (cli_model_load(&a.dev, a.llm, NULL, 0, &mp, &e.model, err, sizeof err) ||
+        cli_vision_load(&a.dev, a.mmproj, NULL, 0, &vp, &e.vis, err, sizeof err)) {
         fprintf(stderr, "mustdrop-bench: %s\n", err);
         md_model_free(e.model);
         return 1;
     }
+    fprintf(stderr, "mustdrop-bench: device %s\n", a.dev.used);
     e.img = a.image ? read_ppm(a.image, &e.w, &e.h) : gradient(e.w = 336, e.h = 336);
     if (!e.img) {
         fprintf(stderr, "mustdrop-bench: cannot read '%s' (binary PPM P6 expected)\n", a.image);

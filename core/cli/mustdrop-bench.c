@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "bench-reduce.h"
+#include "device.h"
 #include "gguf-writer.h"
 #include "mustdrop-vision.h"
 #include "mustdrop.h"
@@ -51,6 +52,8 @@ struct bench_args {
     int image_size;           /* input frame side (0: the tower's) */
     int proj_dim;             /* synthetic projector output width (0: the preset's) */
     int batch[8], n_batch;
+    int depth;                /* tokens in the cache before each tgN (-d) */
+    struct cli_device dev;    /* --device (default cpu: a figure names its device) */
 };
 
 /* Synthetic vision towers (random weights): CLIP-L/336 as LLaVA-1.5 uses it
@@ -88,10 +91,13 @@ static void usage(FILE *f)
         "  --write FILE       also write the synthetic model to FILE (for other engines)\n"
         "  -p N[,N...]        prefill batch sizes (default 512)\n"
         "  -n N               decode steps (default 128; 0 = none)\n"
+        "  -d N               decode steps start after N cached tokens (default 0), like\n"
+        "                     llama-bench's -d: tg128 at depth 3000 is \"tg128@d3000\"\n"
         "  -r N               repetitions (default 5); 0 with --synthetic or\n"
         "                     --synthetic-vision and --write: only build and write the file\n"
         "  -t N               threads (default: all online CPUs)\n"
         "  --isa NAME         auto, scalar, avx2, avx512\n"
+        "  --device D         cpu (default), cuda, cuda:N or auto\n"
         "  --json FILE        write the results as JSON\n"
         "\n"
         "vision encoder (frames/s of preprocessing + tower + projector):\n"
@@ -124,6 +130,7 @@ static int parse_args(int argc, char **argv, struct bench_args *a)
     a->pp[0] = 512; a->n_pp = 1;
     a->tg = 128;
     a->reps = 5;
+    a->dev.backend = "cpu";
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) { usage(stdout); return 1; }
@@ -151,6 +158,8 @@ static int parse_args(int argc, char **argv, struct bench_args *a)
             }
         }
         else if (!strcmp(o, "-n")) bad = parse_pos_int(v, &a->tg);
+        else if (!strcmp(o, "-d")) bad = parse_pos_int(v, &a->depth);
+        else if (!strcmp(o, "--device")) bad = cli_device_parse(v, &a->dev);
         else if (!strcmp(o, "-r")) bad = parse_pos_int(v, &a->reps);
         else if (!strcmp(o, "-t")) bad = parse_pos_int(v, &a->n_threads);
         else if (!strcmp(o, "-p")) {
@@ -462,18 +471,24 @@ static void random_tokens(int32_t *t, int n, int n_vocab, uint64_t *st)
 }
 
 /* One timed run; returns milliseconds or -1 on error. */
-static double run_once(struct md_context *ctx, int n_vocab, bool prefill, int n, uint64_t *st)
+/* Time one ppN (a batch into an empty cache) or tgN (N single-token steps
+ * after depth untimed cached tokens). md_decode returns after the logits
+ * reached the host, so on a GPU the clock stops when the work is done. */
+static double run_once(struct md_context *ctx, int n_vocab, bool prefill, int n, int depth,
+                       uint64_t *st)
 {
-    int32_t *toks = malloc(sizeof(int32_t) * (size_t)n);
+    int pre = prefill ? 0 : depth;
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)(n + pre));
     if (!toks) return -1;
-    random_tokens(toks, n, n_vocab, st);
+    random_tokens(toks, n + pre, n_vocab, st);
     md_kv_clear(ctx);
+    int rc = pre > 0 ? md_decode(ctx, toks, pre, false) : MD_OK;
     double t0 = now_ms();
-    int rc = MD_OK;
+    toks += pre;
     if (prefill) rc = md_decode(ctx, toks, n, false);
     else for (int i = 0; i < n && rc == MD_OK; i++) rc = md_decode(ctx, &toks[i], 1, false);
     double dt = now_ms() - t0;
-    free(toks);
+    free(toks - pre);
     if (rc != MD_OK) {
         fprintf(stderr, "mustdrop-bench: decode failed: %s: %s\n", md_status_str(rc), md_context_error(ctx));
         return -1;
@@ -481,17 +496,21 @@ static double run_once(struct md_context *ctx, int n_vocab, bool prefill, int n,
     return dt;
 }
 
-static int measure(struct md_context *ctx, int n_vocab, bool prefill, int n, int reps, struct result *r)
+static int measure(struct md_context *ctx, int n_vocab, bool prefill, int n, int depth, int reps,
+                   struct result *r)
 {
     uint64_t st = 1234;
     memset(r, 0, sizeof *r);
-    snprintf(r->test, sizeof r->test, "%s%d", prefill ? "pp" : "tg", n);
+    if (!prefill && depth > 0)
+        snprintf(r->test, sizeof r->test, "tg%d@d%d", n, depth);
+    else
+        snprintf(r->test, sizeof r->test, "%s%d", prefill ? "pp" : "tg", n);
     r->n_tokens = n;
     r->reps = reps > 64 ? 64 : reps;
-    if (run_once(ctx, n_vocab, prefill, prefill ? n : (n < 8 ? n : 8), &st) < 0) return -1;  /* warm-up */
+    if (run_once(ctx, n_vocab, prefill, prefill ? n : (n < 8 ? n : 8), depth, &st) < 0) return -1;  /* warm-up */
     double sum = 0, sum2 = 0;
     for (int i = 0; i < r->reps; i++) {
-        double ms = run_once(ctx, n_vocab, prefill, n, &st);
+        double ms = run_once(ctx, n_vocab, prefill, n, depth, &st);
         if (ms < 0) return -1;
         r->ms[i] = ms;
         double ts = 1000.0 * n / ms;
@@ -516,6 +535,7 @@ static void write_json(const char *path, const struct bench_args *a, const struc
     fprintf(f, "  \"model_desc\": \"%s\",\n", md_model_desc(model));
     fprintf(f, "  \"model_size\": %llu,\n  \"model_n_params\": %llu,\n",
             (unsigned long long)md_model_size(model), (unsigned long long)md_model_n_params(model));
+    fprintf(f, "  \"device\": \"%s\",\n", a->dev.used);
     fprintf(f, "  \"n_threads\": %d,\n  \"isa\": \"%s\",\n  \"results\": [\n",
             md_context_n_threads(ctx), md_context_isa(ctx));
     for (int i = 0; i < n_res; i++) {
@@ -653,8 +673,8 @@ static int bench_vision(const struct bench_args *a)
     struct md_vision_params vp = md_vision_default_params();
     vp.n_threads = a->n_threads;
     struct md_vision *v = NULL;
-    int rc = a->vision ? md_vision_load(a->vision, &vp, &v, err, sizeof err)
-                       : md_vision_load_memory(image, image_size, &vp, &v, err, sizeof err);
+    struct cli_device dev = a->dev;
+    int rc = cli_vision_load(&dev, a->vision, image, image_size, &vp, &v, err, sizeof err);
     if (rc != MD_OK) {
         fprintf(stderr, "mustdrop-bench: cannot load the vision tower: %s\n", err);
         free(image);
@@ -697,7 +717,7 @@ static int bench_vision(const struct bench_args *a)
                ms_sum / reps);
         fflush(stdout);
     }
-    printf("\n%s\n", md_vision_desc(v));
+    printf("\n%s\ndevice: %s\n", md_vision_desc(v), dev.used);
     free(rgb);
     free(fr);
     free(out);
@@ -725,8 +745,7 @@ int main(int argc, char **argv)
     struct md_model_params mp = md_model_default_params();
     mp.n_threads = a.n_threads;
     struct md_model *model = NULL;
-    int rc = a.model ? md_model_load(a.model, &mp, &model, err, sizeof err)
-                     : md_model_load_memory(image, image_size, &mp, &model, err, sizeof err);
+    int rc = cli_model_load(&a.dev, a.model, image, image_size, &mp, &model, err, sizeof err);
     if (rc != MD_OK) {
         fprintf(stderr, "mustdrop-bench: cannot load the model: %s\n", err);
         free(image);
@@ -737,8 +756,9 @@ int main(int argc, char **argv)
     struct md_context_params cp = md_context_default_params();
     cp.n_threads = a.n_threads;
     cp.isa = a.isa;
-    cp.n_ctx = max_pp + 8;
-    cp.n_batch = max_pp > 0 ? max_pp : 1;
+    cp.n_ctx = (max_pp > a.depth + a.tg ? max_pp : a.depth + a.tg) + 8;
+    cp.n_batch = max_pp > a.depth ? max_pp : a.depth;
+    if (cp.n_batch < 1) cp.n_batch = 1;
     struct md_context *ctx = NULL;
     if (md_context_new(model, &cp, &ctx, err, sizeof err) != MD_OK) {
         fprintf(stderr, "mustdrop-bench: cannot create a context: %s\n", err);
@@ -754,7 +774,7 @@ int main(int argc, char **argv)
         bool prefill = i < a.n_pp;
         int n = prefill ? a.pp[i] : a.tg;
         if (n == 0) continue;
-        if (measure(ctx, md_model_n_vocab(model), prefill, n, a.reps, &res[n_res])) { status = 1; break; }
+        if (measure(ctx, md_model_n_vocab(model), prefill, n, a.depth, a.reps, &res[n_res])) { status = 1; break; }
         printf("| %s | %.2f MiB | %.2f M | %d | %s | %s | %.2f ± %.2f |\n",
                md_model_arch(model), md_model_size(model) / 1048576.0, md_model_n_params(model) / 1e6,
                md_context_n_threads(ctx), md_context_isa(ctx), res[n_res].test,
@@ -762,7 +782,7 @@ int main(int argc, char **argv)
         fflush(stdout);
         n_res++;
     }
-    printf("\n%s\n", md_model_desc(model));
+    printf("\n%s\ndevice: %s\n", md_model_desc(model), a.dev.used);
     if (a.json_path && status == 0) write_json(a.json_path, &a, model, ctx, res, n_res);
     md_context_free(ctx);
     md_model_free(model);

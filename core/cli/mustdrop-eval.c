@@ -23,6 +23,7 @@
 #include "mustdrop.h"
 #include "tokenizer.h"
 #include "vqa.h"
+#include "device.h"
 
 #define EVAL_MAX_NEW_TOKENS 16
 
@@ -33,6 +34,7 @@ struct eval_args {
     int n_frames;
     long limit;             /* 0: all */
     int n_threads;
+    struct cli_device dev;  /* --device (cpu by default: a figure names its device) */
     int n_ctx;              /* -c: KV cache size (0: min(model, 4096), as mustdrop) */
     const char *out;
     bool json;
@@ -77,6 +79,7 @@ static void usage(FILE *f)
         "      --frames N       frames sampled uniformly per video (default %d), as mustdrop --frames\n"
         "      --limit N        only the first N questions\n"
         "  -t, --threads N      CPU threads (default: all online CPUs)\n"
+        "      --device D       cpu (default), cuda, cuda:N or auto (as mustdrop --device)\n"
         "  -c, --ctx-size N     KV cache size (default min(model, 4096)), as mustdrop -c\n"
         "      --out FILE       per-question predictions as JSON lines: id, type, answer,\n"
         "                       prediction, correct, visual_tokens_kept (and error)\n"
@@ -116,6 +119,7 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
 {
     memset(a, 0, sizeof *a);
     a->n_frames = VQA_DEFAULT_FRAMES;
+    a->dev.backend = "cpu";
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long x;
@@ -136,6 +140,13 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
         }
         else if (!strcmp(o, "--frames")) { NEED_VALUE(); if (parse_long(o, v, 1, 4096, &x)) return -1; a->n_frames = (int)x; }
         else if (!strcmp(o, "--limit")) { NEED_VALUE(); if (parse_long(o, v, 1, 1000000000L, &x)) return -1; a->limit = x; }
+        else if (!strcmp(o, "--device")) {
+            NEED_VALUE();
+            if (cli_device_parse(v, &a->dev)) {
+                fprintf(stderr, "mustdrop-eval: invalid --device '%s' (auto, cpu, cuda or cuda:N)\n", v);
+                return -1;
+            }
+        }
         else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) { NEED_VALUE(); if (parse_long(o, v, 0, 4096, &x)) return -1; a->n_threads = (int)x; }
         else if (!strcmp(o, "-c") || !strcmp(o, "--ctx-size")) { NEED_VALUE(); if (parse_long(o, v, 0, 1000000000L, &x)) return -1; a->n_ctx = (int)x; }
         else if (!strcmp(o, "--out")) { NEED_VALUE(); a->out = v; }
@@ -447,7 +458,8 @@ static void print_report(FILE *f, const struct totals *t, const struct eval_args
             t->correct);
     if (t->n_errors)
         fprintf(f, ", %ld question(s) not run (errors above; counted wrong)", t->n_errors);
-    fprintf(f, "\nreduction: %s | frames per video: %d\n", a->reduce ? a->reduce : "none", a->n_frames);
+    fprintf(f, "\nreduction: %s | frames per video: %d | device: %s\n", a->reduce ? a->reduce : "none",
+            a->n_frames, a->dev.used);
     fprintf(f, "visual tokens per question: %.1f given to the LLM (%.1f before reduction, "
                "%.1f after prefill pruning)\n", t->vis_kept * m, t->vis_in * m, t->vis_final * m);
     fprintf(f, "LLM prefill: %.4g GFLOPs per question\n", t->flops_prefill * m / 1e9);
@@ -462,6 +474,7 @@ static void print_json(const struct totals *t, const struct eval_args *a, double
     printf("{\"n\":%ld,\"correct\":%ld,\"accuracy\":%.6f,\"spec\":", t->n, t->correct,
            t->n ? (double)t->correct / t->n : 0.0);
     json_write_string(stdout, a->reduce ? a->reduce : "none");
+    printf(",\"device\":\"%s\"", a->dev.used);
     printf(",\"frames\":%d,\"n_run\":%ld,\"n_errors\":%ld,\"visual_tokens_in\":%.3f,"
            "\"visual_tokens_kept\":%.3f,\"visual_tokens_final\":%.3f,\"flops_prefill\":%.6g,"
            "\"t_vision_ms\":%.3f,\"t_prefill_ms\":%.3f,\"t_decode_ms\":%.3f,\"wall_s\":%.3f,"
@@ -477,7 +490,7 @@ static void print_json(const struct totals *t, const struct eval_args *a, double
     fflush(stdout);
 }
 
-static int load_engine(struct engine *e, const struct eval_args *a)
+static int load_engine(struct engine *e, struct eval_args *a)
 {
     char err[1024];
     memset(e, 0, sizeof *e);
@@ -495,7 +508,7 @@ static int load_engine(struct engine *e, const struct eval_args *a)
     }
     struct md_model_params mp = md_model_default_params();
     mp.n_threads = a->n_threads;
-    if (md_model_load(a->model, &mp, &e->model, err, sizeof err)) {
+    if (cli_model_load(&a->dev, a->model, NULL, 0, &mp, &e->model, err, sizeof err)) {
         fprintf(stderr, "mustdrop-eval: cannot load '%s': %s\n", a->model, err);
         return -1;
     }
@@ -505,7 +518,7 @@ static int load_engine(struct engine *e, const struct eval_args *a)
     }
     struct md_vision_params vp = md_vision_default_params();
     vp.n_threads = a->n_threads;
-    if (md_vision_load(a->mmproj, &vp, &e->vis, err, sizeof err)) {
+    if (cli_vision_load(&a->dev, a->mmproj, NULL, 0, &vp, &e->vis, err, sizeof err)) {
         fprintf(stderr, "mustdrop-eval: cannot load '%s': %s\n", a->mmproj, err);
         return -1;
     }

@@ -21,6 +21,7 @@
 #include "mustdrop.h"
 #include "tokenizer.h"
 #include "vqa.h"
+#include "device.h"
 
 #define CLI_MAX_IMAGES 64
 #define CLI_DEFAULT_FRAMES VQA_DEFAULT_FRAMES
@@ -34,6 +35,7 @@ struct cli_args {
     int n_ctx;
     int n_threads;
     const char *isa;
+    struct cli_device dev;   /* --device: where the LLM and the vision tower run */
     struct md_sampler_params sampling;
     bool verbose_prompt;
     const char *mmproj;
@@ -72,6 +74,8 @@ static void usage(FILE *f)
         "  -c, --ctx-size N     KV cache size (default min(model, 4096))\n"
         "  -t, --threads N      CPU threads (default: all online CPUs)\n"
         "      --isa NAME       force CPU kernels: auto, scalar, avx2, avx512\n"
+        "      --device D       auto (default: a CUDA GPU where built and present, else the\n"
+        "                       CPU), cpu, cuda or cuda:N, as the element's device property\n"
         "      --verbose-prompt print the prompt's tokens before generating\n"
         "\n"
         "vision (LLaVA-style models: an LLM plus its mmproj):\n"
@@ -165,6 +169,13 @@ static int parse_args(int argc, char **argv, struct cli_args *a)
         else if (!strcmp(o, "-c") || !strcmp(o, "--ctx-size")) { NEED_VALUE(); if (parse_int(o, v, &a->n_ctx)) return -1; }
         else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) { NEED_VALUE(); if (parse_int(o, v, &a->n_threads)) return -1; }
         else if (!strcmp(o, "--isa")) { NEED_VALUE(); a->isa = v; }
+        else if (!strcmp(o, "--device")) {
+            NEED_VALUE();
+            if (cli_device_parse(v, &a->dev)) {
+                fprintf(stderr, "mustdrop: invalid --device '%s' (auto, cpu, cuda or cuda:N)\n", v);
+                return -1;
+            }
+        }
         else if (!strcmp(o, "--temp")) { NEED_VALUE(); if (parse_float(o, v, &a->sampling.temp)) return -1; }
         else if (!strcmp(o, "--top-p")) { NEED_VALUE(); if (parse_float(o, v, &a->sampling.top_p)) return -1; }
         else if (!strcmp(o, "--repeat-penalty")) { NEED_VALUE(); if (parse_float(o, v, &a->sampling.repeat_penalty)) return -1; }
@@ -312,16 +323,18 @@ static void stream_flush(struct utf8_stream *st)
     fflush(stdout);
 }
 
-static void print_timings(const struct md_context *ctx, const struct md_model *model)
+static void print_timings(const struct md_context *ctx, const struct md_model *model,
+                          const char *device)
 {
     struct md_timings t = md_get_timings(ctx);
     fprintf(stderr, "\n\nmustdrop: %s\n", md_model_desc(model));
     fprintf(stderr, "mustdrop: load %.1f ms | prefill %d tokens in %.1f ms (%.1f tok/s) | "
-                    "decode %d tokens in %.1f ms (%.1f tok/s) | %d threads, %s kernels\n",
+                    "decode %d tokens in %.1f ms (%.1f tok/s) | %s, %d threads%s%s\n",
             md_model_load_ms(model),
             t.n_prefill, t.prefill_ms, t.prefill_ms > 0 ? 1000.0 * t.n_prefill / t.prefill_ms : 0.0,
             t.n_decode, t.decode_ms, t.decode_ms > 0 ? 1000.0 * t.n_decode / t.decode_ms : 0.0,
-            md_context_n_threads(ctx), md_context_isa(ctx));
+            device, md_context_n_threads(ctx), *md_context_isa(ctx) ? ", kernels " : "",
+            md_context_isa(ctx));   /* no CPU ISA to name on a GPU */
 }
 
 static void on_token(void *user, const struct md_vocab *vocab, int32_t token)
@@ -513,7 +526,8 @@ static int run_vision(struct md_context *ctx, const struct md_model *model, cons
     vp.n_threads = a->n_threads;
     if (check_model_file(a->mmproj)) return -1;
     struct md_vision *vis = NULL;
-    int rc = md_vision_load(a->mmproj, &vp, &vis, err, sizeof err);
+    struct cli_device dev = a->dev;   /* same --device as the LLM */
+    int rc = cli_vision_load(&dev, a->mmproj, NULL, 0, &vp, &vis, err, sizeof err);
     if (rc != MD_OK) {
         fprintf(stderr, "mustdrop: cannot load '%s': %s\n", a->mmproj, err);
         return -1;
@@ -548,7 +562,7 @@ static int run_vision(struct md_context *ctx, const struct md_model *model, cons
         fprintf(stderr, "\n");
     }
     if (generate(ctx, model, a, &pr.batch) == 0) {
-        print_timings(ctx, model);
+        print_timings(ctx, model, a->dev.used);
         status = 0;
     }
     fputc('\n', stdout);
@@ -582,7 +596,7 @@ int main(int argc, char **argv)
     struct md_model_params mp = md_model_default_params();
     mp.n_threads = a.n_threads;
     struct md_model *model = NULL;
-    int rc = md_model_load(a.model, &mp, &model, err, sizeof err);
+    int rc = cli_model_load(&a.dev, a.model, NULL, 0, &mp, &model, err, sizeof err);
     if (rc != MD_OK) {
         fprintf(stderr, "mustdrop: cannot load '%s': %s\n", a.model, err);
         return 1;
@@ -638,7 +652,7 @@ int main(int argc, char **argv)
         struct md_batch batch = { .n = (int32_t)n_prompt, .tokens = toks, .embd = NULL,
                                   .pos = NULL, .all_logits = false };
         if (generate(ctx, model, &a, &batch) == 0) {
-            print_timings(ctx, model);
+            print_timings(ctx, model, a.dev.used);
             status = 0;
         }
     }

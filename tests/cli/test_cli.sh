@@ -43,12 +43,20 @@ expect no-prompt 2 'no prompt given' "$md" -m "$model"
 expect bad-option 2 "unknown option '--bogus'" "$md" -m "$model" -p hi --bogus
 expect bad-number 2 "is not a valid integer" "$md" -m "$model" -p hi -n lots
 expect bad-template 1 "unknown chat template" "$md" -m "$model" -p hi --chat nosuch
+expect device-cpu 0 '| cpu, 1 threads' "$md" -m "$model" -p "Once upon a time" -n 16 --temp 0 -t 1 --device cpu
+cmp -s "$tmp/out" "$tmp/greedy1" || fail "device-cpu: output differs from the default device's"
+expect bad-device 2 "invalid --device 'cuda:x'" "$md" -m "$model" -p hi --device cuda:x
+expect bad-device2 2 "invalid --device 'gpu'" "$md" -m "$model" -p hi --device gpu
 
 expect bench 0 '' "$bench" --synthetic llama-tiny --type q8_0 -p 16 -n 4 -r 2 -t 1 --json "$tmp/b.json" --write "$tmp/s.gguf"
 grep -q '| tg4 |' "$tmp/out" || fail "bench: no tg4 row"
 python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert [r['test'] for r in d['results']]==['pp16','tg4'] and all(r['avg_ts']>0 for r in d['results'])" "$tmp/b.json" \
     || fail "bench: bad JSON"
 expect bench-file 0 '' "$bench" -m "$tmp/s.gguf" -p 8 -n 2 -r 1 -t 1
+grep -q '^device: cpu$' "$tmp/out" || fail "bench-file: no 'device: cpu' line"
+expect bench-depth 0 '' "$bench" -m "$tmp/s.gguf" -p 8 -n 2 -d 6 -r 1 -t 1
+grep -q '| tg2@d6 |' "$tmp/out" || fail "bench-depth: no tg2@d6 row: $(cat "$tmp/out")"
+expect bench-bad-device 2 "bad value 'tpu' for --device" "$bench" -m "$tmp/s.gguf" --device tpu
 expect bench-bad-shape 1 'bad --synthetic' "$bench" --synthetic n_embd=abc
 expect bench-no-model 2 'exactly one of' "$bench" -p 8
 expect bench-vision 0 '' "$bench" --synthetic-vision clip-tiny --type f32 --batch 1,3 -r 2 -t 1

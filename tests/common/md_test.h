@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <stdbool.h>
 
 #define MD_TEST_SKIP 77
 
@@ -44,6 +45,33 @@ static inline const char *md_test_data(const char *rel, char *buf, size_t n)
     if (!dir) dir = "tests";
     snprintf(buf, n, "%s/%s", dir, rel);
     return buf;
+}
+
+/* The backend a test runs on: MD_TEST_BACKEND ("cuda" under
+ * tests/cuda's cuda_or_skip), NULL (the CPU) when unset or empty. */
+static inline const char *md_test_backend(void)
+{
+    const char *b = getenv("MD_TEST_BACKEND");
+    return b && *b ? b : NULL;
+}
+
+static inline bool md_test_on_cuda(void)
+{
+    const char *b = md_test_backend();
+    return b && !strcmp(b, "cuda");
+}
+
+/* Tolerance of a check on a forward pass: the CPU's, or on CUDA the looser
+ * one given. CUDA's prefill GEMMs with F16/BF16 weights (llama.cpp's
+ * converter keeps the patch embedding and the projector F16 even in an
+ * "f32" mmproj) round the activations to F16, 4.9e-4 relative, which the CPU
+ * does not; MD_CUDA_PREFILL_F32=1 turns that off, and then the CPU's
+ * tolerance applies on CUDA too (tests/cuda runs both). */
+static inline double md_test_tol(double cpu, double cuda_f16)
+{
+    const char *f32 = getenv("MD_CUDA_PREFILL_F32");
+    bool exact = f32 && *f32 && strcmp(f32, "0");
+    return md_test_on_cuda() && !exact ? cuda_f16 : cpu;
 }
 
 static inline int md_test_finish(const char *name)

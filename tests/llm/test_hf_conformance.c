@@ -277,12 +277,20 @@ struct prec {
     const char *name;     /* file suffix */
     double tol_hf, tol_exact;
     bool has_exact;
+    /* vs exact on CUDA: its prefill GEMMs (cuBLAS, tensor cores) round the
+     * activations to F16, which the CPU backend does not (F32 activations
+     * against dequantized rows). One F16 rounding is 4.9e-4 relative; through
+     * two layers and the output head it measured 2.4e-3 on an H100
+     * (2026-11-22), and 1.4e-6 with MD_CUDA_PREFILL_F32=1 (docs/cuda.md), so
+     * the rounding, not a kernel, is the difference; with that variable set
+     * the CPU's tolerance applies (md_test_tol). */
+    double tol_exact_cuda;
 };
 
 static const struct prec precs[] = {
-    { "f32",  1e-4, 0,    false },
-    { "f16",  2e-2, 1e-3, true },
-    { "q8_0", 1.5e-1, 1e-3, true },
+    { "f32",  1e-4, 0,    false, 0 },
+    { "f16",  2e-2, 1e-3, true,  5e-3 },
+    { "q8_0", 1.5e-1, 1e-3, true, 5e-3 },
 };
 
 static void fixture_path(const char *file, char *buf, size_t n)
@@ -316,6 +324,8 @@ static void run_model(const char *model_name, int n_threads, const char *backend
         if (!f) SKIP("%s not found (run models/make_test_models.py)", path);
         fclose(f);
 
+        const double tol_exact = backend && !strcmp(backend, "cuda")
+                                     ? md_test_tol(pr->tol_exact, pr->tol_exact_cuda) : pr->tol_exact;
         struct ref exact;
         bool have_exact = false;
         if (pr->has_exact) {
@@ -325,10 +335,13 @@ static void run_model(const char *model_name, int n_threads, const char *backend
             have_exact = ref_load(epath, &exact) == 0;
             CHECKF(have_exact, "cannot read %s", epath);
             if (have_exact) {
+                const int fails_before = md_test_failures;
                 CHECK(exact.n_prompts == hf.n_prompts && exact.n_vocab == hf.n_vocab);
                 for (uint32_t i = 0; i < hf.n_prompts && i < exact.n_prompts; i++)
                     CHECK(exact.p[i].n_prompt == hf.p[i].n_prompt && exact.p[i].n_gen == hf.p[i].n_gen);
-                if (md_test_failures) { ref_free(&exact); have_exact = false; }
+                /* only this file's shape checks count: an earlier precision's
+                 * failure must not turn this one's exact comparison off */
+                if (md_test_failures != fails_before) { ref_free(&exact); have_exact = false; }
             }
         }
 
@@ -368,7 +381,7 @@ static void run_model(const char *model_name, int n_threads, const char *backend
             printf("%-16s tokenizer %d/%d prompts = HF; logits vs HF: worst rel err %.3g (tol %.2g)",
                    tag, fg.tok_ok, fg.tok_total, fg.worst_hf, pr->tol_hf);
             if (have_exact)
-                printf(", vs exact-dequant %.3g (tol %.2g)", fg.worst_exact, pr->tol_exact);
+                printf(", vs exact-dequant %.3g (tol %.2g)", fg.worst_exact, tol_exact);
             printf("; greedy %d/%d = HF%s", fg.greedy_hf_agree, fg.greedy_total,
                    pr->tol_exact ? " (info)" : "");
             if (have_exact)
@@ -377,8 +390,8 @@ static void run_model(const char *model_name, int n_threads, const char *backend
 
             CHECKF(fg.worst_hf <= pr->tol_hf, "%s: rel err vs HF %.3g > %.2g", tag, fg.worst_hf, pr->tol_hf);
             if (have_exact) {
-                CHECKF(fg.worst_exact <= pr->tol_exact, "%s: rel err vs exact %.3g > %.2g",
-                       tag, fg.worst_exact, pr->tol_exact);
+                CHECKF(fg.worst_exact <= tol_exact, "%s: rel err vs exact %.3g > %.2g",
+                       tag, fg.worst_exact, tol_exact);
                 CHECKF(fg.exact_argmax_agree == fg.exact_argmax_total,
                        "%s: argmax differs from the exact reference", tag);
             } else {

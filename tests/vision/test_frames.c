@@ -51,6 +51,7 @@ static struct md_vision *load_vis(const char *name)
     char path[512], err[256] = "";
     md_test_data(name, path, sizeof path);
     struct md_vision_params vp = md_vision_default_params();
+    vp.backend = md_test_backend();
     vp.n_threads = 1;
     struct md_vision *vis = NULL;
     int rc = md_vision_load(path, &vp, &vis, err, sizeof err);
@@ -77,7 +78,9 @@ static void check_encode(struct md_vision *vis, uint8_t *bufs[NF], struct md_fra
         }
     }
     printf("frames: %d x %d rows; batched vs one at a time: max diff %.3g\n", NF, per, worst);
-    CHECK(worst < 1e-4);
+    /* CUDA: a batch and a single frame go through different cuBLAS kernels
+     * on F16-rounded activations; 1.8e-3 measured on an H100 (2026-11-22) */
+    CHECK(worst < md_test_tol(1e-4, 1e-2));
     /* refused: too little room, no frames, a bad stride or a NULL image */
     CHECK(md_vision_encode_frames(vis, fr, NF, embd, NF * per - 1, &n) == MD_ERR_INVALID);
     CHECK(md_vision_encode_frames(vis, fr, 0, embd, NF * per, &n) == MD_ERR_INVALID);
@@ -98,6 +101,7 @@ static void check_prompt(struct md_vision *vis, const float *embd)
 {
     char path[512], err[256] = "";
     struct md_model_params mp = md_model_default_params();
+    mp.backend = md_test_backend();
     mp.n_threads = 1;
     struct md_model *model = NULL;
     md_test_data(DIR "tiny-llava-llm-f32.gguf", path, sizeof path);

@@ -173,6 +173,7 @@ int main(void)
         return 1;
     }
     struct md_vision_params vp = md_vision_default_params();
+    vp.backend = md_test_backend();
     vp.n_threads = 1;
     struct md_vision *v = NULL;
     if (md_vision_load(md_test_data(DIR "tiny-onevision-mmproj-f32.gguf", path, sizeof path), &vp, &v,
@@ -188,6 +189,7 @@ int main(void)
     check_image(v, &ref, &fi, &ni);
     check_video(v, &ref, &fvid, &nvid);
     struct md_model_params mp = md_model_default_params();
+    mp.backend = md_test_backend();
     mp.n_threads = 1;
     struct md_model *model = NULL;
     if (md_model_load(md_test_data(DIR "tiny-onevision-llm-f32.gguf", path, sizeof path), &mp, &model,
