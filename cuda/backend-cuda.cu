@@ -54,7 +54,13 @@ extern "C" {
 #define ATTN_MAX_D 256                   // head_dim supported by the attention kernels
 #define FA_BQ 16                         // flash attention: queries per block (4 warps x 4)
 #define FA_BK 32                         // flash attention: keys per tile
-#define DEC_CHUNK 256                    // split-KV: keys per split
+// split-KV: keys per split (block). Each of a block's 4 warps walks its keys
+// one after another, so a block's time is its keys' latency chain, not their
+// bytes: 256 keys made decode attention ~80 us per layer from 512 cached
+// tokens on (a 7B step: 10.8 ms against 8.2 from an empty cache). Smaller
+// splits run in parallel instead. MD_CUDA_DECODE_SPLIT=N overrides it (read
+// at instance creation) to measure the choice; docs/cuda.md has the sweep.
+#define DEC_CHUNK_DEFAULT 64
 
 struct cuda_be {
     struct md_backend base;
@@ -69,6 +75,7 @@ struct cuda_be {
     char *stage;            // pinned host staging arena
     size_t stage_used;
     bool prefill_f32;       // MD_CUDA_PREFILL_F32=1: prefill GEMMs in F32 (see cu_matmul)
+    int dec_chunk;          // keys per split-KV block (DEC_CHUNK_DEFAULT, MD_CUDA_DECODE_SPLIT)
     char last_err[512];
 };
 
@@ -982,7 +989,7 @@ __device__ __forceinline__ int visible(int n_kv, int q_start, bool causal, int i
 template <typename KT>
 __global__ void __launch_bounds__(128) k_attn_split(const float *q, const KT *k, const KT *v,
     float *part, int n_q, int n_kv, int q_start, int n_head, int n_head_kv, int D, float scale,
-    bool causal, int n_split)
+    bool causal, int n_split, int chunk)
 {
     __shared__ float sm_m[4], sm_l[4];
     __shared__ float sm_o[4][ATTN_MAX_D];
@@ -990,7 +997,7 @@ __global__ void __launch_bounds__(128) k_attn_split(const float *q, const KT *k,
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int hk = h / (n_head / n_head_kv);
     int nv = visible(n_kv, q_start, causal, i);
-    int t0 = s * DEC_CHUNK, t1 = min(nv, t0 + DEC_CHUNK);
+    int t0 = s * chunk, t1 = min(nv, t0 + chunk);
     const float *qr = q + ((int64_t)i * n_head + h) * D;
     int64_t kv_stride = (int64_t)n_head_kv * D;
     float qv[ATTN_MAX_D / 32], o[ATTN_MAX_D / 32];
@@ -1203,7 +1210,7 @@ static int run_attention(cuda_be *c, const struct md_attn_params *p, const float
                          const KT *k, const KT *v, float *out, float *lse)
 {
     if (p->n_q <= ATTN_DECODE_MAX_Q) {
-        int n_split = (p->n_kv + DEC_CHUNK - 1) / DEC_CHUNK;
+        int n_split = (p->n_kv + c->dec_chunk - 1) / c->dec_chunk;
         if (n_split < 1)
             n_split = 1;
         size_t bytes = sizeof(float) * (size_t)p->n_q * p->n_head * n_split * (p->head_dim + 2);
@@ -1213,7 +1220,8 @@ static int run_attention(cuda_be *c, const struct md_attn_params *p, const float
             return rc;
         dim3 g1((unsigned)n_split, (unsigned)p->n_head, (unsigned)p->n_q);
         k_attn_split<KT><<<g1, 128, 0, c->stream>>>(q, k, v, (float *)s, p->n_q, p->n_kv,
-            p->q_start, p->n_head, p->n_head_kv, p->head_dim, p->scale, p->causal, n_split);
+            p->q_start, p->n_head, p->n_head_kv, p->head_dim, p->scale, p->causal, n_split,
+            c->dec_chunk);
         dim3 g2((unsigned)p->n_head, (unsigned)p->n_q);
         k_attn_combine<<<g2, 128, 0, c->stream>>>((const float *)s, out, lse, p->n_q, p->n_head,
                                                   p->head_dim, n_split);
@@ -1428,6 +1436,10 @@ extern "C" int md_backend_cuda_new(const struct md_backend_params *p, struct md_
     c->device = dev;
     const char *pf = getenv("MD_CUDA_PREFILL_F32");
     c->prefill_f32 = pf && *pf && strcmp(pf, "0");
+    const char *ds = getenv("MD_CUDA_DECODE_SPLIT");
+    c->dec_chunk = ds ? atoi(ds) : DEC_CHUNK_DEFAULT;
+    if (c->dec_chunk < 4 || c->dec_chunk > 4096)
+        c->dec_chunk = DEC_CHUNK_DEFAULT;
     const char *what = "cudaSetDevice";
     cudaError_t e = cudaSetDevice(dev);
     if (e == cudaSuccess) {
