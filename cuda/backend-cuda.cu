@@ -76,6 +76,7 @@ struct cuda_be {
     size_t stage_used;
     bool prefill_f32;       // MD_CUDA_PREFILL_F32=1: prefill GEMMs in F32 (see cu_matmul)
     int dec_chunk;          // keys per split-KV block (DEC_CHUNK_DEFAULT, MD_CUDA_DECODE_SPLIT)
+    bool attn_flash;        // MD_CUDA_ATTN=flash: prefill attention by the flash kernel only
     char last_err[512];
 };
 
@@ -1205,6 +1206,108 @@ static bool kv_type_ok(const struct md_tensor *t)
     return t && t->data && (t->type == MD_TYPE_F32 || t->type == MD_TYPE_F16);
 }
 
+// ---- attention through cuBLAS (prefill and vision, F32 cache) -------------
+//
+// S = scale * Q K^T for a block of query rows and every head (strided-batched
+// SGEMM: F32 operands and accumulation, no TF32, so it meets the CPU's
+// tolerances), a row softmax applying the causal mask that also writes the
+// LSE, then O = P V. S is materialized: n_head x rows x keys floats, the row
+// block sized to ATTN_GEMM_BUDGET. The flash kernel above reads K and V once
+// per 16 queries on CUDA cores at 3-5 TFLOP/s; cuBLAS's SGEMM runs at ~48
+// (docs/cuda.md has the before/after). The flash kernel stays for F16 caches
+// and for MD_CUDA_ATTN=flash.
+#define ATTN_GEMM_BUDGET ((size_t)256 << 20)
+
+static int visible_host(int n_kv, int q_start, bool causal, int i)
+{
+    long long v = causal ? (long long)q_start + i + 1 : n_kv;
+    return v > n_kv ? n_kv : v < 0 ? 0 : (int)v;
+}
+
+// Block (row r of the block, head h): softmax of S's row over the keys the
+// query sees, zeros after them; LSE of the scaled scores, as the flash kernel.
+__global__ void k_attn_softmax(float *S, float *lse, int rows, int n_vis, int n_q, int i0,
+                               int n_kv, int q_start, bool causal)
+{
+    __shared__ float sh[32];
+    int r = blockIdx.x, h = blockIdx.y, i = i0 + r;
+    float *row = S + ((int64_t)h * rows + r) * n_vis;
+    int vis = min(visible(n_kv, q_start, causal, i), n_vis);
+    float m = -INFINITY;
+    for (int t = threadIdx.x; t < vis; t += blockDim.x)
+        m = fmaxf(m, row[t]);
+    m = block_max(m, sh);
+    float sum = 0.0f;
+    for (int t = threadIdx.x; t < vis; t += blockDim.x) {
+        float e = expf(row[t] - m);
+        row[t] = e;   // each element is read then written by the same thread
+        sum += e;
+    }
+    sum = block_sum(sum, sh);
+    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    for (int t = threadIdx.x; t < n_vis; t += blockDim.x)
+        row[t] = t < vis ? row[t] * inv : 0.0f;
+    if (lse && threadIdx.x == 0)
+        lse[(int64_t)h * n_q + i] = sum > 0.0f ? m + logf(sum) : -INFINITY;
+}
+
+// cuBLAS is column-major: a row-major n x D matrix with row stride ld is its
+// D x n transpose with leading dimension ld, which is how Q, K, V, S and the
+// output are passed below. Heads sharing a KV head (GQA, g of them) are g
+// batched calls, each over the KV heads.
+static int attention_gemm(cuda_be *c, const struct md_attn_params *p, const float *q,
+                          const float *k, const float *v, float *out, float *lse)
+{
+    const int D = p->head_dim, H = p->n_head, HK = p->n_head_kv, g = H / HK;
+    const int ld_q = H * D, ld_kv = HK * D;
+    const float one = 1.0f, zero = 0.0f;
+    int vis_all = visible_host(p->n_kv, p->q_start, p->causal, p->n_q - 1);
+    size_t per_row = sizeof(float) * (size_t)H * (size_t)vis_all;
+    int64_t bq = (int64_t)(ATTN_GEMM_BUDGET / per_row);
+    if (bq < 1)
+        bq = 1;
+    if (bq > p->n_q)
+        bq = p->n_q;
+    void *sp;
+    int rc = scratch_get(c, per_row * (size_t)bq, &sp);
+    if (rc)
+        return rc;
+    float *S = (float *)sp;
+    for (int i0 = 0; i0 < p->n_q; i0 += (int)bq) {
+        int rows = (int)(p->n_q - i0 < bq ? p->n_q - i0 : bq);
+        int n_vis = visible_host(p->n_kv, p->q_start, p->causal, i0 + rows - 1);
+        long long s_head = (long long)rows * n_vis;
+        for (int j = 0; j < g; j++) {
+            cublasStatus_t st = cublasSgemmStridedBatched(c->blas, CUBLAS_OP_T, CUBLAS_OP_N,
+                n_vis, rows, D, &p->scale, k, ld_kv, D,
+                q + (int64_t)i0 * ld_q + (int64_t)j * D, ld_q, (long long)g * D,
+                &zero, S + j * s_head, n_vis, g * s_head, HK);
+            if (st != CUBLAS_STATUS_SUCCESS)
+                return blas_fail(c, "attention: cublasSgemmStridedBatched (scores)", st);
+        }
+        k_attn_softmax<<<dim3((unsigned)rows, (unsigned)H), 256, 0, c->stream>>>(S, lse, rows,
+            n_vis, p->n_q, i0, p->n_kv, p->q_start, p->causal);
+        CU_TRY(c, "attention softmax", cudaGetLastError());
+        for (int j = 0; j < g; j++) {
+            cublasStatus_t st = cublasSgemmStridedBatched(c->blas, CUBLAS_OP_N, CUBLAS_OP_N,
+                D, rows, n_vis, &one, v, ld_kv, D, S + j * s_head, n_vis, g * s_head,
+                &zero, out + (int64_t)i0 * ld_q + (int64_t)j * D, ld_q, (long long)g * D, HK);
+            if (st != CUBLAS_STATUS_SUCCESS)
+                return blas_fail(c, "attention: cublasSgemmStridedBatched (output)", st);
+        }
+    }
+    return MD_OK;
+}
+
+// The cuBLAS path needs an F32 cache and every query seeing at least one key
+// (causal with q_start >= 0, or not causal, and a non-empty cache).
+template <typename KT>
+static bool use_attention_gemm(const cuda_be *c, const struct md_attn_params *p, const KT *)
+{
+    return sizeof(KT) == sizeof(float) && !c->attn_flash && p->n_kv > 0 &&
+           (!p->causal || p->q_start >= 0);
+}
+
 template <typename KT>
 static int run_attention(cuda_be *c, const struct md_attn_params *p, const float *q,
                          const KT *k, const KT *v, float *out, float *lse)
@@ -1227,6 +1330,8 @@ static int run_attention(cuda_be *c, const struct md_attn_params *p, const float
                                                   p->head_dim, n_split);
         return launched(c, "attention (split-KV)");
     }
+    if (use_attention_gemm(c, p, k))
+        return attention_gemm(c, p, q, (const float *)k, (const float *)v, out, lse);
     size_t sm = flash_smem(p->head_dim);
     if (sm > 48 * 1024)
         CU_TRY(c, "cudaFuncSetAttribute", cudaFuncSetAttribute(k_attn_flash<KT>,
@@ -1436,6 +1541,8 @@ extern "C" int md_backend_cuda_new(const struct md_backend_params *p, struct md_
     c->device = dev;
     const char *pf = getenv("MD_CUDA_PREFILL_F32");
     c->prefill_f32 = pf && *pf && strcmp(pf, "0");
+    const char *af = getenv("MD_CUDA_ATTN");
+    c->attn_flash = af && !strcmp(af, "flash");
     const char *ds = getenv("MD_CUDA_DECODE_SPLIT");
     c->dec_chunk = ds ? atoi(ds) : DEC_CHUNK_DEFAULT;
     if (c->dec_chunk < 4 || c->dec_chunk > 4096)
