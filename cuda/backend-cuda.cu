@@ -929,8 +929,8 @@ __global__ void k_rope(float *x, const int32_t *pos, const float *factors, int64
 {
     int half = n_rot / 2;
     int64_t id = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    int h = blockIdx.y;
-    if (id >= n_rows * half || h >= n_head)
+    int h = blockIdx.y;   // the grid's y is n_head
+    if (id >= n_rows * half)
         return;
     int64_t r = id / half;
     int i = (int)(id % half);
@@ -961,9 +961,9 @@ static int cu_rope(struct md_backend *be, struct md_tensor *x, const struct md_t
     int64_t total = n * (p->n_rot / 2);
     if (total == 0)
         return MD_OK;
+    if (p->n_head > 65535)   // the grid's y limit; no model comes near it
+        return set_err(c, MD_ERR_UNSUPPORTED, "rope: %d heads > 65535", p->n_head);
     ENTER(c);
-    if (p->n_head > 65535)
-        return MD_ERR_UNSUPPORTED;   // grid y limit; no model comes near it
     dim3 grid(blocks_for(total, 128), (unsigned)p->n_head);
     k_rope<<<grid, 128, 0, c->stream>>>((float *)x->data,
         (const int32_t *)pos->data,
@@ -978,7 +978,7 @@ __device__ __forceinline__ float ldkv(const float *p) { return *p; }
 __device__ __forceinline__ float ldkv(const __half *p) { return __half2float(*p); }
 
 // Keys visible to query i (index-causal), clamped to [0, n_kv].
-__device__ __forceinline__ int visible(int n_kv, int q_start, bool causal, int i)
+__host__ __device__ __forceinline__ int visible(int n_kv, int q_start, bool causal, int i)
 {
     long long v = causal ? (long long)q_start + i + 1 : n_kv;
     return v > n_kv ? n_kv : v < 0 ? 0 : (int)v;
@@ -1218,12 +1218,6 @@ static bool kv_type_ok(const struct md_tensor *t)
 // and for MD_CUDA_ATTN=flash.
 #define ATTN_GEMM_BUDGET ((size_t)256 << 20)
 
-static int visible_host(int n_kv, int q_start, bool causal, int i)
-{
-    long long v = causal ? (long long)q_start + i + 1 : n_kv;
-    return v > n_kv ? n_kv : v < 0 ? 0 : (int)v;
-}
-
 // Block (row r of the block, head h): softmax of S's row over the keys the
 // query sees, zeros after them; LSE of the scaled scores, as the flash kernel.
 __global__ void k_attn_softmax(float *S, float *lse, int rows, int n_vis, int n_q, int i0,
@@ -1261,7 +1255,7 @@ static int attention_gemm(cuda_be *c, const struct md_attn_params *p, const floa
     const int D = p->head_dim, H = p->n_head, HK = p->n_head_kv, g = H / HK;
     const int ld_q = H * D, ld_kv = HK * D;
     const float one = 1.0f, zero = 0.0f;
-    int vis_all = visible_host(p->n_kv, p->q_start, p->causal, p->n_q - 1);
+    int vis_all = visible(p->n_kv, p->q_start, p->causal, p->n_q - 1);
     size_t per_row = sizeof(float) * (size_t)H * (size_t)vis_all;
     int64_t bq = (int64_t)(ATTN_GEMM_BUDGET / per_row);
     if (bq < 1)
@@ -1275,7 +1269,7 @@ static int attention_gemm(cuda_be *c, const struct md_attn_params *p, const floa
     float *S = (float *)sp;
     for (int i0 = 0; i0 < p->n_q; i0 += (int)bq) {
         int rows = (int)(p->n_q - i0 < bq ? p->n_q - i0 : bq);
-        int n_vis = visible_host(p->n_kv, p->q_start, p->causal, i0 + rows - 1);
+        int n_vis = visible(p->n_kv, p->q_start, p->causal, i0 + rows - 1);
         long long s_head = (long long)rows * n_vis;
         for (int j = 0; j < g; j++) {
             cublasStatus_t st = cublasSgemmStridedBatched(c->blas, CUBLAS_OP_T, CUBLAS_OP_N,
@@ -1287,7 +1281,8 @@ static int attention_gemm(cuda_be *c, const struct md_attn_params *p, const floa
         }
         k_attn_softmax<<<dim3((unsigned)rows, (unsigned)H), 256, 0, c->stream>>>(S, lse, rows,
             n_vis, p->n_q, i0, p->n_kv, p->q_start, p->causal);
-        CU_TRY(c, "attention softmax", cudaGetLastError());
+        if ((rc = launched(c, "attention softmax")))
+            return rc;
         for (int j = 0; j < g; j++) {
             cublasStatus_t st = cublasSgemmStridedBatched(c->blas, CUBLAS_OP_N, CUBLAS_OP_N,
                 D, rows, n_vis, &one, v, ld_kv, D, S + j * s_head, n_vis, g * s_head,

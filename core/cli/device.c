@@ -34,83 +34,66 @@ int cli_device_parse(const char *s, struct cli_device *d)
     return 0;
 }
 
-static void note_used(struct cli_device *d, const char *backend)
-{
-    if (!strcmp(backend, "cuda"))
-        snprintf(d->used, sizeof d->used, "cuda:%d", (int)d->index);
-    else
-        snprintf(d->used, sizeof d->used, "%s", backend);
-}
-
-/* One loader for both kinds of file: what differs is only the call. */
-typedef int (*load_fn)(const char *path, const void *data, size_t size, const char *backend,
-                       void *params, void **out, char *err, size_t errlen);
-
-static int load_on(struct cli_device *d, load_fn fn, const char *path, const void *data,
-                   size_t size, void *params, void **out, char *err, size_t errlen)
+/* The backends a load tries, in order: the one named, or CUDA then the CPU. */
+static int load_order(const struct cli_device *d, const char *order[2])
 {
     if (d->backend) {
-        int rc = fn(path, data, size, d->backend, params, out, err, errlen);
-        if (rc == MD_OK)
-            note_used(d, d->backend);
-        return rc;
+        order[0] = d->backend;
+        return 1;
     }
-    int rc = fn(path, data, size, "cuda", params, out, err, errlen);
+    order[0] = "cuda";
+    order[1] = "cpu";
+    return 2;
+}
+
+/* After a load on backend returned rc: true when it is final (success, a
+ * cancelled load, or the last backend to try). Auto falling back from CUDA
+ * says why, unless CUDA is simply not there (no build, no device). */
+static bool load_done(struct cli_device *d, const char *backend, int rc, const char *err,
+                      bool last)
+{
     if (rc == MD_OK) {
-        note_used(d, "cuda");
-        return rc;
+        if (!strcmp(backend, "cuda"))
+            snprintf(d->used, sizeof d->used, "cuda:%d", (int)d->index);
+        else
+            snprintf(d->used, sizeof d->used, "%s", backend);
+        return true;
     }
-    if (rc == MD_ERR_ABORTED)
-        return rc;
-    /* no GPU or no CUDA build is the normal case of auto, not worth a line */
+    if (last || rc == MD_ERR_ABORTED)
+        return true;
     if (rc != MD_ERR_UNSUPPORTED)
-        fprintf(stderr, "device auto: cuda not usable (%s), using the cpu\n", err);
-    rc = fn(path, data, size, "cpu", params, out, err, errlen);
-    if (rc == MD_OK)
-        note_used(d, "cpu");
-    return rc;
-}
-
-static int model_fn(const char *path, const void *data, size_t size, const char *backend,
-                    void *params, void **out, char *err, size_t errlen)
-{
-    struct md_model_params *mp = params;
-    struct md_model *m = NULL;
-    mp->backend = backend;
-    int rc = path ? md_model_load(path, mp, &m, err, errlen)
-                  : md_model_load_memory(data, size, mp, &m, err, errlen);
-    *out = m;
-    return rc;
-}
-
-static int vision_fn(const char *path, const void *data, size_t size, const char *backend,
-                     void *params, void **out, char *err, size_t errlen)
-{
-    struct md_vision_params *vp = params;
-    struct md_vision *v = NULL;
-    vp->backend = backend;
-    int rc = path ? md_vision_load(path, vp, &v, err, errlen)
-                  : md_vision_load_memory(data, size, vp, &v, err, errlen);
-    *out = v;
-    return rc;
+        fprintf(stderr, "device auto: %s not usable (%s), using the cpu\n", backend, err);
+    return false;
 }
 
 int cli_model_load(struct cli_device *d, const char *path, const void *data, size_t size,
                    struct md_model_params *mp, struct md_model **out, char *err, size_t errlen)
 {
-    void *m = NULL;
+    const char *order[2];
+    int n = load_order(d, order), rc = MD_ERR_INVALID;
     mp->device = d->index;
-    int rc = load_on(d, model_fn, path, data, size, mp, &m, err, errlen);
-    *out = m;
+    for (int i = 0; i < n; i++) {
+        mp->backend = order[i];
+        rc = path ? md_model_load(path, mp, out, err, errlen)
+                  : md_model_load_memory(data, size, mp, out, err, errlen);
+        if (load_done(d, order[i], rc, err, i + 1 == n))
+            break;
+    }
     return rc;
 }
 
 int cli_vision_load(struct cli_device *d, const char *path, const void *data, size_t size,
                     struct md_vision_params *vp, struct md_vision **out, char *err, size_t errlen)
 {
-    void *v = NULL;
+    const char *order[2];
+    int n = load_order(d, order), rc = MD_ERR_INVALID;
     vp->device = d->index;
-    int rc = load_on(d, vision_fn, path, data, size, vp, &v, err, errlen);
-    *out = v;
+    for (int i = 0; i < n; i++) {
+        vp->backend = order[i];
+        rc = path ? md_vision_load(path, vp, out, err, errlen)
+                  : md_vision_load_memory(data, size, vp, out, err, errlen);
+        if (load_done(d, order[i], rc, err, i + 1 == n))
+            break;
+    }
     return rc;
 }

@@ -470,25 +470,25 @@ static void random_tokens(int32_t *t, int n, int n_vocab, uint64_t *st)
     for (int i = 0; i < n; i++) t[i] = 3 + (int32_t)(next_u64(st) % (uint64_t)(n_vocab - 3));
 }
 
-/* One timed run; returns milliseconds or -1 on error. */
-/* Time one ppN (a batch into an empty cache) or tgN (N single-token steps
- * after depth untimed cached tokens). md_decode returns after the logits
- * reached the host, so on a GPU the clock stops when the work is done. */
+/* One timed run, in milliseconds (-1 on error): ppN (a batch into an empty
+ * cache) or tgN (N single-token steps after depth untimed cached tokens).
+ * md_decode returns after the logits reached the host, so on a GPU the clock
+ * stops when the work is done. */
 static double run_once(struct md_context *ctx, int n_vocab, bool prefill, int n, int depth,
                        uint64_t *st)
 {
     int pre = prefill ? 0 : depth;
-    int32_t *toks = malloc(sizeof(int32_t) * (size_t)(n + pre));
-    if (!toks) return -1;
-    random_tokens(toks, n + pre, n_vocab, st);
+    int32_t *all = malloc(sizeof(int32_t) * (size_t)(n + pre));
+    if (!all) return -1;
+    random_tokens(all, n + pre, n_vocab, st);
     md_kv_clear(ctx);
-    int rc = pre > 0 ? md_decode(ctx, toks, pre, false) : MD_OK;
+    int rc = pre > 0 ? md_decode(ctx, all, pre, false) : MD_OK;
+    const int32_t *toks = all + pre;
     double t0 = now_ms();
-    toks += pre;
     if (prefill) rc = md_decode(ctx, toks, n, false);
     else for (int i = 0; i < n && rc == MD_OK; i++) rc = md_decode(ctx, &toks[i], 1, false);
     double dt = now_ms() - t0;
-    free(toks - pre);
+    free(all);
     if (rc != MD_OK) {
         fprintf(stderr, "mustdrop-bench: decode failed: %s: %s\n", md_status_str(rc), md_context_error(ctx));
         return -1;

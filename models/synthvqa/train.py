@@ -225,7 +225,8 @@ class Tok:
         # text with "▁": "A chat" is "▁A ▁chat". The fast tokenizer
         # transformers 5 builds from tokenizer.model drops that prefix ("A").
         # spm_prefix puts it back, so these ids are the ones the engine feeds;
-        # the runs before config-tokens-spm.json trained without it.
+        # the shipped runs (config.json, -continue, -tokens) trained without
+        # it (key spm_prefix, default off); config-hour.json with it.
         self.prefix = ""
         if spm_prefix and not self.tk.tokenize("A")[0].startswith("\u2581"):
             self.prefix = " "
