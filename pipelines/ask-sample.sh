@@ -13,21 +13,17 @@
 set -euo pipefail
 QUESTION_SET="${QUESTION:-}"
 # shellcheck source=pipelines/common.sh
-source "$(dirname "$0")/common.sh"   # sets here, fixtures, root, MODEL, MMPROJ, QUESTION
+source "$(dirname "$0")/common.sh"   # sets here, fixtures, root, MODEL, MMPROJ, QUESTION, MD_PYTHON
 in="${1:-$here/shapes.webm}"
 if [ ! -r "$in" ]; then
   echo "ask-sample: cannot read $in" >&2
-  exit 1
-fi
-if ! command -v python3 >/dev/null 2>&1; then
-  echo "ask-sample: python3 not found (it formats the answers; Debian 12: apt-get install python3)" >&2
   exit 1
 fi
 # the sample's own questions and answers (shapes.json beside shapes.webm)
 info="${in%.*}.json"
 sample_q() {   # the sample's n-th question (0-based), or the fallback
   if [ -r "$info" ]; then
-    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["questions"][int(sys.argv[2])]["question"])' "$info" "$1"
+    "$MD_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["questions"][int(sys.argv[2])]["question"])' "$info" "$1"
   else
     echo "$2"
   fi
@@ -56,7 +52,7 @@ gst-launch-1.0 -q filesrc location="$in" ! decodebin ! videoconvert \
       window="${WINDOW:-8}" sample-fps="${SAMPLE_FPS:-1}" max-frames=8 max-pending=64 \
       max-new-tokens=16 temperature=0 jsonl-location=/dev/stdout \
   ! fakesink sync=false \
-  | python3 -c '
+  | "$MD_PYTHON" -c '
 import json, os, sys
 expected = {}
 if os.path.isfile(sys.argv[1]):

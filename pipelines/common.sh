@@ -10,6 +10,9 @@
 # appear?").
 # GST_PLUGIN_PATH: where libgstmustdrop.so is (default: the first of
 # build/gst and build-gst/gst that holds it, relative to the repository).
+# MD_PYTHON: the Python the scripts run (default: Debian's /usr/bin/python3,
+# where .ci/install-deps puts python3-gi; not whichever python3 is first on
+# PATH).
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 fixtures="$root/models/fixtures/vision"
@@ -29,6 +32,11 @@ if [ -z "${GST_PLUGIN_PATH:-}" ]; then
   done
 fi
 export GST_PLUGIN_PATH
+MD_PYTHON="${MD_PYTHON:-/usr/bin/python3}"
+if [ ! -x "$MD_PYTHON" ]; then
+  echo "$MD_PYTHON not found (Debian 12: apt-get install python3, or bash .ci/install-deps; MD_PYTHON= names another)" >&2
+  exit 1
+fi
 if ! command -v gst-launch-1.0 >/dev/null 2>&1; then
   echo "gst-launch-1.0 not found (Debian 12: apt-get install gstreamer1.0-tools, or bash .ci/install-deps)" >&2
   exit 1

@@ -50,7 +50,7 @@ expect bad-device2 2 "invalid --device 'gpu'" "$md" -m "$model" -p hi --device g
 
 expect bench 0 '' "$bench" --synthetic llama-tiny --type q8_0 -p 16 -n 4 -r 2 -t 1 --json "$tmp/b.json" --write "$tmp/s.gguf"
 grep -q '| tg4 |' "$tmp/out" || fail "bench: no tg4 row"
-python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert [r['test'] for r in d['results']]==['pp16','tg4'] and all(r['avg_ts']>0 for r in d['results'])" "$tmp/b.json" \
+"${MD_PYTHON:-/usr/bin/python3}" -c "import json,sys; d=json.load(open(sys.argv[1])); assert [r['test'] for r in d['results']]==['pp16','tg4'] and all(r['avg_ts']>0 for r in d['results'])" "$tmp/b.json" \
     || fail "bench: bad JSON"
 expect bench-file 0 '' "$bench" -m "$tmp/s.gguf" -p 8 -n 2 -r 1 -t 1
 grep -q '^device: cpu$' "$tmp/out" || fail "bench-file: no 'device: cpu' line"

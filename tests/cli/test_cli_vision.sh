@@ -18,7 +18,7 @@ expect() {  # name, expected exit code, stderr pattern, command...
 }
 has() { grep -q -- "$2" "$tmp/err" || fail "$1: stderr lacks '$2'"; }
 
-"$media" --write "$tmp" || { echo "SKIP: cannot write the test media with this FFmpeg"; exit 77; }
+"$media" --write "$tmp" || { echo "FAIL: cannot write the test media with this FFmpeg (bash .ci/install-deps)"; exit 1; }
 fx=$root/models/fixtures/vision
 llm=$fx/tiny-llava-llm-f32.gguf proj=$fx/tiny-llava-mmproj-f32.gguf next=$fx/tiny-llava-next-mmproj-f32.gguf
 v=(-m "$llm" --mmproj "$proj" -n 6 --temp 0 -t 1)
@@ -77,7 +77,7 @@ expect video-junk 1 'video:' "$md" "${v[@]}" --video "$tmp/junk.mp4" --question 
 expect video-empty 1 'video:' "$md" "${v[@]}" --video "$tmp/empty.mkv" --question "Q?"
 head -c 100 "$tmp/clip.mkv" >"$tmp/short.mkv"
 expect video-truncated 1 'video:' "$md" "${v[@]}" --video "$tmp/short.mkv" --question "Q?"
-python3 -c "import wave,sys; w=wave.open(sys.argv[1],'wb'); w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000); w.writeframes(bytes(1600)); w.close()" "$tmp/sound.wav"
+"${MD_PYTHON:-/usr/bin/python3}" -c "import wave,sys; w=wave.open(sys.argv[1],'wb'); w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000); w.writeframes(bytes(1600)); w.close()" "$tmp/sound.wav"
 expect video-audio-only 1 "has no video stream" "$md" "${v[@]}" --video "$tmp/sound.wav" --question "Q?"
 echo "hello" >"$tmp/text.png"
 expect image-text 1 'image:' "$md" "${v[@]}" --image "$tmp/text.png" --question "Q?"

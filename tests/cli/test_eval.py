@@ -25,8 +25,8 @@ proj = os.path.join(fx, "tiny-llava-mmproj-f32.gguf")
 sample = os.path.join(root, "pipelines", "sample.webm")
 for f in (llm, proj, sample):
     if not os.path.isfile(f):
-        print(f"SKIP: {f} not found")
-        sys.exit(77)
+        print(f"FAIL: {f} not found (it is part of the repository)")
+        sys.exit(1)
 
 fails = []
 
@@ -72,8 +72,8 @@ try:
     os.makedirs(os.path.join(split, "clips"))
     shutil.copy(sample, os.path.join(split, "clips", "sample.webm"))
     if subprocess.run([mediax, "--write", tmp], stdout=subprocess.DEVNULL).returncode != 0:
-        print("SKIP: cannot write the test media with this FFmpeg")
-        sys.exit(77)
+        print("FAIL: cannot write the test media with this FFmpeg (bash .ci/install-deps)")
+        sys.exit(1)
     shutil.copy(os.path.join(tmp, "clip.mkv"), os.path.join(split, "clips", "clip.mkv"))
     model = ["-m", llm, "--mmproj", proj]
     N = "4"

@@ -364,8 +364,11 @@ int main(int argc, char **argv)
         perror("mkdtemp");
         return 1;
     }
-    if (write_all(dir))
-        SKIP("this FFmpeg cannot encode the test media (FFV1/MPEG-4/PNG encoders missing)");
+    if (write_all(dir)) {
+        printf("FAIL: this FFmpeg cannot encode the test media (FFV1/MPEG-4/PNG encoders "
+               "missing; bash .ci/install-deps)\n");
+        return 1;
+    }
     check_mkv(dir);
     check_avi(dir);
     check_image(dir);

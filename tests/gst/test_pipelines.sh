@@ -9,19 +9,22 @@
 #                      (stand-in for v4l2src), SINK=fakesink
 #   rtsp.sh            against pipelines/rtsp-test-server.py on 127.0.0.1
 #                      (a free port; the server is killed at the end)
-# Every step is bounded (num-buffers + timeout). Exit 0 = pass, 77 = skip
-# (only when the GstRtspServer typelib / PyGObject is missing; the other
-# pipelines are still run and checked first), anything else = fail.
-# Needs GST_PLUGIN_PATH (set by meson to the build's gst/ folder).
+# Every step is bounded (num-buffers + timeout). Exit 0 = pass, anything else
+# = fail: a missing tool, element or Python module is an install problem
+# (.ci/install-deps installs them all), never a skip.
+# Needs GST_PLUGIN_PATH (set by meson to the build's gst/ folder) and
+# MD_PYTHON (the build's Python, Debian's /usr/bin/python3 by default).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 pipes="$root/pipelines"
 : "${GST_PLUGIN_PATH:?GST_PLUGIN_PATH must point at the folder of libgstmustdrop.so}"
 export GST_PLUGIN_PATH
-for tool in gst-launch-1.0 gst-inspect-1.0; do
+py="${MD_PYTHON:-/usr/bin/python3}"
+export MD_PYTHON="$py"
+for tool in gst-launch-1.0 gst-inspect-1.0 "$py"; do
   command -v "$tool" >/dev/null 2>&1 || {
-    echo "SKIP: $tool not found (Debian 12: gstreamer1.0-tools)"
-    exit 77
+    echo "FAIL: $tool not found (bash .ci/install-deps installs it)"
+    exit 1
   }
 done
 plugin="$GST_PLUGIN_PATH/libgstmustdrop.so"
@@ -70,7 +73,7 @@ run() {  # log-file, timeout-s, script, args...
 }
 count_answers() { grep -c "mustdrop-answer" "$1" || true; }
 check_jsonl() {  # file, min-lines
-  python3 - "$1" "$2" <<'PY'
+  "$py" - "$1" "$2" <<'PY'
 import json, sys
 lines = [l for l in open(sys.argv[1]) if l.strip()]
 if len(lines) < int(sys.argv[2]):
@@ -93,7 +96,7 @@ sample="$pipes/sample.webm"
 #    the clip's (shapes.json); without it, the tiny model's warning is shown.
 run "$tmp/ask.log" 60 "$pipes/ask-sample.sh"
 for k in 0 1; do
-  q=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["questions"][int(sys.argv[2])]["question"])' "$pipes/shapes.json" "$k")
+  q=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["questions"][int(sys.argv[2])]["question"])' "$pipes/shapes.json" "$k")
   grep -qF "window 0.0-8.0 s  Q: $q  A: " "$tmp/ask.log" || { cat "$tmp/ask.log"; fail "ask-sample.sh: no answer to '$q'"; }
 done
 if [ -r "$root/models/synthvqa/synthvqa-llm-f16.gguf" ]; then
@@ -134,17 +137,8 @@ n=$(count_answers "$tmp/camera.log")
 echo "ok camera-live.sh (SOURCE=videotestsrc is-live=true): $n answers"
 
 # 6. rtsp.sh against a local RTSP server (PyGObject + GstRtspServer typelib)
-py=""
-for p in /usr/bin/python3 python3; do
-  if command -v "$p" >/dev/null 2>&1 && "$p" -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" >/dev/null 2>&1; then
-    py="$p"
-    break
-  fi
-done
-if [ -z "$py" ]; then
-  echo "SKIP: rtsp.sh not run: no python3 with PyGObject and the GstRtspServer typelib (Debian 12: python3-gi gir1.2-gst-rtsp-server-1.0); the other pipelines passed"
-  exit 77
-fi
+"$py" -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" \
+  || fail "$py has no PyGObject or no GstRtspServer typelib (Debian 12: python3-gi gir1.2-gst-rtsp-server-1.0; bash .ci/install-deps)"
 # 40 frames at 10 fps per client, then EOS (the server sends BYE).
 # The server needs no mustdrop plugin: it gets a registry of its own without
 # GST_PLUGIN_PATH (an ASan-built plugin could not be loaded there).
