@@ -5,6 +5,9 @@
 #ifndef PACKAGE
 #define PACKAGE "gst-mustdrop"
 #endif
+#ifndef MUSTDROP_PACKAGE_ORIGIN
+#define MUSTDROP_PACKAGE_ORIGIN "gst-mustdrop source build"
+#endif
 
 static gboolean
 plugin_init (GstPlugin * plugin)
@@ -18,4 +21,4 @@ plugin_init (GstPlugin * plugin)
 GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, mustdrop,
     "Ask a vision-language model questions about video (libmustdrop)",
     plugin_init, MUSTDROP_PLUGIN_VERSION, "MIT", PACKAGE,
-    "Unknown package origin")
+    MUSTDROP_PACKAGE_ORIGIN)

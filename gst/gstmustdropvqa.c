@@ -39,6 +39,10 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
 
 #include <gst/video/video.h>
 
@@ -79,6 +83,10 @@ GST_DEBUG_CATEGORY_STATIC (mustdrop_vqa_debug);
 /* text rows of a prompt besides the question (template, system prompt,
  * markers), and per frame block, for fitting the cap into the context */
 #define PROMPT_TEXT_EST 64
+/* text-timing=window: seconds without video before warning of a stall */
+#define STALL_WARN_S 5
+/* fewest answer tokens a prompt must leave room for */
+#define ANSWER_MIN 8
 #define BLOCK_MARKER_EST 8
 /* window = 0: most sampled RGB frames waiting for the encoder */
 #define STREAM_QUEUE 16
@@ -239,7 +247,6 @@ struct _GstMustdropVqa
   GQueue ready;                 /* Result*, oldest first */
   Job *busy_job;                /* the job being answered, if any */
   gboolean announcing;          /* the worker is posting an answer */
-  gboolean model_ready, model_failed;
   gboolean flushing;
   gboolean stopping;
   /* the window/sampling settings of this run (copied at start) */
@@ -249,18 +256,27 @@ struct _GstMustdropVqa
   gboolean stats, custom_meta;
   gchar *reduce_spec;           /* canonical spec of this run */
   /* text pad timeline (streaming thread) */
-  GstClockTime text_pos;
+  GstClockTime text_pos;        /* how far the text stream has been brought */
+  GstClockTime text_end;        /* end of the latest text buffer */
   gboolean text_need_start, text_need_segment;
   guint64 text_seqnum;
-  /* counters */
-  guint64 n_windows, n_answered, n_dropped, n_skipped, n_failed;
+  /* counters: every window closed with frames (and every "ask") ends up in
+   * exactly one of answered, dropped (max-pending), failed (inference) and
+   * aborted (flush, stop); until then it is pending */
+  guint64 n_windows, n_answered, n_dropped, n_failed, n_aborted;
+  guint64 n_asked;              /* of n_windows, questions from "ask" */
+  guint64 n_empty;              /* windows closed without a frame (not in
+                                 * n_windows: nothing to answer) */
   GstClockTime max_infer_ns, reported_latency;
 
   gint generation;              /* atomic: bumped on flush/stop */
   gint job_generation;          /* atomic: generation of the running job */
   GstClockTime last_end;        /* end of the latest buffer (streaming) */
+  gint64 last_buffer_us;        /* monotonic time the latest buffer came */
+  gboolean stall_warned;        /* warn_if_text_stalls_locked said it */
   gint shutdown;                /* atomic */
-  gint model_side;              /* atomic: RGB copy side for the model */
+  gint model_side;              /* RGB copy side for the model */
+  Engine *engine;               /* loaded at start; the worker's from then */
   GThread *worker;
 
   /* window = 0 (under lock): sampled frames waiting for the encoder, the
@@ -419,11 +435,16 @@ result_structure (const Result * r, gboolean stats)
   return s;
 }
 
+/* s as a JSON string; invalid UTF-8 (which nothing should let through) is
+ * replaced rather than written, so every line parses. */
 static void
-json_string (GString * out, const gchar * s)
+json_string (GString * out, const gchar * text)
 {
+  gchar *valid = g_utf8_make_valid (text ? text : "", -1);
+  const gchar *s = valid;
+
   g_string_append_c (out, '"');
-  for (; s && *s; s++) {
+  for (; *s; s++) {
     guchar c = (guchar) * s;
     if (c == '"' || c == '\\')
       g_string_append_printf (out, "\\%c", c);
@@ -435,6 +456,7 @@ json_string (GString * out, const gchar * s)
       g_string_append_c (out, (gchar) c);
   }
   g_string_append_c (out, '"');
+  g_free (valid);
 }
 
 static void
@@ -499,6 +521,29 @@ parse_device (const gchar * dev, const gchar ** backend, gint * index)
   return FALSE;
 }
 
+/* Why a question (or system prompt) cannot be asked, or NULL. Invalid UTF-8
+ * would break the answer's bus message and JSON lines later on. */
+static gchar *
+text_problem (const gchar * what, const gchar * text, gboolean may_be_empty,
+    gchar ** dbg)
+{
+  const gchar *bad = NULL;
+
+  if (!text || !*text) {
+    if (may_be_empty)
+      return NULL;
+    *dbg = g_strdup ("set 'question' to what the model should answer");
+    return g_strdup_printf ("The %s is empty.", what);
+  }
+  if (!g_utf8_validate (text, -1, &bad)) {
+    *dbg = g_strdup_printf ("invalid byte 0x%02x at offset %" G_GSIZE_FORMAT
+        " (check the locale or the encoding of the script that set it)",
+        (guchar) * bad, (gsize) (bad - text));
+    return g_strdup_printf ("The %s is not valid UTF-8.", what);
+  }
+  return NULL;
+}
+
 /* ------------------------------------------------------------------------
  * Worker thread: model loading and inference
  * ------------------------------------------------------------------------ */
@@ -539,10 +584,44 @@ engine_free (Engine * e)
     md_vision_free (e->vision);
   if (e->model)
     md_model_free (e->model);
-  if (e->jsonl)
+  if (e->jsonl && e->jsonl != stdout)
     fclose (e->jsonl);
   g_free (e->spec);
   g_free (e);
+}
+
+/* Tokens of the text around the frames: the question, the system prompt and
+ * an allowance (PROMPT_TEXT_EST) for the template and markers. */
+static gint64
+prompt_text_tokens (const struct md_vocab *vocab, const gchar * question,
+    const gchar * system, gint64 * question_tokens)
+{
+  gint64 q = md_tokenize (vocab, question, strlen (question), false, false,
+      NULL, 0);
+  gint64 sys = system ? md_tokenize (vocab, system, strlen (system), false,
+      false, NULL, 0) : 0;
+  if (question_tokens)
+    *question_tokens = q;
+  return PROMPT_TEXT_EST + q + sys;
+}
+
+/* Words for a prompt that leaves no room for `need` visual tokens: the
+ * question when the rest would fit without it, else the context. */
+static void
+no_room_words (gint64 question_tokens, gint64 text_tokens, gint64 need,
+    int32_t n_ctx, gchar ** msg, gchar ** dbg)
+{
+  if (text_tokens - question_tokens + need + ANSWER_MIN <= n_ctx)
+    *msg = g_strdup_printf ("The question is too long for the model's context "
+        "(%" G_GINT64_FORMAT " tokens; the context holds %d).",
+        question_tokens, n_ctx);
+  else
+    *msg = g_strdup_printf ("The model's context (%d tokens) is too small for "
+        "one frame.", n_ctx);
+  *dbg = g_strdup_printf ("question %" G_GINT64_FORMAT " tokens, prompt text "
+      "about %" G_GINT64_FORMAT ", visual tokens needed %" G_GINT64_FORMAT
+      ", context %d; shorten the question or raise context-size",
+      question_tokens, text_tokens, need, n_ctx);
 }
 
 /* Loads LLM, mmproj and a context with the settings of this run. On failure
@@ -658,20 +737,31 @@ engine_load (GstMustdropVqa * self)
   }
 
   rc = MD_OK;
-  if (stream) {
+  gint64 question_tokens;
+  gint64 text = prompt_text_tokens (md_model_vocab (e->model), question, system,
+      &question_tokens);
+  int32_t n_ctx_run = md_context_n_ctx (e->ctx);
+  if (!stream) {
+    /* the question must leave room for at least one frame (windows with
+     * more frames than fit are subsampled) */
+    gint64 one = md_vision_frame_tokens (e->vision) +
+        (md_vision_video_is_block (e->vision) ? 1 : 0);
+    if (text + one + ANSWER_MIN > n_ctx_run) {
+      gchar *msg, *dbg;
+      no_room_words (question_tokens, text, one, n_ctx_run, &msg, &dbg);
+      gst_element_message_full (GST_ELEMENT (self), GST_MESSAGE_ERROR,
+          GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS, msg, dbg, __FILE__,
+          GST_FUNCTION, __LINE__);
+      goto fail;
+    }
+  } else {
     /* window = 0: one session keeps the reduced tokens of every frame,
      * under a global cap that also fits the prompt into the context */
-    const struct md_vocab *vocab = md_model_vocab (e->model);
-    gint64 text = PROMPT_TEXT_EST + md_tokenize (vocab, question,
-        strlen (question), false, false, NULL, 0);
-    if (system)
-      text += md_tokenize (vocab, system, strlen (system), false, false, NULL,
-          0);
     gint64 cap = max_visual ? (gint64) max_visual : cfg.max_visual_tokens > 0 ?
         (gint64) cfg.max_visual_tokens : AUTO_VISUAL_TOKENS;
     if (cfg.max_visual_frames <= 0)
       cfg.max_visual_frames = (int32_t) max_frames;
-    gint64 room = (gint64) md_context_n_ctx (e->ctx) - max_new - text -
+    gint64 room = (gint64) n_ctx_run - max_new - text -
         (gint64) BLOCK_MARKER_EST * cfg.max_visual_frames;
     if (cap > room) {
       GST_INFO_OBJECT (self, "visual-token cap %" G_GINT64_FORMAT " lowered to %"
@@ -679,12 +769,22 @@ engine_load (GstMustdropVqa * self)
           md_context_n_ctx (e->ctx));
       cap = room;
     }
+    if (cap < cfg.max_visual_frames && room + question_tokens >=
+        cfg.max_visual_frames) {
+      gchar *msg, *dbg;
+      no_room_words (question_tokens, text, cfg.max_visual_frames, n_ctx_run,
+          &msg, &dbg);
+      gst_element_message_full (GST_ELEMENT (self), GST_MESSAGE_ERROR,
+          GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS, msg, dbg, __FILE__,
+          GST_FUNCTION, __LINE__);
+      goto fail;
+    }
     if (cap < cfg.max_visual_frames) {
       GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
           ("The model's context is too small for window=0."),
           ("n_ctx %d leaves room for %" G_GINT64_FORMAT " visual tokens, "
               "fewer than max-frames (%d); raise context-size or lower "
-              "max-frames / max-new-tokens", md_context_n_ctx (e->ctx), room,
+              "max-frames / max-new-tokens", n_ctx_run, room,
               cfg.max_visual_frames));
       goto fail;
     }
@@ -709,7 +809,10 @@ engine_load (GstMustdropVqa * self)
   }
 
   if (jsonl && *jsonl) {
-    e->jsonl = fopen (jsonl, "a");
+    /* "-": the process's own stdout stream, so that lines and whatever the
+     * application prints share one file position (a second description of
+     * a redirected stdout, opened by name, would overwrite each other) */
+    e->jsonl = !strcmp (jsonl, "-") ? stdout : fopen (jsonl, "a");
     if (!e->jsonl) {
       GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
           ("Could not open \"%s\" for writing answers.", jsonl),
@@ -861,22 +964,23 @@ run_job (GstMustdropVqa * self, Engine * e, Job * j)
   }
 
   /* How many frames fit the context next to the text and the answer. */
-  int64_t text_est = 64 + md_tokenize (vocab, j->question, strlen (j->question),
-      false, false, NULL, 0);
-  if (j->system_prompt)
-    text_est += md_tokenize (vocab, j->system_prompt,
-        strlen (j->system_prompt), false, false, NULL, 0);
+  gint64 question_tokens;
+  int64_t text_est = prompt_text_tokens (vocab, j->question, j->system_prompt,
+      &question_tokens);
   int64_t room = (int64_t) n_ctx - (int64_t) j->max_new_tokens - text_est;
   if (room < per + (block ? 1 : 0)) {
     /* leave at least one frame and a few tokens of answer */
-    room = (int64_t) n_ctx - text_est - 8;
+    room = (int64_t) n_ctx - text_est - ANSWER_MIN;
   }
   guint fit = room > 0 ? (guint) ((room - (block ? 1 : 0)) / per) : 0;
   if (fit == 0) {
-    GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
-        ("The model's context is too small for one frame."),
-        ("n_ctx %d, %d rows a frame, about %" G_GINT64_FORMAT
-            " text tokens; set context-size", n_ctx, per, text_est));
+    /* a question changed while running (checked at start otherwise) */
+    gchar *msg, *dbg;
+    no_room_words (question_tokens, text_est, per + (block ? 1 : 0), n_ctx,
+        &msg, &dbg);
+    gst_element_message_full (GST_ELEMENT (self), GST_MESSAGE_WARNING,
+        GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS, msg, dbg, __FILE__,
+        GST_FUNCTION, __LINE__);
     goto fail;
   }
   if (j->frames->len > fit) {
@@ -1145,28 +1249,104 @@ encode_stream_frame (GstMustdropVqa * self, Engine * e, Frame * f)
   g_mutex_unlock (&self->lock);
 }
 
+/* Answers one job and hands the result to the streaming thread and the
+ * application (worker thread, lock held on entry and on return). */
+static void
+answer_job_locked (GstMustdropVqa * self, Engine * e, Job * j)
+{
+  self->busy_job = j;
+  g_atomic_int_set (&self->job_generation, j->generation);
+  g_mutex_unlock (&self->lock);
+
+  gint64 t0 = g_get_monotonic_time ();
+  Result *r = run_job (self, e, j);
+  GstClockTime took = (g_get_monotonic_time () - t0) * GST_USECOND;
+  GstStructure *s = NULL;
+  gboolean current = r && j->generation == g_atomic_int_get (&self->generation)
+      && !g_atomic_int_get (&self->shutdown);
+
+  if (current) {
+    GST_DEBUG_OBJECT (self, "window %" G_GUINT64_FORMAT " answered in %"
+        GST_TIME_FORMAT ": %s", j->index, GST_TIME_ARGS (took), r->answer);
+    if (e->jsonl)
+      write_jsonl (e->jsonl, r);
+    s = result_structure (r, j->stats);
+  }
+
+  /* queue it for the video first, then tell the application */
+  g_mutex_lock (&self->lock);
+  self->busy_job = NULL;
+  if (current && j->generation == g_atomic_int_get (&self->generation)) {
+    self->n_answered++;
+    self->announcing = TRUE;
+    g_queue_push_tail (&self->ready, r);
+  } else {
+    /* a flush or a stop interrupted it, or inference failed */
+    if (j->generation != g_atomic_int_get (&self->generation) ||
+        g_atomic_int_get (&self->shutdown))
+      self->n_aborted++;
+    else
+      self->n_failed++;
+    if (r)
+      result_free (r);
+    else
+      job_free (j);
+    gst_clear_structure (&s);
+  }
+  g_cond_broadcast (&self->cond);
+  g_mutex_unlock (&self->lock);
+
+  if (s) {
+    g_signal_emit (self, signals[SIGNAL_ANSWER], 0, s);
+    gst_element_post_message (GST_ELEMENT (self),
+        gst_message_new_element (GST_OBJECT (self), s));
+    maybe_post_latency (self, took);
+  }
+  g_mutex_lock (&self->lock);
+  self->announcing = FALSE;
+  g_cond_broadcast (&self->cond);
+}
+
+/* text-timing=window: the text of a window exists only once the video has
+ * passed its end. Anything that waits for the text before letting more video
+ * through (a muxer behind a short queue) stops the stream for good; nothing
+ * inside the element can see that, but this: the worker idle, a window open
+ * and no video for STALL_WARN_S. One warning per run names the likely cause
+ * (worker thread, lock held). */
+static void
+warn_if_text_stalls_locked (GstMustdropVqa * self)
+{
+  Window *w = g_queue_peek_head (&self->windows);
+  gint64 now = g_get_monotonic_time ();
+
+  if (self->stall_warned || !w || self->busy_job ||
+      !g_queue_is_empty (&self->pending) || self->last_buffer_us == 0 ||
+      now - self->last_buffer_us < STALL_WARN_S * G_USEC_PER_SEC ||
+      !g_atomic_pointer_get (&self->textpad))
+    return;
+  self->stall_warned = TRUE;
+  GstClockTime start = w->start;
+  g_mutex_unlock (&self->lock);
+  GST_ELEMENT_WARNING (self, STREAM, FAILED,
+      ("No video for %d s while text_src waits for the window starting at %"
+          GST_TIME_FORMAT " (text-timing=window).", STALL_WARN_S,
+          GST_TIME_ARGS (start)),
+      ("The text of a window comes after the video has passed its end. If a "
+          "muxer joins text_src and the video, the video branch needs a queue "
+          "holding a window plus the inference time (e.g. queue "
+          "max-size-time=0 max-size-buffers=0 max-size-bytes=0), or use "
+          "text-timing=answer."));
+  g_mutex_lock (&self->lock);
+}
+
+/* The inference thread: the engine was loaded when the element started. */
 static gpointer
 worker_main (gpointer data)
 {
   GstMustdropVqa *self = data;
-  Engine *e;
-
-  post_progress (self, GST_PROGRESS_TYPE_START, "Loading the model");
-  e = engine_load (self);
-  if (e) {
-    gint side = md_vision_image_size (e->vision);
-    g_atomic_int_set (&self->model_side, side > 0 ? side : DEFAULT_FRAME_SIDE);
-    post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "Model loaded");
-  } else if (g_atomic_int_get (&self->shutdown)) {
-    post_progress (self, GST_PROGRESS_TYPE_CANCELED, "Model load canceled");
-  } else {
-    post_progress (self, GST_PROGRESS_TYPE_ERROR, "Model load failed");
-  }
+  Engine *e = self->engine;
 
   g_mutex_lock (&self->lock);
-  self->model_ready = e != NULL;
-  self->model_failed = e == NULL;
-  g_cond_broadcast (&self->cond);
   while (!g_atomic_int_get (&self->shutdown)) {
     Job *j = g_queue_peek_head (&self->pending);
     Frame *f = g_queue_peek_head (&self->stream_frames);
@@ -1175,79 +1355,26 @@ worker_main (gpointer data)
     if (f && (!j || !j->stream || f->seq <= j->seq)) {
       g_queue_pop_head (&self->stream_frames);
       g_cond_broadcast (&self->cond);
-      if (e && e->reduce) {
-        g_mutex_unlock (&self->lock);
-        encode_stream_frame (self, e, f);
-        frame_unref (f);
-        g_mutex_lock (&self->lock);
-      } else {
-        frame_unref (f);
-      }
+      g_mutex_unlock (&self->lock);
+      encode_stream_frame (self, e, f);
+      frame_unref (f);
+      g_mutex_lock (&self->lock);
       continue;
     }
     j = g_queue_pop_head (&self->pending);
     if (!j) {
-      g_cond_wait (&self->cond, &self->lock);
+      if (self->text_timing == GST_MUSTDROP_TEXT_TIMING_WINDOW) {
+        g_cond_wait_until (&self->cond, &self->lock,
+            g_get_monotonic_time () + G_USEC_PER_SEC);
+        warn_if_text_stalls_locked (self);
+      } else {
+        g_cond_wait (&self->cond, &self->lock);
+      }
       continue;
     }
-    if (!e) {
-      self->n_skipped++;
-      job_free (j);
-      g_cond_broadcast (&self->cond);
-      continue;
-    }
-    self->busy_job = j;
-    g_atomic_int_set (&self->job_generation, j->generation);
-    g_mutex_unlock (&self->lock);
-
-    gint64 t0 = g_get_monotonic_time ();
-    Result *r = run_job (self, e, j);
-    GstClockTime took = (g_get_monotonic_time () - t0) * GST_USECOND;
-    GstStructure *s = NULL;
-    gboolean current = r && j->generation == g_atomic_int_get (&self->generation)
-        && !g_atomic_int_get (&self->shutdown);
-
-    if (current) {
-      GST_DEBUG_OBJECT (self, "window %" G_GUINT64_FORMAT " answered in %"
-          GST_TIME_FORMAT ": %s", j->index, GST_TIME_ARGS (took), r->answer);
-      if (e->jsonl)
-        write_jsonl (e->jsonl, r);
-      s = result_structure (r, j->stats);
-    }
-
-    /* queue it for the video first, then tell the application */
-    g_mutex_lock (&self->lock);
-    self->busy_job = NULL;
-    if (current && j->generation == g_atomic_int_get (&self->generation)) {
-      self->n_answered++;
-      self->announcing = TRUE;
-      g_queue_push_tail (&self->ready, r);
-    } else {
-      if (!r)
-        self->n_failed += j->generation == g_atomic_int_get (&self->generation)
-            && !g_atomic_int_get (&self->shutdown);
-      if (r)
-        result_free (r);
-      else
-        job_free (j);
-      gst_clear_structure (&s);
-    }
-    g_cond_broadcast (&self->cond);
-    g_mutex_unlock (&self->lock);
-
-    if (s) {
-      g_signal_emit (self, signals[SIGNAL_ANSWER], 0, s);
-      gst_element_post_message (GST_ELEMENT (self),
-          gst_message_new_element (GST_OBJECT (self), s));
-      maybe_post_latency (self, took);
-    }
-    g_mutex_lock (&self->lock);
-    self->announcing = FALSE;
-    g_cond_broadcast (&self->cond);
+    answer_job_locked (self, e, j);
   }
   g_mutex_unlock (&self->lock);
-
-  engine_free (e);
   return NULL;
 }
 
@@ -1255,8 +1382,16 @@ worker_main (gpointer data)
  * Streaming thread: sampling, windows, output
  * ------------------------------------------------------------------------ */
 
-/* Hands a closed window to the worker; with `force` the queue limit does not
- * apply (EOS drain). Call with lock held; takes w. */
+/* Whether w holds something to answer (window = 0: the session does). */
+static gboolean
+window_has_frames_locked (GstMustdropVqa * self, const Window * w)
+{
+  return self->window_ns == 0 ? self->stream_sampled > 0 : w->frames->len > 0;
+}
+
+/* Hands a closed window (or, with `question`, an "ask") to the worker; with
+ * `force` the queue limit does not apply (EOS drain, end of a stream). Call
+ * with lock held; takes w. */
 static void
 enqueue_window_locked (GstMustdropVqa * self, Window * w, GstClockTime end,
     const gchar * question, gboolean force)
@@ -1264,13 +1399,15 @@ enqueue_window_locked (GstMustdropVqa * self, Window * w, GstClockTime end,
   Job *j;
   gboolean stream = self->window_ns == 0;
 
-  self->n_windows++;
-  if (stream ? self->stream_sampled == 0 : w->frames->len == 0) {
+  if (!window_has_frames_locked (self, w)) {
     GST_DEBUG_OBJECT (self, "window %" G_GUINT64_FORMAT " has no frames",
         w->index);
+    self->n_empty++;
     window_free (w);
     return;
   }
+  self->n_windows++;
+  self->n_asked += question != NULL;
   j = g_new0 (Job, 1);
   j->index = w->index;
   if (stream) {
@@ -1305,14 +1442,27 @@ enqueue_window_locked (GstMustdropVqa * self, Window * w, GstClockTime end,
     Job *old = g_queue_pop_head (&self->pending);
     GST_INFO_OBJECT (self, "dropping pending window %" G_GUINT64_FORMAT
         " (max-pending %u)", old->index, self->max_pending);
-    if (self->model_ready || self->model_failed)
-      self->n_dropped++;
-    else
-      self->n_skipped++;
+    self->n_dropped++;
     job_free (old);
   }
   g_queue_push_tail (&self->pending, j);
   g_cond_broadcast (&self->cond);
+}
+
+/* The stream ends (EOS, a new stream, timestamps going back): every open
+ * window is answered over the frames it has, ending with the last buffer. */
+static void
+close_windows_locked (GstMustdropVqa * self)
+{
+  Window *w;
+
+  while ((w = g_queue_pop_head (&self->windows))) {
+    GstClockTime end = w->end;
+    if (GST_CLOCK_TIME_IS_VALID (self->last_end) &&
+        (!GST_CLOCK_TIME_IS_VALID (end) || end > self->last_end))
+      end = self->last_end;
+    enqueue_window_locked (self, w, end, NULL, TRUE);
+  }
 }
 
 /* Opens windows up to pts and closes those ending at or before it. */
@@ -1322,9 +1472,11 @@ static void
 advance_windows_locked (GstMustdropVqa * self, GstClockTime pts)
 {
   if (GST_CLOCK_TIME_IS_VALID (self->origin) && pts < self->origin) {
-    /* timestamps went back without a flush (e.g. a looping source) */
+    /* timestamps went back without a flush (e.g. a looping source): what
+     * came before is a stream of its own */
     GST_DEBUG_OBJECT (self, "PTS %" GST_TIME_FORMAT " before the window "
         "origin, restarting the windows", GST_TIME_ARGS (pts));
+    close_windows_locked (self);
     reset_windows_locked (self);
   }
   if (!GST_CLOCK_TIME_IS_VALID (self->origin)) {
@@ -1363,14 +1515,22 @@ clear_stream_frames_locked (GstMustdropVqa * self)
     frame_unref (f);
 }
 
+/* Forgets the open windows (a flush, a stop, timestamps going back): those
+ * holding frames count as aborted windows. */
 static void
 reset_windows_locked (GstMustdropVqa * self)
 {
   Window *w;
-  while ((w = g_queue_pop_head (&self->windows)))
+  while ((w = g_queue_pop_head (&self->windows))) {
+    if (window_has_frames_locked (self, w)) {
+      self->n_windows++;
+      self->n_aborted++;
+    }
     window_free (w);
-  /* window = 0: the next frame starts a new session */
-  clear_stream_frames_locked (self);
+  }
+  /* window = 0: the next frame starts a new session (frames still queued
+   * for the encoder belong to the old one's question; a flush or a stop
+   * clears them with the pending jobs) */
   self->stream_epoch++;
   self->stream_sampled = 0;
   self->stream_last_pts = GST_CLOCK_TIME_NONE;
@@ -1380,13 +1540,17 @@ reset_windows_locked (GstMustdropVqa * self)
   self->next_window = 0;
 }
 
+/* Drops the queued jobs (aborted), the answers not yet attached to a video
+ * buffer and the frames waiting for the window = 0 encoder. */
 static void
 clear_pending_locked (GstMustdropVqa * self)
 {
   Job *j;
   Result *r;
-  while ((j = g_queue_pop_head (&self->pending)))
+  while ((j = g_queue_pop_head (&self->pending))) {
+    self->n_aborted++;
     job_free (j);
+  }
   while ((r = g_queue_pop_head (&self->ready)))
     result_free (r);
   clear_stream_frames_locked (self);
@@ -1399,7 +1563,7 @@ copy_frame (GstMustdropVqa * self, GstBuffer * buf)
   GstVideoInfo *in = &self->in_info;
   GstVideoInfo out;
   GstVideoFrame in_frame, out_frame;
-  gint side = g_atomic_int_get (&self->model_side);
+  gint side = self->model_side;
   gint w = GST_VIDEO_INFO_WIDTH (in), h = GST_VIDEO_INFO_HEIGHT (in);
   gint par_n = MAX (GST_VIDEO_INFO_PAR_N (in), 1);
   gint par_d = MAX (GST_VIDEO_INFO_PAR_D (in), 1);
@@ -1497,6 +1661,27 @@ text_prepare (GstMustdropVqa * self, GstPad * tp)
   }
 }
 
+/* A new segment reaches the text pad with a GAP at its start: a sink behind
+ * text_src prerolls (and a muxer learns the text stream is sparse) before
+ * the first answer, which comes a window later (streaming thread). */
+static void
+text_preroll (GstMustdropVqa * self)
+{
+  GstPad *tp = get_textpad (self);
+  GstClockTime start;
+
+  if (!tp)
+    return;
+  text_prepare (self, tp);
+  g_mutex_lock (&self->lock);
+  start = self->segment.format == GST_FORMAT_TIME ? self->segment.start : 0;
+  g_mutex_unlock (&self->lock);
+  gst_pad_push_event (tp, gst_event_new_gap (start, 0));
+  self->text_pos = start;
+  self->text_end = GST_CLOCK_TIME_NONE;
+  gst_object_unref (tp);
+}
+
 /* Pushes answers on the text pad and GAPs up to `until` (streaming thread). */
 static void
 text_output (GstMustdropVqa * self, GPtrArray * results, GstClockTime now,
@@ -1524,10 +1709,14 @@ text_output (GstMustdropVqa * self, GPtrArray * results, GstClockTime now,
     }
     GST_BUFFER_PTS (b) = pts;
     GST_BUFFER_DURATION (b) = dur;
-    if (GST_CLOCK_TIME_IS_VALID (pts) && GST_CLOCK_TIME_IS_VALID (dur) &&
-        (!GST_CLOCK_TIME_IS_VALID (self->text_pos) ||
-            pts + dur > self->text_pos))
-      self->text_pos = pts + dur;
+    if (GST_CLOCK_TIME_IS_VALID (pts)) {
+      if (!GST_CLOCK_TIME_IS_VALID (self->text_pos) || pts > self->text_pos)
+        self->text_pos = pts;
+      if (GST_CLOCK_TIME_IS_VALID (dur) &&
+          (!GST_CLOCK_TIME_IS_VALID (self->text_end) ||
+              pts + dur > self->text_end))
+        self->text_end = pts + dur;
+    }
     gst_pad_push (tp, b);
   }
   if (self->text_timing == GST_MUSTDROP_TEXT_TIMING_WINDOW) {
@@ -1544,16 +1733,21 @@ text_output (GstMustdropVqa * self, GPtrArray * results, GstClockTime now,
     if (GST_CLOCK_TIME_IS_VALID (hold) && GST_CLOCK_TIME_IS_VALID (until))
       until = MIN (until, hold);
   }
-  if (GST_CLOCK_TIME_IS_VALID (until)) {
+  if (GST_CLOCK_TIME_IS_VALID (until) &&
+      (!GST_CLOCK_TIME_IS_VALID (self->text_pos) || until > self->text_pos)) {
     GstClockTime from = GST_CLOCK_TIME_IS_VALID (self->text_pos) ?
-        self->text_pos : until;
-    if (!GST_CLOCK_TIME_IS_VALID (self->text_pos) && GST_CLOCK_TIME_IS_VALID
-        (now))
-      from = MIN (now, until);
+        self->text_pos : GST_CLOCK_TIME_IS_VALID (now) ? MIN (now, until) :
+        until;
+    /* no gap over a text still shown; inside one, a GAP of no duration
+     * still tells a muxer (which waits on a sparse pad that has data) that
+     * the text stream has reached `until` */
+    if (GST_CLOCK_TIME_IS_VALID (self->text_end))
+      from = MAX (from, self->text_end);
     if (until > from)
       gst_pad_push_event (tp, gst_event_new_gap (from, until - from));
-    if (!GST_CLOCK_TIME_IS_VALID (self->text_pos) || until > self->text_pos)
-      self->text_pos = until;
+    else
+      gst_pad_push_event (tp, gst_event_new_gap (until, 0));
+    self->text_pos = until;
   }
   gst_object_unref (tp);
 }
@@ -1583,9 +1777,12 @@ post_stats (GstMustdropVqa * self)
       "windows", G_TYPE_UINT64, self->n_windows,
       "answered", G_TYPE_UINT64, self->n_answered,
       "dropped", G_TYPE_UINT64, self->n_dropped,
-      "skipped", G_TYPE_UINT64, self->n_skipped,
       "failed", G_TYPE_UINT64, self->n_failed,
-      "pending", G_TYPE_UINT, g_queue_get_length (&self->pending),
+      "aborted", G_TYPE_UINT64, self->n_aborted,
+      "pending", G_TYPE_UINT, g_queue_get_length (&self->pending) +
+      (self->busy_job ? 1 : 0),
+      "asked", G_TYPE_UINT64, self->n_asked,
+      "empty-windows", G_TYPE_UINT64, self->n_empty,
       "max-inference-time", G_TYPE_UINT64, (guint64) self->max_infer_ns, NULL);
   if (self->window_ns == 0)
     gst_structure_set (s,
@@ -1621,9 +1818,10 @@ gst_mustdrop_vqa_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
     end = GST_BUFFER_DURATION_IS_VALID (buf) ?
         pts + GST_BUFFER_DURATION (buf) : pts;
     g_mutex_lock (&self->lock);
+    self->last_buffer_us = g_get_monotonic_time ();
+    advance_windows_locked (self, pts);
     if (!GST_CLOCK_TIME_IS_VALID (self->last_end) || end > self->last_end)
       self->last_end = end;
-    advance_windows_locked (self, pts);
     if (!g_queue_is_empty (&self->windows) &&
         (self->sample_ns == 0 || pts >= self->next_sample)) {
       sample = TRUE;
@@ -1732,18 +1930,10 @@ static void
 drain (GstMustdropVqa * self)
 {
   GPtrArray *results;
-  Window *w;
 
   g_mutex_lock (&self->lock);
-  while ((w = g_queue_pop_head (&self->windows))) {
-    GstClockTime end = w->end;
-    /* a partial window ends with the last buffer seen */
-    if (GST_CLOCK_TIME_IS_VALID (self->last_end) &&
-        (!GST_CLOCK_TIME_IS_VALID (end) || end > self->last_end))
-      end = self->last_end;
-    enqueue_window_locked (self, w, end, NULL, TRUE);
-  }
-  while (!self->flushing && !self->stopping && !self->model_failed &&
+  close_windows_locked (self);
+  while (!self->flushing && !self->stopping &&
       (!g_queue_is_empty (&self->pending) || self->busy_job ||
           self->announcing))
     g_cond_wait (&self->cond, &self->lock);
@@ -1793,7 +1983,10 @@ gst_mustdrop_vqa_sink_event (GstPad * pad, GstObject * parent,
       return gst_pad_push_event (self->srcpad, event);
     }
     case GST_EVENT_STREAM_START:
+      /* a new stream (e.g. concat's next file) ends the windows of the old
+       * one as EOS would, without waiting for their answers */
       g_mutex_lock (&self->lock);
+      close_windows_locked (self);
       reset_windows_locked (self);
       g_mutex_unlock (&self->lock);
       self->text_need_start = TRUE;
@@ -1805,7 +1998,8 @@ gst_mustdrop_vqa_sink_event (GstPad * pad, GstObject * parent,
       self->segment = *seg;
       g_mutex_unlock (&self->lock);
       self->text_need_segment = TRUE;
-      self->text_pos = GST_CLOCK_TIME_NONE;
+      self->text_pos = self->text_end = GST_CLOCK_TIME_NONE;
+      text_preroll (self);
       return gst_pad_push_event (self->srcpad, event);
     }
     case GST_EVENT_GAP:{
@@ -1834,7 +2028,7 @@ gst_mustdrop_vqa_sink_event (GstPad * pad, GstObject * parent,
       clear_pending_locked (self);
       self->flushing = FALSE;
       g_mutex_unlock (&self->lock);
-      self->text_pos = GST_CLOCK_TIME_NONE;
+      self->text_pos = self->text_end = GST_CLOCK_TIME_NONE;
       forward_to_text (self, event);
       return gst_pad_push_event (self->srcpad, event);
     default:
@@ -1966,15 +2160,20 @@ gst_mustdrop_vqa_ask (GstMustdropVqa * self, const gchar * question)
   Window *w, *snap;
   gboolean ok = FALSE;
 
-  if (!question || !*question)
+  gchar *why, *dbg = NULL;
+  if ((why = text_problem ("question", question, FALSE, &dbg))) {
+    GST_WARNING_OBJECT (self, "ask: %s (%s)", why, dbg);
+    gst_element_message_full (GST_ELEMENT (self), GST_MESSAGE_WARNING,
+        GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS, why, dbg, __FILE__,
+        GST_FUNCTION, __LINE__);
     return FALSE;
+  }
   g_mutex_lock (&self->lock);
   w = g_queue_peek_tail (&self->windows);
   if (w && self->window_ns == 0 && self->stream_sampled > 0 &&
       !self->flushing && !self->stopping) {
     /* window = 0: a question over every frame sampled so far */
     snap = window_new (w->index, w->start, w->end);
-    self->n_windows--;          /* not a window of its own */
     enqueue_window_locked (self, snap, self->stream_last_pts, question, FALSE);
     ok = TRUE;
   } else if (w && self->window_ns > 0 && w->frames->len > 0 &&
@@ -1984,7 +2183,6 @@ gst_mustdrop_vqa_ask (GstMustdropVqa * self, const gchar * question)
     for (guint i = 0; i < w->frames->len; i++)
       g_ptr_array_add (snap->frames,
           g_atomic_rc_box_acquire (g_ptr_array_index (w->frames, i)));
-    self->n_windows--;          /* not a window of its own */
     enqueue_window_locked (self, snap, last->pts, question, FALSE);
     ok = TRUE;
   }
@@ -2025,19 +2223,43 @@ use_default_model (Settings * s, gchar ** msg, gchar ** dbg)
   g_string_free (dirs, TRUE);
 }
 
+/* Why a model file cannot be used, or NULL: the words name the cause
+ * (missing, a directory, unreadable), not just "not found". */
+static gchar *
+model_file_problem (const gchar * what, const gchar * path,
+    GstResourceError * code)
+{
+  GStatBuf st;
+
+  if (g_stat (path, &st) != 0) {
+    *code = errno == ENOENT ? GST_RESOURCE_ERROR_NOT_FOUND :
+        GST_RESOURCE_ERROR_OPEN_READ;
+    return errno == ENOENT ? g_strdup_printf ("%s \"%s\" not found.", what,
+        path) : g_strdup_printf ("%s \"%s\" cannot be read: %s.", what, path,
+        g_strerror (errno));
+  }
+  *code = GST_RESOURCE_ERROR_OPEN_READ;
+  if (S_ISDIR (st.st_mode))
+    return g_strdup_printf ("%s \"%s\" is a directory, not a GGUF file.", what,
+        path);
+  if (!S_ISREG (st.st_mode))
+    return g_strdup_printf ("%s \"%s\" is not a regular file.", what, path);
+  if (g_access (path, R_OK) != 0)
+    return g_strdup_printf ("%s \"%s\" cannot be read: %s.", what, path,
+        g_strerror (errno));
+  return NULL;
+}
+
+/* Checks the settings and copies those of this run into the state.
+ * Returns FALSE after posting an error. */
 static gboolean
-validate_and_start (GstMustdropVqa * self)
+configure_run (GstMustdropVqa * self)
 {
   Settings *s = &self->settings;
   const gchar *backend;
   gint idx;
-  gboolean ok = FALSE;
   struct md_reduce_config rcfg = md_reduce_default_config ();
   char rerr[256] = "", canon[256] = "none";
-  GstClockTime window_ns = 0, step_ns = 0, sample_ns = 0;
-  guint max_frames = 0, max_pending = 0;
-  GstMustdropTextTiming text_timing = DEFAULT_TEXT_TIMING;
-  gboolean stats = FALSE, custom_meta = FALSE;
 
   /* errors are posted after unlocking (a sync bus handler may read the
    * properties) */
@@ -2054,15 +2276,14 @@ validate_and_start (GstMustdropVqa * self)
     msg = g_strdup ("No model given.");
     dbg = g_strdup ("set both 'model' (LLM .gguf) and 'mmproj' (vision "
         "projector .gguf), or neither for the bundled default model");
-  } else if (!g_file_test (s->model, G_FILE_TEST_IS_REGULAR)) {
-    code = GST_RESOURCE_ERROR_NOT_FOUND;
-    msg = g_strdup_printf ("Model file \"%s\" not found.", s->model);
+  } else if ((msg = model_file_problem ("Model file", s->model, &code))) {
     dbg = g_strdup_printf ("model=%s", s->model);
-  } else if (!g_file_test (s->mmproj, G_FILE_TEST_IS_REGULAR)) {
-    code = GST_RESOURCE_ERROR_NOT_FOUND;
-    msg = g_strdup_printf ("Vision projector file \"%s\" not found.",
-        s->mmproj);
+  } else if ((msg = model_file_problem ("Vision projector file", s->mmproj,
+              &code))) {
     dbg = g_strdup_printf ("mmproj=%s", s->mmproj);
+  } else if ((msg = text_problem ("question", s->question, FALSE, &dbg))) {
+  } else if ((msg = text_problem ("system prompt", s->system_prompt, TRUE,
+              &dbg))) {
   } else if (md_reduce_parse (s->reduce, &rcfg, rerr, sizeof rerr) != MD_OK) {
     msg = g_strdup_printf ("Invalid reduce spec \"%s\".", s->reduce);
     dbg = g_strdup (rerr);
@@ -2073,58 +2294,88 @@ validate_and_start (GstMustdropVqa * self)
     msg = g_strdup ("window-overlap must be smaller than window.");
     dbg = g_strdup_printf ("window %g s, window-overlap %g s", s->window,
         s->window_overlap);
-  } else {
-    ok = TRUE;
-    window_ns = (GstClockTime) (s->window * GST_SECOND);
-    step_ns = window_ns ?
-        window_ns - (GstClockTime) (s->window_overlap * GST_SECOND) : 0;
-    /* 1 ns .. 1e6 s between samples */
-    sample_ns = s->sample_fps > 0 ? (GstClockTime) MIN (GST_SECOND /
-        s->sample_fps, 1e15) : 0;
-    max_frames = s->max_frames;
-    max_pending = s->max_pending;
-    text_timing = s->text_timing;
-    stats = s->stats;
-    custom_meta = s->custom_meta;
-    if (rcfg.methods != 0)
-      md_reduce_format (&rcfg, canon, sizeof canon);
+  } else if (s->jsonl_location && *s->jsonl_location &&
+      g_file_test (s->jsonl_location, G_FILE_TEST_IS_DIR)) {
+    code = GST_RESOURCE_ERROR_OPEN_WRITE;
+    msg = g_strdup_printf ("jsonl-location \"%s\" is a directory.",
+        s->jsonl_location);
   }
-  g_mutex_unlock (&self->settings_lock);
-  if (!ok) {
+  if (msg) {
+    g_mutex_unlock (&self->settings_lock);
     gst_element_message_full (GST_ELEMENT (self), GST_MESSAGE_ERROR,
         GST_RESOURCE_ERROR, code, msg, dbg, __FILE__, GST_FUNCTION, __LINE__);
     return FALSE;
   }
+  if (rcfg.methods != 0)
+    md_reduce_format (&rcfg, canon, sizeof canon);
 
-  /* lock order: lock, then settings_lock (never the other way) */
+  /* lock order: lock, then settings_lock (never the other way); the
+   * settings lock is still held */
   g_mutex_lock (&self->lock);
-  self->window_ns = window_ns;
-  self->step_ns = step_ns;
-  self->sample_ns = sample_ns;
-  self->max_frames = max_frames;
-  self->max_pending = max_pending;
-  self->text_timing = text_timing;
-  self->stats = stats;
-  self->custom_meta = custom_meta;
+  self->window_ns = (GstClockTime) (s->window * GST_SECOND);
+  self->step_ns = self->window_ns ? self->window_ns -
+      (GstClockTime) (s->window_overlap * GST_SECOND) : 0;
+  /* 1 ns .. 1e6 s between samples */
+  self->sample_ns = s->sample_fps > 0 ?
+      (GstClockTime) MIN (GST_SECOND / s->sample_fps, 1e15) : 0;
+  self->max_frames = s->max_frames;
+  self->max_pending = s->max_pending;
+  self->text_timing = s->text_timing;
+  self->stats = s->stats;
+  self->custom_meta = s->custom_meta;
   g_free (self->reduce_spec);
   self->reduce_spec = g_strdup (canon);
+  g_mutex_unlock (&self->lock);
+  g_mutex_unlock (&self->settings_lock);
+  return TRUE;
+}
+
+/* Zeroes the state of a run: windows, queues, counters, text timeline. */
+static void
+reset_run_state (GstMustdropVqa * self)
+{
+  g_mutex_lock (&self->lock);
   reset_windows_locked (self);
   clear_pending_locked (self);
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
-  self->model_ready = self->model_failed = FALSE;
   self->flushing = self->stopping = FALSE;
+  self->last_buffer_us = 0;
+  self->stall_warned = FALSE;
   self->n_windows = self->n_answered = self->n_dropped = 0;
-  self->n_skipped = self->n_failed = 0;
+  self->n_failed = self->n_aborted = self->n_asked = self->n_empty = 0;
   self->max_infer_ns = self->reported_latency = 0;
   self->stream_max_queue = STREAM_QUEUE;
   self->n_frames_encoded = self->n_frames_dropped = 0;
   self->held_tokens = self->held_tokens_max = self->visual_cap = 0;
   self->held_bytes = self->held_bytes_max = 0;
-  self->text_pos = GST_CLOCK_TIME_NONE;
+  self->text_pos = self->text_end = GST_CLOCK_TIME_NONE;
   self->text_need_start = TRUE;
+  self->text_need_segment = TRUE;
   g_mutex_unlock (&self->lock);
+}
+
+/* READY -> PAUSED: the settings are checked and the model is loaded here,
+ * on the caller's thread, so that a bad file fails the state change itself.
+ * An error posted later from another thread can reach an application before
+ * it listens (gst-launch-1.0 quits a main loop that is not running yet and
+ * then waits forever). */
+static gboolean
+validate_and_start (GstMustdropVqa * self)
+{
+  if (!configure_run (self))
+    return FALSE;
+  reset_run_state (self);
   g_atomic_int_set (&self->shutdown, 0);
-  g_atomic_int_set (&self->model_side, DEFAULT_FRAME_SIDE);
+
+  post_progress (self, GST_PROGRESS_TYPE_START, "Loading the model");
+  self->engine = engine_load (self);
+  if (!self->engine) {
+    post_progress (self, GST_PROGRESS_TYPE_ERROR, "Model load failed");
+    return FALSE;
+  }
+  gint side = md_vision_image_size (self->engine->vision);
+  self->model_side = side > 0 ? side : DEFAULT_FRAME_SIDE;
+  post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "Model loaded");
   self->worker = g_thread_new ("mustdropvqa", worker_main, self);
   return TRUE;
 }
@@ -2142,6 +2393,8 @@ stop (GstMustdropVqa * self)
     g_thread_join (self->worker);
     self->worker = NULL;
   }
+  engine_free (self->engine);
+  self->engine = NULL;
   g_mutex_lock (&self->lock);
   reset_windows_locked (self);
   clear_pending_locked (self);
@@ -2204,6 +2457,30 @@ set_string (GstMustdropVqa * self, gchar ** dst, const GValue * value,
   g_mutex_unlock (&self->settings_lock);
 }
 
+/* A question or system prompt set while running is used from the next
+ * window without another check at start: a bad one is refused (the old one
+ * stays) with a warning naming why. Before start, configure_run fails on it. */
+static gboolean
+text_accepted (GstMustdropVqa * self, const gchar * what, const gchar * text,
+    gboolean may_be_empty)
+{
+  gchar *msg, *dbg = NULL;
+  gboolean running;
+
+  GST_OBJECT_LOCK (self);
+  running = GST_STATE (self) > GST_STATE_READY ||
+      GST_STATE_PENDING (self) > GST_STATE_READY;
+  GST_OBJECT_UNLOCK (self);
+  if (!running || !(msg = text_problem (what, text, may_be_empty, &dbg)))
+    return TRUE;
+  gchar *kept = g_strdup_printf ("%s The previous %s is kept.", msg, what);
+  gst_element_message_full (GST_ELEMENT (self), GST_MESSAGE_WARNING,
+      GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS, kept, dbg, __FILE__,
+      GST_FUNCTION, __LINE__);
+  g_free (msg);
+  return FALSE;
+}
+
 static void
 gst_mustdrop_vqa_set_property (GObject * object, guint prop_id,
     const GValue * value, GParamSpec * pspec)
@@ -2219,10 +2496,14 @@ gst_mustdrop_vqa_set_property (GObject * object, guint prop_id,
       set_string (self, &s->mmproj, value, NULL);
       return;
     case PROP_QUESTION:
-      set_string (self, &s->question, value, DEFAULT_QUESTION);
+      if (text_accepted (self, "question", g_value_get_string (value) ?
+              g_value_get_string (value) : DEFAULT_QUESTION, FALSE))
+        set_string (self, &s->question, value, DEFAULT_QUESTION);
       return;
     case PROP_SYSTEM_PROMPT:
-      set_string (self, &s->system_prompt, value, NULL);
+      if (text_accepted (self, "system prompt", g_value_get_string (value),
+              TRUE))
+        set_string (self, &s->system_prompt, value, NULL);
       return;
     case PROP_REDUCE:
       set_string (self, &s->reduce, value, DEFAULT_REDUCE);
@@ -2424,7 +2705,7 @@ gst_mustdrop_vqa_init (GstMustdropVqa * self)
   self->stream_last_pts = GST_CLOCK_TIME_NONE;
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
   self->origin = self->next_sample = GST_CLOCK_TIME_NONE;
-  self->text_pos = GST_CLOCK_TIME_NONE;
+  self->text_pos = self->text_end = GST_CLOCK_TIME_NONE;
   self->model_side = DEFAULT_FRAME_SIDE;
 
   s->question = g_strdup (DEFAULT_QUESTION);
@@ -2560,7 +2841,11 @@ gst_mustdrop_vqa_class_init (GstMustdropVqaClass * klass)
           DEFAULT_MAX_PENDING, playing));
   g_object_class_install_property (gobject_class, PROP_TEXT_TIMING,
       g_param_spec_enum ("text-timing", "Text timing",
-          "How buffers on the text_src pad are timestamped",
+          "How buffers on the text_src pad are timestamped. With window, the "
+          "text lags the video by the window plus the inference time: a muxer "
+          "joining the two needs a queue on the video branch holding that "
+          "much (e.g. queue max-size-time=0 max-size-buffers=0 "
+          "max-size-bytes=0); answer needs none",
           GST_TYPE_MUSTDROP_TEXT_TIMING, DEFAULT_TEXT_TIMING, ready));
   g_object_class_install_property (gobject_class, PROP_STATS,
       g_param_spec_boolean ("stats", "Statistics",
@@ -2573,8 +2858,10 @@ gst_mustdrop_vqa_class_init (GstMustdropVqaClass * klass)
           "after every generated token", DEFAULT_STREAM_TOKENS, playing));
   g_object_class_install_property (gobject_class, PROP_JSONL_LOCATION,
       g_param_spec_string ("jsonl-location", "JSON lines file",
-          "Append every answer as one JSON object per line to this file "
-          "(NULL: don't)", NULL, ready));
+          "Append every answer as one JSON object per line to this file; "
+          "\"-\" writes them to the process's stdout (use it rather than "
+          "/dev/stdout, which loses lines when stdout is redirected to a "
+          "file); NULL: don't", NULL, ready));
   g_object_class_install_property (gobject_class, PROP_CUSTOM_META,
       g_param_spec_boolean ("custom-meta", "Custom meta",
           "Also attach each answer as a GstCustomMeta "

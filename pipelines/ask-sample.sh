@@ -42,15 +42,16 @@ fi
 reduce=()
 [ -z "${REDUCE:-}" ] || reduce=(reduce="$REDUCE")
 # Each element appends one JSON object per answer to jsonl-location (one
-# write per line), here our stdout, read line by line by the formatter.
+# write per line), here ("-") gst-launch's stdout, read line by line by the
+# formatter.
 set +e
 gst-launch-1.0 -q filesrc location="$in" ! decodebin ! videoconvert \
   ! mustdropvqa model="$MODEL" mmproj="$MMPROJ" question="$q1" "${reduce[@]}" \
       window="${WINDOW:-8}" sample-fps="${SAMPLE_FPS:-1}" max-frames=8 max-pending=64 \
-      max-new-tokens=16 temperature=0 jsonl-location=/dev/stdout \
+      max-new-tokens=16 temperature=0 jsonl-location=- \
   ! mustdropvqa model="$MODEL" mmproj="$MMPROJ" question="$q2" "${reduce[@]}" \
       window="${WINDOW:-8}" sample-fps="${SAMPLE_FPS:-1}" max-frames=8 max-pending=64 \
-      max-new-tokens=16 temperature=0 jsonl-location=/dev/stdout \
+      max-new-tokens=16 temperature=0 jsonl-location=- \
   ! fakesink sync=false \
   | "$MD_PYTHON" -c '
 import json, os, sys

@@ -22,6 +22,13 @@ if [ "${#src[@]}" = 0 ] || [ "${#sink[@]}" = 0 ]; then
   echo "camera-live: SOURCE and SINK must not be empty" >&2
   exit 1
 fi
+# a missing element is an install problem, not the camera's or the display's
+for e in "${src[0]}" "${sink[0]}" videoconvert queue textoverlay; do
+  if ! gst-inspect-1.0 --exists "$e"; then
+    echo "camera-live: GStreamer element $e not found (textoverlay: Debian 12 gstreamer1.0-x; v4l2src, autovideosink: gstreamer1.0-plugins-good; or bash .ci/install-deps)" >&2
+    exit 1
+  fi
+done
 gst_launch_filtered "mustdrop-|ERROR|WARNING|erroneous" \
   -m "${src[@]}" ! videoconvert \
   ! queue leaky=downstream max-size-buffers=2 max-size-time=0 max-size-bytes=0 \
@@ -30,6 +37,9 @@ gst_launch_filtered "mustdrop-|ERROR|WARNING|erroneous" \
       max-new-tokens=32 stats=true \
   ! textoverlay name=overlay wait-text=false ! videoconvert ! "${sink[@]}" \
   vqa.text_src ! queue ! overlay.text_sink || {
-  echo "camera-live: no camera? set SOURCE= (e.g. SOURCE=\"videotestsrc is-live=true pattern=ball\"); no display? set SINK=fakesink (autovideosink may crash without one)" >&2
+  hint=""
+  [ -n "${SOURCE:-}" ] || hint=" If the ERROR above is about the camera, set SOURCE= (e.g. SOURCE=\"videotestsrc is-live=true pattern=ball\")."
+  [ -n "${SINK:-}" ] || hint="$hint If it is about the display, set SINK=fakesink."
+  echo "camera-live: the pipeline failed (the ERROR above says why).$hint" >&2
   exit 1
 }

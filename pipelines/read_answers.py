@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Read mustdropvqa answers from Python (PyGObject), three ways:
 
   1. from the video buffers reaching an appsink, via the GstCustomMeta the
@@ -14,8 +14,9 @@ last buffer (the final window, answered at EOS) ride on no buffer.
 Usage (Debian 12: python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0):
   /usr/bin/python3 pipelines/read_answers.py [VIDEO_FILE]
 Without a file, 6 s of videotestsrc are used. MODEL / MMPROJ / QUESTION
-environment variables as for the shell scripts (default: the tiny test
-models, whose answers are nonsense). GST_PLUGIN_PATH defaults to the
+environment variables as for the shell scripts (default, as there: the
+bundled model of models/synthvqa/ with one of its questions, else the tiny
+test models, whose answers are nonsense). GST_PLUGIN_PATH defaults to the
 first of build/gst and build-gst/gst that holds the plugin.
 """
 import os
@@ -34,9 +35,19 @@ if "GST_PLUGIN_PATH" not in os.environ:
     dirs = [os.path.join(root, d, "gst") for d in ("build", "build-gst")]
     os.environ["GST_PLUGIN_PATH"] = next(
         (d for d in dirs if os.path.exists(os.path.join(d, "libgstmustdrop.so"))), dirs[0])
-model = os.environ.get("MODEL", os.path.join(fixtures, "tiny-llava-llm-f32.gguf"))
-mmproj = os.environ.get("MMPROJ", os.path.join(fixtures, "tiny-llava-mmproj-f32.gguf"))
-question = os.environ.get("QUESTION", "What is happening in the video?")
+bundled = [os.path.join(root, "models", "synthvqa", f)
+           for f in ("synthvqa-llm-f16.gguf", "synthvqa-mmproj-f16.gguf")]
+if "MODEL" not in os.environ and "MMPROJ" not in os.environ and all(map(os.path.isfile, bundled)):
+    # as pipelines/common.sh: the bundled model knows only its task's questions
+    default_model, default_mmproj = bundled
+    default_question = "How many squares appear?"
+else:
+    default_model = os.path.join(fixtures, "tiny-llava-llm-f32.gguf")
+    default_mmproj = os.path.join(fixtures, "tiny-llava-mmproj-f32.gguf")
+    default_question = "What is happening in the video?"
+model = os.environ.get("MODEL", default_model)
+mmproj = os.environ.get("MMPROJ", default_mmproj)
+question = os.environ.get("QUESTION", default_question)
 
 
 def seconds(ns):

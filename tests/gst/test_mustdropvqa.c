@@ -115,6 +115,38 @@ get_u64 (const GstStructure * s, const gchar * f)
   return v;
 }
 
+/* A "mustdrop-stats" message accounts for every window: each is answered,
+ * dropped, failed, aborted or still pending. */
+static void
+check_stats_add_up (const GstStructure * s)
+{
+  guint pending = G_MAXUINT;
+  fail_unless (gst_structure_get_uint (s, "pending", &pending));
+  guint64 sum = get_u64 (s, "answered") + get_u64 (s, "dropped") +
+      get_u64 (s, "failed") + get_u64 (s, "aborted") + pending;
+  fail_unless_equals_uint64 (get_u64 (s, "windows"), sum);
+}
+
+/* The error a state change to PAUSED posts, which must fail it. */
+static GstMessage *expect_state_change_error (GstElement * e, GstBus * bus);
+
+/* The headline of an error or warning message (to free). */
+static gchar *
+headline (GstMessage * m)
+{
+  GError *err = NULL;
+  gchar *dbg = NULL, *text;
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR)
+    gst_message_parse_error (m, &err, &dbg);
+  else
+    gst_message_parse_warning (m, &err, &dbg);
+  GST_INFO ("message: %s (%s)", err->message, dbg);
+  text = g_strdup (err->message);
+  g_error_free (err);
+  g_free (dbg);
+  return text;
+}
+
 GST_START_TEST (test_meta_and_message)
 {
   GstBus *bus;
@@ -256,6 +288,8 @@ GST_START_TEST (test_eos_partial_window)
   gst_structure_free (s);
   s = wait_element_message (bus, "mustdrop-stats");
   fail_unless_equals_uint64 (get_u64 (s, "answered"), 1);
+  fail_unless_equals_uint64 (get_u64 (s, "windows"), 1);
+  check_stats_add_up (s);
   gst_structure_free (s);
   for (guint i = 0; i < 5; i++) {
     GstBuffer *b = gst_harness_pull (h);
@@ -363,6 +397,13 @@ GST_START_TEST (test_growing_window_flush)
   fail_unless_equals_uint64 (get_u64 (s, "window-start"), 0);
   fail_unless (g_str_has_prefix (gst_structure_get_string (s, "reduce"),
           "stmerge:"));
+  gst_structure_free (s);
+  /* the window the flush abandoned is counted, not lost */
+  s = wait_element_message (bus, "mustdrop-stats");
+  fail_unless_equals_uint64 (get_u64 (s, "windows"), 2);
+  fail_unless_equals_uint64 (get_u64 (s, "answered"), 1);
+  fail_unless_equals_uint64 (get_u64 (s, "aborted"), 1);
+  check_stats_add_up (s);
   gst_structure_free (s);
 
   gst_harness_teardown (h);
@@ -513,7 +554,115 @@ GST_START_TEST (test_flush_during_inference)
   }
   fail_unless_equals_uint64 (get_u64 (s, "window-start"), 0);
   gst_structure_free (s);
+  /* every window of the flushed rounds is answered or aborted */
+  s = wait_element_message (bus, "mustdrop-stats");
+  fail_unless (get_u64 (s, "aborted") >= 3, "aborted %" G_GUINT64_FORMAT,
+      get_u64 (s, "aborted"));
+  fail_unless_equals_uint64 (get_u64 (s, "failed"), 0);
+  check_stats_add_up (s);
+  gst_structure_free (s);
 
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
+/* A new stream mid-window (concat's next file) ends the open window as EOS
+ * would: it is answered over its frames, then the new stream's windows
+ * start from its own timestamps. Also with window = 0. */
+static void
+push_new_stream (GstHarness * h, const gchar * id)
+{
+  GstSegment seg;
+  fail_unless (gst_harness_push_event (h, gst_event_new_stream_start (id)));
+  fail_unless (gst_harness_push_event (h,
+          gst_event_new_caps (gst_caps_from_string (CAPS_RGB))));
+  gst_segment_init (&seg, GST_FORMAT_TIME);
+  fail_unless (gst_harness_push_event (h, gst_event_new_segment (&seg)));
+}
+
+GST_START_TEST (test_new_stream_answers_open_window)
+{
+  for (guint growing = 0; growing < 2; growing++) {
+    GstBus *bus;
+    GstElement *e = make_vqa (&bus, "window", growing ? 0.0 : 10.0,
+        "sample-fps", 5.0, NULL);
+    GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+    gsize size = W * H * 3;
+
+    gst_harness_set_src_caps_str (h, CAPS_RGB);
+    for (guint i = 0; i < 5; i++)
+      gst_harness_push (h, make_frame (i, i * GST_SECOND / 10, size));
+    push_new_stream (h, "second");
+    for (guint i = 0; i < 3; i++)
+      gst_harness_push (h, make_frame (i, i * GST_SECOND / 10, size));
+    fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+    GstStructure *s = wait_element_message (bus, "mustdrop-answer");
+    fail_unless_equals_uint64 (get_u64 (s, "window-end"), GST_SECOND / 2);
+    guint frames = 0;
+    gst_structure_get_uint (s, "frames", &frames);
+    fail_unless_equals_int (frames, 3);  /* 0, 0.2, 0.4 s of the first */
+    gst_structure_free (s);
+    s = wait_element_message (bus, "mustdrop-answer");
+    fail_unless_equals_uint64 (get_u64 (s, "window-end"), 3 * GST_SECOND / 10);
+    gst_structure_free (s);
+    s = wait_element_message (bus, "mustdrop-stats");
+    fail_unless_equals_uint64 (get_u64 (s, "windows"), 2);
+    fail_unless_equals_uint64 (get_u64 (s, "answered"), 2);
+    check_stats_add_up (s);
+    gst_structure_free (s);
+    gst_harness_teardown (h);
+    gst_object_unref (e);
+    gst_object_unref (bus);
+  }
+}
+
+GST_END_TEST;
+
+/* Text that is not valid UTF-8 never reaches a bus message or a JSON line:
+ * refused at start (the state change fails, naming it), refused while
+ * running (a warning; the previous question stays), refused by "ask". An
+ * empty question is refused the same way. */
+GST_START_TEST (test_bad_question_text)
+{
+  static const gchar *bad[] = { "caf\xe9?", "" };
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
+    GstBus *bus;
+    GstElement *e = make_vqa (&bus, "question", bad[i], NULL);
+    GstMessage *m = expect_state_change_error (e, bus);
+    gchar *text = headline (m);
+    fail_unless (strstr (text, i == 0 ? "not valid UTF-8" : "is empty"),
+        "headline: %s", text);
+    g_free (text);
+    gst_message_unref (m);
+    gst_object_unref (e);
+    gst_object_unref (bus);
+  }
+
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "question", "Fine?", "window", 0.5,
+      "sample-fps", 0.0, NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gst_harness_set_src_caps_str (h, CAPS_RGB);
+  g_object_set (e, "question", "caf\xe9?", NULL);
+  GstMessage *m = gst_bus_timed_pop_filtered (bus, MSG_TIMEOUT,
+      GST_MESSAGE_WARNING);
+  fail_unless (m != NULL, "no warning for a non-UTF-8 question");
+  gchar *text = headline (m);
+  fail_unless (strstr (text, "not valid UTF-8") && strstr (text, "kept"),
+      "headline: %s", text);
+  g_free (text);
+  gst_message_unref (m);
+  gchar *q = NULL;
+  g_object_get (e, "question", &q, NULL);
+  fail_unless_equals_string (q, "Fine?");
+  g_free (q);
+  gst_harness_push (h, make_frame (1, 0, W * H * 3));
+  gboolean queued = TRUE;
+  g_signal_emit_by_name (e, "ask", "\xff\xfe", &queued);
+  fail_if (queued);
   gst_harness_teardown (h);
   gst_object_unref (e);
   gst_object_unref (bus);
@@ -672,94 +821,99 @@ GST_START_TEST (test_bad_properties)
 
 GST_END_TEST;
 
-/* device=cuda: loads where CUDA is built and present, else a clear error
- * naming the backend. */
+/* device=cuda: loads where CUDA is built and present, else the state
+ * change fails with an error whose headline names CUDA. */
 GST_START_TEST (test_device_cuda)
 {
   GstBus *bus;
   GstElement *e = make_vqa (&bus, "device", "cuda:0", NULL);
-  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
 
-  for (;;) {
-    GstMessage *m = gst_bus_timed_pop_filtered (bus, MSG_TIMEOUT,
-        GST_MESSAGE_ERROR | GST_MESSAGE_PROGRESS);
-    fail_unless (m != NULL);
-    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
-      GError *err;
-      gchar *dbg;
-      gst_message_parse_error (m, &err, &dbg);
-      fail_unless (dbg && strstr (dbg, "cuda"), "debug: %s", dbg);
-      g_error_free (err);
-      g_free (dbg);
-      gst_message_unref (m);
-      break;
-    }
-    GstProgressType type;
-    gst_message_parse_progress (m, &type, NULL, NULL);
+  if (gst_element_set_state (e, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE) {
+    GstMessage *m = gst_bus_timed_pop_filtered (bus, 0, GST_MESSAGE_ERROR);
+    fail_unless (m != NULL, "state change failed without an error");
+    gchar *text = headline (m);
+    fail_unless (strstr (text, "CUDA") != NULL, "headline: %s", text);
+    g_free (text);
     gst_message_unref (m);
-    if (type == GST_PROGRESS_TYPE_COMPLETE)
-      break;                    /* a CUDA build on a GPU machine */
   }
-  gst_harness_teardown (h);
+  gst_element_set_state (e, GST_STATE_NULL);
   gst_object_unref (e);
   gst_object_unref (bus);
 }
 
 GST_END_TEST;
 
-/* A file that is not an LLM (the mmproj given as model): an element error
- * from the loader, and the video keeps flowing. */
+/* Files that cannot be loaded fail the state change to PAUSED itself, with
+ * an error posted before it returns (an application never waits for a
+ * model that will not come), whatever the defect. */
 GST_START_TEST (test_bad_model_file)
 {
-  gchar *junk = NULL;
-  gint fd = g_file_open_tmp ("mustdrop-junk-XXXXXX.gguf", &junk, NULL);
-  fail_unless (fd >= 0);
-  close (fd);
-  /* "GGUF" magic, then garbage */
+  gchar *dir = g_dir_make_tmp ("mustdrop-bad-XXXXXX", NULL);
+  fail_unless (dir != NULL);
+  gchar *junk = g_build_filename (dir, "junk.gguf", NULL);
+  gchar *empty = g_build_filename (dir, "empty.gguf", NULL);
+  gchar *cut = g_build_filename (dir, "cut.gguf", NULL);
+  gchar *data = NULL;
+  gsize len = 0;
+  /* "GGUF" magic, then garbage; an empty file; a cut-off LLM */
   fail_unless (g_file_set_contents (junk, "GGUF\003\000\000\000garbage!garbage!",
           24, NULL));
-  const gchar *cases[][2] = {
-    {mmproj_path, mmproj_path}, /* a vision projector as the LLM */
-    {junk, mmproj_path},        /* a truncated GGUF */
-    {llm_path, junk},
-    {llm_path, llm_path},       /* an LLM as the projector */
+  fail_unless (g_file_set_contents (empty, "", 0, NULL));
+  fail_unless (g_file_get_contents (llm_path, &data, &len, NULL));
+  fail_unless (g_file_set_contents (cut, data, (gssize) len / 2, NULL));
+  g_free (data);
+  const gchar *cases[][3] = {
+    {mmproj_path, mmproj_path, NULL},   /* a vision projector as the LLM */
+    {junk, mmproj_path, NULL},
+    {llm_path, junk, NULL},
+    {llm_path, llm_path, NULL}, /* an LLM as the projector */
+    {empty, mmproj_path, "empty"},
+    {cut, mmproj_path, "truncated"},
+    {dir, mmproj_path, "directory"},
+    {llm_path, dir, "directory"},
   };
 
   for (guint c = 0; c < G_N_ELEMENTS (cases); c++) {
     GstBus *bus;
     GstElement *e = make_vqa (&bus, "model", cases[c][0], "mmproj",
-        cases[c][1], "window", 0.5, "sample-fps", 0.0, NULL);
-    GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
-    gsize size = W * H * 3;
-
-    gst_harness_set_src_caps_str (h, CAPS_RGB);
-    GstMessage *m = gst_bus_timed_pop_filtered (bus, MSG_TIMEOUT,
-        GST_MESSAGE_ERROR);
-    fail_unless (m != NULL, "case %u: no error", c);
-    GError *err;
-    gchar *dbg;
-    gst_message_parse_error (m, &err, &dbg);
-    GST_INFO ("expected error: %s (%s)", err->message, dbg);
-    fail_unless (dbg && *dbg);
-    g_error_free (err);
-    g_free (dbg);
+        cases[c][1], NULL);
+    GstMessage *m = expect_state_change_error (e, bus);
+    gchar *text = headline (m);
+    fail_unless (*text, "case %u: empty headline", c);
+    if (cases[c][2])
+      fail_unless (strstr (text, cases[c][2]) != NULL, "case %u: %s", c, text);
+    g_free (text);
     gst_message_unref (m);
-    /* the video still flows, EOS does not wait for a model */
-    for (guint i = 0; i < 12; i++)
-      fail_unless_equals_int (gst_harness_push (h, make_frame (i,
-                  i * GST_SECOND / 10, size)), GST_FLOW_OK);
-    fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
-    for (guint i = 0; i < 12; i++) {
-      GstBuffer *b = gst_harness_pull (h);
-      check_frame (b, i, i * GST_SECOND / 10, size);
-      gst_buffer_unref (b);
-    }
-    gst_harness_teardown (h);
     gst_object_unref (e);
     gst_object_unref (bus);
   }
-  g_unlink (junk);
+  for (const gchar * const *f = (const gchar *[]) {
+      junk, empty, cut, NULL}; *f; f++)
+    g_unlink (*f);
+  g_rmdir (dir);
   g_free (junk);
+  g_free (empty);
+  g_free (cut);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+/* A question longer than the model's context fails at start, and says the
+ * question is the cause. */
+GST_START_TEST (test_question_too_long)
+{
+  GstBus *bus;
+  gchar *q = g_strnfill (20000, 'a');
+  GstElement *e = make_vqa (&bus, "question", q, "context-size", 512, NULL);
+  GstMessage *m = expect_state_change_error (e, bus);
+  gchar *text = headline (m);
+  fail_unless (strstr (text, "question is too long") != NULL, "%s", text);
+  g_free (text);
+  gst_message_unref (m);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+  g_free (q);
 }
 
 GST_END_TEST;
@@ -1034,6 +1188,9 @@ mustdropvqa_suite (void)
   tcase_add_test (tc, test_bad_properties);
   tcase_add_test (tc, test_bad_model_file);
   tcase_add_test (tc, test_device_cuda);
+  tcase_add_test (tc, test_question_too_long);
+  tcase_add_test (tc, test_bad_question_text);
+  tcase_add_test (tc, test_new_stream_answers_open_window);
   tcase_add_test (tc, test_live_drops_windows_not_video);
   tcase_add_test (tc, test_text_pad_textoverlay);
 
