@@ -35,6 +35,8 @@ Outputs (models/fixtures/vision/, each < 5 MB):
      uint32 name_len, name, uint32 dtype (0 f32, 1 i32, 2 u8), uint32 ndim,
      uint32 dims[ndim], data (little-endian, C order)
   tiny-llava.ref.json: sizes, tool versions, prompt, sha256.
+Then make_marker_vocab.py derives tiny-llava-llm-{normal,no}-image-q8_0.gguf
+(the LM with "<image>" as a NORMAL token / absent) from the new F32 LM.
 """
 from __future__ import annotations
 
@@ -453,6 +455,9 @@ def main() -> None:
                 info["files"][f.name] = {"bytes": size,
                                          "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
         (out / "tiny-llava.ref.json").write_text(json.dumps(info, indent=1) + "\n")
+    # the marker-vocabulary LMs are derived from the F32 LM just written
+    import make_marker_vocab
+    make_marker_vocab.write_all(str(out / "tiny-llava-llm-f32.gguf"), str(out))
     print(f"wrote {out}")
 
 

@@ -63,6 +63,14 @@ const char *md_vocab_pretokenizer(const struct md_vocab *v);
 int64_t md_tokenize(const struct md_vocab *v, const char *text, size_t len,
                     bool add_special, bool parse_special, int32_t *out, int64_t n_max);
 
+/* md_tokenize, except that the tokens as_text[0..n_as_text) are never
+ * matched as special tokens, whatever their type: their text is tokenized
+ * like any other text. For text a caller must not let become a token with
+ * a meaning of its own, e.g. an "<image>" typed in a question (vision.c). */
+int64_t md_tokenize_except(const struct md_vocab *v, const char *text, size_t len,
+                           bool add_special, bool parse_special, const int32_t *as_text,
+                           int32_t n_as_text, int32_t *out, int64_t n_max);
+
 /* The bytes one token stands for (SPM "▁" → ' ', byte tokens → that byte,
  * BPE byte-level unicode → bytes). Control tokens give "" unless special.
  * Returns the byte count (may exceed n: nothing partial is written then),

@@ -783,10 +783,20 @@ static inline bool ascii_space(uint8_t c)
     return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
+static bool listed(int32_t id, const int32_t *ids, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return true;
+    return false;
+}
+
 /* Split the raw fragments around every occurrence of the special tokens,
- * longest token first (llama.cpp's tokenizer_st_partition). */
+ * longest token first (llama.cpp's tokenizer_st_partition), except those
+ * listed in as_text. */
 static int partition(const struct md_vocab *v, const uint8_t *s, size_t len,
-                     bool parse_special, struct frags *cur)
+                     bool parse_special, const int32_t *as_text, int32_t n_as_text,
+                     struct frags *cur)
 {
     if (len == 0)
         return 0;
@@ -803,6 +813,8 @@ static int partition(const struct md_vocab *v, const uint8_t *s, size_t len,
         const struct md_tok *t = &v->toks[id];
         if (!parse_special && (t->type == MD_TOKEN_CONTROL || t->type == MD_TOKEN_UNKNOWN))
             continue;   /* user-defined tokens are matched either way */
+        if (listed(id, as_text, n_as_text))
+            continue;
         const uint8_t *tx = (const uint8_t *)v->text + t->off;
         if (t->len > len)
             continue;
@@ -861,14 +873,22 @@ static int partition(const struct md_vocab *v, const uint8_t *s, size_t len,
 int64_t md_tokenize(const struct md_vocab *v, const char *text, size_t len,
                     bool add_special, bool parse_special, int32_t *out, int64_t n_max)
 {
-    if (!v || (!text && len > 0) || n_max < 0 || (!out && n_max > 0))
+    return md_tokenize_except(v, text, len, add_special, parse_special, NULL, 0, out, n_max);
+}
+
+int64_t md_tokenize_except(const struct md_vocab *v, const char *text, size_t len,
+                           bool add_special, bool parse_special, const int32_t *as_text,
+                           int32_t n_as_text, int32_t *out, int64_t n_max)
+{
+    if (!v || (!text && len > 0) || n_max < 0 || (!out && n_max > 0) || n_as_text < 0 ||
+        (!as_text && n_as_text > 0))
         return -1;
     if (len > MD_TOK_MAX_INPUT)
         return -1;
     const uint8_t *s = (const uint8_t *)text;
     struct frags fr = { NULL, 0, 0 };
     struct md_ids ids = { NULL, 0, 0 };
-    int rc = partition(v, s, len, parse_special, &fr);
+    int rc = partition(v, s, len, parse_special, as_text, n_as_text, &fr);
 
     if (!rc && add_special && v->add_bos && v->bos >= 0)
         rc = md_ids_push(&ids, v->bos);

@@ -321,101 +321,172 @@ struct id_buf {
     int64_t n, cap;
 };
 
-/* Append the tokens of text (add_special: BOS as the vocab says). */
-static int tokenize_append(const struct md_vocab *vocab, const char *text, size_t len,
-                           bool add_special, struct id_buf *b)
+static int reserve(struct id_buf *b, int64_t extra)
 {
-    int64_t need = md_tokenize(vocab, text, len, add_special, true, NULL, 0);
-    if (need < 0)
-        return MD_ERR_INVALID;
-    if (b->n + need > b->cap) {
-        int64_t cap = b->n + need + 16;
-        int32_t *nv = realloc(b->v, sizeof(int32_t) * (size_t)cap);
-        if (!nv)
-            return MD_ERR_NOMEM;
-        b->v = nv;
-        b->cap = cap;
-    }
-    if (md_tokenize(vocab, text, len, add_special, true, b->v + b->n, need) != need)
-        return MD_ERR_INVALID;
-    b->n += need;
+    if (b->n + extra <= b->cap)
+        return MD_OK;
+    int64_t cap = b->n + extra + 16;
+    int32_t *nv = realloc(b->v, sizeof(int32_t) * (size_t)cap);
+    if (!nv)
+        return MD_ERR_NOMEM;
+    b->v = nv;
+    b->cap = cap;
     return MD_OK;
 }
 
 static int push_id(struct id_buf *b, int32_t id)
 {
-    if (b->n + 1 > b->cap) {
-        int32_t *nv = realloc(b->v, sizeof(int32_t) * (size_t)(b->cap + 16));
-        if (!nv)
-            return MD_ERR_NOMEM;
-        b->v = nv;
-        b->cap += 16;
-    }
-    b->v[b->n++] = id;
-    return MD_OK;
-}
-
-static const char *const MARKERS[2] = { "<image>", "<video>" };
-
-/* The next marker in text (kind in *kind), or NULL. */
-static const char *next_marker(const char *text, int *kind)
-{
-    const char *a = strstr(text, MARKERS[0]), *b = strstr(text, MARKERS[1]);
-    if (a && (!b || a < b)) {
-        *kind = 0;
-        return a;
-    }
-    *kind = 1;
-    return b;
-}
-
-/* Token ids of the prompt with one MD_TOKEN_EMBD per marker, which must be
- * the n_blocks markers of kinds[] in order. */
-static int prompt_ids(const struct md_vocab *vocab, const char *text,
-                      const enum md_vision_block *kinds, int32_t n_blocks, struct id_buf *b,
-                      char *err, size_t errlen)
-{
-    int32_t ids[2] = { md_vocab_find(vocab, MARKERS[0]), md_vocab_find(vocab, MARKERS[1]) };
-    int64_t found = 0;
-    bool order_ok = true;
-    const char *p = text, *mark;
-    int kind, rc = MD_OK;
-    bool first = true;
-    /* text up to each marker that is not a vocab token is tokenized as a
-     * piece (BOS on the first); vocab-token markers stay in the text */
-    const char *seg = text;
-    while (!rc && (mark = next_marker(p, &kind))) {
-        order_ok &= found < n_blocks && (int)(kinds ? kinds[found] : 0) == kind;
-        found++;
-        p = mark + strlen(MARKERS[kind]);
-        if (ids[kind] >= 0)
-            continue;
-        if (!(rc = tokenize_append(vocab, seg, (size_t)(mark - seg), first, b)))
-            rc = push_id(b, MD_TOKEN_EMBD);
-        first = false;
-        seg = p;
-    }
+    int rc = reserve(b, 1);
     if (!rc)
-        rc = tokenize_append(vocab, seg, strlen(seg), first, b);
-    for (int64_t i = 0; !rc && i < b->n; i++)
-        if (b->v[i] >= 0 && (b->v[i] == ids[0] || b->v[i] == ids[1]))
-            b->v[i] = MD_TOKEN_EMBD;
-    int64_t n_embd = 0;
-    for (int64_t i = 0; !rc && i < b->n; i++)
-        n_embd += b->v[i] == MD_TOKEN_EMBD;
-    if (!rc && (found != n_blocks || n_embd != n_blocks || !order_ok)) {
-        snprintf(err, errlen, "md_vision_prompt_build: %lld <image>/<video> markers in the "
-                 "prompt, expected %d in the blocks' order", (long long)found, (int)n_blocks);
-        return MD_ERR_INVALID;
-    }
+        b->v[b->n++] = id;
     return rc;
 }
 
-/* SPM vocabularies put a space before text that follows a special token
- * (llama.cpp, and the original LLaVA's tokenizer_image_token, which gives
- * "<image>" "\u2581" "\n" ...). HF's llava-hf processors (LlamaTokenizer,
- * legacy=False) do not: the text after <image> starts with "\n". Match HF by
- * dropping the lone space piece the prefix produced right after the image. */
+/* The block markers, by enum md_vision_block; both are MARKER_LEN bytes. */
+static const char *const MARKERS[2] = { "<image>", "<video>" };
+#define MARKER_LEN 7
+
+/* The vocabulary's marker tokens, whatever their type. */
+struct marker_ids {
+    int32_t id[2];
+    int32_t n;
+};
+
+static struct marker_ids find_marker_ids(const struct md_vocab *vocab)
+{
+    struct marker_ids m = { { -1, -1 }, 0 };
+    for (int k = 0; k < 2; k++) {
+        int32_t id = md_vocab_find(vocab, MARKERS[k]);
+        if (id >= 0)
+            m.id[m.n++] = id;
+    }
+    return m;
+}
+
+/* Append the tokens of one piece of text (no BOS/EOS). Marker text in a
+ * piece was typed by the caller (question, system text), so it must not
+ * become the marker token: it is tokenized as the plain text it is. */
+static int tokenize_append(const struct md_vocab *vocab, const char *text, size_t len,
+                           const struct marker_ids *m, struct id_buf *b)
+{
+    int64_t need = md_tokenize_except(vocab, text, len, false, true, m->id, m->n, NULL, 0);
+    if (need < 0)
+        return MD_ERR_INVALID;
+    int rc = reserve(b, need);
+    if (rc)
+        return rc;
+    if (md_tokenize_except(vocab, text, len, false, true, m->id, m->n, b->v + b->n, need) != need)
+        return MD_ERR_INVALID;
+    b->n += need;
+    return MD_OK;
+}
+
+/* The user turn "<marker>\n" per block, then the question, after one '#':
+ * turn + 1 is the turn, turn itself the same turn shifted by one byte
+ * (see render). */
+static char *user_turn(const char *question, const enum md_vision_block *kinds, int32_t n_blocks)
+{
+    size_t qlen = strlen(question), mlen = MARKER_LEN + 1;
+    char *turn = malloc(1 + mlen * (size_t)n_blocks + qlen + 1);
+    if (!turn)
+        return NULL;
+    turn[0] = '#';
+    for (int32_t i = 0; i < n_blocks; i++) {
+        char *at = turn + 1 + mlen * (size_t)i;
+        memcpy(at, MARKERS[kinds ? kinds[i] : MD_VISION_BLOCK_IMAGE], MARKER_LEN);
+        at[MARKER_LEN] = '\n';
+    }
+    memcpy(turn + 1 + mlen * (size_t)n_blocks, question, qlen + 1);
+    return turn;
+}
+
+static char *format(const char *tmpl, const struct md_model *model, const char *system,
+                    const char *user, int *rc)
+{
+    int need = md_chat_format(tmpl, model, system, user, NULL, 0);
+    char *text = need >= 0 ? malloc((size_t)need + 1) : NULL;
+    *rc = need < 0 ? need : text ? MD_OK : MD_ERR_NOMEM;
+    if (text)
+        md_chat_format(tmpl, model, system, user, text, (size_t)need + 1);
+    return text;
+}
+
+/* Render the prompt and find where the user turn starts in it. The blocks'
+ * markers are found by position, not by searching for their text: the
+ * system text and the question may hold marker text too. The templates are
+ * opaque printf formats, so the turn is rendered a second time shifted by
+ * one byte; the first byte where the two renderings differ is the turn's
+ * start (the turn starts with '<', the shifted one with '#'). */
+static int render(const char *tmpl, const struct md_model *model, const char *system,
+                  const char *turn, int32_t n_blocks, char **out, size_t *user_at, char *err,
+                  size_t errlen)
+{
+    int rc;
+    char *text = format(tmpl, model, system, turn + 1, &rc);
+    char *shifted = rc ? NULL : format(tmpl, model, system, turn, &rc);
+    if (rc) {
+        free(text);
+        if (rc == MD_ERR_INVALID)
+            snprintf(err, errlen, "md_vision_prompt_build: unknown chat template '%s'",
+                     tmpl ? tmpl : "auto");
+        return rc;
+    }
+    size_t at = 0;
+    while (text[at] && text[at] == shifted[at])
+        at++;
+    free(shifted);
+    int32_t in_place = 0;
+    while (in_place < n_blocks &&
+           !strncmp(text + at + (MARKER_LEN + 1) * (size_t)in_place,
+                    turn + 1 + (MARKER_LEN + 1) * (size_t)in_place, MARKER_LEN + 1))
+        in_place++;
+    if (in_place != n_blocks) {   /* a template that rewrites the turn */
+        snprintf(err, errlen, "md_vision_prompt_build: chat template '%s' changed the user "
+                 "turn: %d of the %d block markers where it starts",
+                 md_chat_template_name(tmpl, model), (int)in_place, (int)n_blocks);
+        free(text);
+        return MD_ERR_INVALID;
+    }
+    *out = text;
+    *user_at = at;
+    return MD_OK;
+}
+
+/* Token ids of the prompt: BOS, the text before, between and after the
+ * blocks' markers (consecutive from user_at) tokenized piece by piece with
+ * one MD_TOKEN_EMBD per marker, EOS if the vocab adds one. This is what
+ * tokenizing the whole text with the marker as a control token gives (a
+ * special token cuts the text into pieces tokenized apart), so a marker the
+ * vocabulary stores as an ordinary token, or lacks, works the same; llama.cpp's
+ * multimodal library splits its prompts the same way. */
+static int prompt_ids(const struct md_vocab *vocab, const char *text, size_t user_at,
+                      int32_t n_blocks, struct id_buf *b)
+{
+    struct marker_ids m = find_marker_ids(vocab);
+    int rc = MD_OK;
+    if (md_vocab_add_bos(vocab) && md_vocab_bos(vocab) >= 0)
+        rc = push_id(b, md_vocab_bos(vocab));
+    size_t seg = 0;
+    for (int32_t k = 0; !rc && k < n_blocks; k++) {
+        size_t at = user_at + (MARKER_LEN + 1) * (size_t)k;
+        rc = tokenize_append(vocab, text + seg, at - seg, &m, b);
+        if (!rc)
+            rc = push_id(b, MD_TOKEN_EMBD);
+        seg = at + MARKER_LEN;
+    }
+    if (!rc)
+        rc = tokenize_append(vocab, text + seg, strlen(text + seg), &m, b);
+    if (!rc && md_vocab_add_eos(vocab) && md_vocab_eos(vocab) >= 0)
+        rc = push_id(b, md_vocab_eos(vocab));
+    return rc;
+}
+
+/* SPM vocabularies put a space before every piece of text they tokenize,
+ * the piece after a special token included (llama.cpp, and the original
+ * LLaVA's tokenizer_image_token, which gives "<image>" "\u2581" "\n" ...).
+ * HF's llava-hf processors (LlamaTokenizer, legacy=False) do not: the text
+ * after <image> starts with "\n". Match HF by dropping the lone space piece
+ * the prefix produced right after the image. */
 static void drop_space_after_image(const struct md_vocab *vocab, struct id_buf *b)
 {
     if (md_vocab_kind(vocab) != MD_VOCAB_SPM || !md_vocab_add_space_prefix(vocab))
@@ -481,24 +552,14 @@ int md_vision_prompt_build_multi(const struct md_model *model, const char *tmpl,
                  model ? md_model_n_embd(model) : 0);
         return MD_ERR_INVALID;
     }
-    size_t qlen = strlen(question), mlen = strlen("<image>\n");
-    size_t ulen = qlen + mlen * (size_t)n_blocks + 1;
-    char *user = malloc(ulen);
-    if (!user)
-        return MD_ERR_NOMEM;
-    for (int32_t i = 0; i < n_blocks; i++)   /* "<image>\n" and "<video>\n" are as long */
-        memcpy(user + mlen * (size_t)i, kinds && kinds[i] == MD_VISION_BLOCK_VIDEO
-                                            ? "<video>\n" : "<image>\n", mlen);
-    memcpy(user + mlen * (size_t)n_blocks, question, qlen + 1);
-    int need = md_chat_format(tmpl, model, system, user, NULL, 0);
-    char *text = need >= 0 ? malloc((size_t)need + 1) : NULL;
-    int rc = need < 0 ? need : text ? MD_OK : MD_ERR_NOMEM;
-    if (!rc)
-        md_chat_format(tmpl, model, system, user, text, (size_t)need + 1);
-    free(user);
+    char *turn = user_turn(question, kinds, n_blocks), *text = NULL;
+    size_t user_at = 0;
+    int rc = turn ? render(tmpl, model, system, turn, n_blocks, &text, &user_at, err, errlen)
+                  : MD_ERR_NOMEM;
+    free(turn);
     struct id_buf b = { NULL, 0, 0 };
     if (!rc)
-        rc = prompt_ids(vocab, text, kinds, n_blocks, &b, err, errlen);
+        rc = prompt_ids(vocab, text, user_at, n_blocks, &b);
     free(text);
     if (!rc)
         drop_space_after_image(vocab, &b);
@@ -511,7 +572,7 @@ int md_vision_prompt_build_multi(const struct md_model *model, const char *tmpl,
     }
     if (rc) {
         if (rc == MD_ERR_INVALID && err && errlen && !err[0])
-            snprintf(err, errlen, "md_vision_prompt_build: cannot format or tokenize the prompt");
+            snprintf(err, errlen, "md_vision_prompt_build: cannot tokenize the prompt");
         md_vision_prompt_free(out);
         return rc;
     }

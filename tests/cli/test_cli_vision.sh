@@ -50,6 +50,21 @@ has video-mpeg4 "frame 5 at 0.500000 s"
 expect image-png 0 "image '$tmp/image.png': 33x27 -> 16 embedding rows" "$md" "${v[@]}" --image "$tmp/image.png" --question "What is it?"
 has image-png "16 of them image rows in 1 block(s)"
 expect image-two 0 "32 of them image rows in 2 block(s)" "$md" "${v[@]}" --image "$tmp/image.png" --image "$fx/test-image.ppm" --question "Q?"
+# "<image>" as an ordinary token (llama.cpp's converter without added_tokens_decoder)
+# or absent: models/make_marker_vocab.py's Q8_0 files, same weights, so the
+# same greedy answer; a question with marker text in it is text, one block
+normal=$fx/tiny-llava-llm-normal-image-q8_0.gguf noimage=$fx/tiny-llava-llm-no-image-q8_0.gguf
+for kind in image video; do
+    if [ $kind = image ]; then media=(--image "$tmp/image.png"); else media=(--video "$tmp/clip.mkv" --frames 2); fi
+    expect normal-token-$kind 0 "image rows in" "$md" -m "$normal" --mmproj "$proj" -n 6 --temp 0 -t 1 "${media[@]}" --question "What is it?"
+    [ -s "$tmp/out" ] || fail "normal-token-$kind: no answer"
+    cp "$tmp/out" "$tmp/answer-normal"
+    expect no-token-$kind 0 "image rows in" "$md" -m "$noimage" --mmproj "$proj" -n 6 --temp 0 -t 1 "${media[@]}" --question "What is it?"
+    [ -s "$tmp/out" ] || fail "no-token-$kind: no answer"
+    cmp -s "$tmp/out" "$tmp/answer-normal" || fail "$kind: answers differ between the normal-token and no-token vocabularies"
+done
+expect marker-in-question 0 "16 of them image rows in 1 block(s)" "$md" "${v[@]}" --image "$tmp/image.png" --question "Is this an <image> or a <video>?"
+expect marker-in-question-normal 0 "16 of them image rows in 1 block(s)" "$md" -m "$normal" --mmproj "$proj" -n 4 --temp 0 -t 1 --image "$tmp/image.png" --question "<image>"
 expect next-mixed 0 "in 4 block(s)" "$md" -m "$llm" --mmproj "$next" -n 4 --temp 0 --image "$tmp/image.png" --image "$fx/test-image.ppm" --video "$tmp/clip.mkv" --frames 2 --question "Q?"
 has next-mixed "61x45 -> 44 embedding rows"
 

@@ -1,7 +1,7 @@
 /* Special tokens on the real vocabs: parse_special partition, BOS/EOS,
  * end-of-generation sets, Phi-3's right-strip, detokenization of specials,
- * and the buffer protocols of md_tokenize / md_token_to_piece /
- * md_detokenize.
+ * md_tokenize_except (listed special tokens read as text), and the buffer
+ * protocols of md_tokenize / md_token_to_piece / md_detokenize.
  * Usage: test_tok_special QWEN2_GGUF LLAMA_BPE_GGUF (the generated ones). */
 #include "tok_common.h"
 
@@ -45,6 +45,21 @@ static bool contains_id(const struct md_vocab *v, const char *text, bool parse, 
     free(t.v);
     return found;
 }
+
+/* md_tokenize_except(text, except one id) equals the expected sequence. */
+static void expect_except(int line, const struct md_vocab *v, const char *text, int32_t id,
+                          const struct seq *want)
+{
+    int32_t got[256];
+    const int64_t n = md_tokenize_except(v, text, strlen(text), false, true, &id, 1, got, 256);
+    if (n != want->n || memcmp(got, want->v, (size_t)want->n * sizeof(int32_t)) != 0) {
+        fprintf(stderr, "line %d: md_tokenize_except(%d) of ", line, (int)id);
+        tok_print_escaped(stderr, text, strlen(text));
+        fprintf(stderr, ": %lld ids, want %lld\n", (long long)n, (long long)want->n);
+        md_test_failures++;
+    }
+}
+#define EXPECT_EXCEPT(v, text, id, want) expect_except(__LINE__, v, text, id, want)
 
 static void expect_detok(int line, const struct md_vocab *v, const char *text, bool special,
                          const char *want)
@@ -130,6 +145,22 @@ static void test_llama_spm(void)
     seq_id(&mid, 2);
     seq_text(&mid, v, "b", false);
     EXPECT(v, "a</s>b", false, true, &mid);
+    /* an excepted control token is text; the others are still matched */
+    struct seq ex = { .n = 0 };
+    seq_text(&ex, v, "a</s>b", false);
+    EXPECT_EXCEPT(v, "a</s>b", 2, &ex);
+    struct seq ex2 = { .n = 0 };
+    seq_id(&ex2, 1);
+    seq_text(&ex2, v, "a</s>b", false);
+    EXPECT_EXCEPT(v, "<s>a</s>b", 2, &ex2);
+    EXPECT_EXCEPT(v, "a</s>b", 99999, &mid);   /* not a token: nothing excepted */
+    {
+        int32_t one = 2;
+        CHECK(md_tokenize_except(v, "a", 1, false, true, NULL, 1, NULL, 0) == -1);
+        CHECK(md_tokenize_except(v, "a", 1, false, true, &one, -1, NULL, 0) == -1);
+        CHECK(md_tokenize_except(v, "a", 1, false, true, NULL, 0, NULL, 0) ==
+              md_tokenize(v, "a", 1, false, true, NULL, 0));
+    }
     EXPECT_DETOK(v, "<s>[INST] hi [/INST]", false, "[INST] hi [/INST]");
     EXPECT_DETOK(v, "<s>[INST] hi [/INST]", true, "<s>[INST] hi [/INST]");
     EXPECT_DETOK(v, "<unk>", true, "<unk>");
@@ -262,6 +293,20 @@ static void test_qwen2(const char *path)
     seq_id(&th, 151668);
     EXPECT(v, "<think>\nok</think>", false, false, &th);
     EXPECT(v, "<think>\nok</think>", false, true, &th);
+    /* excepted, a user-defined token (matched even without parse_special)
+     * is text too, and the text before the next special is one fragment */
+    struct seq tx = { .n = 0 };
+    int32_t think = 151667;
+    tx.n = md_tokenize_except(v, "<think>\nok", 10, false, true, &think, 1, tx.v, 256);
+    CHECK(tx.n > 2);
+    for (int64_t i = 0; i < tx.n; i++)
+        CHECK(tx.v[i] != 151667);
+    seq_id(&tx, 151668);
+    EXPECT_EXCEPT(v, "<think>\nok</think>", 151667, &tx);
+    struct seq cx = { .n = 0 };
+    seq_text(&cx, v, "<|im_start|>user\nhi", false);
+    seq_id(&cx, 151645);
+    EXPECT_EXCEPT(v, "<|im_start|>user\nhi<|im_end|>", 151644, &cx);
     EXPECT_DETOK(v, "<|im_start|>user\nhi<|im_end|>", true, "<|im_start|>user\nhi<|im_end|>");
     EXPECT_DETOK(v, "<|im_start|>user\nhi<|im_end|>", false, "user\nhi");
     EXPECT_DETOK(v, "<think>x</think>", false, "<think>x</think>");

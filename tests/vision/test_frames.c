@@ -5,7 +5,8 @@
  *     to encoding each frame alone (batches of 8 cross a boundary at N = 10);
  *   - the N-frame prompt has N blocks of that many MD_TOKEN_EMBD rows, and
  *     its ids are HF's LlavaProcessor ids for "USER: <image>\n" x 3 (recorded
- *     once with transformers 5.23 on the fixture's tokenizer, see below);
+ *     once with transformers 5.23 on the fixture's tokenizer, see below),
+ *     also with the LMs whose "<image>" is a normal token or absent;
  *   - the prompt prefills the LM; bad arguments are refused.
  *   - LLaVA-NeXT files: frames take the base image only (n_patches rows). */
 #include <stdint.h>
@@ -97,14 +98,16 @@ static void check_encode(struct md_vision *vis, uint8_t *bufs[NF], struct md_fra
     (void)bufs;
 }
 
-static void check_prompt(struct md_vision *vis, const float *embd)
+/* llm: the tiny LM with "<image>" as a control token, or one of
+ * make_marker_vocab.py's (a normal token, none): the same ids either way. */
+static void check_prompt(struct md_vision *vis, const float *embd, const char *llm)
 {
     char path[512], err[256] = "";
     struct md_model_params mp = md_model_default_params();
     mp.backend = md_test_backend();
     mp.n_threads = 1;
     struct md_model *model = NULL;
-    md_test_data(DIR "tiny-llava-llm-f32.gguf", path, sizeof path);
+    md_test_data(llm, path, sizeof path);
     if (md_model_load(path, &mp, &model, err, sizeof err) != MD_OK) {
         CHECKF(0, "LLM load: %s", err);
         return;
@@ -116,7 +119,7 @@ static void check_prompt(struct md_vision *vis, const float *embd)
         struct md_vision_prompt pr;
         int rc = md_vision_prompt_build_multi(model, "vicuna", NULL, "What happens?", embd, rows, NULL,
                                               nf, E, &pr, err, sizeof err);
-        CHECKF(rc == MD_OK, "prompt %d frames: %s", nf, err);
+        CHECKF(rc == MD_OK, "%s: prompt %d frames: %s", llm, nf, err);
         if (rc)
             continue;
         int32_t n_embd_rows = 0, n_blocks = 0;
@@ -147,11 +150,12 @@ static void check_prompt(struct md_vision *vis, const float *embd)
     int rc = md_vision_prompt_build_multi(model, "vicuna", NULL, "What happens?", embd, rows, NULL, 3,
                                           E, &pr, err, sizeof err);
     size_t n_hf = sizeof hf_ids_3 / sizeof hf_ids_3[0];
-    CHECKF(rc == MD_OK && (size_t)pr.n == n_hf, "3-frame prompt: %d ids, HF %zu", pr.n, n_hf);
+    CHECKF(rc == MD_OK && (size_t)pr.n == n_hf, "%s: 3-frame prompt: %d ids, HF %zu", llm, pr.n,
+           n_hf);
     int bad = 0;
     for (size_t i = 0; !rc && i < n_hf && i < (size_t)pr.n; i++)
         bad += (hf_ids_3[i] == 3 ? MD_TOKEN_EMBD : hf_ids_3[i]) != pr.tokens[i];
-    CHECKF(bad == 0, "%d ids differ from HF's", bad);
+    CHECKF(bad == 0, "%s: %d ids differ from HF's", llm, bad);
     if (!rc)
         md_vision_prompt_free(&pr);
     /* one block through both entry points: the same prompt */
@@ -162,12 +166,15 @@ static void check_prompt(struct md_vision *vis, const float *embd)
     CHECK(a.n == b.n && a.n > 0 && !memcmp(a.tokens, b.tokens, sizeof(int32_t) * (size_t)a.n));
     md_vision_prompt_free(&a);
     md_vision_prompt_free(&b);
-    /* refused: no blocks, an empty block, a question with an extra marker */
+    /* refused: no blocks, an empty block */
     int32_t zero[2] = { per, 0 };
     CHECK(md_vision_prompt_build_multi(model, NULL, NULL, "q", embd, rows, NULL, 0, E, &a, err, sizeof err) == MD_ERR_INVALID);
     CHECK(md_vision_prompt_build_multi(model, NULL, NULL, "q", embd, zero, NULL, 2, E, &a, err, sizeof err) == MD_ERR_INVALID);
-    CHECK(md_vision_prompt_build_multi(model, NULL, NULL, "<image> q", embd, rows, NULL, 2, E, &a, err, sizeof err) == MD_ERR_INVALID);
     CHECK(a.tokens == NULL && a.n == 0);
+    /* a marker typed in the question is text: still exactly the blocks given */
+    CHECK(md_vision_prompt_build_multi(model, NULL, NULL, "<image> q", embd, rows, NULL, 2, E, &a, err, sizeof err) == MD_OK);
+    CHECK(a.n_image == 2 * per);
+    md_vision_prompt_free(&a);
     md_model_free(model);
 }
 
@@ -186,7 +193,9 @@ int main(void)
         float *embd = NULL;
         CHECK(md_vision_frame_tokens(vis) == 16);
         check_encode(vis, bufs, fr, &embd);
-        check_prompt(vis, embd);
+        check_prompt(vis, embd, DIR "tiny-llava-llm-f32.gguf");
+        check_prompt(vis, embd, DIR "tiny-llava-llm-normal-image-q8_0.gguf");
+        check_prompt(vis, embd, DIR "tiny-llava-llm-no-image-q8_0.gguf");
         free(embd);
         md_vision_free(vis);
     }
