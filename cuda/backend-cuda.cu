@@ -3,7 +3,8 @@
 // Design (docs/cuda.md has the long version):
 //  * One instance = one device index, one non-blocking stream, one cuBLAS
 //    handle, its own scratch. No global mutable state: everything lives in
-//    struct cuda_be.
+//    struct cuda_be. The module links cudart only; each instance opens
+//    cuBLAS (blas.h), so that asking for a device does not map it.
 //  * Tensors are device memory (cudaMalloc). Weights are uploaded once, as
 //    they are in the file (F32/F16/BF16 as is, quantized types kept
 //    quantized); every kernel that reads weights dequantizes on the fly.
@@ -41,10 +42,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern "C" {
-#include "backend.h"
-}
-#include "md-cuda.h"
+#include "blas.h"
+#include "cuda-backend.h"
 
 // ---- instance -------------------------------------------------------------
 
@@ -66,6 +65,7 @@ struct cuda_be {
     struct md_backend base;
     int device;
     cudaStream_t stream;
+    struct blas_api api;    // cuBLAS, opened by this instance (blas.h)
     cublasHandle_t blas;
     void *scratch;          // device work space (conversions, dequantized weights, partials)
     size_t scratch_size;
@@ -100,7 +100,7 @@ static int cuda_fail(cuda_be *c, const char *what, cudaError_t e)
 
 static int blas_fail(cuda_be *c, const char *what, cublasStatus_t s)
 {
-    return set_err(c, MD_ERR_BACKEND, "%s: %s (%d)", what, cublasGetStatusString(s), (int)s);
+    return set_err(c, MD_ERR_BACKEND, "%s: %s (%d)", what, c->api.status_string(s), (int)s);
 }
 
 #define CU_TRY(c, what, call) do { cudaError_t e_ = (call); \
@@ -688,8 +688,8 @@ static int cu_matmul(struct md_backend *be, const struct md_tensor *x, const str
                 return rc;
             w32 = (const float *)s;
         }
-        st = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one, w32, k_, xd, k_,
-                         &zero, yd, m_);
+        st = c->api.sgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one, w32, k_, xd, k_,
+                          &zero, yd, m_);
         if (st != CUBLAS_STATUS_SUCCESS)
             return blas_fail(c, "cublasSgemm", st);
     } else {
@@ -716,9 +716,9 @@ static int cu_matmul(struct md_backend *be, const struct md_tensor *x, const str
         if (rc)
             return rc;
         cudaDataType_t dt = bf ? CUDA_R_16BF : CUDA_R_16F;
-        st = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one, w16, dt, k_,
-                          x16, dt, k_, &zero, yd, CUDA_R_32F, m_, CUBLAS_COMPUTE_32F,
-                          CUBLAS_GEMM_DEFAULT);
+        st = c->api.gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one, w16, dt, k_,
+                            x16, dt, k_, &zero, yd, CUDA_R_32F, m_, CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT);
         if (st != CUBLAS_STATUS_SUCCESS)
             return blas_fail(c, "cublasGemmEx", st);
     }
@@ -1272,7 +1272,7 @@ static int attention_gemm(cuda_be *c, const struct md_attn_params *p, const floa
         int n_vis = visible(p->n_kv, p->q_start, p->causal, i0 + rows - 1);
         long long s_head = (long long)rows * n_vis;
         for (int j = 0; j < g; j++) {
-            cublasStatus_t st = cublasSgemmStridedBatched(c->blas, CUBLAS_OP_T, CUBLAS_OP_N,
+            cublasStatus_t st = c->api.sgemm_strided_batched(c->blas, CUBLAS_OP_T, CUBLAS_OP_N,
                 n_vis, rows, D, &p->scale, k, ld_kv, D,
                 q + (int64_t)i0 * ld_q + (int64_t)j * D, ld_q, (long long)g * D,
                 &zero, S + j * s_head, n_vis, g * s_head, HK);
@@ -1284,7 +1284,7 @@ static int attention_gemm(cuda_be *c, const struct md_attn_params *p, const floa
         if ((rc = launched(c, "attention softmax")))
             return rc;
         for (int j = 0; j < g; j++) {
-            cublasStatus_t st = cublasSgemmStridedBatched(c->blas, CUBLAS_OP_N, CUBLAS_OP_N,
+            cublasStatus_t st = c->api.sgemm_strided_batched(c->blas, CUBLAS_OP_N, CUBLAS_OP_N,
                 D, rows, n_vis, &one, v, ld_kv, D, S + j * s_head, n_vis, g * s_head,
                 &zero, out + (int64_t)i0 * ld_q + (int64_t)j * D, ld_q, (long long)g * D, HK);
             if (st != CUBLAS_STATUS_SUCCESS)
@@ -1462,16 +1462,19 @@ static int cu_keep_rows(struct md_backend *be, struct md_tensor *t, const int32_
 
 // ---- instance -------------------------------------------------------------
 
+// Frees what an instance holds, however far its creation got.
 static void cu_destroy(struct md_backend *be)
 {
     cuda_be *c = cu(be);
     if (!c)
         return;
-    cudaSetDevice(c->device);
-    if (c->stream)
-        cudaStreamSynchronize(c->stream);
+    if (c->stream || c->d_err || c->stage) {
+        cudaSetDevice(c->device);
+        if (c->stream)
+            cudaStreamSynchronize(c->stream);
+    }
     if (c->blas)
-        cublasDestroy(c->blas);
+        c->api.destroy(c->blas);
     if (c->scratch)
         cudaFree(c->scratch);
     if (c->d_idx)
@@ -1482,6 +1485,7 @@ static void cu_destroy(struct md_backend *be)
         cudaFreeHost(c->stage);
     if (c->stream)
         cudaStreamDestroy(c->stream);
+    blas_close(&c->api);
     free(c);
 }
 
@@ -1507,33 +1511,9 @@ static const struct md_backend_ops cuda_ops = {
     cu_keep_rows,
 };
 
-extern "C" int md_backend_cuda_new(const struct md_backend_params *p, struct md_backend **out,
-                                   char *err, size_t errlen)
+// Tuning knobs read once per instance (docs/cuda.md).
+static void read_env(cuda_be *c)
 {
-    if (!out)
-        return MD_ERR_INVALID;
-    *out = NULL;
-    char why[256] = "";
-    int n_dev = md_cuda_device_count(why, sizeof why);
-    int dev = p ? p->device : 0;
-    if (n_dev <= 0) {
-        if (err && errlen)
-            snprintf(err, errlen, "no CUDA device (%s)", why);
-        return MD_ERR_UNSUPPORTED;
-    }
-    if (dev < 0 || dev >= n_dev) {
-        if (err && errlen)
-            snprintf(err, errlen, "CUDA device %d does not exist (%d device(s))", dev, n_dev);
-        return MD_ERR_INVALID;
-    }
-    cuda_be *c = (cuda_be *)calloc(1, sizeof *c);
-    if (!c) {
-        if (err && errlen)
-            snprintf(err, errlen, "out of memory creating the CUDA backend");
-        return MD_ERR_NOMEM;
-    }
-    c->base.ops = &cuda_ops;
-    c->device = dev;
     const char *pf = getenv("MD_CUDA_PREFILL_F32");
     c->prefill_f32 = pf && *pf && strcmp(pf, "0");
     const char *af = getenv("MD_CUDA_ATTN");
@@ -1542,8 +1522,31 @@ extern "C" int md_backend_cuda_new(const struct md_backend_params *p, struct md_
     c->dec_chunk = ds ? atoi(ds) : DEC_CHUNK_DEFAULT;
     if (c->dec_chunk < 4 || c->dec_chunk > 4096)
         c->dec_chunk = DEC_CHUNK_DEFAULT;
+}
+
+// libmustdrop checked the device already (md_backend_check); this keeps the
+// module's own contract for any other caller.
+static int device_exists(int dev, char *err, size_t errlen)
+{
+    char why[256] = "";
+    int n_dev = cuda_device_count(why, sizeof why);
+    if (n_dev <= 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "no CUDA device: %s", why);
+        return MD_ERR_UNSUPPORTED;
+    }
+    if (dev < 0 || dev >= n_dev) {
+        if (err && errlen)
+            snprintf(err, errlen, "CUDA device %d does not exist (%d found)", dev, n_dev);
+        return MD_ERR_UNSUPPORTED;
+    }
+    return MD_OK;
+}
+
+static int init_device(cuda_be *c, char *err, size_t errlen)
+{
     const char *what = "cudaSetDevice";
-    cudaError_t e = cudaSetDevice(dev);
+    cudaError_t e = cudaSetDevice(c->device);
     if (e == cudaSuccess) {
         what = "cudaStreamCreate";
         e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
@@ -1560,29 +1563,61 @@ extern "C" int md_backend_cuda_new(const struct md_backend_params *p, struct md_
         what = "cudaMallocHost(staging)";
         e = cudaMallocHost(&c->stage, STAGE_BYTES + 256);   // + room for the flag read-back
     }
-    if (e != cudaSuccess) {
+    if (e == cudaSuccess)
+        return MD_OK;
+    if (err && errlen)
+        snprintf(err, errlen, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+    (void)cudaGetLastError();
+    return MD_ERR_BACKEND;
+}
+
+static int init_blas(cuda_be *c, char *err, size_t errlen)
+{
+    cublasStatus_t st = c->api.create(&c->blas);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = c->api.set_stream(c->blas, c->stream);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = c->api.set_math_mode(c->blas, CUBLAS_DEFAULT_MATH);   // tensor cores for 16-bit, no TF32
+    if (st == CUBLAS_STATUS_SUCCESS)
+        return MD_OK;
+    if (err && errlen)
+        snprintf(err, errlen, "cuBLAS init: %s", c->api.status_string(st));
+    return MD_ERR_BACKEND;
+}
+
+int cuda_backend_new(const struct md_backend_params *p, struct md_backend **out, char *err,
+                     size_t errlen)
+{
+    if (!out)
+        return MD_ERR_INVALID;
+    *out = NULL;
+    cuda_be *c = (cuda_be *)calloc(1, sizeof *c);
+    if (!c) {
         if (err && errlen)
-            snprintf(err, errlen, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
-        (void)cudaGetLastError();
-        cu_destroy(&c->base);
-        return MD_ERR_BACKEND;
+            snprintf(err, errlen, "out of memory creating the CUDA backend");
+        return MD_ERR_NOMEM;
     }
-    cublasStatus_t st = cublasCreate(&c->blas);
-    if (st == CUBLAS_STATUS_SUCCESS)
-        st = cublasSetStream(c->blas, c->stream);
-    if (st == CUBLAS_STATUS_SUCCESS)
-        st = cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH);   // tensor cores for 16-bit, no TF32
-    if (st != CUBLAS_STATUS_SUCCESS) {
-        if (err && errlen)
-            snprintf(err, errlen, "cuBLAS init: %s", cublasGetStatusString(st));
+    c->base.ops = &cuda_ops;
+    c->device = p ? p->device : 0;
+    read_env(c);
+    // cuBLAS before the device: tests/cuda/test_cuda_module checks on a
+    // machine without a GPU that the module finds it.
+    int rc = blas_open(&c->api, err, errlen);
+    if (!rc)
+        rc = device_exists(c->device, err, errlen);
+    if (!rc)
+        rc = init_device(c, err, errlen);
+    if (!rc)
+        rc = init_blas(c, err, errlen);
+    if (rc) {
         cu_destroy(&c->base);
-        return MD_ERR_BACKEND;
+        return rc;
     }
     *out = &c->base;
     return MD_OK;
 }
 
-extern "C" const char *md_backend_cuda_last_error(const struct md_backend *be)
+const char *cuda_backend_last_error(const struct md_backend *be)
 {
     if (!be || be->ops != &cuda_ops)
         return "";

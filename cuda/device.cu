@@ -1,10 +1,11 @@
 // Device discovery for the CUDA backend. No state is kept here: every call
 // asks the runtime, so the library holds no global mutable state.
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "md-cuda.h"
+#include "cuda-backend.h"
 
 static void put_reason(char *reason, size_t n, const char *what, cudaError_t e)
 {
@@ -12,12 +13,26 @@ static void put_reason(char *reason, size_t n, const char *what, cudaError_t e)
         snprintf(reason, n, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
-extern "C" int md_cuda_device_count(char *reason, size_t reason_len)
+// The runtime says "driver version is insufficient" also when there is no
+// driver at all, the usual case on a machine without a GPU: say that instead.
+static bool driver_installed(void)
+{
+    void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (h)
+        dlclose(h);
+    return h != NULL;
+}
+
+int cuda_device_count(char *reason, size_t reason_len)
 {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
-        put_reason(reason, reason_len, "cudaGetDeviceCount", e);
+        if (e == cudaErrorInsufficientDriver && !driver_installed())
+            put_reason(reason, reason_len, "no NVIDIA driver (libcuda.so.1 not found); "
+                       "cudaGetDeviceCount", e);
+        else
+            put_reason(reason, reason_len, "cudaGetDeviceCount", e);
         (void)cudaGetLastError();  // clear the sticky error for later callers
         return 0;
     }
@@ -26,8 +41,8 @@ extern "C" int md_cuda_device_count(char *reason, size_t reason_len)
     return n;
 }
 
-extern "C" int md_cuda_device_info(int index, struct md_cuda_device_info *info,
-                                   char *reason, size_t reason_len)
+int cuda_device_info(int index, struct md_cuda_device_info *info, char *reason,
+                     size_t reason_len)
 {
     cudaDeviceProp p;
     cudaError_t e = cudaGetDeviceProperties(&p, index);

@@ -1,9 +1,10 @@
-/* CUDA backend entry points (C interface; implemented in CUDA C).
- * Built only when nvcc is found. Device discovery (device.cu), used to
- * resolve device=auto / cuda:N and to print a clear reason when it can't;
- * the op vtable itself is backend-cuda.cu, created through
- * md_backend_cuda_new (declared in core/llm/backend.h) or
- * md_backend_new("cuda", ...). */
+/* CUDA queries for tests and benchmarks (C interface).
+ *
+ * libmustdrop implements these (core/llm/backend.c) by loading the CUDA
+ * module, libmustdrop-cuda.so, for the call: programs that include this
+ * header do not link CUDA. In a build without the CUDA backend, or when the
+ * module is not found, there is no device and the reason says why. The
+ * element and the CLIs use md_backend_check (mustdrop.h) instead. */
 #ifndef MD_CUDA_H
 #define MD_CUDA_H
 
@@ -21,8 +22,8 @@ struct md_cuda_device_info {
     int n_sm;
 };
 
-/* Number of usable CUDA devices; 0 when there is no driver or no device.
- * On 0, why (the CUDA runtime's error string) is written to reason. */
+/* Number of usable CUDA devices; 0 when there is no module, no driver or no
+ * device, with why (the CUDA runtime's error string) written to reason. */
 int md_cuda_device_count(char *reason, size_t reason_len);
 /* Fill info for device `index`; returns 0 or -1 with reason. */
 int md_cuda_device_info(int index, struct md_cuda_device_info *info,

@@ -34,66 +34,95 @@ int cli_device_parse(const char *s, struct cli_device *d)
     return 0;
 }
 
-/* The backends a load tries, in order: the one named, or CUDA then the CPU. */
-static int load_order(const struct cli_device *d, const char *order[2])
+/* Where the first load goes: the backend named, which must be usable (else
+ * its md_backend_check reason is the error), or for auto CUDA when usable and
+ * the CPU otherwise, quietly: no GPU is the normal case. */
+static int first_backend(const struct cli_device *d, const char **backend, char *err,
+                         size_t errlen)
 {
-    if (d->backend) {
-        order[0] = d->backend;
-        return 1;
+    char why[512];
+    const char *want = d->backend ? d->backend : "cuda";
+    int rc = md_backend_check(want, d->index, why, sizeof why);
+    if (rc == MD_OK || !d->backend) {
+        *backend = rc == MD_OK ? want : "cpu";
+        return MD_OK;
     }
-    order[0] = "cuda";
-    order[1] = "cpu";
-    return 2;
+    snprintf(err, errlen, "--device %s:%d: %s", want, (int)d->index, why);
+    return rc;
 }
 
-/* After a load on backend returned rc: true when it is final (success, a
- * cancelled load, or the last backend to try). Auto falling back from CUDA
- * says why, unless CUDA is simply not there (no build, no device). */
-static bool load_done(struct cli_device *d, const char *backend, int rc, const char *err,
-                      bool last)
+/* Auto loads on the CPU after a CUDA load failed because of the device (out
+ * of memory, a CUDA error, a weight type the GPU does not take), saying so
+ * once; a failure because of the file (or a cancel) is the answer. */
+static bool falls_back(const struct cli_device *d, const char *backend, int rc, const char *err)
 {
-    if (rc == MD_OK) {
-        if (!strcmp(backend, "cuda"))
-            snprintf(d->used, sizeof d->used, "cuda:%d", (int)d->index);
-        else
-            snprintf(d->used, sizeof d->used, "%s", backend);
-        return true;
-    }
-    if (last || rc == MD_ERR_ABORTED)
-        return true;
-    if (rc != MD_ERR_UNSUPPORTED)
-        fprintf(stderr, "device auto: %s not usable (%s), using the cpu\n", backend, err);
-    return false;
+    if (d->backend || strcmp(backend, "cuda"))
+        return false;
+    if (rc != MD_ERR_NOMEM && rc != MD_ERR_BACKEND && rc != MD_ERR_UNSUPPORTED)
+        return false;
+    fprintf(stderr, "device auto: cannot load on cuda:%d (%s), using the cpu\n", (int)d->index,
+            err);
+    return true;
+}
+
+static void note_used(struct cli_device *d, const char *backend)
+{
+    if (!strcmp(backend, "cuda"))
+        snprintf(d->used, sizeof d->used, "cuda:%d", (int)d->index);
+    else
+        snprintf(d->used, sizeof d->used, "%s", backend);
+}
+
+static int load_model(const char *path, const void *data, size_t size,
+                      const struct md_model_params *mp, struct md_model **out, char *err,
+                      size_t errlen)
+{
+    return path ? md_model_load(path, mp, out, err, errlen)
+                : md_model_load_memory(data, size, mp, out, err, errlen);
+}
+
+static int load_vision(const char *path, const void *data, size_t size,
+                       const struct md_vision_params *vp, struct md_vision **out, char *err,
+                       size_t errlen)
+{
+    return path ? md_vision_load(path, vp, out, err, errlen)
+                : md_vision_load_memory(data, size, vp, out, err, errlen);
 }
 
 int cli_model_load(struct cli_device *d, const char *path, const void *data, size_t size,
                    struct md_model_params *mp, struct md_model **out, char *err, size_t errlen)
 {
-    const char *order[2];
-    int n = load_order(d, order), rc = MD_ERR_INVALID;
+    const char *backend;
+    int rc = first_backend(d, &backend, err, errlen);
+    if (rc)
+        return rc;
     mp->device = d->index;
-    for (int i = 0; i < n; i++) {
-        mp->backend = order[i];
-        rc = path ? md_model_load(path, mp, out, err, errlen)
-                  : md_model_load_memory(data, size, mp, out, err, errlen);
-        if (load_done(d, order[i], rc, err, i + 1 == n))
-            break;
+    mp->backend = backend;
+    rc = load_model(path, data, size, mp, out, err, errlen);
+    if (falls_back(d, backend, rc, err)) {
+        mp->backend = backend = "cpu";
+        rc = load_model(path, data, size, mp, out, err, errlen);
     }
+    if (rc == MD_OK)
+        note_used(d, backend);
     return rc;
 }
 
 int cli_vision_load(struct cli_device *d, const char *path, const void *data, size_t size,
                     struct md_vision_params *vp, struct md_vision **out, char *err, size_t errlen)
 {
-    const char *order[2];
-    int n = load_order(d, order), rc = MD_ERR_INVALID;
+    const char *backend;
+    int rc = first_backend(d, &backend, err, errlen);
+    if (rc)
+        return rc;
     vp->device = d->index;
-    for (int i = 0; i < n; i++) {
-        vp->backend = order[i];
-        rc = path ? md_vision_load(path, vp, out, err, errlen)
-                  : md_vision_load_memory(data, size, vp, out, err, errlen);
-        if (load_done(d, order[i], rc, err, i + 1 == n))
-            break;
+    vp->backend = backend;
+    rc = load_vision(path, data, size, vp, out, err, errlen);
+    if (falls_back(d, backend, rc, err)) {
+        vp->backend = backend = "cpu";
+        rc = load_vision(path, data, size, vp, out, err, errlen);
     }
+    if (rc == MD_OK)
+        note_used(d, backend);
     return rc;
 }

@@ -11,7 +11,7 @@
 #include "mustdrop.h"
 
 struct cli_device {
-    const char *backend;   /* "cpu", "cuda"; NULL: auto (CUDA where built and present) */
+    const char *backend;   /* "cpu", "cuda"; NULL: auto (CUDA where usable) */
     int32_t index;         /* GPU index */
     char used[32];         /* what the last load ended up on: "cpu", "cuda:0" */
 };
@@ -20,8 +20,12 @@ struct cli_device {
 int cli_device_parse(const char *s, struct cli_device *d);
 
 /* md_model_load / md_vision_load (from a file, or from memory when path is
- * NULL) on the device d names. Auto tries CUDA first and falls back to the
- * CPU, saying why on stderr unless CUDA simply is not there. */
+ * NULL) on the device d names. An explicit device that md_backend_check
+ * rejects fails before loading, with its reason. Auto loads on CUDA when
+ * md_backend_check says it is usable, else on the CPU (quietly); a CUDA load
+ * that fails because of the device (memory, a CUDA error, an unsupported
+ * weight type) is retried on the CPU with one notice on stderr, one that
+ * fails because of the file (MD_ERR_IO, MD_ERR_FORMAT) is the error. */
 int cli_model_load(struct cli_device *d, const char *path, const void *data, size_t size,
                    struct md_model_params *mp, struct md_model **out, char *err, size_t errlen);
 int cli_vision_load(struct cli_device *d, const char *path, const void *data, size_t size,

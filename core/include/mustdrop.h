@@ -71,6 +71,23 @@ enum md_status {
 const char *md_status_str(int status);
 
 /* -------------------------------------------------------------------------
+ * Backends
+ * ------------------------------------------------------------------------- */
+
+/* Whether models can be loaded on `backend` ("cpu", "cuda"; NULL = "cpu"),
+ * device index `device` (GPU backends), before any model is loaded: what
+ * device=auto uses to choose, and the clear error for an explicit device.
+ * MD_OK when usable (why = ""); else MD_ERR_UNSUPPORTED and a one-line
+ * reason in why naming the cause, e.g. "this build has no CUDA backend",
+ * "the CUDA backend module libmustdrop-cuda.so was not found (looked in
+ * ...)", "no CUDA device: <the CUDA runtime's reason>", "CUDA device 3 does
+ * not exist (2 found)". "cpu" is always MD_OK. The CUDA backend is a module
+ * loaded at run time: $MUSTDROP_BACKEND_DIR when set (and then only there),
+ * else the installed module directory, then the build tree. Without a
+ * device the module is unloaded again; it keeps nothing. why may be NULL. */
+int md_backend_check(const char *backend, int32_t device, char *why, size_t why_len);
+
+/* -------------------------------------------------------------------------
  * Model
  * ------------------------------------------------------------------------- */
 

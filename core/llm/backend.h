@@ -152,9 +152,10 @@ struct md_backend_ops {
 };
 
 /* Every backend instance starts with this header; implementations embed it
- * first in their own struct. */
+ * first in their own struct and leave `module` NULL (calloc). */
 struct md_backend {
     const struct md_backend_ops *ops;
+    void *module;   /* dlopen handle of the module that made it; md_backend_free releases it */
 };
 
 struct md_backend_params {
@@ -165,7 +166,9 @@ struct md_backend_params {
 
 /* Create an instance of the named backend (NULL = "cpu"). Weight tensors
  * made by one instance may be read by any instance of the same backend and
- * device, so a model's weights serve all its contexts. */
+ * device, so a model's weights serve all its contexts. "cuda" loads the
+ * CUDA module (below) for this instance; when it cannot be used, err gives
+ * md_backend_check's reason. */
 int md_backend_new(const char *name, const struct md_backend_params *p,
                    struct md_backend **out, char *err, size_t errlen);
 void md_backend_free(struct md_backend *be);
@@ -173,10 +176,35 @@ void md_backend_free(struct md_backend *be);
 /* The CPU backend, directly (backend-cpu.c). */
 int md_backend_cpu_new(const struct md_backend_params *p, struct md_backend **out,
                        char *err, size_t errlen);
-/* The CUDA backend (cuda/), reached through md_backend_new("cuda") when the
- * library is compiled with MD_HAVE_CUDA. */
-int md_backend_cuda_new(const struct md_backend_params *p, struct md_backend **out,
-                        char *err, size_t errlen);
+
+/* ---- backend modules ----
+ * The CUDA backend is a shared object, libmustdrop-cuda.so (cuda/), that
+ * backend.c dlopens only when CUDA is asked for, so that programs that never
+ * use a GPU do not map cudart and cuBLAS. The module exports one symbol,
+ * MD_BACKEND_MODULE_ENTRY, returning this table. The module and the library
+ * share struct md_backend_ops, md_tensor and the params above: bump
+ * MD_BACKEND_MODULE_ABI whenever one of them changes; the sizes catch a
+ * forgotten bump. */
+#define MD_BACKEND_MODULE_ABI 1
+#define MD_BACKEND_MODULE_ENTRY "md_backend_module_v1"
+
+struct md_cuda_device_info;   /* cuda/md-cuda.h */
+
+struct md_backend_module {
+    uint32_t abi;            /* MD_BACKEND_MODULE_ABI */
+    uint32_t ops_size;       /* sizeof(struct md_backend_ops) */
+    uint32_t tensor_size;    /* sizeof(struct md_tensor) */
+    const char *name;        /* the backend: "cuda" */
+    /* The calls of md-cuda.h, with the same contracts. */
+    int (*backend_new)(const struct md_backend_params *p, struct md_backend **out,
+                       char *err, size_t errlen);
+    int (*device_count)(char *reason, size_t reason_len);
+    int (*device_info)(int index, struct md_cuda_device_info *info, char *reason,
+                       size_t reason_len);
+    const char *(*last_error)(const struct md_backend *be);
+};
+
+typedef const struct md_backend_module *(*md_backend_module_fn)(void);
 /* Name of the CPU ISA an instance of the CPU backend uses. */
 const char *md_backend_cpu_isa(const struct md_backend *be);
 

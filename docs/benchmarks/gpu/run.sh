@@ -27,6 +27,10 @@ if [ ! -d "$BUILD" ]; then
 fi
 step ninja -C "$BUILD" > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 grep -c "warning" "$OUT/build.log" | sed 's/^/   compiler warnings: /' | tee -a "$S"
+# The CUDA backend is the module the library loads at run time: this build's,
+# not one installed elsewhere (docs/cuda.md, "How the module is found").
+export MUSTDROP_BACKEND_DIR=${MUSTDROP_BACKEND_DIR:-$(cd "$BUILD" && pwd)/cuda}
+[ -f "$MUSTDROP_BACKEND_DIR/libmustdrop-cuda.so" ] || { echo "no CUDA module in $MUSTDROP_BACKEND_DIR"; exit 1; }
 
 log "correctness: meson test --suite cuda"
 step meson test -C "$BUILD" --suite cuda --print-errorlogs -v > "$OUT/test-cuda.txt" 2>&1
