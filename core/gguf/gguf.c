@@ -601,8 +601,7 @@ static int check_tensors(struct rd *r, struct md_gguf *g)
 /* What a file that is not a GGUF looks like, by its first bytes: the
  * mistakes people make (an image or a video as the model, a checkpoint not
  * converted yet, a Git LFS pointer or an HTML error page instead of the
- * download). Descriptions hold no ": " so the message's headline stays
- * whole. */
+ * download). The description goes in the headline, so it holds no ": ". */
 static const char *sniff(const uint8_t *p, uint64_t n)
 {
     static const struct { const char *magic; size_t off, len; const char *what; } known[] = {
@@ -642,8 +641,10 @@ static int parse_magic_version(struct rd *r, struct md_gguf *g)
         char shown[32];
         show_name(shown, sizeof shown, r->p, r->size < 4 ? r->size : 4);
         const char *what = sniff(r->p, r->size);
-        return fail_as(r, MD_ERR_FORMAT, "not a GGUF file: starts with '%s'%s%s%s", shown,
-                       what ? " (" : ", not 'GGUF'", what ? what : "", what ? ")" : "");
+        if (what)
+            return fail_as(r, MD_ERR_FORMAT, "not a GGUF file (%s): starts with '%s'", what,
+                           shown);
+        return fail_as(r, MD_ERR_FORMAT, "not a GGUF file: starts with '%s', not 'GGUF'", shown);
     }
     r->pos = 4;
     if (get_u32(r, &g->version, "version")) return -1;

@@ -105,7 +105,8 @@ struct md_gguf {
  *    not a multiple of the alignment 32".
  * Causes: "no such file", "permission denied", "is a directory, not a GGUF
  * file", "not a regular file (a FIFO)", "cannot open", "cannot read",
- * "cannot map the file", "empty file (0 bytes)", "not a GGUF file",
+ * "cannot map the file", "empty file (0 bytes)", "not a GGUF file" or "not
+ * a GGUF file (a PNG image)" (what it is when its first bytes say),
  * "truncated", "malformed GGUF", "unsupported GGUF version N",
  * "unsupported tensor type", "unsupported GGUF value", "out of memory ...".
  * A truncated file is MD_ERR_FORMAT, not MD_ERR_IO: it was read, it holds

@@ -49,8 +49,9 @@
  *                       directory, not a GGUF file", "not a regular file
  *                       (a FIFO)", "cannot open", "cannot read", "cannot map
  *                       the file": the bytes cannot be had;
- *   MD_ERR_FORMAT       "empty file (0 bytes)", "not a GGUF file" (then what
- *                       it starts with, e.g. "(a PNG image)"), "truncated"
+ *   MD_ERR_FORMAT       "empty file (0 bytes)", "not a GGUF file" or, when
+ *                       its first bytes say, "not a GGUF file (a PNG
+ *                       image)", "truncated"
  *                       (then "the file has N bytes, its tensor data needs
  *                       M ..."), "malformed GGUF", "missing key 'k'",
  *                       "missing tensor 't'", "wrong shape of tensor 't'

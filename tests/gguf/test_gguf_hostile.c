@@ -27,7 +27,7 @@ static int status_of(const char *err)
 {
     static const struct { const char *head; int status; } heads[] = {
         { "truncated: ", MD_ERR_FORMAT }, { "malformed GGUF: ", MD_ERR_FORMAT },
-        { "not a GGUF file: ", MD_ERR_FORMAT }, { "empty file (0 bytes)", MD_ERR_FORMAT },
+        { "not a GGUF file", MD_ERR_FORMAT }, { "empty file (0 bytes)", MD_ERR_FORMAT },
         { "unsupported ", MD_ERR_UNSUPPORTED },
     };
     for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++)

@@ -228,7 +228,7 @@ static void check_not_gguf(const char *dir)
     snprintf(path, sizeof path, "%s/image.png", dir);
     write_file(path, png, sizeof png);
     struct bytes b = { (uint8_t *)png, sizeof png };
-    struct want w_png = { MD_ERR_FORMAT, "not a GGUF file", "starts with '\\x89PNG' (a PNG image)" };
+    struct want w_png = { MD_ERR_FORMAT, "not a GGUF file (a PNG image)", ": starts with '\\x89PNG'" };
     check_all("png", path, &b, &w_png);
     unlink(path);
 }
