@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "json.h"
@@ -340,6 +339,11 @@ static int answer_plain(struct engine *e, const struct media_frames *v, const ch
         snprintf(r->err, sizeof r->err, "cannot build the prompt: %s", err[0] ? err : md_status_str(rc));
         goto done;
     }
+    if (pr.n >= md_context_n_ctx(e->ctx)) {
+        vqa_prompt_too_long(e->model, question, pr.n, pr.n_image, md_context_n_ctx(e->ctx),
+                            r->err, sizeof r->err);
+        goto done;
+    }
     md_kv_clear(e->ctx);
     md_reset_timings(e->ctx);
     r->ran = true;
@@ -373,7 +377,7 @@ static int answer_reduce(struct engine *e, const struct media_frames *v, const c
     if (vqa_reduce_add_video(s, v, err, sizeof err)) {
         snprintf(r->err, sizeof r->err, "video frames: %s", err);
     } else if (md_reduce_prefill(s, NULL, NULL, question) != MD_OK) {
-        snprintf(r->err, sizeof r->err, "prefill failed: %s", md_reduce_error(s));
+        snprintf(r->err, sizeof r->err, "%s", md_reduce_error(s));   /* "prefill: ..." */
     } else {
         r->ran = true;
         /* like mustdrop, a decode failure ends the answer but keeps it */
@@ -490,26 +494,15 @@ static void print_json(const struct totals *t, const struct eval_args *a, double
     fflush(stdout);
 }
 
+
 static int load_engine(struct engine *e, struct eval_args *a)
 {
-    char err[1024];
+    char err[1024], msg[2048];
     memset(e, 0, sizeof *e);
-    struct stat st;
-    const char *files[2] = { a->model, a->mmproj };
-    for (int i = 0; i < 2; i++) {
-        if (stat(files[i], &st) != 0) {
-            fprintf(stderr, "mustdrop-eval: cannot open model '%s': %s\n", files[i], strerror(errno));
-            return -1;
-        }
-        if (!S_ISREG(st.st_mode)) {
-            fprintf(stderr, "mustdrop-eval: model '%s' is not a regular file\n", files[i]);
-            return -1;
-        }
-    }
     struct md_model_params mp = md_model_default_params();
     mp.n_threads = a->n_threads;
     if (cli_model_load(&a->dev, a->model, NULL, 0, &mp, &e->model, err, sizeof err)) {
-        fprintf(stderr, "mustdrop-eval: cannot load '%s': %s\n", a->model, err);
+        fprintf(stderr, "mustdrop-eval: %s\n", vqa_load_error(a->model, err, msg, sizeof msg));
         return -1;
     }
     if (!md_model_vocab(e->model)) {
@@ -519,7 +512,7 @@ static int load_engine(struct engine *e, struct eval_args *a)
     struct md_vision_params vp = md_vision_default_params();
     vp.n_threads = a->n_threads;
     if (cli_vision_load(&a->dev, a->mmproj, NULL, 0, &vp, &e->vis, err, sizeof err)) {
-        fprintf(stderr, "mustdrop-eval: cannot load '%s': %s\n", a->mmproj, err);
+        fprintf(stderr, "mustdrop-eval: %s\n", vqa_load_error(a->mmproj, err, msg, sizeof msg));
         return -1;
     }
     if (md_vision_n_embd(e->vis) != md_model_n_embd(e->model)) {
@@ -623,7 +616,8 @@ int main(int argc, char **argv)
         if (ans.s) ans.s[0] = '\0';
         if (!frames_ok) {
             snprintf(r.err, sizeof r.err, "video: %s", frames_err);
-        } else {
+        } else if (vqa_check_question(e.model, it->question, md_context_n_ctx(e.ctx), r.err,
+                                      sizeof r.err) == 0) {
             struct vqa_gen g = { md_sampler_default_params(), EVAL_MAX_NEW_TOKENS, on_token, &ans };
             g.sampling.temp = 0.0f;   /* greedy, as mustdrop --temp 0 */
             if (e.reduce) answer_reduce(&e, &frames, it->question, &g, &r);

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "mustdrop-reduce.h"
 #include "mustdrop-vision.h"
@@ -240,17 +239,33 @@ static int parse_args(int argc, char **argv, struct cli_args *a)
     return 0;
 }
 
-/* A missing or unreadable file gets a plain message before the loader sees it. */
-static int check_model_file(const char *path)
+/* A load failure, once: "mustdrop: m.gguf: truncated: ...". */
+static void print_load_error(const char *path, const char *err)
 {
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        fprintf(stderr, "mustdrop: cannot open model '%s': %s\n", path, strerror(errno));
+    char buf[8192];
+    fprintf(stderr, "mustdrop: %s\n", vqa_load_error(path, err, buf, sizeof buf));
+}
+
+/* The texts must be UTF-8 (the tokenizers take bytes, so a prompt in
+ * another encoding would be answered as garbage rather than refused); a
+ * question about images must say something. */
+static int check_texts(const struct cli_args *a)
+{
+    char err[256];
+    bool vision = a->n_images || a->video;
+    if (vision && vqa_check_question(NULL, a->prompt, 0, err, sizeof err)) {
+        fprintf(stderr, "mustdrop: %s\n", err);
         return -1;
     }
-    if (!S_ISREG(st.st_mode)) {
-        fprintf(stderr, "mustdrop: model '%s' is not a regular file\n", path);
-        return -1;
+    const char *names[2] = { vision ? "the question" : "the prompt", "the system prompt" };
+    const char *texts[2] = { a->prompt, a->system };
+    for (int i = 0; i < 2; i++) {
+        long bad = texts[i] ? vqa_utf8_bad_offset(texts[i]) : -1;
+        if (bad >= 0) {
+            fprintf(stderr, "mustdrop: %s is not valid UTF-8 (byte 0x%02x at offset %ld)\n",
+                    names[i], (unsigned)(unsigned char)texts[i][bad], bad);
+            return -1;
+        }
     }
     return 0;
 }
@@ -490,6 +505,16 @@ static void reduce_report(const struct md_reduce_session *s, const struct cli_ar
     free(buf);
 }
 
+/* The session's prefill message counts rows; when the question is most of
+ * them, say so, as it is what the user can change. */
+static void note_long_question(const struct md_model *model, const char *q, int n_ctx)
+{
+    int64_t n_q = vqa_count_tokens(model, q);
+    if (2 * n_q >= n_ctx)
+        fprintf(stderr, "mustdrop: the question alone is %lld tokens of the %d the context "
+                "holds; ask a shorter question or raise -c\n", (long long)n_q, n_ctx);
+}
+
 static int run_reduce(struct md_context *ctx, const struct md_model *model, struct md_vision *vis,
                       const struct cli_args *a)
 {
@@ -507,7 +532,8 @@ static int run_reduce(struct md_context *ctx, const struct md_model *model, stru
     int status = -1;
     if (reduce_add_media(s, a) == 0) {
         if (md_reduce_prefill(s, a->chat, a->system, a->prompt) != MD_OK) {
-            fprintf(stderr, "mustdrop: prefill failed: %s\n", md_reduce_error(s));
+            fprintf(stderr, "mustdrop: %s\n", md_reduce_error(s));   /* "prefill: ..." */
+            note_long_question(model, a->prompt, md_context_n_ctx(ctx));
         } else if (reduce_generate(s, model, a, md_context_n_ctx(ctx)) == 0) {
             reduce_report(s, a);
             status = 0;
@@ -518,18 +544,59 @@ static int run_reduce(struct md_context *ctx, const struct md_model *model, stru
     return status;
 }
 
+/* The text path: the prompt (raw, echoed, or in the chat template), then
+ * the answer. */
+static int run_text(struct md_context *ctx, const struct md_model *model, const struct cli_args *a)
+{
+    int status = -1, n_ctx = md_context_n_ctx(ctx);
+    int64_t n_prompt = 0;
+    int32_t *toks = NULL;
+    char *text = build_prompt(a, model);
+    if (text)
+        toks = tokenize_prompt(md_model_vocab(model), text, a->chat != NULL, &n_prompt);
+    if (!toks) {
+        if (text) fprintf(stderr, "mustdrop: cannot tokenize the prompt\n");
+    } else if (n_prompt == 0) {
+        fprintf(stderr, "mustdrop: the prompt is empty and the model adds no BOS token\n");
+    } else if (n_prompt >= n_ctx) {   /* before echoing it */
+        fprintf(stderr, "mustdrop: the prompt is %lld tokens and the context holds %d; shorten "
+                "it or raise -c\n", (long long)n_prompt, n_ctx);
+    } else {
+        if (a->verbose_prompt) {
+            fprintf(stderr, "prompt: %lld tokens:", (long long)n_prompt);
+            for (int64_t i = 0; i < n_prompt; i++) fprintf(stderr, " %d", toks[i]);
+            fprintf(stderr, "\n");
+        }
+        if (!a->chat) fputs(a->prompt, stdout);
+        fflush(stdout);
+        struct md_batch batch = { .n = (int32_t)n_prompt, .tokens = toks, .embd = NULL,
+                                  .pos = NULL, .all_logits = false };
+        if (generate(ctx, model, a, &batch) == 0) {
+            print_timings(ctx, model, a->dev.used);
+            status = 0;
+        }
+    }
+    fputc('\n', stdout);
+    free(toks);
+    free(text);
+    return status;
+}
+
 /* The vision path: encode, build the multi-block prompt, generate. */
 static int run_vision(struct md_context *ctx, const struct md_model *model, const struct cli_args *a)
 {
     char err[512] = "";
+    if (vqa_check_question(model, a->prompt, md_context_n_ctx(ctx), err, sizeof err)) {
+        fprintf(stderr, "mustdrop: %s\n", err);   /* before loading or encoding anything */
+        return -1;
+    }
     struct md_vision_params vp = md_vision_default_params();
     vp.n_threads = a->n_threads;
-    if (check_model_file(a->mmproj)) return -1;
     struct md_vision *vis = NULL;
     struct cli_device dev = a->dev;   /* same --device as the LLM */
     int rc = cli_vision_load(&dev, a->mmproj, NULL, 0, &vp, &vis, err, sizeof err);
     if (rc != MD_OK) {
-        fprintf(stderr, "mustdrop: cannot load '%s': %s\n", a->mmproj, err);
+        print_load_error(a->mmproj, err);
         return -1;
     }
     int status = -1;
@@ -556,6 +623,12 @@ static int run_vision(struct md_context *ctx, const struct md_model *model, cons
     }
     fprintf(stderr, "mustdrop: prompt: %d rows, %d of them image rows in %d block(s)\n",
             (int)pr.n, (int)pr.n_image, (int)in.n_blocks);
+    if (pr.n >= md_context_n_ctx(ctx)) {
+        vqa_prompt_too_long(model, a->prompt, pr.n, pr.n_image, md_context_n_ctx(ctx), err,
+                            sizeof err);
+        fprintf(stderr, "mustdrop: %s\n", err);
+        goto done;
+    }
     if (a->verbose_prompt) {
         fprintf(stderr, "prompt: %d tokens:", (int)pr.n);
         for (int32_t i = 0; i < pr.n; i++) fprintf(stderr, " %d", pr.tokens[i]);
@@ -591,14 +664,14 @@ int main(int argc, char **argv)
         if (a.n_images || a.video)
             a.mmproj = a.default_mmproj;
     }
-    if (check_model_file(a.model)) return 1;
+    if (check_texts(&a)) return 2;
 
     struct md_model_params mp = md_model_default_params();
     mp.n_threads = a.n_threads;
     struct md_model *model = NULL;
     int rc = cli_model_load(&a.dev, a.model, NULL, 0, &mp, &model, err, sizeof err);
     if (rc != MD_OK) {
-        fprintf(stderr, "mustdrop: cannot load '%s': %s\n", a.model, err);
+        print_load_error(a.model, err);
         return 1;
     }
     const struct md_vocab *vocab = md_model_vocab(model);
@@ -631,34 +704,7 @@ int main(int argc, char **argv)
         return vs ? 1 : 0;
     }
 #endif
-    int status = 1;
-    int64_t n_prompt = 0;
-    int32_t *toks = NULL;
-    char *text = build_prompt(&a, model);
-    if (text)
-        toks = tokenize_prompt(vocab, text, a.chat != NULL, &n_prompt);
-    if (!toks) {
-        if (text) fprintf(stderr, "mustdrop: cannot tokenize the prompt\n");
-    } else if (n_prompt == 0) {
-        fprintf(stderr, "mustdrop: the prompt is empty and the model adds no BOS token\n");
-    } else {
-        if (a.verbose_prompt) {
-            fprintf(stderr, "prompt: %lld tokens:", (long long)n_prompt);
-            for (int64_t i = 0; i < n_prompt; i++) fprintf(stderr, " %d", toks[i]);
-            fprintf(stderr, "\n");
-        }
-        if (!a.chat) fputs(a.prompt, stdout);
-        fflush(stdout);
-        struct md_batch batch = { .n = (int32_t)n_prompt, .tokens = toks, .embd = NULL,
-                                  .pos = NULL, .all_logits = false };
-        if (generate(ctx, model, &a, &batch) == 0) {
-            print_timings(ctx, model, a.dev.used);
-            status = 0;
-        }
-    }
-    fputc('\n', stdout);
-    free(toks);
-    free(text);
+    int status = run_text(ctx, model, &a) ? 1 : 0;
     md_context_free(ctx);
     md_model_free(model);
     return status;

@@ -4,7 +4,71 @@
 #include <string.h>
 
 #include "tokenizer.h"
+#include "unicode.h"
 #include "vqa.h"
+
+const char *vqa_load_error(const char *path, const char *err, char *buf, size_t n)
+{
+    size_t k = strlen(path);
+    if (!strncmp(err, path, k) && err[k] == ':' && err[k + 1] == ' ')
+        return err;
+    snprintf(buf, n, "%s: %s", path, err);
+    return buf;
+}
+
+long vqa_utf8_bad_offset(const char *s)
+{
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t k = md_utf8_decode((const uint8_t *)s + i, len - i, &cp);
+        if (cp == MD_CP_INVALID)
+            return (long)i;
+        i += k;
+    }
+    return -1;
+}
+
+int64_t vqa_count_tokens(const struct md_model *model, const char *text)
+{
+    const struct md_vocab *vocab = md_model_vocab(model);
+    return vocab ? md_tokenize(vocab, text, strlen(text), false, false, NULL, 0) : 0;
+}
+
+int vqa_check_question(const struct md_model *model, const char *q, int n_ctx, char *err,
+                       size_t errlen)
+{
+    if (!q || !q[strspn(q, " \t\r\n")]) {
+        snprintf(err, errlen, "the question is empty");
+        return -1;
+    }
+    long bad = vqa_utf8_bad_offset(q);
+    if (bad >= 0) {
+        snprintf(err, errlen, "the question is not valid UTF-8 (byte 0x%02x at offset %ld)",
+                 (unsigned)(unsigned char)q[bad], bad);
+        return -1;
+    }
+    int64_t n_q = n_ctx > 0 ? vqa_count_tokens(model, q) : 0;
+    if (n_ctx > 0 && n_q >= n_ctx) {
+        snprintf(err, errlen, "the question is %lld tokens and the context holds %d; ask a "
+                 "shorter question or raise -c", (long long)n_q, n_ctx);
+        return -1;
+    }
+    return 0;
+}
+
+void vqa_prompt_too_long(const struct md_model *model, const char *q, int64_t n_rows,
+                         int64_t n_image, int n_ctx, char *err, size_t errlen)
+{
+    /* the question counted alone: within a token or two of its share in
+     * the prompt, where the template's text meets it */
+    int64_t n_q = vqa_count_tokens(model, q);
+    int64_t rest = n_rows - n_image - n_q;
+    snprintf(err, errlen, "the prompt is %lld rows (the question %lld tokens, %lld image rows, "
+             "%lld for the chat template) and the context holds %d; ask a shorter question, "
+             "use fewer frames or raise -c", (long long)n_rows, (long long)n_q,
+             (long long)n_image, (long long)(rest > 0 ? rest : 0), n_ctx);
+}
 
 int vqa_default_model(char *llm, size_t llm_len, char *mmproj, size_t mmproj_len, char *err,
                       size_t errlen)
@@ -32,8 +96,8 @@ int vqa_generate(struct md_context *ctx, const struct md_model *model, const str
     const struct md_vocab *vocab = md_model_vocab(model);
     int n_ctx = md_context_n_ctx(ctx);
     if (batch->n >= n_ctx) {
-        snprintf(err, errlen, "the prompt has %lld tokens but the context holds %d (use -c)",
-                 (long long)batch->n, n_ctx);
+        snprintf(err, errlen, "the prompt is %lld tokens and the context holds %d; shorten it "
+                 "or raise -c", (long long)batch->n, n_ctx);
         return -1;
     }
     int rc = md_decode_batch(ctx, batch);

@@ -24,6 +24,31 @@
 int vqa_default_model(char *llm, size_t llm_len, char *mmproj, size_t mmproj_len, char *err,
                       size_t errlen);
 
+/* A loader's message as the user sees it: err itself when it starts with
+ * "<path>: " (every file defect does), else "<path>: <err>" in buf (a
+ * backend that cannot start does not name the file). */
+const char *vqa_load_error(const char *path, const char *err, char *buf, size_t n);
+
+/* Offset of the first byte of s that does not begin a valid UTF-8
+ * character, or -1 when all of s is valid. */
+long vqa_utf8_bad_offset(const char *s);
+
+/* Tokens of text alone (no BOS, no special tokens); 0 without a tokenizer. */
+int64_t vqa_count_tokens(const struct md_model *model, const char *text);
+
+/* A question the model can be asked: not empty or blank, valid UTF-8, and
+ * its tokens alone fewer than the n_ctx a context holds (n_ctx <= 0: not
+ * checked). Returns 0, or -1 with err naming the cause: "the question is
+ * empty", "the question is not valid UTF-8 (byte 0xff at offset 0)", "the
+ * question is 20000 tokens and the context holds 2048". */
+int vqa_check_question(const struct md_model *model, const char *q, int n_ctx, char *err,
+                       size_t errlen);
+
+/* Why a prompt of n_rows rows, n_image of them image rows, built around
+ * question q, does not fit n_ctx: what takes the room, in err. */
+void vqa_prompt_too_long(const struct md_model *model, const char *q, int64_t n_rows,
+                         int64_t n_image, int n_ctx, char *err, size_t errlen);
+
 /* Called with each generated token (its piece: md_token_to_piece). */
 typedef void (*vqa_token_fn)(void *user, const struct md_vocab *vocab, int32_t token);
 

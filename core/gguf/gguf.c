@@ -28,6 +28,7 @@
 #define MIN_KV_BYTES 13u      /* key length (8) + type (4) + smallest value (1) */
 #define MIN_TENSOR_BYTES 32u  /* name length (8) + n_dims (4) + ne[0] (8) + type (4) + offset (8) */
 #define NAME_SHOW_MAX 64      /* bytes of a name quoted in an error message */
+#define MAX_PLAUSIBLE_TYPE 1024  /* ggml type ids below this may be real (39 in 2025) */
 
 /* ---- little-endian loads ----------------------------------------------- */
 
@@ -92,33 +93,118 @@ bool md_utf8_valid(const void *data, uint64_t len)
 
 /* ---- parser state and errors ------------------------------------------- */
 
+/* Bytes that no metadata item of a real GGUF comes near: the largest ones,
+ * tokenizer vocabularies, are a few MB. A name, string, array or header
+ * table that declares more than this (and more than the file holds) is a
+ * damaged field, not a file cut short, and is reported as malformed. */
+#define PLAUSIBLE_META_BYTES (1ull << 32)
+#define DETAIL_MAX 480        /* bytes of an error's detail before the prefix */
+
 struct rd {
     const uint8_t *p;
     uint64_t size;
     uint64_t pos;
     char *err;
     size_t errlen;
-    char ctx[320];      /* "kv 3 'general.name'" etc., prefixed to errors */
+    int status;         /* enum md_status of the first failure */
+    char ctx[320];      /* "kv 3 'general.name'" etc.: where a failure is */
 };
 
+/* Every error of the reader starts with its cause, so that a caller can
+ * use the text before the first ": " as a headline: "malformed GGUF",
+ * "truncated", "not a GGUF file", "empty file (0 bytes)", "unsupported
+ * GGUF version N", "out of memory ...". */
+static int emit(struct rd *r, int status, const char *head, const char *detail,
+                const char *tail)
+{
+    r->status = status;
+    if (r->err && r->errlen)
+        snprintf(r->err, r->errlen, "%s%s%s", head, detail, tail);
+    return -1;
+}
+
 #if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PRINTF_LIKE(f, a)
 #endif
+
+/* "<cause>: <where>: <what>", where is the kv or tensor being read. */
+static int vfail_at(struct rd *r, int status, const char *cause, const char *fmt, va_list ap)
+{
+    char what[DETAIL_MAX], head[sizeof r->ctx + 48];
+    vsnprintf(what, sizeof what, fmt, ap);
+    snprintf(head, sizeof head, "%s: %s%s", cause, r->ctx, r->ctx[0] ? ": " : "");
+    return emit(r, status, head, what, "");
+}
+
+/* A structural defect: "malformed GGUF: <where>: <what>". */
+PRINTF_LIKE(2, 3)
 static int fail(struct rd *r, const char *fmt, ...)
 {
-    if (!r->err || r->errlen == 0)
-        return -1;
-    size_t off = 0;
-    if (r->ctx[0]) {
-        int k = snprintf(r->err, r->errlen, "%s: ", r->ctx);
-        off = k < 0 ? 0 : (size_t)k;
-        if (off >= r->errlen) return -1;
-    }
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->err + off, r->errlen - off, fmt, ap);
+    vfail_at(r, MD_ERR_FORMAT, "malformed GGUF", fmt, ap);
     va_end(ap);
     return -1;
+}
+
+/* Well-formed content this reader does not take (MD_ERR_UNSUPPORTED). */
+PRINTF_LIKE(3, 4)
+static int fail_unsupported(struct rd *r, const char *cause, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail_at(r, MD_ERR_UNSUPPORTED, cause, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* The file ends inside a field: "truncated: the file has N bytes and ends
+ * in <where> (<what>)". A truncated file is MD_ERR_FORMAT, not MD_ERR_IO:
+ * its bytes were read, they just do not hold what the header declares. */
+PRINTF_LIKE(2, 3)
+static int fail_cut(struct rd *r, const char *fmt, ...)
+{
+    char what[DETAIL_MAX], head[sizeof r->ctx + 80];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(head, sizeof head, "truncated: the file has %llu bytes and ends in %s (",
+             (unsigned long long)r->size, r->ctx[0] ? r->ctx : "the header");
+    return emit(r, MD_ERR_FORMAT, head, what, ")");
+}
+
+/* The file is shorter than a table it declares: "truncated: the file has
+ * N bytes, <what>". */
+PRINTF_LIKE(2, 3)
+static int fail_short(struct rd *r, const char *fmt, ...)
+{
+    char what[DETAIL_MAX], head[80];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(head, sizeof head, "truncated: the file has %llu bytes, ", (unsigned long long)r->size);
+    return emit(r, MD_ERR_FORMAT, head, what, "");
+}
+
+/* Any other status, with the message as given. */
+PRINTF_LIKE(3, 4)
+static int fail_as(struct rd *r, int status, const char *fmt, ...)
+{
+    char what[DETAIL_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return emit(r, status, "", what, "");
+}
+
+static int fail_nomem(struct rd *r)
+{
+    return fail_as(r, MD_ERR_NOMEM, "out of memory reading the GGUF metadata");
 }
 
 /* A name quoted for an error message: printable ASCII as is, the rest as
@@ -141,10 +227,27 @@ static inline uint64_t left(const struct rd *r) { return r->size - r->pos; }
 static int need(struct rd *r, uint64_t n, const char *what)
 {
     if (left(r) < n)
-        return fail(r, "truncated: %s at offset %llu needs %llu bytes, %llu left",
-                    what, (unsigned long long)r->pos, (unsigned long long)n,
-                    (unsigned long long)left(r));
+        return fail_cut(r, "%s at offset %llu: %llu bytes needed, %llu left",
+                        what, (unsigned long long)r->pos, (unsigned long long)n,
+                        (unsigned long long)left(r));
     return 0;
+}
+
+/* A field at offset `at` declares `n` bytes (n_items of item_size, so the
+ * product cannot overflow unseen) and the file has fewer left: cut short,
+ * or a damaged field when no GGUF holds that much metadata. */
+static int past_end(struct rd *r, uint64_t at, uint64_t n_items, uint64_t item_size,
+                    const char *what)
+{
+    uint64_t n;
+    if (__builtin_mul_overflow(n_items, item_size, &n))
+        return fail(r, "%s at offset %llu declares over 2^64 bytes, more than the file's %llu",
+                    what, (unsigned long long)at, (unsigned long long)r->size);
+    if (n > PLAUSIBLE_META_BYTES)
+        return fail(r, "%s at offset %llu declares %llu bytes, more than the file's %llu", what,
+                    (unsigned long long)at, (unsigned long long)n, (unsigned long long)r->size);
+    return fail_cut(r, "%s at offset %llu: %llu bytes needed, %llu left", what,
+                    (unsigned long long)at, (unsigned long long)n, (unsigned long long)left(r));
 }
 
 static int get_u32(struct rd *r, uint32_t *v, const char *what)
@@ -169,9 +272,7 @@ static int get_str(struct rd *r, struct md_str *s, const char *what)
     uint64_t at = r->pos, len;
     if (get_u64(r, &len, what)) return -1;
     if (len > left(r))
-        return fail(r, "%s at offset %llu: length %llu exceeds the %llu bytes left",
-                    what, (unsigned long long)at, (unsigned long long)len,
-                    (unsigned long long)left(r));
+        return past_end(r, at, len, 1, what);
     s->ptr = (const char *)(r->p + r->pos);
     s->len = len;
     r->pos += len;
@@ -214,6 +315,15 @@ static int grow(void **arr, uint64_t *cap, uint64_t n, size_t el, uint64_t limit
 
 /* ---- key/value pairs ---------------------------------------------------- */
 
+/* An array whose count (at offset `at`) runs past the end of the file. */
+static int past_array(struct rd *r, uint64_t at, uint64_t n, uint64_t item_size,
+                      const char *type_name)
+{
+    char what[96];
+    snprintf(what, sizeof what, "array of %llu %s", (unsigned long long)n, type_name);
+    return past_end(r, at, n, item_size, what);
+}
+
 static int parse_value(struct rd *r, struct md_gguf_kv *kv)
 {
     uint64_t at = r->pos;
@@ -242,7 +352,8 @@ static int parse_value(struct rd *r, struct md_gguf_kv *kv)
     at = r->pos;
     if (get_u32(r, &kv->arr_type, "array element type")) return -1;
     if (kv->arr_type == MD_GGUF_ARRAY)
-        return fail(r, "array of arrays at offset %llu is not supported", (unsigned long long)at);
+        return fail_unsupported(r, "unsupported GGUF value", "array of arrays at offset %llu",
+                                (unsigned long long)at);
     if (kv->arr_type >= MD_GGUF_VTYPE_COUNT)
         return fail(r, "unknown array element type %u at offset %llu", kv->arr_type,
                     (unsigned long long)at);
@@ -253,9 +364,7 @@ static int parse_value(struct rd *r, struct md_gguf_kv *kv)
     if (kv->arr_type != MD_GGUF_STRING) {
         uint64_t sz = md_gguf_vtype_size(kv->arr_type);
         if (kv->n > left(r) / sz)
-            return fail(r, "array of %llu %s (count at offset %llu) exceeds the %llu bytes left",
-                        (unsigned long long)kv->n, md_gguf_vtype_name(kv->arr_type),
-                        (unsigned long long)at, (unsigned long long)left(r));
+            return past_array(r, at, kv->n, sz, md_gguf_vtype_name(kv->arr_type));
         if (kv->arr_type == MD_GGUF_BOOL) {
             for (uint64_t i = 0; i < kv->n; i++)
                 if (kv->data[i] > 1)
@@ -270,30 +379,25 @@ static int parse_value(struct rd *r, struct md_gguf_kv *kv)
     /* Strings: each needs >= 8 bytes, so the count is bounded by the file;
      * walk them first, then allocate the offsets table. */
     if (kv->n > left(r) / 8)
-        return fail(r, "array of %llu strings (count at offset %llu) exceeds the %llu bytes left",
-                    (unsigned long long)kv->n, (unsigned long long)at,
-                    (unsigned long long)left(r));
+        return past_array(r, at, kv->n, 8, "strings");
     uint64_t start = r->pos;
     for (uint64_t i = 0; i < kv->n; i++) {
         uint64_t sat = r->pos, len;
-        if (left(r) < 8)
-            return fail(r, "truncated: string %llu of %llu at offset %llu needs 8 bytes, %llu left",
-                        (unsigned long long)i, (unsigned long long)kv->n,
-                        (unsigned long long)sat, (unsigned long long)left(r));
+        char what[96];
+        snprintf(what, sizeof what, "string %llu of %llu", (unsigned long long)i,
+                 (unsigned long long)kv->n);
+        if (need(r, 8, what)) return -1;
         len = ld64(r->p + r->pos);
         r->pos += 8;
         if (len > left(r))
-            return fail(r, "string %llu of %llu at offset %llu: length %llu exceeds the %llu bytes left",
-                        (unsigned long long)i, (unsigned long long)kv->n,
-                        (unsigned long long)sat, (unsigned long long)len,
-                        (unsigned long long)left(r));
+            return past_end(r, sat, len, 1, what);
         r->pos += len;
     }
     if (kv->n == 0)
         return 0;
     kv->str_offsets = malloc((size_t)kv->n * sizeof *kv->str_offsets);
     if (!kv->str_offsets)
-        return fail(r, "out of memory for %llu string offsets", (unsigned long long)kv->n);
+        return fail_nomem(r);
     uint64_t p = start;
     for (uint64_t i = 0; i < kv->n; i++) {
         kv->str_offsets[i] = p - start;
@@ -341,7 +445,7 @@ static int check_dup_keys(struct rd *r, struct md_gguf *g)
 {
     if (g->n_kv < 2) return 0;
     const struct md_gguf_kv **v = malloc((size_t)g->n_kv * sizeof *v);
-    if (!v) return fail(r, "out of memory");
+    if (!v) return fail_nomem(r);
     for (uint64_t i = 0; i < g->n_kv; i++) v[i] = &g->kv[i];
     qsort(v, (size_t)g->n_kv, sizeof *v, cmp_kv_key);
     int rc = 0;
@@ -379,8 +483,15 @@ static int parse_tensor_info(struct rd *r, struct md_gguf_tensor *t)
     at = r->pos;
     if (get_u32(r, &t->type, "tensor type")) return -1;
     int64_t blck, bbytes;
-    if (!md_type_layout(t->type, &blck, &bbytes))
+    if (!md_type_layout(t->type, &blck, &bbytes)) {
+        /* ggml's type ids are small: a small unknown one is a type newer
+         * (or older) than this reader, a large one a damaged field */
+        if (t->type < MAX_PLAUSIBLE_TYPE)
+            return fail_unsupported(r, "unsupported tensor type", "unknown tensor type %u at "
+                                    "offset %llu (not one this version reads)", t->type,
+                                    (unsigned long long)at);
         return fail(r, "unknown tensor type %u at offset %llu", t->type, (unsigned long long)at);
+    }
     if (t->ne[0] % blck)
         return fail(r, "ne[0] = %lld is not a multiple of the %s block size %lld",
                     (long long)t->ne[0], md_ggml_type_name(t->type), (long long)blck);
@@ -406,8 +517,12 @@ static int parse_tensor_info(struct rd *r, struct md_gguf_tensor *t)
     return 0;
 }
 
-static int check_tensors(struct rd *r, struct md_gguf *g)
+/* Point each tensor at its data: aligned, and inside the file. A file cut
+ * in its tensor data is reported with the size its tensors need, and the
+ * first tensor (in file order of the infos) the cut reaches. */
+static int place_tensors(struct rd *r, struct md_gguf *g)
 {
+    uint64_t need_size = 0, first_cut = UINT64_MAX;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         struct md_gguf_tensor *t = &g->tensors[i];
         uint64_t abs_off, end;
@@ -416,17 +531,33 @@ static int check_tensors(struct rd *r, struct md_gguf *g)
             return fail(r, "offset %llu is not a multiple of the alignment %u",
                         (unsigned long long)t->offset, g->alignment);
         if (__builtin_add_overflow(g->data_offset, t->offset, &abs_off) ||
-            __builtin_add_overflow(abs_off, t->nbytes, &end) || end > g->size)
-            return fail(r, "data at %llu + offset %llu + %llu bytes exceeds file size %llu",
+            __builtin_add_overflow(abs_off, t->nbytes, &end))
+            return fail(r, "data at %llu + offset %llu + %llu bytes overflows 64 bits",
                         (unsigned long long)g->data_offset, (unsigned long long)t->offset,
-                        (unsigned long long)t->nbytes, (unsigned long long)g->size);
-        t->data = g->base + abs_off;
+                        (unsigned long long)t->nbytes);
+        if (end > need_size) need_size = end;
+        if (end <= g->size) t->data = g->base + abs_off;
+        else if (first_cut == UINT64_MAX) first_cut = i;
     }
     r->ctx[0] = 0;
+    if (first_cut == UINT64_MAX) return 0;
+    const struct md_gguf_tensor *t = &g->tensors[first_cut];
+    char shown[NAME_SHOW_MAX * 4 + 8];
+    show_name(shown, sizeof shown, (const uint8_t *)t->name.ptr, t->name.len);
+    return fail_short(r, "its tensor data needs %llu (tensor %llu '%s' at %llu + %llu bytes "
+                      "is the first past the end)", (unsigned long long)need_size,
+                      (unsigned long long)first_cut, shown,
+                      (unsigned long long)(g->data_offset + t->offset),
+                      (unsigned long long)t->nbytes);
+}
+
+static int check_tensors(struct rd *r, struct md_gguf *g)
+{
+    if (place_tensors(r, g)) return -1;
     if (g->n_tensors < 2) return 0;
 
     const struct md_gguf_tensor **v = malloc((size_t)g->n_tensors * sizeof *v);
-    if (!v) return fail(r, "out of memory");
+    if (!v) return fail_nomem(r);
     for (uint64_t i = 0; i < g->n_tensors; i++) v[i] = &g->tensors[i];
     int rc = 0;
 
@@ -467,45 +598,102 @@ static int check_tensors(struct rd *r, struct md_gguf *g)
 
 /* ---- open ---------------------------------------------------------------- */
 
-static int parse(struct rd *r, struct md_gguf *g)
+/* What a file that is not a GGUF looks like, by its first bytes: the
+ * mistakes people make (an image or a video as the model, a checkpoint not
+ * converted yet, a Git LFS pointer or an HTML error page instead of the
+ * download). The description goes in the headline, so it holds no ": ". */
+static const char *sniff(const uint8_t *p, uint64_t n)
 {
+    static const struct { const char *magic; size_t off, len; const char *what; } known[] = {
+        { "\x89PNG", 0, 4, "a PNG image" },
+        { "\xff\xd8\xff", 0, 3, "a JPEG image" },
+        { "GIF8", 0, 4, "a GIF image" },
+        { "ftyp", 4, 4, "an MP4/QuickTime file" },
+        { "\x1a\x45\xdf\xa3", 0, 4, "a Matroska/WebM file" },
+        { "PK\x03\x04", 0, 4, "a ZIP archive, e.g. a PyTorch checkpoint not converted to GGUF" },
+        { "version https://git-lfs", 0, 23, "a Git LFS pointer, not the file itself" },
+        { "<!DOCTYPE", 0, 9, "an HTML page, e.g. a failed download" },
+        { "<!doctype", 0, 9, "an HTML page, e.g. a failed download" },
+        { "<html", 0, 5, "an HTML page, e.g. a failed download" },
+        { "lmgg", 0, 4, "an old GGML model, convert it to GGUF" },
+        { "fmgg", 0, 4, "an old GGMF model, convert it to GGUF" },
+        { "tjgg", 0, 4, "an old GGJT model, convert it to GGUF" },
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (n >= known[i].off + known[i].len &&
+            !memcmp(p + known[i].off, known[i].magic, known[i].len))
+            return known[i].what;
+    /* safetensors: a u64 header length, then the JSON header */
+    if (n >= 9 && p[8] == '{' && ld64(p) <= n - 8)
+        return "a safetensors file, convert it to GGUF";
+    return NULL;
+}
+
+/* The magic and the version; big-endian and other versions are real GGUF
+ * files this reader does not take (MD_ERR_UNSUPPORTED). */
+static int parse_magic_version(struct rd *r, struct md_gguf *g)
+{
+    if (r->size == 0)
+        return fail_as(r, MD_ERR_FORMAT, "empty file (0 bytes)");
+    if (r->size < 4 && !memcmp(r->p, GGUF_MAGIC, (size_t)r->size))
+        return need(r, 4, "magic");
     if (r->size < 4 || memcmp(r->p, GGUF_MAGIC, 4) != 0) {
-        if (r->size < 4 && memcmp(r->p ? (const void *)r->p : "", GGUF_MAGIC, (size_t)r->size) == 0)
-            return fail(r, "truncated: magic at offset 0 needs 4 bytes, %llu left",
-                        (unsigned long long)r->size);
         char shown[32];
         show_name(shown, sizeof shown, r->p, r->size < 4 ? r->size : 4);
-        return fail(r, "bad magic '%s' at offset 0: not a GGUF file", shown);
+        const char *what = sniff(r->p, r->size);
+        if (what)
+            return fail_as(r, MD_ERR_FORMAT, "not a GGUF file (%s): starts with '%s'", what,
+                           shown);
+        return fail_as(r, MD_ERR_FORMAT, "not a GGUF file: starts with '%s', not 'GGUF'", shown);
     }
     r->pos = 4;
     if (get_u32(r, &g->version, "version")) return -1;
-    if (g->version == 1)
-        return fail(r, "GGUF version 1 (offset 4) is not supported: only v2 and v3 are; "
-                       "reconvert the file with a current llama.cpp");
-    if (g->version != 2 && g->version != 3) {
-        uint32_t sw = __builtin_bswap32(g->version);
-        return fail(r, "GGUF version %u at offset 4 is not supported (only v2 and v3)%s",
-                    g->version, (sw >= 1 && sw <= 3) ? "; the file looks big-endian" : "");
-    }
+    if (g->version == 2 || g->version == 3) return 0;
+    uint32_t sw = __builtin_bswap32(g->version);
+    if (sw >= 1 && sw <= 3)
+        return fail_as(r, MD_ERR_UNSUPPORTED, "unsupported GGUF version %u: a big-endian file "
+                       "(version %u byte-swapped); only little-endian files are read",
+                       g->version, sw);
+    return fail_as(r, MD_ERR_UNSUPPORTED, "unsupported GGUF version %u: only v2 and v3 are "
+                   "read%s", g->version, g->version == 1 ? "; reconvert the file with a "
+                   "current llama.cpp" : "");
+}
+
+/* The kv and tensor counts; each kv needs at least MIN_KV_BYTES of file
+ * and each tensor info MIN_TENSOR_BYTES, which bounds what parsing them
+ * can allocate. */
+static int parse_counts(struct rd *r, uint64_t *n_tensors, uint64_t *n_kv)
+{
+    if (get_u64(r, n_tensors, "tensor count")) return -1;
+    if (get_u64(r, n_kv, "kv count")) return -1;
+    if (*n_tensors > (uint64_t)INT64_MAX)
+        return fail(r, "tensor count %lld at offset 8 is negative", (long long)(int64_t)*n_tensors);
+    if (*n_kv > (uint64_t)INT64_MAX)
+        return fail(r, "kv count %lld at offset 16 is negative", (long long)(int64_t)*n_kv);
+    uint64_t kv_bytes, t_bytes, min_bytes;
+    bool wraps = __builtin_mul_overflow(*n_kv, MIN_KV_BYTES, &kv_bytes) ||
+                 __builtin_mul_overflow(*n_tensors, MIN_TENSOR_BYTES, &t_bytes) ||
+                 __builtin_add_overflow(kv_bytes, t_bytes, &min_bytes);
+    if (!wraps && min_bytes <= left(r))
+        return 0;
+    if (wraps || min_bytes > PLAUSIBLE_META_BYTES)
+        return fail(r, "kv count %llu (offset 16) and tensor count %llu (offset 8) are more "
+                    "than the file's %llu bytes can hold", (unsigned long long)*n_kv,
+                    (unsigned long long)*n_tensors, (unsigned long long)r->size);
+    return fail_short(r, "its header (kv count %llu, tensor count %llu) needs at least %llu",
+                      (unsigned long long)*n_kv, (unsigned long long)*n_tensors,
+                      (unsigned long long)(min_bytes + r->pos));
+}
+
+static int parse(struct rd *r, struct md_gguf *g)
+{
     uint64_t n_tensors, n_kv;
-    if (get_u64(r, &n_tensors, "tensor count")) return -1;
-    if (get_u64(r, &n_kv, "kv count")) return -1;
-    if (n_tensors > (uint64_t)INT64_MAX)
-        return fail(r, "tensor count %lld at offset 8 is negative", (long long)(int64_t)n_tensors);
-    if (n_kv > (uint64_t)INT64_MAX)
-        return fail(r, "kv count %lld at offset 16 is negative", (long long)(int64_t)n_kv);
-    if (n_kv > left(r) / MIN_KV_BYTES)
-        return fail(r, "kv count %llu at offset 16 exceeds what the %llu bytes left can hold",
-                    (unsigned long long)n_kv, (unsigned long long)left(r));
-    if (n_tensors > (left(r) - n_kv * MIN_KV_BYTES) / MIN_TENSOR_BYTES)
-        return fail(r, "tensor count %llu at offset 8 exceeds what the %llu bytes left can hold "
-                       "(with %llu kv pairs)", (unsigned long long)n_tensors,
-                    (unsigned long long)left(r), (unsigned long long)n_kv);
+    if (parse_magic_version(r, g) || parse_counts(r, &n_tensors, &n_kv)) return -1;
 
     uint64_t cap = 0;
     for (uint64_t i = 0; i < n_kv; i++) {
         void *arr = g->kv;
-        if (grow(&arr, &cap, i, sizeof *g->kv, n_kv)) return fail(r, "out of memory");
+        if (grow(&arr, &cap, i, sizeof *g->kv, n_kv)) return fail_nomem(r);
         g->kv = arr;
         struct md_gguf_kv *kv = &g->kv[i];
         memset(kv, 0, sizeof *kv);
@@ -539,7 +727,7 @@ static int parse(struct rd *r, struct md_gguf *g)
     cap = 0;
     for (uint64_t i = 0; i < n_tensors; i++) {
         void *arr = g->tensors;
-        if (grow(&arr, &cap, i, sizeof *g->tensors, n_tensors)) return fail(r, "out of memory");
+        if (grow(&arr, &cap, i, sizeof *g->tensors, n_tensors)) return fail_nomem(r);
         g->tensors = arr;
         struct md_gguf_tensor *t = &g->tensors[i];
         memset(t, 0, sizeof *t);
@@ -564,65 +752,170 @@ int md_gguf_open_memory(const void *data, size_t size, struct md_gguf **out,
                         char *err, size_t errlen)
 {
     if (err && errlen) err[0] = 0;
-    if (!out) return -1;
+    if (!out) return MD_ERR_INVALID;
     *out = NULL;
-    struct rd r = { .p = data, .size = size, .err = err, .errlen = errlen };
-    if (!data && size) return fail(&r, "NULL buffer of %zu bytes", size);
+    struct rd r = { .p = data, .size = size, .err = err, .errlen = errlen, .status = MD_OK };
+    if (!data && size) {
+        fail_as(&r, MD_ERR_INVALID, "NULL buffer of %zu bytes", size);
+        return r.status;
+    }
     struct md_gguf *g = calloc(1, sizeof *g);
-    if (!g) return fail(&r, "out of memory");
+    if (!g) {
+        fail_nomem(&r);
+        return r.status;
+    }
     g->base = data;
     g->size = size;
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
     if (parse(&r, g)) {
         md_gguf_close(g);
-        if (err && errlen && !err[0]) snprintf(err, errlen, "invalid GGUF");
-        return -1;
+        if (err && errlen && !err[0]) snprintf(err, errlen, "malformed GGUF");
+        return r.status ? r.status : MD_ERR_FORMAT;
     }
     *out = g;
-    return 0;
+    return MD_OK;
+}
+
+/* ---- files ---------------------------------------------------------------- */
+
+/* Why open() failed, cause first. */
+static void open_error(int e, char *err, size_t errlen)
+{
+    if (e == ENOENT) snprintf(err, errlen, "no such file");
+    else if (e == EACCES || e == EPERM) snprintf(err, errlen, "permission denied");
+    else if (e == EISDIR) snprintf(err, errlen, "is a directory, not a GGUF file");
+    else snprintf(err, errlen, "cannot open: %s", strerror(e));
+}
+
+/* Anything but a regular file, named: a path that cannot be a GGUF file. */
+static const char *not_regular(mode_t m)
+{
+    if (S_ISDIR(m)) return "is a directory, not a GGUF file";
+    if (S_ISFIFO(m)) return "not a regular file (a FIFO)";
+    if (S_ISSOCK(m)) return "not a regular file (a socket)";
+    if (S_ISCHR(m)) return "not a regular file (a character device)";
+    if (S_ISBLK(m)) return "not a regular file (a block device)";
+    return "not a regular file";
+}
+
+/* Open path for reading a regular file. MD_ERR_IO covers every way the
+ * bytes cannot be had: missing, no permission, a directory, not a regular
+ * file. O_NONBLOCK so that a FIFO is refused instead of waiting for a
+ * writer (it does not change reads of a regular file). */
+static int open_regular(const char *path, int *fd, uint64_t *size, char *err, size_t errlen)
+{
+    *fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (*fd < 0) {
+        open_error(errno, err, errlen);
+        return MD_ERR_IO;
+    }
+    struct stat st;
+    const char *why = NULL;
+    if (fstat(*fd, &st) != 0) why = strerror(errno);
+    else if (!S_ISREG(st.st_mode)) why = not_regular(st.st_mode);
+    else if ((uint64_t)st.st_size > SIZE_MAX) why = "too large to map on this machine";
+    if (why) {
+        snprintf(err, errlen, "%s", why);
+        close(*fd);
+        return MD_ERR_IO;
+    }
+    *size = (uint64_t)st.st_size;
+    return MD_OK;
+}
+
+/* The whole file in a malloc'ed buffer (use_mmap = false). */
+static int read_all(int fd, size_t size, void **buf, char *err, size_t errlen)
+{
+    uint8_t *p = malloc(size);
+    if (!p) {
+        snprintf(err, errlen, "out of memory reading %zu bytes", size);
+        return MD_ERR_NOMEM;
+    }
+    size_t got = 0;
+    while (got < size) {
+        ssize_t k = pread(fd, p + got, size - got, (off_t)got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            if (k < 0) snprintf(err, errlen, "cannot read: %s", strerror(errno));
+            else snprintf(err, errlen, "cannot read: the file shrank to %zu bytes while reading", got);
+            free(p);
+            return MD_ERR_IO;
+        }
+        got += (size_t)k;
+    }
+    *buf = p;
+    return MD_OK;
+}
+
+/* The bytes of path, mapped or read, parsed. Messages are "<path>: <cause>". */
+static int open_path(const char *path, bool map, struct md_gguf **out, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = 0;
+    if (!out) return MD_ERR_INVALID;
+    *out = NULL;
+    if (!path) {
+        if (err && errlen) snprintf(err, errlen, "no path given");
+        return MD_ERR_INVALID;
+    }
+    char scratch[1];
+    size_t k = md_gguf_err_path(path, err, errlen);
+    char *msg = err && errlen ? err + k : scratch;
+    size_t msglen = err && errlen ? errlen - k : sizeof scratch;
+    int fd;
+    uint64_t size;
+    int rc = open_regular(path, &fd, &size, msg, msglen);
+    if (rc) return rc;
+    void *bytes = NULL;
+    if (size == 0) {
+        rc = MD_OK;   /* nothing to map: the parser names the empty file */
+    } else if (map) {
+        bytes = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (bytes == MAP_FAILED) {
+            snprintf(msg, msglen, "cannot map the file: %s", strerror(errno));
+            bytes = NULL;
+            rc = MD_ERR_IO;
+        }
+    } else {
+        rc = read_all(fd, (size_t)size, &bytes, msg, msglen);
+    }
+    close(fd);
+    if (rc) return rc;
+    struct md_gguf *g = NULL;
+    rc = md_gguf_open_memory(bytes ? bytes : "", (size_t)size, &g, msg, msglen);
+    size_t n = strlen(path) + 1;
+    if (!rc && (g->path = malloc(n)) == NULL) {
+        snprintf(msg, msglen, "out of memory");
+        rc = MD_ERR_NOMEM;
+    }
+    if (g && g->path) memcpy(g->path, path, n);
+    if (rc) {
+        md_gguf_close(g);
+        if (bytes && map) munmap(bytes, (size_t)size);
+        else free(bytes);
+        return rc;
+    }
+    g->owns = map ? MD_GGUF_MAPPED : MD_GGUF_READ;
+    if (!bytes) g->owns = MD_GGUF_BORROWED;   /* the empty file: "" is static */
+    *out = g;
+    return MD_OK;
 }
 
 int md_gguf_open(const char *path, struct md_gguf **out, char *err, size_t errlen)
 {
-    if (err && errlen) err[0] = 0;
-    if (!out) return -1;
-    *out = NULL;
-    if (!path) {
-        if (err && errlen) snprintf(err, errlen, "no path given");
-        return -1;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (err && errlen) snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    const char *why = NULL;
-    if (fstat(fd, &st) != 0) why = strerror(errno);
-    else if (!S_ISREG(st.st_mode)) why = "not a regular file";
-    else if (st.st_size <= 0) why = "empty file";
-    else if ((uint64_t)st.st_size > SIZE_MAX) why = "file too large to map";
-    if (why) {
-        if (err && errlen) snprintf(err, errlen, "%s: %s", path, why);
-        close(fd);
-        return -1;
-    }
-    size_t size = (size_t)st.st_size;
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int e = errno;
-    close(fd);
-    if (map == MAP_FAILED) {
-        if (err && errlen) snprintf(err, errlen, "%s: mmap: %s", path, strerror(e));
-        return -1;
-    }
-    struct md_gguf *g = NULL;
-    if (md_gguf_open_memory(map, size, &g, err, errlen)) {
-        munmap(map, size);
-        return -1;
-    }
-    g->owns_map = 1;
-    *out = g;
-    return 0;
+    return open_path(path, true, out, err, errlen);
+}
+
+int md_gguf_read(const char *path, struct md_gguf **out, char *err, size_t errlen)
+{
+    return open_path(path, false, out, err, errlen);
+}
+
+size_t md_gguf_err_path(const char *path, char *err, size_t errlen)
+{
+    if (!path || !err || errlen == 0) return 0;
+    int k = snprintf(err, errlen, "%s: ", path);
+    if (k < 0) return 0;
+    return (size_t)k < errlen ? (size_t)k : errlen - 1;
 }
 
 void md_gguf_close(struct md_gguf *g)
@@ -633,8 +926,11 @@ void md_gguf_close(struct md_gguf *g)
             free(g->kv[i].str_offsets);
     free(g->kv);
     free(g->tensors);
-    if (g->owns_map && g->base)
+    free(g->path);
+    if (g->owns == MD_GGUF_MAPPED && g->base)
         munmap((void *)g->base, (size_t)g->size);
+    else if (g->owns == MD_GGUF_READ)
+        free((void *)g->base);
     free(g);
 }
 

@@ -1,6 +1,7 @@
 /* GGUF reader: a validating, read-only view of a GGUF v2/v3 file.
  *
- * The file is mmapped (or a caller's buffer is borrowed); nothing is copied.
+ * The file is mmapped, read into memory once (md_gguf_read), or a caller's
+ * buffer is borrowed; nothing else is copied.
  * md_gguf_open* validates every count, string length, dimension, offset and
  * byte size against the file size with overflow-safe arithmetic before any
  * of it is used, so every pointer handed out below is inside the mapping.
@@ -10,8 +11,8 @@
  * offset): GGUF v1, duplicate keys, duplicate tensor names, key or tensor
  * names that are empty, contain NUL or are not valid UTF-8, bool values
  * other than 0/1, arrays of arrays, general.alignment not a power-of-2 u32,
- * tensor types md_type_supported() does not know (so every tensor handed out
- * can be dequantized), tensors whose data is misaligned, past the end of the
+ * tensor types md_type_layout() does not know (so every tensor's size is
+ * known), tensors whose data is misaligned, past the end of the
  * file, or overlapping another tensor's. String VALUES are raw bytes, not
  * checked for UTF-8. Tensor data may have gaps (llama.cpp's exact packing is
  * not required).
@@ -23,6 +24,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+#include "mustdrop.h"
 #include "quant.h"
 
 enum md_gguf_vtype {
@@ -75,17 +77,52 @@ struct md_gguf {
     uint64_t data_offset;   /* absolute offset of the data section; may be
                              * past the end of a file without tensors
                              * (vocab-only files carry no final padding) */
-    int owns_map;           /* 1: munmap at close */
+    enum md_gguf_owns {
+        MD_GGUF_BORROWED = 0,   /* md_gguf_open_memory: the caller's buffer */
+        MD_GGUF_MAPPED = 1,     /* md_gguf_open: munmap at close */
+        MD_GGUF_READ = 2,       /* md_gguf_read: free at close */
+    } owns;
+    char *path;             /* the file opened, for messages; NULL from memory */
 };
 
-/* Error text is written to err (always NUL-terminated when errlen > 0) and
- * names the offending field and its byte offset, e.g.
- * "tensor 3 'blk.0.attn_q.weight': offset 123 + 4096 bytes exceeds file size 2048". */
+/* Open a GGUF file: mapped (md_gguf_open) or read into memory the md_gguf
+ * owns (md_gguf_read). Both return MD_OK or a negative enum md_status:
+ *   MD_ERR_IO           the bytes cannot be had: no such file, permission
+ *                       denied, a directory or another non-regular file,
+ *                       a failed read or map;
+ *   MD_ERR_FORMAT       the bytes are not a GGUF this reader accepts: an
+ *                       empty file, not a GGUF file, truncated, malformed;
+ *   MD_ERR_UNSUPPORTED  a real GGUF feature this reader does not take: a
+ *                       version other than 2 and 3, big-endian, an unknown
+ *                       tensor type, arrays of arrays;
+ *   MD_ERR_NOMEM, MD_ERR_INVALID (NULL out or path).
+ * The message in err (always NUL-terminated when errlen > 0) is
+ * "<path>: <cause>[: <detail>]": the cause first, in words without ": ",
+ * then the field and its byte offset, e.g.
+ *   "m.gguf: truncated: the file has 1000 bytes, its header (kv count 28,
+ *    tensor count 39) needs at least 1636"
+ *   "m.gguf: malformed GGUF: tensor 3 'blk.0.attn_q.weight': offset 100 is
+ *    not a multiple of the alignment 32".
+ * Causes: "no such file", "permission denied", "is a directory, not a GGUF
+ * file", "not a regular file (a FIFO)", "cannot open", "cannot read",
+ * "cannot map the file", "empty file (0 bytes)", "not a GGUF file" or "not
+ * a GGUF file (a PNG image)" (what it is when its first bytes say),
+ * "truncated", "malformed GGUF", "unsupported GGUF version N",
+ * "unsupported tensor type", "unsupported GGUF value", "out of memory ...".
+ * A truncated file is MD_ERR_FORMAT, not MD_ERR_IO: it was read, it holds
+ * less than its header declares (and a buffer cut the same way gives the
+ * same status from md_gguf_open_memory). */
 int md_gguf_open(const char *path, struct md_gguf **out, char *err, size_t errlen);
-/* Parse a caller-owned buffer that must outlive the md_gguf (fuzzing, tests). */
+int md_gguf_read(const char *path, struct md_gguf **out, char *err, size_t errlen);
+/* Parse a caller-owned buffer that must outlive the md_gguf (fuzzing,
+ * tests); the same statuses and messages, without the path. */
 int md_gguf_open_memory(const void *data, size_t size, struct md_gguf **out,
                         char *err, size_t errlen);
 void md_gguf_close(struct md_gguf *g);
+
+/* Write "<path>: " into err (for messages about a file) and return its
+ * length, at most errlen - 1; 0 when path or err is NULL. */
+size_t md_gguf_err_path(const char *path, char *err, size_t errlen);
 
 /* Lookups: NULL / -1 when absent. */
 const struct md_gguf_kv *md_gguf_find_kv(const struct md_gguf *g, const char *key);

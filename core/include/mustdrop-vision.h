@@ -69,7 +69,8 @@ struct md_vision_params {
 struct md_vision_params md_vision_default_params(void);
 
 /* Load an mmproj GGUF. Every key and tensor shape is checked; on failure
- * *out is NULL and err names what is wrong. */
+ * *out is NULL and err names what is wrong, with the statuses and message
+ * layout of md_model_load ("Load errors" in mustdrop.h). */
 int md_vision_load(const char *path, const struct md_vision_params *params,
                    struct md_vision **out, char *err, size_t errlen);
 /* Same from a caller's buffer that must outlive the md_vision. */

@@ -38,6 +38,35 @@
  * md_status; load/new functions also write a message naming the key, tensor
  * or shape at fault into err. md_context_error() gives the message of the
  * last failed call on a context.
+ *
+ * Load errors (md_model_load, md_vision_load) read "<path>: <cause>" or
+ * "<path>: <cause>: <detail>", the path once, the cause first: the text
+ * after the path up to the next ": " outside quotes and parentheses is a
+ * headline (md_load_error_cause). The same defect gives the same status
+ * and cause from both loaders, and from the *_memory loaders (without the
+ * path):
+ *   MD_ERR_IO           "no such file", "permission denied", "is a
+ *                       directory, not a GGUF file", "not a regular file
+ *                       (a FIFO)", "cannot open", "cannot read", "cannot map
+ *                       the file": the bytes cannot be had;
+ *   MD_ERR_FORMAT       "empty file (0 bytes)", "not a GGUF file" or, when
+ *                       its first bytes say, "not a GGUF file (a PNG
+ *                       image)", "truncated"
+ *                       (then "the file has N bytes, its tensor data needs
+ *                       M ..."), "malformed GGUF", "missing key 'k'",
+ *                       "missing tensor 't'", "wrong shape of tensor 't'
+ *                       (...)": the bytes are there but wrong. A truncated
+ *                       file is MD_ERR_FORMAT, not MD_ERR_IO, for both
+ *                       loaders: it was read in full, it holds less than
+ *                       its own header declares (as a cut buffer given to
+ *                       the *_memory loaders does);
+ *   MD_ERR_UNSUPPORTED  a valid file this library does not run: "a vision
+ *                       projector (clip), not a language model; pass it
+ *                       as the mmproj" (md_model_load), "a language model
+ *                       (llama), not a vision projector; pass it as the
+ *                       model" (md_vision_load), "unsupported
+ *                       architecture 'x' (...)", "unsupported GGUF version
+ *                       N", "unsupported tensor type ...".
  */
 #ifndef MUSTDROP_H
 #define MUSTDROP_H
@@ -58,9 +87,13 @@ const char *md_version(void);
 enum md_status {
     MD_OK               =  0,
     MD_ERR_INVALID      = -1,  /* bad argument (NULL, out of range, bad index list) */
-    MD_ERR_IO           = -2,  /* file cannot be opened or read */
-    MD_ERR_FORMAT       = -3,  /* malformed file: missing key/tensor, wrong type/shape */
-    MD_ERR_UNSUPPORTED  = -4,  /* valid but unsupported: architecture, rope scaling, ISA, backend */
+    MD_ERR_IO           = -2,  /* file cannot be opened or read: missing, no permission,
+                                  a directory or other non-regular file */
+    MD_ERR_FORMAT       = -3,  /* malformed file: empty, not GGUF, truncated, missing
+                                  key/tensor, wrong type/shape */
+    MD_ERR_UNSUPPORTED  = -4,  /* valid but unsupported: architecture (an mmproj given as
+                                  the LLM, and the reverse, included), GGUF version,
+                                  tensor type, rope scaling, ISA, backend */
     MD_ERR_NOMEM        = -5,  /* allocation failed */
     MD_ERR_CONTEXT_FULL = -6,  /* the KV cache has no room for the batch */
     MD_ERR_ABORTED      = -7,  /* the abort callback asked to stop */
@@ -69,6 +102,14 @@ enum md_status {
 
 /* A short constant description of a status code. */
 const char *md_status_str(int status);
+
+/* The cause of a failed md_model_load / md_vision_load (or their _memory
+ * forms, with path NULL), short enough for a headline: the message without
+ * its "<path>: " up to the next ": " outside quotes and parentheses, e.g.
+ * "truncated", "empty file (0 bytes)", "not a GGUF file", "is a directory,
+ * not a GGUF file", "no such file". Written NUL-terminated into buf (cut at
+ * n - 1 bytes); returns buf. */
+const char *md_load_error_cause(const char *err, const char *path, char *buf, size_t n);
 
 /* -------------------------------------------------------------------------
  * Backends
@@ -115,7 +156,8 @@ struct md_model_params md_model_default_params(void);
 /* Load an LLM from a GGUF file. Architectures: "llama" (LLaMA-2/3, Vicuna,
  * Mistral) and "qwen2". Every tensor's presence, type and shape is checked;
  * on failure *out is NULL and err says which key or tensor is wrong, e.g.
- * "tensor 'blk.0.attn_k.weight': shape {64, 32}, expected {64, 16}". */
+ * "m.gguf: wrong shape of tensor 'blk.0.attn_k.weight' (shape {64, 32},
+ * expected {64, 16})" (see "Load errors" above). */
 int md_model_load(const char *path, const struct md_model_params *params,
                   struct md_model **out, char *err, size_t errlen);
 /* Same from a caller's buffer holding a whole GGUF file; the buffer must

@@ -1,7 +1,6 @@
 /* Loading an LLM from GGUF: hyperparameters from {arch}.* keys, then every
  * tensor checked for presence, type and shape before the backend sees it.
  * Names and shapes follow llama.cpp (engine.md §1.3-1.4). */
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,12 +22,20 @@ struct loader {
     int type_count[64];        /* tensors per type id (< 64), for the description */
 };
 
+/* "<path>: <cause>..." (no path when loading from memory). Every message
+ * states its cause before the first ": " after the path, so that callers
+ * can use that part as a headline. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
 static int fail(struct loader *ld, int rc, const char *fmt, ...)
 {
+    if (!ld->err || !ld->errlen)
+        return rc;
+    size_t k = md_gguf_err_path(ld->g->path, ld->err, ld->errlen);
     va_list ap;
     va_start(ap, fmt);
-    if (ld->err && ld->errlen)
-        vsnprintf(ld->err, ld->errlen, fmt, ap);
+    vsnprintf(ld->err + k, ld->errlen - k, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -55,7 +62,7 @@ static int get_int(struct loader *ld, const char *suffix, int64_t def, int64_t l
             return fail(ld, MD_ERR_FORMAT, "missing key '%s'", key);
         v = def;
     } else if (rc) {
-        return fail(ld, MD_ERR_FORMAT, "key '%s': expected an integer", key);
+        return fail(ld, MD_ERR_FORMAT, "key '%s' is not an integer", key);
     }
     if (v < lo || v > hi)
         return fail(ld, MD_ERR_FORMAT, "key '%s' = %lld is out of range [%lld, %lld]", key,
@@ -77,7 +84,7 @@ static int get_float(struct loader *ld, const char *suffix, bool has_def, float 
         return MD_OK;
     }
     if (rc || !(*out == *out))
-        return fail(ld, MD_ERR_FORMAT, "key '%s': expected a number", key);
+        return fail(ld, MD_ERR_FORMAT, "key '%s' is not a number", key);
     return MD_OK;
 }
 
@@ -94,21 +101,33 @@ static int get_str(const struct md_gguf *g, const char *key, char *buf, size_t n
     return 0;
 }
 
+/* An mmproj given as the model is a common slip: say so, and where it goes.
+ * Older converters may leave general.architecture out of an mmproj, but
+ * never its clip.* keys. */
+static bool is_vision_projector(const struct md_gguf *g, const char *arch)
+{
+    return !strcmp(arch, "clip") ||
+           (!arch[0] && md_gguf_find_kv(g, "clip.has_vision_encoder") != NULL);
+}
+
 static int load_arch(struct loader *ld)
 {
-    char arch[64];
+    char arch[64] = "";
     int rc = get_str(ld->g, "general.architecture", arch, sizeof arch);
+    if (is_vision_projector(ld->g, arch))
+        return fail(ld, MD_ERR_UNSUPPORTED, "a vision projector (clip), not a language model; "
+                    "pass it as the mmproj");
     if (rc == -1)
         return fail(ld, MD_ERR_FORMAT, "missing key 'general.architecture'");
     if (rc)
-        return fail(ld, MD_ERR_FORMAT, "key 'general.architecture': expected a string");
+        return fail(ld, MD_ERR_FORMAT, "key 'general.architecture' is not a string");
     if (!strcmp(arch, "llama"))
         ld->m->arch = MD_ARCH_LLAMA;
     else if (!strcmp(arch, "qwen2"))
         ld->m->arch = MD_ARCH_QWEN2;
     else
         return fail(ld, MD_ERR_UNSUPPORTED,
-                    "unsupported architecture '%s' (supported: llama, qwen2)", arch);
+                    "unsupported architecture '%s' (llama and qwen2 are supported)", arch);
     memcpy(ld->m->arch_name, arch, strlen(arch) + 1);   /* "llama" or "qwen2": fits */
     return MD_OK;
 }
@@ -123,7 +142,7 @@ static int load_rope_scaling(struct loader *ld)
     snprintf(key, sizeof key, "%s.rope.scaling.type", ld->m->arch_name);
     int rc = get_str(ld->g, key, type, sizeof type);
     if (rc == -2)
-        return fail(ld, MD_ERR_FORMAT, "key '%s': expected a string", key);
+        return fail(ld, MD_ERR_FORMAT, "key '%s' is not a string", key);
     float factor = 1.0f;
     int r;
     if ((r = get_float(ld, "rope.scaling.factor", true, 1.0f, &factor)))
@@ -137,7 +156,8 @@ static int load_rope_scaling(struct loader *ld)
             return MD_OK;
     } else if (strcmp(type, "linear")) {
         return fail(ld, MD_ERR_UNSUPPORTED,
-                    "unsupported rope scaling '%s' (key '%s'; supported: none, linear)", type, key);
+                    "unsupported rope scaling '%s' (key '%s'; none and linear are supported)",
+                    type, key);
     }
     if (!(factor > 0.0f))
         return fail(ld, MD_ERR_FORMAT, "rope scaling factor %g must be > 0", (double)factor);
@@ -242,18 +262,19 @@ static int load_tensor(struct loader *ld, const char *name, int64_t ne0, int64_t
         return fail(ld, MD_ERR_FORMAT, "missing tensor '%s'", name);
     }
     if (!md_type_supported(gt->type))
-        return fail(ld, MD_ERR_UNSUPPORTED, "tensor '%s': type %s (%u) is not supported yet "
-                    "(supported: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K)", name,
-                    md_ggml_type_name(gt->type), gt->type);
+        return fail(ld, MD_ERR_UNSUPPORTED, "unsupported tensor type %s (%u) in tensor '%s' "
+                    "(F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K are supported)",
+                    md_ggml_type_name(gt->type), gt->type, name);
     int64_t want[4] = { ne0, ne1 ? ne1 : 1, 1, 1 };
     if (memcmp(gt->ne, want, sizeof want)) {
         char have_s[96], want_s[64];
         shape_str(gt->ne, gt->n_dims ? (int)gt->n_dims : 1, have_s, sizeof have_s);
         shape_str(want, ne1 ? 2 : 1, want_s, sizeof want_s);
-        return fail(ld, MD_ERR_FORMAT, "tensor '%s': shape %s, expected %s", name, have_s, want_s);
+        return fail(ld, MD_ERR_FORMAT, "wrong shape of tensor '%s' (shape %s, expected %s)",
+                    name, have_s, want_s);
     }
     if (md_type_row_bytes(gt->type, ne0) <= 0 || !gt->data)
-        return fail(ld, MD_ERR_FORMAT, "tensor '%s': rows of %lld are not whole %s blocks", name,
+        return fail(ld, MD_ERR_FORMAT, "tensor '%s' has rows of %lld, not whole %s blocks", name,
                     (long long)ne0, md_type_name(gt->type));
     ld->m->n_params += (uint64_t)(ne0 * want[1]);
     ld->m->n_bytes += gt->nbytes;
@@ -320,7 +341,7 @@ static int load_tensors(struct loader *ld)
     if (!te)
         return fail(ld, MD_ERR_FORMAT, "missing tensor 'token_embd.weight'");
     if (te->ne[1] < 1 || te->ne[1] > INT32_MAX)
-        return fail(ld, MD_ERR_FORMAT, "tensor 'token_embd.weight': bad vocabulary size %lld",
+        return fail(ld, MD_ERR_FORMAT, "bad vocabulary size %lld (tensor 'token_embd.weight')",
                     (long long)te->ne[1]);
     hp->n_vocab = (int32_t)te->ne[1];
     ld->n_total = (int64_t)ld->g->n_tensors;
@@ -379,7 +400,7 @@ static int load_vocab_and_template(struct loader *ld)
     if (md_gguf_find_kv(ld->g, "tokenizer.ggml.model")) {
         char verr[200] = "";
         if (md_vocab_load(ld->g, &m->vocab, verr, sizeof verr))
-            return fail(ld, MD_ERR_FORMAT, "tokenizer: %s", verr);
+            return fail(ld, MD_ERR_FORMAT, "bad tokenizer: %s", verr);
     }
     struct md_str s;
     int rc = md_gguf_get_str(ld->g, "tokenizer.chat_template", &s);
@@ -417,8 +438,12 @@ static int model_from_gguf(struct md_model *m, const struct md_model_params *p, 
     if ((rc = load_arch(&ld)) || (rc = load_hparams(&ld)))
         return rc;
     struct md_backend_params bp = { .n_threads = 1, .isa = NULL, .device = p->device };
-    if ((rc = md_backend_new(p->backend, &bp, &m->be, err, errlen)))
+    /* the backend's message, after the path like every other */
+    size_t k = md_gguf_err_path(m->gguf->path, err, errlen);
+    if ((rc = md_backend_new(p->backend, &bp, &m->be, err ? err + k : NULL, err ? errlen - k : 0)))
         return rc;
+    if (err && errlen)
+        err[0] = '\0';
     snprintf(m->backend_name, sizeof m->backend_name, "%s", m->be->ops->name);
     m->device = p->device;
     if (!p->vocab_only && (rc = load_tensors(&ld)))
@@ -429,34 +454,6 @@ static int model_from_gguf(struct md_model *m, const struct md_model_params *p, 
         m->hp.n_vocab = m->vocab ? md_vocab_n_tokens(m->vocab) : 0;
     }
     build_desc(&ld);
-    return MD_OK;
-}
-
-/* Read a whole file for use_mmap = false. */
-static int read_file(const char *path, void **buf, size_t *size, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
-        return MD_ERR_IO;
-    }
-    int rc = MD_ERR_IO;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        *buf = malloc(n ? (size_t)n : 1);
-        if (!*buf)
-            rc = MD_ERR_NOMEM;
-        else if (fread(*buf, 1, (size_t)n, f) == (size_t)n)
-            rc = MD_OK;
-    }
-    fclose(f);
-    if (rc) {
-        snprintf(err, errlen, "cannot read '%s'%s", path, rc == MD_ERR_NOMEM ? ": out of memory" : "");
-        free(*buf);
-        *buf = NULL;
-        return rc;
-    }
-    *size = (size_t)n;
     return MD_OK;
 }
 
@@ -476,26 +473,15 @@ static int model_load(const char *path, const void *data, size_t size,
         snprintf(err, errlen, "out of memory");
         return MD_ERR_NOMEM;
     }
-    char gerr[256] = "";
-    int rc = MD_OK;
-    if (path && p.use_mmap) {
-        FILE *f = fopen(path, "rb");
-        if (!f) {
-            snprintf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
-            rc = MD_ERR_IO;
-        } else {
-            fclose(f);
-            if (md_gguf_open(path, &m->gguf, gerr, sizeof gerr))
-                rc = MD_ERR_FORMAT;
-        }
-    } else {
-        if (path)
-            rc = read_file(path, &m->file_buf, &size, err, errlen);
-        if (!rc && md_gguf_open_memory(path ? m->file_buf : data, size, &m->gguf, gerr, sizeof gerr))
-            rc = MD_ERR_FORMAT;
-    }
-    if (rc == MD_ERR_FORMAT)
-        snprintf(err, errlen, "%s: %s", path ? path : "(memory)", gerr);
+    /* The reader's status stands (MD_ERR_IO, MD_ERR_FORMAT, ...), so the
+     * same defect gives the same status here and in md_vision_load. */
+    int rc;
+    if (!path)
+        rc = md_gguf_open_memory(data, size, &m->gguf, err, errlen);
+    else if (p.use_mmap)
+        rc = md_gguf_open(path, &m->gguf, err, errlen);
+    else
+        rc = md_gguf_read(path, &m->gguf, err, errlen);
     if (!rc)
         rc = model_from_gguf(m, &p, err, errlen);
     if (rc) {
@@ -531,6 +517,45 @@ int md_model_load_memory(const void *data, size_t size, const struct md_model_pa
     return model_load(NULL, data, size, params, out, err, errlen);
 }
 
+/* Length of the headline at the start of msg: up to the first ": " that is
+ * not inside quotes or parentheses (those hold names and details). */
+static size_t headline_len(const char *msg)
+{
+    int depth = 0;
+    bool quoted = false;
+    size_t i = 0;
+    for (; msg[i]; i++) {
+        char c = msg[i];
+        if (c == '\'')
+            quoted = !quoted;
+        else if (!quoted && c == '(')
+            depth++;
+        else if (!quoted && c == ')' && depth > 0)
+            depth--;
+        else if (!quoted && !depth && c == ':' && msg[i + 1] == ' ')
+            break;
+    }
+    return i;
+}
+
+const char *md_load_error_cause(const char *err, const char *path, char *buf, size_t n)
+{
+    if (!buf || n == 0)
+        return buf;
+    buf[0] = '\0';
+    if (!err)
+        return buf;
+    size_t k = path ? strlen(path) : 0;
+    if (path && !strncmp(err, path, k) && err[k] == ':' && err[k + 1] == ' ')
+        err += k + 2;
+    size_t len = headline_len(err);
+    if (len > n - 1)
+        len = n - 1;
+    memcpy(buf, err, len);
+    buf[len] = '\0';
+    return buf;
+}
+
 static void free_tensor(struct md_model *m, struct md_tensor *t)
 {
     if (t->data)
@@ -563,7 +588,6 @@ void md_model_free(struct md_model *m)
     md_vocab_free(m->vocab);
     free(m->chat_template);
     md_gguf_close(m->gguf);
-    free(m->file_buf);
     free(m);
 }
 

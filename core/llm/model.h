@@ -65,8 +65,7 @@ struct md_model {
     struct md_backend *be;         /* owns the weight storage */
     char backend_name[16];
     int32_t device;
-    struct md_gguf *gguf;          /* kept open: CPU weights alias its mapping */
-    void *file_buf;                /* use_mmap = false: the file read into memory */
+    struct md_gguf *gguf;          /* kept open: CPU weights alias its bytes */
 };
 
 #endif

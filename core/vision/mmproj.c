@@ -10,6 +10,7 @@
  * hyper-parameters are bounded, so a hostile file gives an error, never an
  * out-of-range access or a huge allocation. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,25 @@
 static const float CLIP_MEAN[3] = { 0.48145466f, 0.4578275f, 0.40821073f };
 static const float CLIP_STD[3] = { 0.26862954f, 0.26130258f, 0.27577711f };
 
+/* ---- errors -------------------------------------------------------------- */
+
+/* "<path>: <cause>..." as md_model_load writes them (no path from memory):
+ * the cause comes before the first ": " after the path. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 5, 6)))
+#endif
+static int verr(const struct md_gguf *g, char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return rc;
+    size_t k = md_gguf_err_path(g->path, err, errlen);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err + k, errlen - k, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
 /* ---- keys ---------------------------------------------------------------- */
 
 /* A required positive integer key within [lo, hi]. */
@@ -35,14 +55,11 @@ static int key_int(const struct md_gguf *g, const char *key, int32_t lo, int32_t
 {
     int64_t x;
     int rc = md_gguf_get_i64(g, key, &x);
-    if (rc == -1) {
-        snprintf(err, errlen, "mmproj: missing key '%s'", key);
-        return MD_ERR_FORMAT;
-    }
-    if (rc || x < lo || x > hi) {
-        snprintf(err, errlen, "mmproj: key '%s' is not an integer in [%d, %d]", key, lo, hi);
-        return MD_ERR_FORMAT;
-    }
+    if (rc == -1)
+        return verr(g, err, errlen, MD_ERR_FORMAT, "missing key '%s'", key);
+    if (rc || x < lo || x > hi)
+        return verr(g, err, errlen, MD_ERR_FORMAT, "key '%s' is not an integer in [%d, %d]", key,
+                    lo, hi);
     *out = (int32_t)x;
     return MD_OK;
 }
@@ -56,10 +73,8 @@ static int key_bool(const struct md_gguf *g, const char *key, bool def, bool *ou
         *out = def;
         return MD_OK;
     }
-    if (rc) {
-        snprintf(err, errlen, "mmproj: key '%s' is not a bool", key);
-        return MD_ERR_FORMAT;
-    }
+    if (rc)
+        return verr(g, err, errlen, MD_ERR_FORMAT, "key '%s' is not a bool", key);
     return MD_OK;
 }
 
@@ -79,16 +94,12 @@ static int key_vec3(const struct md_gguf *g, const char *key, const float def[3]
         memcpy(out, def, 3 * sizeof(float));
         return MD_OK;
     }
-    if (kv->type != MD_GGUF_ARRAY || kv->n != 3) {
-        snprintf(err, errlen, "mmproj: key '%s' is not an array of 3 numbers", key);
-        return MD_ERR_FORMAT;
-    }
-    for (uint64_t i = 0; i < 3; i++) {
-        if (md_gguf_arr_f32(kv, i, &out[i]) || !isfinite(out[i])) {
-            snprintf(err, errlen, "mmproj: key '%s'[%d] is not a finite float", key, (int)i);
-            return MD_ERR_FORMAT;
-        }
-    }
+    if (kv->type != MD_GGUF_ARRAY || kv->n != 3)
+        return verr(g, err, errlen, MD_ERR_FORMAT, "key '%s' is not an array of 3 numbers", key);
+    for (uint64_t i = 0; i < 3; i++)
+        if (md_gguf_arr_f32(kv, i, &out[i]) || !isfinite(out[i]))
+            return verr(g, err, errlen, MD_ERR_FORMAT, "key '%s'[%d] is not a finite float", key,
+                        (int)i);
     return MD_OK;
 }
 
@@ -100,47 +111,52 @@ static int key_int_array(const struct md_gguf *g, const char *key, int32_t max, 
     *n = 0;
     if (!kv)
         return MD_OK;
-    if (kv->type != MD_GGUF_ARRAY || kv->n > (uint64_t)max) {
-        snprintf(err, errlen, "mmproj: key '%s' is not an array of at most %d integers", key, max);
-        return MD_ERR_FORMAT;
-    }
+    if (kv->type != MD_GGUF_ARRAY || kv->n > (uint64_t)max)
+        return verr(g, err, errlen, MD_ERR_FORMAT, "key '%s' is not an array of at most %d "
+                    "integers", key, max);
     for (uint64_t i = 0; i < kv->n; i++) {
         int64_t x;
-        if (md_gguf_arr_i64(kv, i, &x) || x < lo || x > hi) {
-            snprintf(err, errlen, "mmproj: key '%s'[%d] is not an integer in [%d, %d]", key,
-                     (int)i, lo, hi);
-            return MD_ERR_FORMAT;
-        }
+        if (md_gguf_arr_i64(kv, i, &x) || x < lo || x > hi)
+            return verr(g, err, errlen, MD_ERR_FORMAT, "key '%s'[%d] is not an integer in "
+                        "[%d, %d]", key, (int)i, lo, hi);
         out[i] = (int32_t)x;
     }
     *n = (int32_t)kv->n;
     return MD_OK;
 }
 
+/* A file of another architecture: an LLM given as the mmproj (a common
+ * slip, named with where it goes) or something else altogether. */
+static int wrong_arch(const struct md_gguf *g, struct md_str arch, char *err, size_t errlen)
+{
+    char name[65], key[96];
+    snprintf(name, sizeof name, "%.*s", (int)(arch.len < 64 ? arch.len : 64), arch.ptr);
+    snprintf(key, sizeof key, "%s.block_count", name);
+    if (md_gguf_find_kv(g, "tokenizer.ggml.model") || md_gguf_find_kv(g, key))
+        return verr(g, err, errlen, MD_ERR_UNSUPPORTED, "a language model (%s), not a vision "
+                    "projector; pass it as the model", name);
+    return verr(g, err, errlen, MD_ERR_UNSUPPORTED, "not a vision projector "
+                "(general.architecture is '%s', expected 'clip')", name);
+}
+
 static int check_arch(const struct md_gguf *g, char *err, size_t errlen)
 {
     struct md_str arch;
-    if (md_gguf_get_str(g, "general.architecture", &arch) == 0 && !md_str_eq(arch, "clip")) {
-        snprintf(err, errlen, "mmproj: general.architecture is '%.*s', expected 'clip'",
-                 (int)(arch.len < 64 ? arch.len : 64), arch.ptr);
-        return MD_ERR_UNSUPPORTED;
-    }
+    if (md_gguf_get_str(g, "general.architecture", &arch) == 0 && !md_str_eq(arch, "clip"))
+        return wrong_arch(g, arch, err, errlen);
     bool has_vision;
     int rc = key_bool(g, "clip.has_vision_encoder", true, &has_vision, err, errlen);
     if (rc)
         return rc;
-    if (!has_vision) {
-        snprintf(err, errlen, "mmproj: clip.has_vision_encoder is false (a text-only CLIP file)");
-        return MD_ERR_UNSUPPORTED;
-    }
+    if (!has_vision)
+        return verr(g, err, errlen, MD_ERR_UNSUPPORTED, "no vision encoder "
+                    "(clip.has_vision_encoder is false, a text-only CLIP file)");
     struct md_str pt;
     const char *pkey = md_gguf_find_kv(g, "clip.projector_type") ? "clip.projector_type"
                                                                  : "clip.vision.projector_type";
-    if (md_gguf_get_str(g, pkey, &pt) == 0 && !md_str_eq(pt, "mlp")) {
-        snprintf(err, errlen, "mmproj: projector type '%.*s' is not supported (only 'mlp')",
-                 (int)(pt.len < 64 ? pt.len : 64), pt.ptr);
-        return MD_ERR_UNSUPPORTED;
-    }
+    if (md_gguf_get_str(g, pkey, &pt) == 0 && !md_str_eq(pt, "mlp"))
+        return verr(g, err, errlen, MD_ERR_UNSUPPORTED, "unsupported projector type '%.*s' "
+                    "(only 'mlp' is)", (int)(pt.len < 64 ? pt.len : 64), pt.ptr);
     return MD_OK;
 }
 
@@ -154,26 +170,20 @@ static int read_sizes(const struct md_gguf *g, struct md_clip_hparams *hp, char 
         (rc = key_int(g, "clip.vision.attention.head_count", 1, MAX_HEADS, &hp->n_head, err, errlen)) ||
         (rc = key_int(g, "clip.vision.block_count", 1, MD_VISION_MAX_LAYERS, &hp->n_layer, err, errlen)))
         return rc;
-    if (hp->patch_size > hp->image_size) {
-        snprintf(err, errlen, "mmproj: patch_size %d exceeds image_size %d", hp->patch_size,
-                 hp->image_size);
-        return MD_ERR_FORMAT;
-    }
-    if (hp->hidden % hp->n_head) {
-        snprintf(err, errlen, "mmproj: embedding_length %d is not a multiple of head_count %d",
-                 hp->hidden, hp->n_head);
-        return MD_ERR_FORMAT;
-    }
+    if (hp->patch_size > hp->image_size)
+        return verr(g, err, errlen, MD_ERR_FORMAT, "patch_size %d exceeds image_size %d",
+                    hp->patch_size, hp->image_size);
+    if (hp->hidden % hp->n_head)
+        return verr(g, err, errlen, MD_ERR_FORMAT, "embedding_length %d is not a multiple of "
+                    "head_count %d", hp->hidden, hp->n_head);
     hp->head_dim = hp->hidden / hp->n_head;
     /* A conv with stride = kernel drops a remainder (SigLIP 384/14 -> 27). */
     hp->n_side = hp->image_size / hp->patch_size;
     hp->n_patches = hp->n_side * hp->n_side;
     hp->eps = 1e-5f;
     int r = md_gguf_get_f32(g, "clip.vision.attention.layer_norm_epsilon", &hp->eps);
-    if (r == -2 || !(hp->eps >= 0.0f && hp->eps < 1.0f)) {
-        snprintf(err, errlen, "mmproj: bad clip.vision.attention.layer_norm_epsilon");
-        return MD_ERR_FORMAT;
-    }
+    if (r == -2 || !(hp->eps >= 0.0f && hp->eps < 1.0f))
+        return verr(g, err, errlen, MD_ERR_FORMAT, "bad clip.vision.attention.layer_norm_epsilon");
     return MD_OK;
 }
 
@@ -183,30 +193,25 @@ static int read_options(const struct md_gguf *g, struct md_clip_hparams *hp, cha
     if ((rc = key_vec3(g, "clip.vision.image_mean", CLIP_MEAN, hp->mean, err, errlen)) ||
         (rc = key_vec3(g, "clip.vision.image_std", CLIP_STD, hp->std, err, errlen)))
         return rc;
-    for (int c = 0; c < 3; c++) {
-        if (!(fabsf(hp->std[c]) > 1e-12f)) {
-            snprintf(err, errlen, "mmproj: clip.vision.image_std[%d] is zero", c);
-            return MD_ERR_FORMAT;
-        }
-    }
+    for (int c = 0; c < 3; c++)
+        if (!(fabsf(hp->std[c]) > 1e-12f))
+            return verr(g, err, errlen, MD_ERR_FORMAT, "clip.vision.image_std[%d] is zero", c);
     int32_t n_pp = 0;
     rc = key_int_array(g, "clip.vision.image_grid_pinpoints", 2 * MD_VISION_MAX_PINPOINTS, 1,
                        MAX_IMAGE_SIZE * 8, hp->pinpoints, &n_pp, err, errlen);
     if (rc)
         return rc;
-    if (n_pp % 2) {
-        snprintf(err, errlen, "mmproj: clip.vision.image_grid_pinpoints has an odd count %d", n_pp);
-        return MD_ERR_FORMAT;
-    }
+    if (n_pp % 2)
+        return verr(g, err, errlen, MD_ERR_FORMAT, "clip.vision.image_grid_pinpoints has an odd "
+                    "count %d", n_pp);
     hp->n_pinpoints = n_pp / 2;
     hp->spatial_unpad = key_str_is(g, "clip.vision.mm_patch_merge_type", "spatial_unpad");
     struct md_str fam;
     if (md_gguf_get_str(g, "clip.vision.llava_family", &fam) == 0) {
-        if (!md_str_eq(fam, "onevision")) {
-            snprintf(err, errlen, "mmproj: clip.vision.llava_family '%.*s' is not supported "
-                     "(only 'onevision')", (int)(fam.len < 64 ? fam.len : 64), fam.ptr);
-            return MD_ERR_UNSUPPORTED;
-        }
+        if (!md_str_eq(fam, "onevision"))
+            return verr(g, err, errlen, MD_ERR_UNSUPPORTED, "unsupported "
+                        "clip.vision.llava_family '%.*s' (only 'onevision' is)",
+                        (int)(fam.len < 64 ? fam.len : 64), fam.ptr);
         hp->onevision = true;
         hp->anyres_max = 9;
         hp->video_pool = 2;
@@ -240,10 +245,8 @@ static const struct md_gguf_tensor *find_shaped(const struct md_gguf *g, const c
     *rc = MD_OK;
     const struct md_gguf_tensor *t = md_gguf_find_tensor(g, name);
     if (!t) {
-        if (required) {
-            snprintf(err, errlen, "mmproj: missing tensor '%s'", name);
-            *rc = MD_ERR_FORMAT;
-        }
+        if (required)
+            *rc = verr(g, err, errlen, MD_ERR_FORMAT, "missing tensor '%s'", name);
         return NULL;
     }
     for (int i = 0; i < 4; i++) {
@@ -251,15 +254,14 @@ static const struct md_gguf_tensor *find_shaped(const struct md_gguf *g, const c
             char a[80], b[80];
             fmt_shape(a, sizeof a, t->ne, (int)(t->n_dims ? t->n_dims : 1));
             fmt_shape(b, sizeof b, want, nd);
-            snprintf(err, errlen, "mmproj: tensor '%s': shape %s, expected %s", name, a, b);
-            *rc = MD_ERR_FORMAT;
+            *rc = verr(g, err, errlen, MD_ERR_FORMAT, "wrong shape of tensor '%s' (shape %s, "
+                       "expected %s)", name, a, b);
             return NULL;
         }
     }
     if (!md_type_supported(t->type) || md_type_row_bytes(t->type, t->ne[0]) <= 0) {
-        snprintf(err, errlen, "mmproj: tensor '%s': type %s is not supported for rows of %lld",
-                 name, md_ggml_type_name(t->type), (long long)t->ne[0]);
-        *rc = MD_ERR_UNSUPPORTED;
+        *rc = verr(g, err, errlen, MD_ERR_UNSUPPORTED, "unsupported tensor type %s in tensor "
+                   "'%s' (rows of %lld)", md_ggml_type_name(t->type), name, (long long)t->ne[0]);
         return NULL;
     }
     return t;
@@ -281,8 +283,8 @@ static int load_matrix(struct md_vision *v, const char *name, int64_t n_in, int6
     out->ne[2] = out->ne[3] = 1;
     rc = v->be->ops->tensor_weight(v->be, out, t->data);
     if (rc)
-        snprintf(err, errlen, "mmproj: tensor '%s': backend cannot hold it", name);
-    return rc;
+        return verr(v->gguf, err, errlen, rc, "backend cannot hold tensor '%s'", name);
+    return MD_OK;
 }
 
 /* A small F32 table [rows][n] (norms, biases, embeddings): converted from
@@ -296,22 +298,21 @@ static int load_f32(struct md_vision *v, const char *name, const int64_t want[4]
     const struct md_gguf_tensor *t = find_shaped(v->gguf, name, want, nd, required, &rc, err, errlen);
     if (!t)
         return rc;
-    if (t->type != MD_TYPE_F32 && t->type != MD_TYPE_F16 && t->type != MD_TYPE_BF16) {
-        snprintf(err, errlen, "mmproj: tensor '%s': type %s, expected F32/F16/BF16", name,
-                 md_type_name(t->type));
-        return MD_ERR_UNSUPPORTED;
-    }
+    if (t->type != MD_TYPE_F32 && t->type != MD_TYPE_F16 && t->type != MD_TYPE_BF16)
+        return verr(v->gguf, err, errlen, MD_ERR_UNSUPPORTED, "unsupported tensor type %s in "
+                    "tensor '%s' (F32, F16 or BF16 is needed)", md_type_name(t->type), name);
     float *host = malloc(sizeof(float) * (size_t)(n * rows));
     if (!host)
-        return MD_ERR_NOMEM;
+        return verr(v->gguf, err, errlen, MD_ERR_NOMEM, "out of memory converting tensor '%s'",
+                    name);
     md_dequantize_row(t->type, t->data, host, n * rows);
     rc = md_backend_alloc_2d(v->be, out, MD_TYPE_F32, n, rows);
     if (!rc)
         rc = v->be->ops->tensor_set(v->be, out, 0, host, sizeof(float) * (size_t)(n * rows));
     free(host);
     if (rc)
-        snprintf(err, errlen, "mmproj: tensor '%s': cannot allocate it on the backend", name);
-    return rc;
+        return verr(v->gguf, err, errlen, rc, "backend cannot hold tensor '%s'", name);
+    return MD_OK;
 }
 
 static int load_vec(struct md_vision *v, const char *name, int64_t n, bool required,
@@ -333,11 +334,10 @@ static int load_embeddings(struct md_vision *v, char *err, size_t errlen)
                                                  &rc, err, errlen);
     if (!t)
         return rc;
-    if (md_type_row_bytes(t->type, 3 * P * P) <= 0) {
-        snprintf(err, errlen, "mmproj: tensor 'v.patch_embd.weight': type %s cannot be read "
-                 "as rows of %lld", md_type_name(t->type), (long long)(3 * P * P));
-        return MD_ERR_UNSUPPORTED;
-    }
+    if (md_type_row_bytes(t->type, 3 * P * P) <= 0)
+        return verr(v->gguf, err, errlen, MD_ERR_UNSUPPORTED, "unsupported tensor type %s in "
+                    "tensor 'v.patch_embd.weight' (it cannot be read as rows of %lld)",
+                    md_type_name(t->type), (long long)(3 * P * P));
     /* The conv kernel {P, P, 3, D} is, row by row, a {3*P*P, D} matrix whose
      * rows run over (channel, ky, kx): patch embedding = im2col + matmul. */
     memset(&v->patch_w, 0, sizeof v->patch_w);
@@ -346,7 +346,7 @@ static int load_embeddings(struct md_vision *v, char *err, size_t errlen)
     v->patch_w.ne[1] = D;
     v->patch_w.ne[2] = v->patch_w.ne[3] = 1;
     if ((rc = v->be->ops->tensor_weight(v->be, &v->patch_w, t->data)))
-        return rc;
+        return verr(v->gguf, err, errlen, rc, "backend cannot hold tensor 'v.patch_embd.weight'");
     if ((rc = load_vec(v, "v.patch_embd.bias", D, false, &v->patch_b, err, errlen)))
         return rc;
     hp->has_patch_bias = md_tensor_present(&v->patch_b);
@@ -376,8 +376,8 @@ static int detect_ffn_swap(struct md_vision *v, char *err, size_t errlen)
     const struct md_gguf_tensor *up = md_gguf_find_tensor(v->gguf, "v.blk.0.ffn_up.weight");
     const struct md_gguf_tensor *down = md_gguf_find_tensor(v->gguf, "v.blk.0.ffn_down.weight");
     if (!up || !down) {
-        snprintf(err, errlen, "mmproj: missing tensor 'v.blk.0.%s.weight'", up ? "ffn_down" : "ffn_up");
-        return MD_ERR_FORMAT;
+        return verr(v->gguf, err, errlen, MD_ERR_FORMAT, "missing tensor 'v.blk.0.%s.weight'",
+                    up ? "ffn_down" : "ffn_up");
     }
     int64_t D = v->hp.hidden, F = v->hp.n_ff;
     if (D == F)
@@ -449,11 +449,10 @@ static int pick_activation(struct md_vision *v, char *err, size_t errlen)
             v->hp.act = MD_UNARY_QUICK_GELU;
         else if (md_str_eq(act, "silu"))
             v->hp.act = MD_UNARY_SILU;
-        else {
-            snprintf(err, errlen, "mmproj: clip.vision.hidden_act '%.*s' is not supported",
-                     (int)(act.len < 64 ? act.len : 64), act.ptr);
-            return MD_ERR_UNSUPPORTED;
-        }
+        else
+            return verr(v->gguf, err, errlen, MD_ERR_UNSUPPORTED, "unsupported "
+                        "clip.vision.hidden_act '%.*s'", (int)(act.len < 64 ? act.len : 64),
+                        act.ptr);
         return MD_OK;
     }
     if (!v->hp.has_class && v->hp.has_post_ln)
@@ -475,16 +474,13 @@ static int pick_layers_run(struct md_vision *v, char *err, size_t errlen)
     hp->n_layer_run = hp->n_layer;
     if (hp->n_feature_layers == 1) {
         /* hidden_states[k] is the output of k layers (index 0: embeddings) */
-        if (hp->feature_layers[0] < 1 || hp->feature_layers[0] > hp->n_layer) {
-            snprintf(err, errlen, "mmproj: clip.vision.feature_layer %d outside 1..%d",
-                     hp->feature_layers[0], hp->n_layer);
-            return MD_ERR_FORMAT;
-        }
+        if (hp->feature_layers[0] < 1 || hp->feature_layers[0] > hp->n_layer)
+            return verr(v->gguf, err, errlen, MD_ERR_FORMAT, "clip.vision.feature_layer %d "
+                        "outside 1..%d", hp->feature_layers[0], hp->n_layer);
         hp->n_layer_run = hp->feature_layers[0];
     } else if (hp->n_feature_layers > 1) {
-        snprintf(err, errlen, "mmproj: %d feature layers (concatenated features) are not "
-                 "supported yet", hp->n_feature_layers);
-        return MD_ERR_UNSUPPORTED;
+        return verr(v->gguf, err, errlen, MD_ERR_UNSUPPORTED, "concatenated feature layers are "
+                    "not supported yet (clip.vision.feature_layer has %d)", hp->n_feature_layers);
     }
     if (v->params.llamacpp_layers && hp->n_layer_run > 1)
         hp->n_layer_run--;
@@ -499,7 +495,8 @@ static int load_tower(struct md_vision *v, char *err, size_t errlen)
         return rc;
     v->layers = calloc((size_t)v->hp.n_layer, sizeof *v->layers);
     if (!v->layers)
-        return MD_ERR_NOMEM;
+        return verr(v->gguf, err, errlen, MD_ERR_NOMEM, "out of memory for %d layers",
+                    v->hp.n_layer);
     for (int il = 0; il < v->hp.n_layer; il++)
         if ((rc = load_layer(v, il, err, errlen)))
             return rc;
@@ -513,15 +510,13 @@ static int load_projector(struct md_vision *v, char *err, size_t errlen)
     struct md_clip_hparams *hp = &v->hp;
     const struct md_gguf_tensor *m0 = md_gguf_find_tensor(v->gguf, "mm.0.weight");
     const struct md_gguf_tensor *m2 = md_gguf_find_tensor(v->gguf, "mm.2.weight");
-    if (!m0 || !m2) {
-        snprintf(err, errlen, "mmproj: missing tensor '%s' (projector 'mlp')",
-                 m0 ? "mm.2.weight" : "mm.0.weight");
-        return MD_ERR_FORMAT;
-    }
-    if (m0->ne[1] < 1 || m0->ne[1] > MAX_FF || m2->ne[1] < 1 || m2->ne[1] > MAX_EMBD_OUT) {
-        snprintf(err, errlen, "mmproj: projector sizes out of range");
-        return MD_ERR_FORMAT;
-    }
+    if (!m0 || !m2)
+        return verr(v->gguf, err, errlen, MD_ERR_FORMAT, "missing tensor '%s' (projector 'mlp')",
+                    m0 ? "mm.2.weight" : "mm.0.weight");
+    if (m0->ne[1] < 1 || m0->ne[1] > MAX_FF || m2->ne[1] < 1 || m2->ne[1] > MAX_EMBD_OUT)
+        return verr(v->gguf, err, errlen, MD_ERR_FORMAT, "projector sizes out of range "
+                    "(mm.0.weight has %lld rows, mm.2.weight %lld)", (long long)m0->ne[1],
+                    (long long)m2->ne[1]);
     hp->proj = MD_PROJ_MLP;
     hp->n_mm = (int32_t)m0->ne[1];
     hp->n_embd_out = (int32_t)m2->ne[1];

@@ -69,7 +69,7 @@ int md_vision_load(const char *path, const struct md_vision_params *params,
     int rc = md_gguf_open(path, &v->gguf, err, errlen);
     if (rc) {
         free(v);
-        return MD_ERR_IO;   /* the message in err says why */
+        return rc;   /* the reader's status: MD_ERR_IO, MD_ERR_FORMAT, ... as md_model_load */
     }
     return vision_finish(v, vision_open(v, params, err, errlen), out);
 }
@@ -90,7 +90,7 @@ int md_vision_load_memory(const void *data, size_t size, const struct md_vision_
     int rc = md_gguf_open_memory(data, size, &v->gguf, err, errlen);
     if (rc) {
         free(v);
-        return MD_ERR_FORMAT;
+        return rc;
     }
     return vision_finish(v, vision_open(v, params, err, errlen), out);
 }

@@ -28,11 +28,29 @@ cp "$tmp/out" "$tmp/seed7"
 expect seeded-again 0 'decode' "$md" -m "$model" -p "Once" -n 16 --temp 1.0 --seed 7
 cmp -s "$tmp/out" "$tmp/seed7" || fail "the same seed gave different text"
 expect chat 0 'decode' "$md" -m "$root/models/fixtures/tiny-qwen2-f16.gguf" --chat -p "hi" -n 8 --temp 0
-expect missing-file 1 "cannot open model '$tmp/nope.gguf'" "$md" -m "$tmp/nope.gguf" -p hi
+# a bad model file: exit 1 and one line "mustdrop: PATH: CAUSE...", the path
+# once (--device cpu: device=auto's CUDA attempt reports its own failure)
+bad_model() {  # name, file, expected message start after the path
+    expect "$1" 1 "^mustdrop: $2: $3" "$md" -m "$2" -p hi --device cpu
+    [ "$(wc -l <"$tmp/err")" = 1 ] || fail "$1: not one line: $(head -c 400 "$tmp/err")"
+    [ "$(grep -o -F -- "$2" "$tmp/err" | wc -l)" = 1 ] || fail "$1: the path is not there once: $(cat "$tmp/err")"
+}
+bad_model missing-file "$tmp/nope.gguf" "no such file"
 echo "not a model" >"$tmp/text.gguf"
-expect not-gguf 1 'not a GGUF file' "$md" -m "$tmp/text.gguf" -p hi
+bad_model not-gguf "$tmp/text.gguf" "not a GGUF file: starts with 'not '"
 head -c 1000 "$model" >"$tmp/trunc.gguf"
-expect truncated 1 "cannot load" "$md" -m "$tmp/trunc.gguf" -p hi
+bad_model truncated "$tmp/trunc.gguf" "truncated: the file has 1000 bytes, its header"
+head -c $(($(wc -c <"$model") / 2)) "$model" >"$tmp/half.gguf"
+bad_model truncated-data "$tmp/half.gguf" "truncated: the file has [0-9]* bytes, its tensor data needs $(wc -c <"$model")"
+: >"$tmp/empty.gguf"
+bad_model empty "$tmp/empty.gguf" "empty file (0 bytes)"
+mkdir "$tmp/dir.gguf"
+bad_model directory "$tmp/dir.gguf" "is a directory, not a GGUF file"
+mkfifo "$tmp/fifo.gguf"
+bad_model fifo "$tmp/fifo.gguf" "not a regular file (a FIFO)"
+expect prompt-not-utf8 2 'the prompt is not valid UTF-8 (byte 0xff at offset 2)' "$md" -m "$model" -p $'hi\xff'
+expect prompt-too-long 1 'the prompt is [0-9]* tokens and the context holds 64' "$md" -m "$model" -p "$(head -c 3000 /dev/zero | tr '\0' a)" -c 64
+grep -q aaaa "$tmp/out" && fail "prompt-too-long: the prompt was echoed"
 vocab=$root/../shared/fixtures/tokenizer/llama.cpp-vocab/ggml-vocab-gpt-2.gguf
 if [ -f "$vocab" ]; then
     expect unsupported-arch 1 "unsupported architecture 'gpt2'" "$md" -m "$vocab" -p hi

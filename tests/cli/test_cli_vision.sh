@@ -97,8 +97,39 @@ expect video-audio-only 1 "has no video stream" "$md" "${v[@]}" --video "$tmp/so
 echo "hello" >"$tmp/text.png"
 expect image-text 1 'image:' "$md" "${v[@]}" --image "$tmp/text.png" --question "Q?"
 expect image-missing 1 "cannot open '$tmp/none.png'" "$md" "${v[@]}" --image "$tmp/none.png" --question "Q?"
-expect mmproj-missing 1 "cannot open model '$tmp/none.gguf'" "$md" -m "$llm" --mmproj "$tmp/none.gguf" --image "$tmp/image.png" -p Q
-expect mmproj-not-gguf 1 "cannot load" "$md" -m "$llm" --mmproj "$tmp/text.png" --image "$tmp/image.png" -p Q
+# bad model files: exit 1 and one line "mustdrop: PATH: CAUSE...", the path
+# once (--device cpu: device=auto's CUDA attempt reports its own failure)
+bad_pair() {  # name, llm, mmproj, the file at fault, expected message start after its path
+    expect "$1" 1 "^mustdrop: $4: $5" "$md" -m "$2" --mmproj "$3" --image "$tmp/image.png" -p Q --device cpu
+    [ "$(wc -l <"$tmp/err")" = 1 ] || fail "$1: not one line: $(head -c 600 "$tmp/err")"
+    [ "$(grep -o -F -- "$4" "$tmp/err" | wc -l)" = 1 ] || fail "$1: the path is not there once: $(cat "$tmp/err")"
+}
+bad_pair mmproj-missing "$llm" "$tmp/none.gguf" "$tmp/none.gguf" "no such file"
+bad_pair mmproj-not-gguf "$llm" "$tmp/text.png" "$tmp/text.png" "not a GGUF file: starts with 'hell'"
+head -c 1000 "$proj" >"$tmp/proj-1000.gguf"
+bad_pair mmproj-truncated "$llm" "$tmp/proj-1000.gguf" "$tmp/proj-1000.gguf" "truncated: the file has 1000 bytes"
+head -c $(($(wc -c <"$proj") / 2)) "$proj" >"$tmp/proj-half.gguf"
+bad_pair mmproj-truncated-data "$llm" "$tmp/proj-half.gguf" "$tmp/proj-half.gguf" "truncated: the file has [0-9]* bytes, its tensor data needs $(wc -c <"$proj")"
+head -c 1000 "$llm" >"$tmp/llm-1000.gguf"
+bad_pair llm-truncated "$tmp/llm-1000.gguf" "$proj" "$tmp/llm-1000.gguf" "truncated: the file has 1000 bytes"
+: >"$tmp/empty.gguf"
+bad_pair mmproj-empty "$llm" "$tmp/empty.gguf" "$tmp/empty.gguf" "empty file (0 bytes)"
+bad_pair llm-empty "$tmp/empty.gguf" "$proj" "$tmp/empty.gguf" "empty file (0 bytes)"
+mkdir "$tmp/dir.gguf"
+bad_pair mmproj-directory "$llm" "$tmp/dir.gguf" "$tmp/dir.gguf" "is a directory, not a GGUF file"
+bad_pair llm-directory "$tmp/dir.gguf" "$proj" "$tmp/dir.gguf" "is a directory, not a GGUF file"
+bad_pair mmproj-as-llm "$proj" "$proj" "$proj" "a vision projector (clip), not a language model; pass it as the mmproj"
+bad_pair llm-as-mmproj "$llm" "$llm" "$llm" "a language model (llama), not a vision projector; pass it as the model"
+# questions that cannot be asked: said before any frame is encoded
+expect question-empty 2 '^mustdrop: the question is empty$' "$md" "${v[@]}" --image "$tmp/image.png" --question ""
+expect question-blank 2 '^mustdrop: the question is empty$' "$md" "${v[@]}" --image "$tmp/image.png" --question "  "
+expect question-not-utf8 2 'the question is not valid UTF-8 (byte 0xff at offset 0)' "$md" "${v[@]}" --image "$tmp/image.png" --question $'\xff\xfe'
+long=$(head -c 3000 /dev/zero | tr '\0' a)
+expect question-too-long 1 '^mustdrop: the question is [0-9]* tokens and the context holds 256; ask a shorter question or raise -c$' "$md" "${v[@]}" -c 256 --video "$tmp/clip.mkv" --question "$long"
+grep -q 'frame' "$tmp/err" && fail "question-too-long: frames were decoded first"
+expect question-too-long-image 1 'the question is [0-9]* tokens and the context holds 256' "$md" "${v[@]}" -c 256 --image "$tmp/image.png" --question "$long"
+expect prompt-too-long 1 'the prompt is [0-9]* rows (the question [0-9]* tokens, 64 image rows, [0-9]* for the chat template) and the context holds 256' \
+    "$md" "${v[@]}" -c 256 --video "$tmp/clip.mkv" --frames 4 --question "$(head -c 200 /dev/zero | tr '\0' a)"
 expect image-no-mmproj 2 'need --mmproj' "$md" -m "$llm" --image "$tmp/image.png" -p Q
 expect mmproj-no-media 2 'needs --image' "$md" -m "$llm" --mmproj "$proj" -p Q
 expect frames-no-video 2 'need --video' "$md" "${v[@]}" --image "$tmp/image.png" --frames 3 -p Q

@@ -13,6 +13,7 @@ Usage: test_eval.py MUSTDROP_EVAL MUSTDROP TEST_MEDIA SOURCE_ROOT
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -184,7 +185,9 @@ try:
     rc, out, err = run([evalx, "--split", split, *model, "--frames", N, "-t", "1", "--json", "-c", "60"])
     r = json.loads(out.decode().splitlines()[0]) if rc == 0 and out else {}
     check(r.get("n") == 7 and r.get("correct") == 0 and r.get("n_errors") == 7
-          and "but the context holds 60 (use -c)" in err, f"-c 60: {r} {err[-300:]}")
+          and re.search(r"the prompt is \d+ rows \(the question \d+ tokens, \d+ image rows, \d+ for "
+                        r"the chat template\) and the context holds 60", err),
+          f"-c 60: {r} {err[-300:]}")
 
     # the default model from MUSTDROP_MODEL_DIR
     dm = os.path.join(tmp, "defmodel")
@@ -243,7 +246,9 @@ try:
                              (["--split", split, *model, "--bogus"], 2, "unknown option"),
                              (["--split", os.path.join(tmp, "nosuch"), *model], 1, "cannot open"),
                              (["--split", split, "-m", os.path.join(tmp, "no.gguf"), "--mmproj", proj], 1,
-                              "cannot open model")]:
+                              "mustdrop-eval: " + os.path.join(tmp, "no.gguf") + ": no such file"),
+                             (["--split", split, "-m", llm, "--mmproj", tmp], 1,
+                              "mustdrop-eval: " + tmp + ": is a directory, not a GGUF file")]:
         rc, out, err = run([evalx, *args])
         check(rc == code and want in err, f"{args}: exit {rc}, stderr {err[-300:]}")
     rc, out, err = run([evalx, "--help"])

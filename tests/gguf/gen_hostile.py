@@ -99,32 +99,32 @@ def cases():
     key1_len = len(b"llama.block_count")
 
     # --- magic / version / counts ---
-    c["empty"] = (b"", "truncated: magic")
-    c["trunc_in_magic"] = (b"GG", "truncated: magic")
-    c["bad_magic"] = (b"GGML" + full[4:], "bad magic")
-    c["bad_magic_lowercase"] = (b"gguf" + full[4:], "bad magic")
-    c["trunc_in_version"] = (full[:6], "truncated: version")
+    c["empty"] = (b"", "empty file (0 bytes)")
+    c["trunc_in_magic"] = (b"GG", "truncated: the file has 2 bytes and ends in the header (magic")
+    c["bad_magic"] = (b"GGML" + full[4:], "not a GGUF file: starts with 'GGML'")
+    c["bad_magic_lowercase"] = (b"gguf" + full[4:], "not a GGUF file: starts with 'gguf'")
+    c["trunc_in_version"] = (full[:6], "ends in the header (version at offset 4")
     c["version_0"] = (base(version=0), "version 0")
     c["version_1"] = (base(version=1), "version 1")
     c["version_4"] = (base(version=4), "version 4")
     c["version_99"] = (base(version=99), "version 99")
     c["version_big_endian"] = (b"GGUF" + struct.pack(">I", 3) + full[8:], "big-endian")
-    c["trunc_in_n_tensors"] = (full[:12], "truncated: tensor count")
-    c["trunc_in_n_kv"] = (full[:20], "truncated: kv count")
-    c["header_only_no_kv_bytes"] = (full[:24], "kv count")
+    c["trunc_in_n_tensors"] = (full[:12], "ends in the header (tensor count at offset 8")
+    c["trunc_in_n_kv"] = (full[:20], "ends in the header (kv count at offset 16")
+    c["header_only_no_kv_bytes"] = (full[:24], "truncated: the file has 24 bytes, its header (kv count")
     c["huge_n_kv"] = (base(n_kv=1 << 40), "kv count 1099511627776")
     c["huge_n_kv_u32max"] = (base(n_kv=0xFFFFFFFF), "kv count 4294967295")
     c["negative_n_kv"] = (base(n_kv=-1), "negative")
     c["huge_n_tensors"] = (base(n_t=1 << 40), "tensor count 1099511627776")
     c["negative_n_tensors"] = (base(n_t=-5), "negative")
-    c["n_kv_one_too_many"] = (gguf(BASE_KVS, [], b"", n_kv=len(BASE_KVS) + 1, align=1), "kv 5: truncated: key")
+    c["n_kv_one_too_many"] = (gguf(BASE_KVS, [], b"", n_kv=len(BASE_KVS) + 1, align=1), "ends in kv 5 (key at offset")
     c["n_tensors_one_too_many"] = (gguf(BASE_KVS, BASE_TIS, n_t=3)[:o["end_tis"]] + b"\0" * 4,
-                                   "tensor 2: truncated: tensor name")
+                                   "ends in tensor 2 (tensor name at offset")
 
     # --- keys ---
-    c["trunc_in_key_length"] = (full[:kv1 + 4], "truncated: key")
+    c["trunc_in_key_length"] = (full[:kv1 + 4], "ends in kv 1 (key at offset")
     c["trunc_in_key"] = (full[:kv1 + 8 + 5], "key at offset")
-    c["huge_key_length"] = (full[:kv1] + u64(1 << 63) + full[kv1 + 8:], "length 9223372036854775808 exceeds")
+    c["huge_key_length"] = (full[:kv1] + u64(1 << 63) + full[kv1 + 8:], "key at offset 263 declares 9223372036854775808 bytes")
     c["key_empty"] = (gguf([kv_u32(b"", 1)], []), "key at offset 24 is empty")
     c["key_with_nul"] = (gguf([kv_u32(b"gen\0eral", 1)], []), "NUL")
     c["key_not_utf8"] = (gguf([kv_u32(b"general.\xffname", 1)], []), "not valid UTF-8")
@@ -137,30 +137,30 @@ def cases():
 
     # --- values ---
     vt = kv1 + 8 + key1_len               # offset of the value type of kv1
-    c["trunc_in_value_type"] = (full[:vt + 2], "truncated: value type")
-    c["trunc_in_value_u32"] = (full[:vt + 4 + 2], "truncated: uint32")
+    c["trunc_in_value_type"] = (full[:vt + 2], "(value type at offset")
+    c["trunc_in_value_u32"] = (full[:vt + 4 + 2], "(uint32 at offset")
     c["unknown_value_type_13"] = (gguf([kv(b"k", 13, u32(0))], []), "unknown value type 13")
     c["unknown_value_type_u32max"] = (gguf([kv(b"k", 0xFFFFFFFF, u32(0))], []), "unknown value type 4294967295")
     c["trunc_in_string_value"] = (gguf([kv_str(b"general.name", b"abcdefghij")], [])[:24 + 8 + 12 + 4 + 8 + 3],
-                                  "string value")
+                                  "(string value at offset 48: 10 bytes needed")
     c["huge_string_length"] = (gguf([kv(b"general.name", STR, u64(0xFFFFFFFFFFFF) + b"x" * 40)], []),
-                               "length 281474976710655 exceeds")
+                               "declares 281474976710655 bytes")
     c["trunc_in_string_length"] = (gguf([kv_str(b"general.name", b"abc")], [])[:24 + 8 + 12 + 4 + 5],
-                                   "truncated: string value")
+                                   "ends in kv 0 'general.name' (string value at offset 48: 8 bytes needed")
     c["bool_value_2"] = (gguf([kv(b"tokenizer.ggml.add_bos_token", BOOL, b"\x02" + b"\0" * 15)], []),
                          "bool value 2")
     c["bool_value_ff"] = (gguf([kv(b"b", BOOL, b"\xff" + b"\0" * 15)], []), "bool value 255")
     c["trunc_in_f64_value"] = (gguf([kv(b"f", F64, struct.pack("<d", 1.5))], [])[:24 + 9 + 4 + 5],
-                               "truncated: float64")
+                               "(float64 at offset")
 
     # --- arrays ---
     at = kv2 + 8 + len(b"tokenizer.ggml.tokens") + 4   # offset of the element type
-    c["trunc_in_array_type"] = (full[:at + 2], "truncated: array element type")
-    c["trunc_in_array_count"] = (full[:at + 4 + 3], "truncated: array count")
+    c["trunc_in_array_type"] = (full[:at + 2], "(array element type at offset")
+    c["trunc_in_array_count"] = (full[:at + 4 + 3], "(array count at offset")
     c["trunc_in_string_array"] = (gguf([kv(b"t", ARR, arr(STR, 3, s(b"<unk>") + u64(100) + b"x" * 12))], [], align=1),
                                   "string 1 of 3 at offset")
     c["trunc_in_string_array_length"] = (gguf([kv(b"t", ARR, arr(STR, 3, s(b"ab") + s(b"cd") + b"\0" * 4))], [], align=1),
-                                         "truncated: string 2 of 3")
+                                         "(string 2 of 3 at offset")
     c["huge_string_array_count"] = (gguf([kv(b"tokenizer.ggml.tokens", ARR, arr(STR, 0xFFFFFFFF, s(b"a") * 50))], []),
                                      "array of 4294967295 strings")
     c["huge_string_array_count_2_63"] = (gguf([kv(b"t", ARR, arr(STR, 1 << 63, s(b"a") * 50))], []),
@@ -190,13 +190,13 @@ def cases():
     c["alignment_duplicate"] = (base(kvs=BASE_KVS + [kv_u32(b"general.alignment", 32)] * 2), "duplicate key")
 
     # --- tensor infos ---
-    c["trunc_in_tensor_name_length"] = (full[:ti0 + 5], "truncated: tensor name")
+    c["trunc_in_tensor_name_length"] = (full[:ti0 + 5], "ends in tensor 0 (tensor name at offset")
     c["trunc_in_tensor_name"] = (gguf(BASE_KVS, [ti(b"token_embd.weight", [8], T_F32, 0)])[:o["tis"] + 8 + 4],
                                  "tensor name at offset")
-    c["trunc_in_n_dims"] = (full[:ti0 + 9 + 2], "truncated: n_dims")
-    c["trunc_in_ne"] = (full[:ti0 + 9 + 4 + 4], "truncated: ne")
-    c["trunc_in_tensor_type"] = (full[:ti0 + 9 + 4 + 8 + 1], "truncated: tensor type")
-    c["trunc_in_tensor_offset"] = (full[:ti0 + 9 + 4 + 8 + 4 + 7], "truncated: tensor offset")
+    c["trunc_in_n_dims"] = (full[:ti0 + 9 + 2], "(n_dims at offset")
+    c["trunc_in_ne"] = (full[:ti0 + 9 + 4 + 4], "(ne at offset")
+    c["trunc_in_tensor_type"] = (full[:ti0 + 9 + 4 + 8 + 1], "(tensor type at offset")
+    c["trunc_in_tensor_offset"] = (full[:ti0 + 9 + 4 + 8 + 4 + 7], "(tensor offset at offset")
     c["trunc_in_second_tensor_info"] = (full[:o["ti1"] + 10], "tensor 1")
     c["tensor_name_empty"] = (base(tis=[ti(b"", [8], T_F32, 0)]), "tensor name at offset")
     c["tensor_name_not_utf8"] = (base(tis=[ti(b"blk.\x80.w", [8], T_F32, 0)]), "not valid UTF-8")
@@ -213,24 +213,24 @@ def cases():
     c["nbytes_overflow"] = (base(tis=[ti(b"a", [1 << 61, 2], T_F32, 0)]), "byte size")
     c["ne0_not_multiple_of_block"] = (base(tis=[ti(b"b", [33], T_Q8_0, 0)]), "not a multiple of the Q8_0 block size 32")
     c["ne0_not_multiple_of_k_block"] = (base(tis=[ti(b"k", [128], T_Q4_K, 0)]), "Q4_K block size 256")
-    c["tensor_type_unknown_200"] = (base(tis=[ti(b"a", [8], 200, 0)]), "unknown tensor type 200")
-    c["tensor_type_unknown_u32max"] = (base(tis=[ti(b"a", [8], 0xFFFFFFFF, 0)]), "unknown tensor type 4294967295")
-    c["tensor_type_removed_4"] = (base(tis=[ti(b"a", [8], 4, 0)]), "unknown tensor type 4")
+    c["tensor_type_unknown_200"] = (base(tis=[ti(b"a", [8], 200, 0)]), "unsupported tensor type: tensor 0 'a': unknown tensor type 200")
+    c["tensor_type_unknown_u32max"] = (base(tis=[ti(b"a", [8], 0xFFFFFFFF, 0)]), "malformed GGUF: tensor 0 'a': unknown tensor type 4294967295")
+    c["tensor_type_removed_4"] = (base(tis=[ti(b"a", [8], 4, 0)]), "unsupported tensor type: tensor 0 'a': unknown tensor type 4 ")
     # Types we cannot compute (Q2_K, IQ4_XS) are still size-checked with their
     # real block layout; the files are refused for the layout, not the type.
     c["tensor_q2_k_ne0_not_multiple"] = (base(tis=[ti(b"a", [100], 10, 0)]), "Q2_K block size 256")
-    c["tensor_iq4_xs_past_eof"] = (base(tis=[ti(b"a", [256, 64], 23, 0)]), "exceeds")
+    c["tensor_iq4_xs_past_eof"] = (base(tis=[ti(b"a", [256, 64], 23, 0)]), "its tensor data needs 9248")
 
     # --- tensor data ---
     c["tensor_offset_misaligned"] = (base(tis=[ti(b"a", [8], T_F32, 4)]), "not a multiple of the alignment 32")
     c["tensor_offset_misaligned_64"] = (base(kvs=BASE_KVS + [kv_u32(b"general.alignment", 64)],
                                              tis=[ti(b"a", [8], T_F32, 32)], align=64),
                                         "not a multiple of the alignment 64")
-    c["tensor_past_eof"] = (base(tis=[ti(b"a", [8], T_F32, 1024)]), "exceeds file size")
-    c["tensor_offset_wraps"] = (base(tis=[ti(b"a", [8], T_F32, (1 << 64) - 32)]), "exceeds file size")
-    c["tensor_too_big_for_file"] = (base(tis=[ti(b"a", [8, 1 << 20], T_F32, 0)]), "exceeds file size")
-    c["trunc_in_tensor_data"] = (full[:o["data"] + 40], "exceeds file size")
-    c["trunc_before_data_section"] = (full[:o["end_tis"] + 3], "exceeds file size")
+    c["tensor_past_eof"] = (base(tis=[ti(b"a", [8], T_F32, 1024)]), "its tensor data needs 1568")
+    c["tensor_offset_wraps"] = (base(tis=[ti(b"a", [8], T_F32, (1 << 64) - 32)]), "overflows 64 bits")
+    c["tensor_too_big_for_file"] = (base(tis=[ti(b"a", [8, 1 << 20], T_F32, 0)]), "its tensor data needs 33554976")
+    c["trunc_in_tensor_data"] = (full[:o["data"] + 40], "tensor 1 'b' at 608 + 34 bytes is the first past the end")
+    c["trunc_before_data_section"] = (full[:o["end_tis"] + 3], "its tensor data needs 642")
     c["tensors_overlap"] = (base(tis=[ti(b"a", [16], T_F32, 0), ti(b"b", [16], T_F32, 32)]), "overlaps")
     c["tensors_same_offset"] = (base(tis=[ti(b"a", [8], T_F32, 0), ti(b"b", [8], T_F32, 0)]), "overlaps")
     c["tensors_nested"] = (base(tis=[ti(b"a", [24], T_F32, 0), ti(b"b", [4], T_F32, 32), ti(b"c", [1], T_F32, 64)]),

@@ -3,7 +3,9 @@
  * that contains the substring listed for it in tests/gguf/hostile.expect
  * (written by gen_hostile.py). Every file must be listed and every listed
  * file present, and there must be at least MIN_FILES, so the test cannot
- * pass vacuously. Run it under ASan/UBSan to check for memory errors. */
+ * pass vacuously. The message's headline (before the first ": ") must fit
+ * the status, and the file gives the same status and message as the buffer,
+ * after "<path>: ". Run it under ASan/UBSan to check for memory errors. */
 #include <dirent.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -19,6 +21,20 @@ struct entry {
     char expect[512];
     int seen;
 };
+
+/* The status a message's headline stands for. */
+static int status_of(const char *err)
+{
+    static const struct { const char *head; int status; } heads[] = {
+        { "truncated: ", MD_ERR_FORMAT }, { "malformed GGUF: ", MD_ERR_FORMAT },
+        { "not a GGUF file", MD_ERR_FORMAT }, { "empty file (0 bytes)", MD_ERR_FORMAT },
+        { "unsupported ", MD_ERR_UNSUPPORTED },
+    };
+    for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++)
+        if (!strncmp(err, heads[i].head, strlen(heads[i].head)))
+            return heads[i].status;
+    return 0;
+}
 
 static uint8_t *slurp(const char *path, size_t *n)
 {
@@ -96,16 +112,19 @@ int main(void)
             CHECKF(err[0] != 0, "%s: empty error text", e->d_name);
             if (en) CHECKF(strstr(err, en->expect) != NULL, "%s: error \"%s\" lacks \"%s\"",
                            e->d_name, err, en->expect);
+            CHECKF(status_of(err) == rc, "%s: status %d for \"%s\"", e->d_name, rc, err);
             printf("%-40s %s\n", e->d_name, err);
         }
         free(buf);
 
-        /* the mmap path (an empty file fails before parsing: fine) */
+        /* the mmap path: the same status, the same message after the path */
+        char ferr[sizeof path + sizeof err + 4], want[sizeof ferr];
+        snprintf(want, sizeof want, "%s: %s", path, err);
+        int mem_rc = rc;
         g = NULL;
-        err[0] = 0;
-        rc = md_gguf_open(path, &g, err, sizeof err);
-        CHECKF(rc != 0 && g == NULL && err[0] != 0, "%s: md_gguf_open rc %d err '%s'",
-               e->d_name, rc, err);
+        rc = md_gguf_open(path, &g, ferr, sizeof ferr);
+        CHECKF(rc == mem_rc && g == NULL && !strcmp(ferr, want),
+               "%s: md_gguf_open rc %d err '%s', memory rc %d", e->d_name, rc, ferr, mem_rc);
         if (rc == 0) md_gguf_close(g);
     }
     closedir(d);

@@ -233,7 +233,7 @@ static void roundtrip(uint32_t version, uint32_t alignment)
     CHECKF(md_gguf_open_memory(buf, size, &g, err, sizeof err) == 0, "v%u align %u: %s",
            version, alignment, err);
     if (g) {
-        CHECK(g->owns_map == 0 && g->base == buf && g->size == size);
+        CHECK(g->owns == MD_GGUF_BORROWED && g->base == buf && g->size == size);
         check_contents(g, version, alignment);
         md_gguf_close(g);
     }
@@ -253,7 +253,14 @@ static void roundtrip(uint32_t version, uint32_t alignment)
         g = NULL;
         CHECKF(md_gguf_open(path, &g, err, sizeof err) == 0, "%s", err);
         if (g) {
-            CHECK(g->owns_map == 1 && g->size == size);
+            CHECK(g->owns == MD_GGUF_MAPPED && g->size == size && !strcmp(g->path, path));
+            check_contents(g, version, alignment);
+            md_gguf_close(g);
+        }
+        g = NULL;
+        CHECKF(md_gguf_read(path, &g, err, sizeof err) == 0, "%s", err);
+        if (g) {
+            CHECK(g->owns == MD_GGUF_READ && g->size == size && !strcmp(g->path, path));
             check_contents(g, version, alignment);
             md_gguf_close(g);
         }
@@ -389,13 +396,21 @@ static void check_misc(void)
 
     struct md_gguf *g = (struct md_gguf *)1;
     char err[128];
-    CHECK(md_gguf_open_memory(NULL, 0, &g, err, sizeof err) == -1 && g == NULL && err[0]);
-    CHECK(md_gguf_open_memory("GGUF", 4, NULL, err, sizeof err) == -1);
-    CHECK(md_gguf_open_memory("GGUF", 4, &g, NULL, 0) == -1);       /* no error buffer */
-    CHECK(md_gguf_open_memory("GGUF\x03\0\0\0", 8, &g, err, 1) == -1 && err[0] == 0);
-    CHECK(md_gguf_open("/nonexistent/x.gguf", &g, err, sizeof err) == -1 && strstr(err, "x.gguf"));
-    CHECK(md_gguf_open("/tmp", &g, err, sizeof err) == -1 && strstr(err, "not a regular file"));
-    CHECK(md_gguf_open(NULL, &g, err, sizeof err) == -1);
+    CHECK(md_gguf_open_memory(NULL, 0, &g, err, sizeof err) == MD_ERR_FORMAT && g == NULL &&
+          !strcmp(err, "empty file (0 bytes)"));
+    CHECK(md_gguf_open_memory(NULL, 4, &g, err, sizeof err) == MD_ERR_INVALID && g == NULL);
+    CHECK(md_gguf_open_memory("GGUF", 4, NULL, err, sizeof err) == MD_ERR_INVALID);
+    CHECK(md_gguf_open_memory("GGUF", 4, &g, NULL, 0) == MD_ERR_FORMAT);   /* no error buffer */
+    CHECK(md_gguf_open_memory("GGUF\x03\0\0\0", 8, &g, err, 1) == MD_ERR_FORMAT && err[0] == 0);
+    CHECK(md_gguf_open_memory("GGUF\x01\0\0\0", 8, &g, err, sizeof err) == MD_ERR_UNSUPPORTED);
+    CHECK(md_gguf_open("/nonexistent/x.gguf", &g, err, sizeof err) == MD_ERR_IO &&
+          !strcmp(err, "/nonexistent/x.gguf: no such file"));
+    CHECK(md_gguf_open("/tmp", &g, err, sizeof err) == MD_ERR_IO &&
+          !strcmp(err, "/tmp: is a directory, not a GGUF file"));
+    CHECK(md_gguf_read("/tmp", &g, err, sizeof err) == MD_ERR_IO && strstr(err, "directory"));
+    CHECK(md_gguf_open("/tmp", &g, err, 3) == MD_ERR_IO && !strcmp(err, "/t"));   /* cut, terminated */
+    CHECK(md_gguf_open("/tmp", &g, NULL, 0) == MD_ERR_IO && g == NULL);
+    CHECK(md_gguf_open(NULL, &g, err, sizeof err) == MD_ERR_INVALID);
     CHECK(md_gguf_find_kv(NULL, "k") == NULL && md_gguf_find_tensor(NULL, "t") == NULL);
     CHECK(md_gguf_get_u32(NULL, "k", NULL) == -1);
     md_gguf_close(NULL);
