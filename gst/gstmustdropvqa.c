@@ -39,10 +39,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <glib/gstdio.h>
 
 #include <gst/video/video.h>
 
@@ -624,6 +620,50 @@ no_room_words (gint64 question_tokens, gint64 text_tokens, gint64 need,
       question_tokens, text_tokens, need, n_ctx);
 }
 
+/* The backend to load on: the one named by `device`, which must be usable
+ * (else an error naming why), or for auto CUDA when its module loads and
+ * sees the device, and the CPU otherwise (no GPU is the normal case). */
+static const gchar *
+usable_backend (GstMustdropVqa * self, const gchar * device,
+    const gchar * named, gint index)
+{
+  char why[512] = "";
+
+  if (named && !strcmp (named, "cpu"))
+    return named;
+  if (md_backend_check (named ? named : "cuda", index, why, sizeof why) ==
+      MD_OK)
+    return named ? named : "cuda";
+  if (!named) {
+    GST_INFO_OBJECT (self, "device=auto: using the CPU (%s)", why);
+    return "cpu";
+  }
+  GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
+      ("Device \"%s\" cannot be used: %s.", device, why),
+      ("set device=cpu or device=auto to run on the CPU"));
+  return NULL;
+}
+
+/* An element error for a file the loader refused: the headline is the path
+ * and the loader's cause ("truncated", "empty file (0 bytes)", "a vision
+ * projector (clip), not a language model; ..."), the debug string the whole
+ * message. The code says missing, unreadable or unusable. */
+static void
+post_load_error (GstMustdropVqa * self, const gchar * what, const gchar * path,
+    int rc, const char *err, const gchar * backend)
+{
+  char cause[512];
+  GstResourceError code = !g_file_test (path, G_FILE_TEST_EXISTS) ?
+      GST_RESOURCE_ERROR_NOT_FOUND : rc == MD_ERR_IO ?
+      GST_RESOURCE_ERROR_OPEN_READ : GST_RESOURCE_ERROR_FAILED;
+  gchar *msg = g_strdup_printf ("Could not load the %s \"%s\": %s.", what,
+      path, md_load_error_cause (err, path, cause, sizeof cause));
+  gchar *dbg = g_strdup_printf ("%s (%s, device %s)", err, md_status_str (rc),
+      backend);
+  gst_element_message_full (GST_ELEMENT (self), GST_MESSAGE_ERROR,
+      GST_RESOURCE_ERROR, code, msg, dbg, __FILE__, GST_FUNCTION, __LINE__);
+}
+
 /* Loads LLM, mmproj and a context with the settings of this run. On failure
  * posts an element error and returns NULL. */
 static Engine *
@@ -658,6 +698,9 @@ engine_load (GstMustdropVqa * self)
   e->stream = stream;
 
   parse_device (device, &backend, &dev_index);  /* checked at start */
+  gboolean automatic = backend == NULL;
+  if (!(backend = usable_backend (self, device, backend, dev_index)))
+    goto fail;
 
   struct md_model_params mp = md_model_default_params ();
   mp.n_threads = (int32_t) threads;
@@ -665,27 +708,19 @@ engine_load (GstMustdropVqa * self)
   mp.progress_callback = load_progress_cb;
   mp.progress_callback_user = self;
   mp.backend = backend;
-  rc = MD_ERR_UNSUPPORTED;
-  if (!backend) {
-    /* auto: a GPU where one is built and present, else the CPU */
-    mp.backend = "cuda";
+  rc = md_model_load (model, &mp, &e->model, err, sizeof err);
+  if (rc != MD_OK && automatic && !strcmp (backend, "cuda") &&
+      (rc == MD_ERR_NOMEM || rc == MD_ERR_BACKEND || rc == MD_ERR_UNSUPPORTED)) {
+    /* auto: the GPU could not take the model; a bad file is reported */
+    GST_ELEMENT_WARNING (self, RESOURCE, OPEN_READ,
+        ("Could not load the model on cuda:%d; using the CPU.", dev_index),
+        ("%s (%s)", err, md_status_str (rc)));
+    mp.backend = backend = "cpu";
     rc = md_model_load (model, &mp, &e->model, err, sizeof err);
-    if (rc == MD_OK)
-      backend = "cuda";
-    else if (rc != MD_ERR_ABORTED) {
-      GST_INFO_OBJECT (self, "device=auto: cuda not usable (%s), using cpu",
-          err);
-      backend = "cpu";
-      mp.backend = "cpu";
-    }
   }
-  if (!e->model && rc != MD_ERR_ABORTED)
-    rc = md_model_load (model, &mp, &e->model, err, sizeof err);
   if (rc != MD_OK) {
     if (rc != MD_ERR_ABORTED)
-      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
-          ("Could not load the language model \"%s\".", model),
-          ("%s (%s), device %s", err, md_status_str (rc), device));
+      post_load_error (self, "language model", model, rc, err, backend);
     goto fail;
   }
 
@@ -695,9 +730,7 @@ engine_load (GstMustdropVqa * self)
   vp.device = dev_index;
   rc = md_vision_load (mmproj, &vp, &e->vision, err, sizeof err);
   if (rc != MD_OK) {
-    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
-        ("Could not load the vision projector \"%s\".", mmproj),
-        ("%s (%s)", err, md_status_str (rc)));
+    post_load_error (self, "vision projector", mmproj, rc, err, backend);
     goto fail;
   }
   if (!md_model_vocab (e->model) || md_vision_frame_tokens (e->vision) <= 0) {
@@ -2223,33 +2256,6 @@ use_default_model (Settings * s, gchar ** msg, gchar ** dbg)
   g_string_free (dirs, TRUE);
 }
 
-/* Why a model file cannot be used, or NULL: the words name the cause
- * (missing, a directory, unreadable), not just "not found". */
-static gchar *
-model_file_problem (const gchar * what, const gchar * path,
-    GstResourceError * code)
-{
-  GStatBuf st;
-
-  if (g_stat (path, &st) != 0) {
-    *code = errno == ENOENT ? GST_RESOURCE_ERROR_NOT_FOUND :
-        GST_RESOURCE_ERROR_OPEN_READ;
-    return errno == ENOENT ? g_strdup_printf ("%s \"%s\" not found.", what,
-        path) : g_strdup_printf ("%s \"%s\" cannot be read: %s.", what, path,
-        g_strerror (errno));
-  }
-  *code = GST_RESOURCE_ERROR_OPEN_READ;
-  if (S_ISDIR (st.st_mode))
-    return g_strdup_printf ("%s \"%s\" is a directory, not a GGUF file.", what,
-        path);
-  if (!S_ISREG (st.st_mode))
-    return g_strdup_printf ("%s \"%s\" is not a regular file.", what, path);
-  if (g_access (path, R_OK) != 0)
-    return g_strdup_printf ("%s \"%s\" cannot be read: %s.", what, path,
-        g_strerror (errno));
-  return NULL;
-}
-
 /* Checks the settings and copies those of this run into the state.
  * Returns FALSE after posting an error. */
 static gboolean
@@ -2276,11 +2282,6 @@ configure_run (GstMustdropVqa * self)
     msg = g_strdup ("No model given.");
     dbg = g_strdup ("set both 'model' (LLM .gguf) and 'mmproj' (vision "
         "projector .gguf), or neither for the bundled default model");
-  } else if ((msg = model_file_problem ("Model file", s->model, &code))) {
-    dbg = g_strdup_printf ("model=%s", s->model);
-  } else if ((msg = model_file_problem ("Vision projector file", s->mmproj,
-              &code))) {
-    dbg = g_strdup_printf ("mmproj=%s", s->mmproj);
   } else if ((msg = text_problem ("question", s->question, FALSE, &dbg))) {
   } else if ((msg = text_problem ("system prompt", s->system_prompt, TRUE,
               &dbg))) {

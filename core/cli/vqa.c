@@ -12,6 +12,10 @@ const char *vqa_load_error(const char *path, const char *err, char *buf, size_t 
     size_t k = strlen(path);
     if (!strncmp(err, path, k) && err[k] == ':' && err[k + 1] == ' ')
         return err;
+    /* a device that cannot be used (cli_model_load's check, before the file
+     * is read) is not the file's fault */
+    if (!strncmp(err, "--device ", 9))
+        return err;
     snprintf(buf, n, "%s: %s", path, err);
     return buf;
 }

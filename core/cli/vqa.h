@@ -25,8 +25,9 @@ int vqa_default_model(char *llm, size_t llm_len, char *mmproj, size_t mmproj_len
                       size_t errlen);
 
 /* A loader's message as the user sees it: err itself when it starts with
- * "<path>: " (every file defect does), else "<path>: <err>" in buf (a
- * backend that cannot start does not name the file). */
+ * "<path>: " (every file defect does) or "--device " (a device that cannot
+ * be used), else "<path>: <err>" in buf (a backend that fails while loading
+ * does not name the file). */
 const char *vqa_load_error(const char *path, const char *err, char *buf, size_t n);
 
 /* Offset of the first byte of s that does not begin a valid UTF-8

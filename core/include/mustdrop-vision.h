@@ -228,9 +228,10 @@ struct md_vision_prompt {
  * (tmpl/system as md_chat_format: NULL = detect / default system; LLaVA-1.5
  * gives Vicuna v1: "{system} USER: <image>\n{question} ASSISTANT:"), tokenize
  * it (BOS from the tokenizer) and put the n_image embedding rows where
- * <image> stands. If the vocab has an "<image>" token the whole text is
- * tokenized at once and that token expanded; otherwise the text around it
- * is tokenized in two pieces (LLaVA's tokenizer_image_token). */
+ * <image> stands. The rendered prompt is cut at the marker and the pieces
+ * tokenized apart, whatever type the vocabulary gives an "<image>" token
+ * (control, normal or none: docs/vision.md); "<image>" typed in the question
+ * or the system text is plain text, never a marker. */
 int md_vision_prompt_build(const struct md_model *model, const char *tmpl, const char *system,
                            const char *question, const float *embd, int32_t n_image,
                            int32_t n_embd, struct md_vision_prompt *out, char *err, size_t errlen);

@@ -1050,6 +1050,39 @@ GST_START_TEST (test_text_pad_textoverlay)
 
 GST_END_TEST;
 
+/* JSON lines escape what JSON requires (quotes, backslashes, control
+ * characters) and keep UTF-8 as it is. */
+GST_START_TEST (test_jsonl_escapes)
+{
+  gchar *jsonl = NULL;
+  gint fd = g_file_open_tmp ("mustdrop-test-XXXXXX.jsonl", &jsonl, NULL);
+  fail_unless (fd >= 0);
+  close (fd);
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "window", 0.5, "sample-fps", 0.0,
+      "jsonl-location", jsonl,
+      "question", "A \"b\"\\c\td\ne\001 \xc3\xa9 \xf0\x9f\x98\x80?", NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gst_harness_set_src_caps_str (h, CAPS_RGB);
+  for (guint i = 0; i < 3; i++)
+    gst_harness_push (h, make_frame (i, i * GST_SECOND / 10, W * H * 3));
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  gst_structure_free (wait_element_message (bus, "mustdrop-stats"));
+  gchar *contents = NULL;
+  fail_unless (g_file_get_contents (jsonl, &contents, NULL, NULL));
+  fail_unless (g_utf8_validate (contents, -1, NULL));
+  fail_unless (strstr (contents, "\"question\":\"A \\\"b\\\"\\\\c\\u0009d"
+          "\\ne\\u0001 \xc3\xa9 \xf0\x9f\x98\x80?\"") != NULL, "%s", contents);
+  g_free (contents);
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+  g_unlink (jsonl);
+  g_free (jsonl);
+}
+
+GST_END_TEST;
+
 /* A reduction spec goes to the engine; the answer reports its counts. */
 GST_START_TEST (test_reduce)
 {
@@ -1191,6 +1224,7 @@ mustdropvqa_suite (void)
   tcase_add_test (tc, test_question_too_long);
   tcase_add_test (tc, test_bad_question_text);
   tcase_add_test (tc, test_new_stream_answers_open_window);
+  tcase_add_test (tc, test_jsonl_escapes);
   tcase_add_test (tc, test_live_drops_windows_not_video);
   tcase_add_test (tc, test_text_pad_textoverlay);
 
