@@ -553,13 +553,6 @@ abort_cb (void *user)
       g_atomic_int_get (&self->job_generation);
 }
 
-static bool
-load_progress_cb (float progress, void *user)
-{
-  GstMustdropVqa *self = user;
-  return !g_atomic_int_get (&self->shutdown);
-}
-
 static void
 post_progress (GstMustdropVqa * self, GstProgressType type, const gchar * text)
 {
@@ -705,8 +698,6 @@ engine_load (GstMustdropVqa * self)
   struct md_model_params mp = md_model_default_params ();
   mp.n_threads = (int32_t) threads;
   mp.device = dev_index;
-  mp.progress_callback = load_progress_cb;
-  mp.progress_callback_user = self;
   mp.backend = backend;
   rc = md_model_load (model, &mp, &e->model, err, sizeof err);
   if (rc != MD_OK && automatic && !strcmp (backend, "cuda") &&
@@ -719,8 +710,7 @@ engine_load (GstMustdropVqa * self)
     rc = md_model_load (model, &mp, &e->model, err, sizeof err);
   }
   if (rc != MD_OK) {
-    if (rc != MD_ERR_ABORTED)
-      post_load_error (self, "language model", model, rc, err, backend);
+    post_load_error (self, "language model", model, rc, err, backend);
     goto fail;
   }
 

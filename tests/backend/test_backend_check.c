@@ -16,23 +16,9 @@
 #include "md_test.h"
 #include "mustdrop.h"
 
-/* Whether a file whose name contains `name` is mapped into this process. */
-static bool mapped(const char *name)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (!f)
-        return false;
-    char line[4096];
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f))
-        found = strstr(line, name) != NULL;
-    fclose(f);
-    return found;
-}
-
 static bool any_cuda_mapped(void)
 {
-    return mapped("libcudart") || mapped("libcublas") || mapped("libmustdrop-cuda");
+    return md_test_mapped("libcudart") || md_test_mapped("libcublas") || md_test_mapped("libmustdrop-cuda");
 }
 
 static void use_dir(const char *dir) { setenv("MUSTDROP_BACKEND_DIR", dir, 1); }

@@ -47,6 +47,21 @@ static inline const char *md_test_data(const char *rel, char *buf, size_t n)
     return buf;
 }
 
+/* Whether a file whose name contains `name` is mapped into this process
+ * (a library loaded, or not, behind the test's back). */
+static inline bool md_test_mapped(const char *name)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return false;
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, name) != NULL;
+    fclose(f);
+    return found;
+}
+
 /* The backend a test runs on: MD_TEST_BACKEND ("cuda" under
  * tests/cuda's cuda_or_skip), NULL (the CPU) when unset or empty. */
 static inline const char *md_test_backend(void)

@@ -10,19 +10,6 @@
 #include "md-cuda.h"
 #include "md_test.h"
 
-static bool mapped(const char *name)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (!f)
-        return false;
-    char line[4096];
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f))
-        found = strstr(line, name) != NULL;
-    fclose(f);
-    return found;
-}
-
 int main(void)
 {
     const char *dir = getenv("MD_TEST_CUDA_MODULE_DIR");
@@ -40,19 +27,19 @@ int main(void)
     CHECK(api && api->abi == MD_BACKEND_MODULE_ABI && !strcmp(api->name, "cuda"));
     if (!api)
         return md_test_finish("cuda_module");
-    CHECK(mapped("libcudart"));
+    CHECK(md_test_mapped("libcudart"));
 
     char why[512] = "";
     int n = api->device_count(why, sizeof why);
     printf("devices: %d %s\n", n, why);
-    CHECK(!mapped("libcublas"));
+    CHECK(!md_test_mapped("libcublas"));
 
     struct md_backend_params bp = { 1, NULL, 0 };
     struct md_backend *be = NULL;
     char err[512] = "";
     int rc = api->backend_new(&bp, &be, err, sizeof err);
     printf("backend_new: %d %s\n", rc, err);
-    CHECK(mapped("libcublasLt"));
+    CHECK(md_test_mapped("libcublasLt"));
     if (n > 0) {
         CHECKF(rc == MD_OK && be, "%d %s", rc, err);
         if (be) {
