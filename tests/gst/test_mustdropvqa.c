@@ -190,7 +190,10 @@ GST_START_TEST (test_meta_and_message)
     GstMustdropAnswerMeta *m = get_answer_meta (b);
     if (m) {
       metas++;
-      fail_unless_equals_int (i, 11);
+      /* the first buffer out after the answer is ready: frame 10 (whose
+       * arrival closed the window) when the worker was quick enough to
+       * answer before that frame left, else frame 11 */
+      fail_unless (i == 10 || i == 11, "meta on frame %u", i);
       fail_unless_equals_string (m->question, "What colour?");
       fail_unless_equals_uint64 (m->window_start, 0);
       fail_unless_equals_uint64 (m->window_end, GST_SECOND);
