@@ -64,6 +64,10 @@ struct md_vision_params {
      * legacy converter (it already dropped the unused last layer).
      * true: run one layer fewer, as llama.cpp does (engine.md §2.1). */
     bool llamacpp_layers;
+    /* Checked between the tower's layers: an encode returns MD_ERR_ABORTED
+     * (a long frame batch stops within one layer). NULL: none. */
+    md_abort_callback abort_callback;
+    void *abort_callback_user;
 };
 
 struct md_vision_params md_vision_default_params(void);

@@ -461,6 +461,34 @@ static int run_layers(struct md_reduce_session *s, struct prefill *p, int32_t *r
     return rc;
 }
 
+/* Without a stage-(c) method nothing needs the whole prompt at once: it goes
+ * through in chunks of n_batch rows, as md_decode_batch would, with the
+ * per-layer counts summed over the chunks. */
+static int run_chunks(struct md_reduce_session *s, const struct md_batch *b, struct prefill *p,
+                      int32_t *rows_in)
+{
+    int32_t nb = md_context_n_batch(s->ctx), n_vis[MD_REDUCE_MAX_LLM_LAYERS] = { 0 };
+    int rc = MD_OK;
+    for (int32_t row0 = 0; row0 < b->n && !rc; row0 += nb) {
+        p->n = b->n - row0 < nb ? b->n - row0 : nb;
+        for (int32_t i = 0; i < p->n; i++)
+            p->orig[i] = row0 + i;
+        rc = md_llm_begin(s->ctx, b, row0, p->n);
+        if (!rc)
+            rc = run_layers(s, p, rows_in);
+        for (int32_t l = 0; !rc && l < s->st.n_layer; l++)
+            n_vis[l] += s->st.vis_per_layer[l];
+        if (!rc)
+            rc = md_llm_end(s->ctx, false, row0 + p->n == b->n ? s->logits : NULL);
+    }
+    for (int32_t l = 0; l < s->st.n_layer; l++) {
+        rows_in[l] = b->n;
+        s->st.vis_per_layer[l] = n_vis[l];
+    }
+    p->n = b->n;
+    return rc;
+}
+
 static void set_policies(struct md_reduce_session *s)
 {
     bool faithful = has(s, MD_REDUCE_MUSTDROP) && s->cfg.md_kv == MD_REDUCE_KV_FAITHFUL;
@@ -474,11 +502,16 @@ int md_reduce_prefill_batch(struct md_reduce_session *s, const struct md_batch *
         return MD_ERR_INVALID;
     if (!b || !b->tokens || b->n <= 0)
         return md_reduce_fail(s, MD_ERR_INVALID, "prefill: empty batch or no token ids");
-    if (b->n > md_context_n_batch(s->ctx) || b->n > s->n_ctx)
+    bool chunked = !(md_reduce_stages(&s->cfg) & MD_STAGE_PREFILL);
+    if (b->n > s->n_ctx)
+        return md_reduce_fail(s, MD_ERR_CONTEXT_FULL,
+                              "prefill: the prompt is %d rows and the context holds %d", b->n,
+                              s->n_ctx);
+    if (!chunked && b->n > md_context_n_batch(s->ctx))
         return md_reduce_fail(s, MD_ERR_UNSUPPORTED,
-                              "prefill: %d prompt rows exceed n_batch %d / n_ctx %d (layer-wise "
-                              "pruning needs the prompt in one batch; raise n_batch)",
-                              b->n, md_context_n_batch(s->ctx), s->n_ctx);
+                              "prefill: %d prompt rows exceed n_batch %d (layer-wise pruning "
+                              "needs the prompt in one batch; raise n_batch)",
+                              b->n, md_context_n_batch(s->ctx));
     double t0 = md_reduce_now_ms();
     s->prefilled = false;
     md_kv_clear(s->ctx);
@@ -499,12 +532,15 @@ int md_reduce_prefill_batch(struct md_reduce_session *s, const struct md_batch *
     int rc = p.orig && p.keep && p.vis && rows_in ? MD_OK : MD_ERR_NOMEM;
     for (int32_t i = 0; !rc && i < b->n; i++)
         p.orig[i] = i;
-    if (!rc)
+    if (!rc && chunked) {
+        rc = run_chunks(s, b, &p, rows_in);
+    } else if (!rc) {
         rc = md_llm_begin(s->ctx, b, 0, b->n);
-    if (!rc)
-        rc = run_layers(s, &p, rows_in);
-    if (!rc)
-        rc = md_llm_end(s->ctx, false, s->logits);
+        if (!rc)
+            rc = run_layers(s, &p, rows_in);
+        if (!rc)
+            rc = md_llm_end(s->ctx, false, s->logits);
+    }
     if (!rc && has(s, MD_REDUCE_MUSTDROP) && s->cfg.md_kv == MD_REDUCE_KV_FAITHFUL)
         rc = compact_faithful(s, &p);
     s->ctx->n_rows = 0;

@@ -252,7 +252,10 @@ int md_vision_run_layers(struct md_vision_run *r, int32_t il0, int32_t il1)
 {
     if (!r || il0 < 0 || il1 < il0 || il1 > r->v->hp.n_layer)
         return MD_ERR_INVALID;
+    const struct md_vision_params *p = &r->v->params;
     for (int32_t il = il0; il < il1; il++) {
+        if (p->abort_callback && p->abort_callback(p->abort_callback_user))
+            return MD_ERR_ABORTED;
         int rc = run_layer(r, &r->v->layers[il]);
         if (rc)
             return rc;

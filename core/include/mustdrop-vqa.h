@@ -1,0 +1,226 @@
+/* libmustdrop's whole-task call: answer a question about frames.
+ *
+ * An md_vqa is an engine: a language model, its vision projector and one
+ * inference context on one device, loaded with the settings of an
+ * md_vqa_params. Frames go into streams; a stream answers a question over
+ * the frames it holds:
+ *
+ *     struct md_vqa_params p = md_vqa_default_params();   // bundled model, auto device
+ *     p.reduce = "mustdrop:tokens=64";
+ *     struct md_vqa *vqa;
+ *     if (md_vqa_load(&p, &vqa, err, sizeof err)) die(err);
+ *     struct md_vqa_stream *s;
+ *     md_vqa_stream_new(vqa, MD_VQA_WINDOW, &s, err, sizeof err);
+ *     for (each decoded frame f)
+ *         if (md_vqa_stream_offer(s, f.pts_ns)) md_vqa_stream_add(s, &f);   // RGB copied
+ *     struct md_vqa_ask ask = md_vqa_default_ask("What happens?");
+ *     struct md_vqa_answer a;
+ *     if (md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_OK) puts(a.text);
+ *     md_vqa_answer_clear(&a);
+ *     md_vqa_stream_free(s);
+ *     md_vqa_free(vqa);
+ *
+ * Two kinds of stream, the two modes of the GStreamer element:
+ *   MD_VQA_WINDOW   holds the frames of one window (RGB copies, at most
+ *                   max_frames, thinned uniformly as more arrive) and encodes
+ *                   them when asked; frames beyond what the context holds are
+ *                   subsampled uniformly.
+ *   MD_VQA_GROWING  encodes each frame as it arrives and keeps only its
+ *                   reduced visual tokens, under a cap that fits the context
+ *                   (max_visual_tokens): a question about everything seen so
+ *                   far, with memory that does not grow with the stream.
+ *
+ * Frames are sampled by one rule everywhere (element, CLI, evaluator): a
+ * frame is taken when its timestamp reaches the next point of a 1/sample_fps
+ * grid starting at the stream's first frame; a window holding max_frames
+ * keeps every other one and from then on takes every other sampled frame.
+ *
+ * Threading: one engine and its streams are used by one thread at a time
+ * (answers share the engine's context). The library never prints: messages
+ * go to the log callback. No global state.
+ */
+#ifndef MUSTDROP_VQA_H
+#define MUSTDROP_VQA_H
+
+#include "mustdrop-reduce.h"
+#include "mustdrop-vision.h"
+#include "mustdrop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum md_log_level {
+    MD_LOG_ERROR = 0,
+    MD_LOG_WARN = 1,   /* something the caller should know: a fallback, a subsample */
+    MD_LOG_INFO = 2,   /* what was chosen: the device, the cap, the context */
+    MD_LOG_DEBUG = 3,
+};
+
+/* One message, without a trailing newline. */
+typedef void (*md_log_callback)(enum md_log_level level, const char *text, void *user);
+
+struct md_vqa_params {
+    /* files; both NULL: the bundled default model (md_default_model_paths) */
+    const char *model;              /* language model GGUF */
+    const char *mmproj;             /* vision projector GGUF */
+    /* "auto" (default: CUDA when its module loads and sees device 0, else the
+     * CPU; a model the GPU cannot take falls back to the CPU with a warning),
+     * "cpu", "cuda" or "cuda:N" (which must be usable) */
+    const char *device;
+    int32_t n_threads;              /* CPU threads; 0 = online CPUs */
+    int32_t n_ctx;                  /* KV tokens; 0 = min(model context, 4096) */
+    const char *reduce;             /* reduction spec (docs/reduction.md); NULL = "none" */
+    /* growing streams: most visual tokens held; 0 = the spec's cap:tokens=N,
+     * else 1024; lowered to fit n_ctx with the prompt and an answer */
+    int32_t max_visual_tokens;
+    /* frames per answer and how they are sampled */
+    double sample_fps;              /* frames a second taken (1.0); 0 = every frame */
+    int32_t max_frames;             /* most frames a window keeps (8); growing: frame blocks */
+    /* prompt size the context must leave room for, for fitting the cap of
+     * growing streams (the question may change per answer) */
+    const char *question_hint;      /* NULL: a typical 16-token question */
+    int32_t max_new_tokens;         /* 64: also reserved when fitting */
+    /* callbacks */
+    md_progress_callback on_progress;   /* model load, [0,1]; false cancels */
+    void *progress_user;
+    /* checked between frames, inside the vision tower between layers, in the
+     * LLM between layers and between tokens: the call returns MD_ERR_ABORTED */
+    md_abort_callback abort;
+    void *abort_user;
+    md_log_callback log;            /* NULL: messages are dropped */
+    void *log_user;
+};
+
+struct md_vqa_params md_vqa_default_params(void);
+
+struct md_vqa;
+
+/* Load the engine. On failure *out is NULL and err names the cause first:
+ * a file's message from md_model_load / md_vision_load ("<path>: truncated:
+ * ..."), "device cuda:1: CUDA device 1 does not exist (1 found)", "the
+ * vision projector gives rows of 1024, the language model has n_embd 4096",
+ * "invalid reduce spec 'x': ...". */
+int md_vqa_load(const struct md_vqa_params *params, struct md_vqa **out, char *err, size_t errlen);
+void md_vqa_free(struct md_vqa *vqa);
+
+const struct md_model *md_vqa_model(const struct md_vqa *vqa);
+struct md_vision *md_vqa_vision(const struct md_vqa *vqa);
+/* Where it runs: "cpu" or "cuda:N". */
+const char *md_vqa_device(const struct md_vqa *vqa);
+/* The model and mmproj paths loaded (the default model's when none given). */
+const char *md_vqa_model_path(const struct md_vqa *vqa);
+const char *md_vqa_mmproj_path(const struct md_vqa *vqa);
+/* The reduction spec in canonical form; growing streams answer with the cap
+ * in force appended (md_vqa_answer.reduce). */
+const char *md_vqa_reduce_spec(const struct md_vqa *vqa);
+int32_t md_vqa_n_ctx(const struct md_vqa *vqa);
+/* The side of the square the vision tower sees: frames larger than it can be
+ * shrunk (aspect kept) before md_vqa_stream_add, which is all it needs. */
+int32_t md_vqa_frame_side(const struct md_vqa *vqa);
+
+/* Whether question can be asked at all: not empty, valid UTF-8, and leaving
+ * the context room for one frame and a few answer tokens. MD_OK, or
+ * MD_ERR_INVALID ("the question is empty", "the question is not valid UTF-8
+ * (byte 0xe9 at offset 3)") or MD_ERR_CONTEXT_FULL ("the question is 20000
+ * tokens and the context holds 4096") with the cause in err. */
+int md_vqa_check_question(const struct md_vqa *vqa, const char *question, const char *system,
+                          char *err, size_t errlen);
+
+/* -------------------------------------------------------------------------
+ * Streams
+ * ------------------------------------------------------------------------- */
+
+enum md_vqa_mode {
+    MD_VQA_WINDOW = 0,
+    MD_VQA_GROWING = 1,
+};
+
+struct md_vqa_stream;
+
+/* A stream of the engine (which must outlive it). Growing streams fit their
+ * visual-token cap into the context here (MD_ERR_CONTEXT_FULL when not even
+ * one token per frame block fits). */
+int md_vqa_stream_new(struct md_vqa *vqa, enum md_vqa_mode mode, struct md_vqa_stream **out,
+                      char *err, size_t errlen);
+void md_vqa_stream_free(struct md_vqa_stream *s);
+/* Forget every frame (a new video); the sampling grid restarts. */
+void md_vqa_stream_reset(struct md_vqa_stream *s);
+
+/* The sampling rule: offer every frame's timestamp (in order; pts_ns < 0,
+ * no timestamp, is never taken); true when the stream takes that frame, to
+ * be converted and given to md_vqa_stream_add. A window stream counts the
+ * offer even when it declines (that is how a full window thins its intake),
+ * so offer each frame once. */
+bool md_vqa_stream_offer(struct md_vqa_stream *s, int64_t pts_ns);
+/* Add a frame md_vqa_stream_offer took. Window: the RGB is copied (a full
+ * window first drops every other frame it holds). Growing: the frame is
+ * encoded and reduced now. MD_OK, MD_ERR_ABORTED, or an error with
+ * md_vqa_stream_error. */
+int md_vqa_stream_add(struct md_vqa_stream *s, const struct md_frame *frame);
+/* A still image (AnyRes for LLaVA-NeXT): window streams only, no sampling. */
+int md_vqa_stream_add_image(struct md_vqa_stream *s, const uint8_t *rgb, int32_t width,
+                            int32_t height, int32_t stride);
+
+int32_t md_vqa_stream_n_frames(const struct md_vqa_stream *s);   /* held / encoded */
+int64_t md_vqa_stream_first_pts(const struct md_vqa_stream *s);  /* ns, -1 if none */
+int64_t md_vqa_stream_last_pts(const struct md_vqa_stream *s);
+/* Growing: visual tokens held, their host bytes, and the cap in force. */
+int32_t md_vqa_stream_visual_tokens(const struct md_vqa_stream *s);
+size_t md_vqa_stream_held_bytes(const struct md_vqa_stream *s);
+int32_t md_vqa_stream_visual_cap(const struct md_vqa_stream *s);
+const char *md_vqa_stream_error(const struct md_vqa_stream *s);
+
+/* -------------------------------------------------------------------------
+ * Answers
+ * ------------------------------------------------------------------------- */
+
+/* Each generated piece as it comes (the text so far ends inside a UTF-8
+ * character at times: `text` is the answer so far cut to valid UTF-8).
+ * Return false to stop generating (the answer keeps what came). */
+typedef bool (*md_vqa_token_callback)(const char *text, int32_t token, void *user);
+
+struct md_vqa_ask {
+    const char *question;
+    const char *system;             /* NULL: the chat template's default, "": none */
+    int32_t max_new_tokens;         /* 0: the engine's */
+    struct md_sampler_params sampling;   /* temp 0: greedy */
+    md_vqa_token_callback on_token; /* NULL: none */
+    void *token_user;
+};
+
+struct md_vqa_ask md_vqa_default_ask(const char *question);
+
+struct md_vqa_timings {
+    double encode_ms;               /* vision tower (+ stage (a)/(b) selection) */
+    double prefill_ms, decode_ms;
+};
+
+struct md_vqa_answer {
+    char *text;                     /* UTF-8, no leading or trailing whitespace */
+    int32_t frames;                 /* frames (or images) the answer saw */
+    int64_t first_pts_ns, last_pts_ns;
+    int32_t visual_tokens;          /* before reduction */
+    int32_t visual_tokens_kept;     /* entering the LLM */
+    int32_t visual_tokens_final;    /* after the last pruning layer */
+    int32_t prompt_tokens;
+    int32_t generated_tokens;
+    bool stopped;                   /* generation ended by max_new_tokens or on_token */
+    char reduce[256];               /* the spec in force (growing: with its cap) */
+    struct md_vqa_timings timings;
+    struct md_reduce_stats stats;   /* the reduction session's figures */
+};
+
+/* Answer ask->question over the frames s holds. MD_OK; MD_ERR_ABORTED;
+ * MD_ERR_INVALID (no frames, a bad question); MD_ERR_CONTEXT_FULL (the
+ * question leaves no room for a frame); an engine error. err names the
+ * cause. The stream keeps its frames (ask again, or add more). */
+int md_vqa_answer(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
+                  struct md_vqa_answer *out, char *err, size_t errlen);
+void md_vqa_answer_clear(struct md_vqa_answer *a);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,309 @@
+/* md_vqa answers: fit the frames into the context, encode, prefill through
+ * the reduction session ("none" included), generate. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer.h"
+#include "unicode.h"
+#include "vqa-impl.h"
+
+struct md_vqa_ask md_vqa_default_ask(const char *question)
+{
+    struct md_vqa_ask a = { .question = question, .sampling = md_sampler_default_params() };
+    a.sampling.temp = 0.0f;   /* greedy: the same frames give the same answer */
+    return a;
+}
+
+void md_vqa_answer_clear(struct md_vqa_answer *a)
+{
+    if (!a)
+        return;
+    free(a->text);
+    memset(a, 0, sizeof *a);
+}
+
+/* A growing text buffer, NUL-terminated. */
+struct text {
+    char *buf;
+    size_t len, cap;
+};
+
+static int text_add(struct text *t, const char *s, size_t n)
+{
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = (t->len + n + 1) * 2;
+        char *b = realloc(t->buf, cap);
+        if (!b)
+            return MD_ERR_NOMEM;
+        t->buf = b;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, s, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
+    return MD_OK;
+}
+
+/* Bytes of s[0..len) up to where a UTF-8 character is cut off at the end
+ * (a token may end inside one). */
+static size_t complete_utf8(const char *s, size_t len)
+{
+    size_t i = 0, last = 0;
+    while (i < len) {
+        uint32_t cp;
+        size_t k = md_utf8_decode((const uint8_t *)s + i, len - i, &cp);
+        if (cp == MD_CP_INVALID && i + 4 > len && k == len - i)
+            break;   /* an unfinished sequence at the end */
+        i += k ? k : 1;
+        last = i;
+    }
+    return last;
+}
+
+/* The answer as it is handed out: invalid UTF-8 replaced by U+FFFD (a model
+ * may emit a lone byte token), surrounding whitespace removed. */
+static char *finish_text(const char *s, size_t len)
+{
+    struct text t = { 0 };
+    static const char replacement[] = "\xef\xbf\xbd";
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t k = md_utf8_decode((const uint8_t *)s + i, len - i, &cp);
+        k = k ? k : 1;
+        if (text_add(&t, cp == MD_CP_INVALID ? replacement : s + i,
+                     cp == MD_CP_INVALID ? 3 : k)) {
+            free(t.buf);
+            return NULL;
+        }
+        i += k;
+    }
+    if (!t.buf && text_add(&t, "", 0))
+        return NULL;
+    size_t a = 0, b = t.len;
+    while (a < b && strchr(" \t\r\n\f\v", t.buf[a]))
+        a++;
+    while (b > a && strchr(" \t\r\n\f\v", t.buf[b - 1]))
+        b--;
+    memmove(t.buf, t.buf + a, b - a);
+    t.buf[b - a] = '\0';
+    return t.buf;
+}
+
+/* Generate after a prefill: up to max_new tokens, stopping at the end of
+ * generation, on_token's refusal or an abort. */
+static int generate(struct md_vqa_stream *s, struct md_reduce_session *rs,
+                    const struct md_vqa_ask *ask, int32_t max_new, struct md_vqa_answer *out,
+                    char *err, size_t errlen)
+{
+    struct md_vqa *v = s->vqa;
+    const struct md_vocab *vocab = md_model_vocab(v->model);
+    struct md_sampler *smp = md_sampler_new(&ask->sampling);
+    if (!smp) {
+        snprintf(err, errlen, "invalid sampling parameters");
+        return MD_ERR_INVALID;
+    }
+    struct text t = { 0 };
+    int rc = text_add(&t, "", 0);
+    for (int32_t i = 0; !rc && i < max_new; i++) {
+        if (vqa_aborted(v)) {
+            rc = MD_ERR_ABORTED;
+            break;
+        }
+        int32_t tok = md_sampler_sample(smp, md_reduce_logits(rs), md_model_n_vocab(v->model));
+        if (tok < 0 || md_vocab_is_eog(vocab, tok))
+            break;
+        char piece[256];
+        int32_t np = md_token_to_piece(vocab, tok, piece, sizeof piece, false);
+        if (np > 0 && np <= (int32_t)sizeof piece && (rc = text_add(&t, piece, (size_t)np)))
+            break;
+        out->generated_tokens++;
+        if (ask->on_token) {
+            size_t cut = complete_utf8(t.buf, t.len);
+            char keep = t.buf[cut];
+            t.buf[cut] = '\0';
+            bool go_on = ask->on_token(t.buf, tok, ask->token_user);
+            t.buf[cut] = keep;
+            if (!go_on) {
+                out->stopped = true;
+                break;
+            }
+        }
+        if (i + 1 >= max_new) {
+            out->stopped = true;
+            break;
+        }
+        rc = md_reduce_decode(rs, tok);
+        if (rc && rc != MD_ERR_ABORTED)
+            snprintf(err, errlen, "decode: %s", md_reduce_error(rs));
+    }
+    md_sampler_free(smp);
+    if (!rc && !(out->text = finish_text(t.buf, t.len)))
+        rc = MD_ERR_NOMEM;
+    free(t.buf);
+    return rc;
+}
+
+/* Visual tokens of a window's block. */
+static int32_t block_tokens(const struct md_vqa *v, const struct vqa_block *b)
+{
+    return b->image ? md_vision_image_tokens(v->vision, b->width, b->height)
+                    : md_vision_frame_tokens(v->vision);
+}
+
+static int32_t count_frames(const struct md_vqa_stream *s)
+{
+    int32_t n = 0;
+    for (int32_t i = 0; i < s->n_blocks; i++)
+        n += !s->blocks[i].image;
+    return n;
+}
+
+/* How many of a window's frames fit the context beside the text and an
+ * answer (images always go in whole); -1 with err when not even one does,
+ * or the images alone do not. */
+static int32_t frames_that_fit(const struct md_vqa_stream *s, int64_t text, int64_t q,
+                               int32_t max_new, char *err, size_t errlen)
+{
+    const struct md_vqa *v = s->vqa;
+    int32_t per = md_vision_frame_tokens(v->vision), n_ctx = md_context_n_ctx(v->ctx);
+    int32_t block = md_vision_video_is_block(v->vision) ? 1 : 0;
+    int32_t n_frames = count_frames(s);
+    int64_t images = 0;
+    for (int32_t i = 0; i < s->n_blocks; i++)
+        images += s->blocks[i].image ? block_tokens(v, &s->blocks[i]) : 0;
+    int64_t room = (int64_t)n_ctx - max_new - text - images;
+    if (room < per + block)   /* leave at least one frame and a few tokens of answer */
+        room = (int64_t)n_ctx - text - images - VQA_ANSWER_MIN;
+    int32_t fit = room - block >= per ? (int32_t)((room - block) / per) : 0;
+    if (room < 0 || (n_frames > 0 && fit == 0)) {
+        vqa_no_room(v, q, text, images + (n_frames > 0 ? per + block : 0), err, errlen);
+        return -1;
+    }
+    return fit;
+}
+
+/* A window's blocks into the session: every image, and the frames spread
+ * uniformly when more are held than fit; out gets how many and their span. */
+static int add_blocks(struct md_vqa_stream *s, struct md_reduce_session *rs, int32_t fit,
+                      struct md_vqa_answer *out)
+{
+    struct md_vqa *v = s->vqa;
+    int32_t n_frames = count_frames(s);
+    if (n_frames > fit)
+        vqa_log(v, MD_LOG_INFO, "%d frames, %d fit the context: spread uniformly", n_frames, fit);
+    int32_t want = n_frames < fit ? n_frames : fit, f = 0, next = 0, rc = MD_OK;
+    out->first_pts_ns = out->last_pts_ns = -1;
+    for (int32_t i = 0; i < s->n_blocks && !rc; i++) {
+        const struct vqa_block *b = &s->blocks[i];
+        if (vqa_aborted(v))
+            return MD_ERR_ABORTED;
+        if (b->image) {
+            rc = md_reduce_add_image(rs, b->rgb, b->width, b->height, b->stride);
+        } else {
+            /* frame f is the k-th kept when it is the one nearest the
+             * centre of the k-th of `want` equal parts */
+            int32_t k = want ? (int32_t)(((int64_t)next * n_frames + n_frames / (2 * want)) / want)
+                             : n_frames;
+            if (f++ != k || next >= want)
+                continue;
+            next++;
+            struct md_frame fr = { b->rgb, b->width, b->height, b->stride, b->pts_ns };
+            rc = md_reduce_add_frames(rs, &fr, 1);
+            if (!rc && out->first_pts_ns < 0)
+                out->first_pts_ns = b->pts_ns;
+            if (!rc)
+                out->last_pts_ns = b->pts_ns;
+        }
+        out->frames += !rc;
+    }
+    return rc;
+}
+
+static void fill_stats(const struct md_vqa_stream *s, const struct md_reduce_session *rs,
+                       struct md_vqa_answer *out)
+{
+    const struct md_reduce_stats *st = md_reduce_stats(rs);
+    out->stats = *st;
+    out->visual_tokens = st->vis_in > 0 ? st->vis_in : 0;
+    out->visual_tokens_kept = st->vis_after_select > 0 ? st->vis_after_select : 0;
+    out->visual_tokens_final = st->vis_final > 0 ? st->vis_final : 0;
+    out->prompt_tokens = st->n_prompt > 0 ? st->n_prompt : 0;
+    out->timings.encode_ms = s->mode == MD_VQA_GROWING ? s->encode_ms
+                                                       : st->ms_vision + st->ms_select;
+    out->timings.prefill_ms = st->ms_prefill;
+    out->timings.decode_ms = st->ms_decode;
+    snprintf(out->reduce, sizeof out->reduce, "%s", s->mode == MD_VQA_GROWING ? s->spec
+                                                                              : s->vqa->spec);
+}
+
+/* Window: the session starts empty and takes the blocks that fit. */
+static int prepare_window(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
+                          int32_t max_new, struct md_vqa_answer *out, char *err, size_t errlen)
+{
+    struct md_reduce_session *rs = s->vqa->window_session;
+    int64_t q, text = vqa_prompt_tokens(s->vqa, ask->question, ask->system, &q);
+    int32_t fit = frames_that_fit(s, text, q, max_new, err, errlen);
+    if (fit < 0)
+        return MD_ERR_CONTEXT_FULL;
+    md_reduce_reset(rs);
+    int rc = add_blocks(s, rs, fit, out);
+    if (rc && rc != MD_ERR_ABORTED)
+        snprintf(err, errlen, "encode: %s", md_reduce_error(rs));
+    return rc;
+}
+
+int md_vqa_answer(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
+                  struct md_vqa_answer *out, char *err, size_t errlen)
+{
+    char scratch[8];
+    if (!err || !errlen) {
+        err = scratch;
+        errlen = sizeof scratch;
+    }
+    *err = '\0';
+    if (!s || !ask || !out)
+        return MD_ERR_INVALID;
+    memset(out, 0, sizeof *out);
+    struct md_vqa *v = s->vqa;
+    int rc = md_vqa_check_question(v, ask->question, ask->system, err, errlen);
+    if (rc)
+        return rc;
+    if (md_vqa_stream_n_frames(s) == 0) {
+        snprintf(err, errlen, "no frames to answer about");
+        return MD_ERR_INVALID;
+    }
+    int32_t max_new = ask->max_new_tokens > 0 ? ask->max_new_tokens : v->params.max_new_tokens;
+    struct md_reduce_session *rs = s->mode == MD_VQA_WINDOW ? v->window_session : s->session;
+    if (s->mode == MD_VQA_WINDOW) {
+        rc = prepare_window(s, ask, max_new, out, err, errlen);
+    } else {
+        out->frames = s->n_added;
+        out->first_pts_ns = s->first_pts;
+        out->last_pts_ns = s->last_pts;
+    }
+    if (!rc) {
+        rc = md_reduce_prefill(rs, NULL, ask->system, ask->question);
+        if (rc && rc != MD_ERR_ABORTED)
+            snprintf(err, errlen, "prefill: %s", md_reduce_error(rs));
+    }
+    if (!rc) {
+        fill_stats(s, rs, out);
+        int32_t room = md_context_n_ctx(v->ctx) - out->prompt_tokens;
+        if (room < 1) {
+            snprintf(err, errlen, "the prompt (%d tokens) fills the context (%d)",
+                     out->prompt_tokens, md_context_n_ctx(v->ctx));
+            rc = MD_ERR_CONTEXT_FULL;
+        } else {
+            rc = generate(s, rs, ask, max_new < room ? max_new : room, out, err, errlen);
+        }
+    }
+    if (!rc) {
+        fill_stats(s, rs, out);
+    } else {
+        if (rc == MD_ERR_ABORTED)
+            snprintf(err, errlen, "aborted");
+        md_vqa_answer_clear(out);
+    }
+    return rc;
+}

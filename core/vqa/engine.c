@@ -1,0 +1,382 @@
+/* md_vqa engine: the files, the device, one context; the checks a question
+ * gets before any work. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer.h"
+#include "unicode.h"
+#include "vqa-impl.h"
+
+struct md_vqa_params md_vqa_default_params(void)
+{
+    struct md_vqa_params p = {
+        .device = "auto", .reduce = "none", .sample_fps = 1.0, .max_frames = 8,
+        .max_new_tokens = 64,
+    };
+    return p;
+}
+
+void vqa_log(const struct md_vqa *v, enum md_log_level level, const char *fmt, ...)
+{
+    if (!v->params.log)
+        return;
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    v->params.log(level, text, v->params.log_user);
+}
+
+bool vqa_aborted(const struct md_vqa *v)
+{
+    return v->params.abort && v->params.abort(v->params.abort_user);
+}
+
+int64_t vqa_text_tokens(const struct md_vqa *v, const char *text)
+{
+    const struct md_vocab *vocab = md_model_vocab(v->model);
+    return text && *text ? md_tokenize(vocab, text, strlen(text), false, false, NULL, 0) : 0;
+}
+
+int64_t vqa_prompt_tokens(const struct md_vqa *v, const char *question, const char *system,
+                          int64_t *question_tokens)
+{
+    int64_t q = vqa_text_tokens(v, question);
+    if (question_tokens)
+        *question_tokens = q;
+    return VQA_PROMPT_TEXT_EST + q + vqa_text_tokens(v, system);
+}
+
+void vqa_no_room(const struct md_vqa *v, int64_t question_tokens, int64_t text_tokens,
+                 int64_t need, char *err, size_t errlen)
+{
+    int32_t n_ctx = md_context_n_ctx(v->ctx);
+    if (text_tokens - question_tokens + need + VQA_ANSWER_MIN <= n_ctx)
+        snprintf(err, errlen, "the question is %lld tokens and the context holds %d (with "
+                 "%lld visual tokens and the prompt's text); ask a shorter question or raise "
+                 "the context size", (long long)question_tokens, n_ctx, (long long)need);
+    else
+        snprintf(err, errlen, "the context (%d tokens) is too small for %lld visual tokens "
+                 "and the prompt's text (about %lld tokens); raise the context size",
+                 n_ctx, (long long)need, (long long)text_tokens);
+}
+
+struct md_reduce_config vqa_config(const struct md_vqa *v)
+{
+    return v->cfg;
+}
+
+/* Offset of the first byte of s that does not start a valid UTF-8
+ * character, or -1. */
+static long bad_utf8(const char *s)
+{
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t k = md_utf8_decode((const uint8_t *)s + i, len - i, &cp);
+        if (cp == MD_CP_INVALID)
+            return (long)i;
+        i += k;
+    }
+    return -1;
+}
+
+static bool blank(const char *s)
+{
+    for (; *s; s++)
+        if (!strchr(" \t\r\n\f\v", *s))
+            return false;
+    return true;
+}
+
+int md_vqa_check_question(const struct md_vqa *v, const char *question, const char *system,
+                          char *err, size_t errlen)
+{
+    if (!question || blank(question)) {
+        snprintf(err, errlen, "the question is empty");
+        return MD_ERR_INVALID;
+    }
+    long bad = bad_utf8(question);
+    if (bad >= 0) {
+        snprintf(err, errlen, "the question is not valid UTF-8 (byte 0x%02x at offset %ld)",
+                 (unsigned)(uint8_t)question[bad], bad);
+        return MD_ERR_INVALID;
+    }
+    if (system && (bad = bad_utf8(system)) >= 0) {
+        snprintf(err, errlen, "the system prompt is not valid UTF-8 (byte 0x%02x at offset %ld)",
+                 (unsigned)(uint8_t)system[bad], bad);
+        return MD_ERR_INVALID;
+    }
+    int64_t q, text = vqa_prompt_tokens(v, question, system, &q);
+    int64_t one = vqa_frame_tokens(v);
+    if (text + one + VQA_ANSWER_MIN > md_context_n_ctx(v->ctx)) {
+        vqa_no_room(v, q, text, one, err, errlen);
+        return MD_ERR_CONTEXT_FULL;
+    }
+    return MD_OK;
+}
+
+/* "auto", "cpu", "cuda" or "cuda:N" into backend (NULL: auto) and index. */
+static int parse_device(const char *dev, const char **backend, int32_t *index, char *err,
+                        size_t errlen)
+{
+    *index = 0;
+    *backend = NULL;
+    if (!dev || !strcmp(dev, "auto"))
+        return MD_OK;
+    if (!strcmp(dev, "cpu")) {
+        *backend = "cpu";
+        return MD_OK;
+    }
+    if (!strncmp(dev, "cuda", 4)) {
+        *backend = "cuda";
+        if (!dev[4])
+            return MD_OK;
+        char *end = NULL;
+        unsigned long n = dev[4] == ':' && dev[5] >= '0' && dev[5] <= '9' ?
+                          strtoul(dev + 5, &end, 10) : 1024;
+        if (n < 1024 && end && !*end) {
+            *index = (int32_t)n;
+            return MD_OK;
+        }
+    }
+    snprintf(err, errlen, "invalid device '%s' (auto, cpu, cuda or cuda:N)", dev);
+    return MD_ERR_INVALID;
+}
+
+/* The backend to load on: the one named, which must be usable, or for auto
+ * CUDA when usable and the CPU otherwise (quietly: no GPU is the normal
+ * case). */
+static int choose_backend(struct md_vqa *v, const char *named, int32_t index,
+                          const char **backend, char *err, size_t errlen)
+{
+    char why[512] = "";
+    if (named && !strcmp(named, "cpu")) {
+        *backend = "cpu";
+        return MD_OK;
+    }
+    if (md_backend_check(named ? named : "cuda", index, why, sizeof why) == MD_OK) {
+        *backend = named ? named : "cuda";
+        return MD_OK;
+    }
+    if (!named) {
+        vqa_log(v, MD_LOG_INFO, "device auto: using the CPU (%s)", why);
+        *backend = "cpu";
+        return MD_OK;
+    }
+    snprintf(err, errlen, "device %s:%d cannot be used: %s", named, (int)index, why);
+    return MD_ERR_UNSUPPORTED;
+}
+
+/* Auto: a load on CUDA that failed because of the device (not the file)
+ * is retried on the CPU. */
+static bool device_failure(int rc)
+{
+    return rc == MD_ERR_NOMEM || rc == MD_ERR_BACKEND || rc == MD_ERR_UNSUPPORTED;
+}
+
+static int load_model(struct md_vqa *v, bool automatic, int32_t index, const char **backend,
+                      char *err, size_t errlen)
+{
+    struct md_model_params mp = md_model_default_params();
+    mp.n_threads = v->params.n_threads;
+    mp.device = index;
+    mp.backend = *backend;
+    mp.progress_callback = v->params.on_progress;
+    mp.progress_callback_user = v->params.progress_user;
+    int rc = md_model_load(v->model_path, &mp, &v->model, err, errlen);
+    if (rc != MD_OK && automatic && !strcmp(*backend, "cuda") && device_failure(rc)) {
+        vqa_log(v, MD_LOG_WARN, "device auto: cannot load on cuda:%d (%s), using the CPU",
+                (int)index, err);
+        mp.backend = *backend = "cpu";
+        rc = md_model_load(v->model_path, &mp, &v->model, err, errlen);
+    }
+    return rc;
+}
+
+static int load_vision(struct md_vqa *v, const char *backend, int32_t index, char *err,
+                       size_t errlen)
+{
+    struct md_vision_params vp = md_vision_default_params();
+    vp.n_threads = v->params.n_threads;
+    vp.backend = backend;
+    vp.device = index;
+    vp.abort_callback = v->params.abort;
+    vp.abort_callback_user = v->params.abort_user;
+    int rc = md_vision_load(v->mmproj_path, &vp, &v->vision, err, errlen);
+    if (rc != MD_OK)
+        return rc;
+    if (!md_model_vocab(v->model)) {
+        snprintf(err, errlen, "%s: the language model has no tokenizer", v->model_path);
+        return MD_ERR_FORMAT;
+    }
+    if (md_vision_frame_tokens(v->vision) <= 0) {
+        snprintf(err, errlen, "%s: the vision projector gives no tokens per frame", v->mmproj_path);
+        return MD_ERR_FORMAT;
+    }
+    if (md_vision_n_embd(v->vision) != md_model_n_embd(v->model)) {
+        snprintf(err, errlen, "the vision projector gives rows of %d, the language model has "
+                 "n_embd %d: %s does not belong to %s", md_vision_n_embd(v->vision),
+                 md_model_n_embd(v->model), v->mmproj_path, v->model_path);
+        return MD_ERR_UNSUPPORTED;
+    }
+    return MD_OK;
+}
+
+static int new_context(struct md_vqa *v, char *err, size_t errlen)
+{
+    struct md_context_params cp = md_context_default_params();
+    cp.n_ctx = v->params.n_ctx;
+    cp.n_threads = v->params.n_threads;
+    cp.abort_callback = v->params.abort;
+    cp.abort_callback_user = v->params.abort_user;
+    /* layer-wise pruning (stage c) sees the whole prompt at once; other
+     * prompts go through in chunks */
+    if (md_reduce_stages(&v->cfg) & MD_STAGE_PREFILL)
+        cp.n_batch = 1 << 24;
+    return md_context_new(v->model, &cp, &v->ctx, err, errlen);
+}
+
+static int resolve_files(struct md_vqa *v, const struct md_vqa_params *p, char *err, size_t errlen)
+{
+    if (!p->model && !p->mmproj) {
+        if (md_default_model_paths(v->model_path, sizeof v->model_path, v->mmproj_path,
+                                   sizeof v->mmproj_path) == 0)
+            return MD_OK;
+        char dir[4096];
+        int w = snprintf(err, errlen, "no model given, and the bundled default model was not "
+                         "found in:");
+        for (int i = 0; w > 0 && (size_t)w < errlen &&
+                        md_default_model_dir(i, dir, sizeof dir) == 0; i++)
+            w += snprintf(err + w, errlen - (size_t)w, "%s %s", i ? "," : "", dir);
+        return MD_ERR_IO;
+    }
+    if (!p->model || !*p->model || !p->mmproj || !*p->mmproj) {
+        snprintf(err, errlen, "set both the model and the mmproj, or neither for the bundled "
+                 "default model");
+        return MD_ERR_INVALID;
+    }
+    snprintf(v->model_path, sizeof v->model_path, "%s", p->model);
+    snprintf(v->mmproj_path, sizeof v->mmproj_path, "%s", p->mmproj);
+    return MD_OK;
+}
+
+static int check_params(struct md_vqa *v, char *err, size_t errlen)
+{
+    const struct md_vqa_params *p = &v->params;
+    char why[256];
+    if (md_reduce_parse(p->reduce, &v->cfg, why, sizeof why) != MD_OK) {
+        snprintf(err, errlen, "invalid reduce spec '%s': %s", p->reduce, why);
+        return MD_ERR_INVALID;
+    }
+    if (p->sample_fps < 0 || p->max_frames < 1 || p->max_new_tokens < 1 || p->n_ctx < 0 ||
+        p->max_visual_tokens < 0 || p->n_threads < 0) {
+        snprintf(err, errlen, "invalid parameters: sample_fps %g, max_frames %d, "
+                 "max_new_tokens %d, n_ctx %d, max_visual_tokens %d, n_threads %d",
+                 p->sample_fps, p->max_frames, p->max_new_tokens, p->n_ctx,
+                 p->max_visual_tokens, p->n_threads);
+        return MD_ERR_INVALID;
+    }
+    md_reduce_format(&v->cfg, v->spec, sizeof v->spec);
+    return MD_OK;
+}
+
+/* Loads what v->params name; on failure err says why. */
+static int load(struct md_vqa *v, const struct md_vqa_params *p, char *err, size_t errlen)
+{
+    const char *named, *backend;
+    int32_t index;
+    int rc = resolve_files(v, p, err, errlen);
+    if (!rc)
+        rc = check_params(v, err, errlen);
+    if (!rc)
+        rc = parse_device(p->device, &named, &index, err, errlen);
+    if (!rc)
+        rc = choose_backend(v, named, index, &backend, err, errlen);
+    if (!rc)
+        rc = load_model(v, named == NULL, index, &backend, err, errlen);
+    if (!rc)
+        rc = load_vision(v, backend, index, err, errlen);
+    if (!rc)
+        rc = new_context(v, err, errlen);
+    if (!rc)
+        rc = md_reduce_session_new(v->ctx, v->vision, &v->cfg, &v->window_session, err, errlen);
+    if (rc)
+        return rc;
+    if (!strcmp(backend, "cuda"))
+        snprintf(v->device, sizeof v->device, "cuda:%d", (int)index);
+    else
+        snprintf(v->device, sizeof v->device, "%s", backend);
+    vqa_log(v, MD_LOG_INFO, "loaded %s; %s; n_ctx %d on %s", md_model_desc(v->model),
+            md_vision_desc(v->vision), md_context_n_ctx(v->ctx), v->device);
+    return MD_OK;
+}
+
+int md_vqa_load(const struct md_vqa_params *params, struct md_vqa **out, char *err, size_t errlen)
+{
+    char scratch[8];
+    if (!err || !errlen) {
+        err = scratch;
+        errlen = sizeof scratch;
+    }
+    *err = '\0';
+    if (!out)
+        return MD_ERR_INVALID;
+    *out = NULL;
+    struct md_vqa *v = calloc(1, sizeof *v);
+    if (!v) {
+        snprintf(err, errlen, "out of memory");
+        return MD_ERR_NOMEM;
+    }
+    v->params = params ? *params : md_vqa_default_params();
+    snprintf(v->reduce_text, sizeof v->reduce_text, "%s",
+             v->params.reduce ? v->params.reduce : "none");
+    v->params.reduce = v->reduce_text;
+    /* the caller's other strings need not outlive the call */
+    v->params.model = v->params.mmproj = v->params.device = NULL;
+    v->params.question_hint = NULL;
+    if (params && params->question_hint &&
+        !(v->params.question_hint = v->question_hint = strdup(params->question_hint))) {
+        free(v);
+        snprintf(err, errlen, "out of memory");
+        return MD_ERR_NOMEM;
+    }
+    int rc = load(v, params ? params : &v->params, err, errlen);
+    v->params.model = v->model_path;
+    v->params.mmproj = v->mmproj_path;
+    v->params.device = v->device;
+    if (rc) {
+        md_vqa_free(v);
+        return rc;
+    }
+    *out = v;
+    return MD_OK;
+}
+
+void md_vqa_free(struct md_vqa *v)
+{
+    if (!v)
+        return;
+    md_reduce_session_free(v->window_session);
+    md_context_free(v->ctx);
+    md_vision_free(v->vision);
+    md_model_free(v->model);
+    free(v->question_hint);
+    free(v);
+}
+
+const struct md_model *md_vqa_model(const struct md_vqa *v) { return v->model; }
+struct md_vision *md_vqa_vision(const struct md_vqa *v) { return v->vision; }
+const char *md_vqa_device(const struct md_vqa *v) { return v->device; }
+const char *md_vqa_model_path(const struct md_vqa *v) { return v->model_path; }
+const char *md_vqa_mmproj_path(const struct md_vqa *v) { return v->mmproj_path; }
+const char *md_vqa_reduce_spec(const struct md_vqa *v) { return v->spec; }
+int32_t md_vqa_n_ctx(const struct md_vqa *v) { return md_context_n_ctx(v->ctx); }
+
+int32_t md_vqa_frame_side(const struct md_vqa *v)
+{
+    int32_t side = md_vision_image_size(v->vision);
+    return side > 0 ? side : 336;
+}

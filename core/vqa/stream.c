@@ -1,0 +1,270 @@
+/* md_vqa streams: the frames an answer is about, and the one rule that
+ * samples them (the element, the CLI and the evaluator all go through it,
+ * so the same clip gives the same frames everywhere). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "vqa-impl.h"
+
+/* A typical question, for fitting a growing stream's cap when none is hinted. */
+#define VQA_QUESTION_EST 16
+
+int32_t vqa_frame_tokens(const struct md_vqa *v)
+{
+    return md_vision_frame_tokens(v->vision) + (md_vision_video_is_block(v->vision) ? 1 : 0);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int fail(struct md_vqa_stream *s, int rc, const char *what)
+{
+    snprintf(s->err, sizeof s->err, "%s", what);
+    return rc;
+}
+
+/* Growing: the cap on visual tokens, lowered until the prompt with its frame
+ * blocks, the question and an answer fit the context. */
+static int fit_cap(struct md_vqa_stream *s, char *err, size_t errlen)
+{
+    struct md_vqa *v = s->vqa;
+    const struct md_vqa_params *p = &v->params;
+    int64_t q = VQA_QUESTION_EST;
+    int64_t text = p->question_hint ? vqa_prompt_tokens(v, p->question_hint, NULL, &q)
+                                    : VQA_PROMPT_TEXT_EST + q;
+    int64_t cap = p->max_visual_tokens ? p->max_visual_tokens
+                  : s->cfg.max_visual_tokens > 0 ? s->cfg.max_visual_tokens
+                                                 : VQA_AUTO_VISUAL_TOKENS;
+    if (s->cfg.max_visual_frames <= 0)
+        s->cfg.max_visual_frames = p->max_frames;
+    int32_t frames = s->cfg.max_visual_frames, n_ctx = md_context_n_ctx(v->ctx);
+    int64_t room = (int64_t)n_ctx - p->max_new_tokens - text -
+                   (int64_t)VQA_BLOCK_MARKER_EST * frames;
+    if (cap > room) {
+        vqa_log(v, MD_LOG_INFO, "visual-token cap %lld lowered to %lld to fit the context (%d)",
+                (long long)cap, (long long)room, n_ctx);
+        cap = room;
+    }
+    if (cap < frames) {
+        if (room + q >= frames)
+            vqa_no_room(v, q, text, frames, err, errlen);
+        else
+            snprintf(err, errlen, "the context (%d tokens) leaves room for %lld visual tokens, "
+                     "fewer than one per frame block (%d); raise the context size or lower "
+                     "max_frames / max_new_tokens", n_ctx, (long long)room, frames);
+        return MD_ERR_CONTEXT_FULL;
+    }
+    s->cfg.max_visual_tokens = (int32_t)cap;
+    return MD_OK;
+}
+
+int md_vqa_stream_new(struct md_vqa *v, enum md_vqa_mode mode, struct md_vqa_stream **out,
+                      char *err, size_t errlen)
+{
+    if (!out)
+        return MD_ERR_INVALID;
+    *out = NULL;
+    if (!v || (mode != MD_VQA_WINDOW && mode != MD_VQA_GROWING)) {
+        snprintf(err, errlen, "stream: no engine or an unknown mode");
+        return MD_ERR_INVALID;
+    }
+    struct md_vqa_stream *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return MD_ERR_NOMEM;
+    }
+    s->vqa = v;
+    s->mode = mode;
+    s->cfg = vqa_config(v);
+    int rc = MD_OK;
+    if (mode == MD_VQA_GROWING) {
+        rc = fit_cap(s, err, errlen);
+        if (!rc)
+            rc = md_reduce_session_new(v->ctx, v->vision, &s->cfg, &s->session, err, errlen);
+    }
+    if (rc) {
+        md_vqa_stream_free(s);
+        return rc;
+    }
+    md_reduce_format(&s->cfg, s->spec, sizeof s->spec);
+    md_vqa_stream_reset(s);
+    *out = s;
+    return MD_OK;
+}
+
+static void free_blocks(struct md_vqa_stream *s)
+{
+    for (int32_t i = 0; i < s->n_blocks; i++)
+        free(s->blocks[i].rgb);
+    s->n_blocks = 0;
+}
+
+void md_vqa_stream_free(struct md_vqa_stream *s)
+{
+    if (!s)
+        return;
+    free_blocks(s);
+    free(s->blocks);
+    md_reduce_session_free(s->session);
+    free(s);
+}
+
+void md_vqa_stream_reset(struct md_vqa_stream *s)
+{
+    free_blocks(s);
+    s->origin_ns = s->next_ns = -1;
+    s->keep_every = 1;
+    s->seen = 0;
+    s->n_added = 0;
+    s->first_pts = s->last_pts = -1;
+    s->encode_ms = 0;
+    s->err[0] = '\0';
+    if (s->session)
+        md_reduce_reset(s->session);
+}
+
+/* The grid step: 1 ns .. 1e6 s. */
+static int64_t step_ns(const struct md_vqa *v)
+{
+    double dt = 1e9 / v->params.sample_fps;
+    return dt < 1 ? 1 : dt > 1e15 ? (int64_t)1e15 : (int64_t)dt;
+}
+
+bool md_vqa_stream_offer(struct md_vqa_stream *s, int64_t pts_ns)
+{
+    const struct md_vqa *v = s->vqa;
+    if (pts_ns < 0 || (s->origin_ns >= 0 && pts_ns < s->origin_ns))
+        return false;
+    if (s->origin_ns < 0)
+        s->origin_ns = s->next_ns = pts_ns;
+    if (v->params.sample_fps > 0) {
+        if (pts_ns < s->next_ns)
+            return false;
+        int64_t dt = step_ns(v);
+        s->next_ns = s->origin_ns + ((pts_ns - s->origin_ns) / dt + 1) * dt;
+    }
+    /* a full window takes only every keep_every-th sampled frame */
+    return s->mode == MD_VQA_GROWING || s->seen++ % s->keep_every == 0;
+}
+
+/* A full window keeps every other frame and halves its intake, so the kept
+ * frames stay spread uniformly whatever the window's length. */
+static void thin(struct md_vqa_stream *s)
+{
+    int32_t k = 0;
+    for (int32_t i = 0; i < s->n_blocks; i++) {
+        if (i % 2 == 0)
+            s->blocks[k++] = s->blocks[i];
+        else
+            free(s->blocks[i].rgb);
+    }
+    s->n_blocks = k;
+    s->keep_every *= 2;
+    s->seen = 1;
+}
+
+static int hold(struct md_vqa_stream *s, const uint8_t *rgb, int32_t w, int32_t h, int32_t stride,
+                int64_t pts, bool image)
+{
+    if (!rgb || w <= 0 || h <= 0 || stride < w * 3)
+        return fail(s, MD_ERR_INVALID, "a frame without pixels or with a bad size");
+    if (!image && s->n_blocks >= s->vqa->params.max_frames)
+        thin(s);
+    if (s->n_blocks == s->cap_blocks) {
+        int32_t cap = s->cap_blocks ? 2 * s->cap_blocks : 8;
+        struct vqa_block *b = realloc(s->blocks, sizeof *b * (size_t)cap);
+        if (!b)
+            return fail(s, MD_ERR_NOMEM, "out of memory for a frame");
+        s->blocks = b;
+        s->cap_blocks = cap;
+    }
+    size_t row = (size_t)w * 3;
+    uint8_t *copy = malloc(row * (size_t)h);
+    if (!copy)
+        return fail(s, MD_ERR_NOMEM, "out of memory for a frame");
+    for (int32_t y = 0; y < h; y++)
+        memcpy(copy + row * (size_t)y, rgb + (size_t)stride * (size_t)y, row);
+    s->blocks[s->n_blocks++] = (struct vqa_block){ copy, w, h, (int32_t)row, pts, image };
+    return MD_OK;
+}
+
+static void note_pts(struct md_vqa_stream *s, int64_t pts)
+{
+    if (pts < 0)
+        return;
+    if (s->first_pts < 0)
+        s->first_pts = pts;
+    s->last_pts = pts;
+}
+
+int md_vqa_stream_add(struct md_vqa_stream *s, const struct md_frame *f)
+{
+    if (!s || !f)
+        return MD_ERR_INVALID;
+    if (vqa_aborted(s->vqa))
+        return fail(s, MD_ERR_ABORTED, "aborted");
+    int rc;
+    if (s->mode == MD_VQA_WINDOW) {
+        rc = hold(s, f->rgb, f->width, f->height, f->stride, f->pts_ns, false);
+    } else {
+        double t0 = now_ms();
+        rc = md_reduce_add_frames(s->session, f, 1);
+        s->encode_ms += now_ms() - t0;
+        if (rc)
+            return fail(s, rc, md_reduce_error(s->session));
+    }
+    if (!rc) {
+        s->n_added++;
+        note_pts(s, f->pts_ns);
+    }
+    return rc;
+}
+
+int md_vqa_stream_add_image(struct md_vqa_stream *s, const uint8_t *rgb, int32_t width,
+                            int32_t height, int32_t stride)
+{
+    if (!s)
+        return MD_ERR_INVALID;
+    if (s->mode != MD_VQA_WINDOW)
+        return fail(s, MD_ERR_INVALID, "still images go to window streams");
+    int rc = hold(s, rgb, width, height, stride, -1, true);
+    if (!rc)
+        s->n_added++;
+    return rc;
+}
+
+int32_t md_vqa_stream_n_frames(const struct md_vqa_stream *s)
+{
+    return s->mode == MD_VQA_WINDOW ? s->n_blocks : s->n_added;
+}
+
+int64_t md_vqa_stream_first_pts(const struct md_vqa_stream *s) { return s->first_pts; }
+int64_t md_vqa_stream_last_pts(const struct md_vqa_stream *s) { return s->last_pts; }
+
+int32_t md_vqa_stream_visual_tokens(const struct md_vqa_stream *s)
+{
+    return s->session ? md_reduce_n_visual(s->session) : 0;
+}
+
+size_t md_vqa_stream_held_bytes(const struct md_vqa_stream *s)
+{
+    if (s->session)
+        return md_reduce_held_bytes(s->session);
+    size_t n = 0;
+    for (int32_t i = 0; i < s->n_blocks; i++)
+        n += (size_t)s->blocks[i].stride * (size_t)s->blocks[i].height;
+    return n;
+}
+
+int32_t md_vqa_stream_visual_cap(const struct md_vqa_stream *s)
+{
+    return s->mode == MD_VQA_GROWING ? s->cfg.max_visual_tokens : 0;
+}
+
+const char *md_vqa_stream_error(const struct md_vqa_stream *s) { return s->err; }

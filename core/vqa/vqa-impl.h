@@ -1,0 +1,81 @@
+/* md_vqa internals shared by engine.c (load, device, checks), stream.c
+ * (frames, the sampling rule) and answer.c (prompt, generation). */
+#ifndef MD_VQA_IMPL_H
+#define MD_VQA_IMPL_H
+
+#include <stdarg.h>
+
+#include "mustdrop-vqa.h"
+
+/* Tokens of the prompt besides the question and the system prompt (the
+ * template, the markers): an allowance for fitting, not a count. */
+#define VQA_PROMPT_TEXT_EST 64
+/* Per frame block of a growing stream (marker and newline tokens). */
+#define VQA_BLOCK_MARKER_EST 8
+/* Fewest answer tokens a prompt must leave room for. */
+#define VQA_ANSWER_MIN 8
+/* A growing stream's cap when neither max_visual_tokens nor the spec sets one. */
+#define VQA_AUTO_VISUAL_TOKENS 1024
+
+struct md_vqa {
+    struct md_vqa_params params;        /* strings point into the fields below */
+    char model_path[4096], mmproj_path[4096];
+    char reduce_text[256];              /* the spec as given */
+    char spec[256];                     /* canonical */
+    char device[32];                    /* "cpu", "cuda:0" */
+    char *question_hint;                /* params.question_hint's copy */
+    struct md_reduce_config cfg;
+    struct md_model *model;
+    struct md_vision *vision;
+    struct md_context *ctx;
+    /* the session window streams answer through (they take turns) */
+    struct md_reduce_session *window_session;
+};
+
+/* A frame or still image a window stream holds (its own RGB copy). */
+struct vqa_block {
+    uint8_t *rgb;
+    int32_t width, height, stride;
+    int64_t pts_ns;
+    bool image;
+};
+
+struct md_vqa_stream {
+    struct md_vqa *vqa;
+    enum md_vqa_mode mode;
+    /* the sampling rule: the 1/sample_fps grid from the first frame */
+    int64_t origin_ns, next_ns;         /* -1 before the first frame */
+    /* window: the blocks held, thinned to keep_every-th of the sampled */
+    struct vqa_block *blocks;
+    int32_t n_blocks, cap_blocks;
+    int32_t keep_every, seen;
+    /* growing: the reduction session holding the reduced tokens */
+    struct md_reduce_session *session;
+    struct md_reduce_config cfg;        /* with the cap in force */
+    char spec[256];
+    int32_t n_added;
+    int64_t first_pts, last_pts;
+    double encode_ms;
+    char err[512];
+};
+
+/* engine.c */
+void vqa_log(const struct md_vqa *v, enum md_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+bool vqa_aborted(const struct md_vqa *v);
+/* Tokens of text alone (no BOS, no special tokens). */
+int64_t vqa_text_tokens(const struct md_vqa *v, const char *text);
+/* The prompt's text tokens (question, system, allowance); *question_tokens. */
+int64_t vqa_prompt_tokens(const struct md_vqa *v, const char *question, const char *system,
+                          int64_t *question_tokens);
+/* The words for a prompt leaving no room for `need` visual tokens: the
+ * question when the rest would fit without it, else the context. */
+void vqa_no_room(const struct md_vqa *v, int64_t question_tokens, int64_t text_tokens,
+                 int64_t need, char *err, size_t errlen);
+/* The reduction config of the engine's spec, as a session needs it. */
+struct md_reduce_config vqa_config(const struct md_vqa *v);
+
+/* stream.c */
+int32_t vqa_frame_tokens(const struct md_vqa *v);   /* one frame (+ its newline row) */
+
+#endif
