@@ -35,9 +35,11 @@
  * grid starting at the stream's first frame; a window holding max_frames
  * keeps every other one and from then on takes every other sampled frame.
  *
- * Threading: one engine and its streams are used by one thread at a time
- * (answers share the engine's context). The library never prints: messages
- * go to the log callback. No global state.
+ * Threading: md_vqa_answer and a growing stream's md_vqa_stream_add use the
+ * engine's context, so one at a time; a window stream only copies frames
+ * until it is answered, so it can be filled on another thread (one thread
+ * per stream at a time). The library never prints: messages go to the log
+ * callback. No global state.
  */
 #ifndef MUSTDROP_VQA_H
 #define MUSTDROP_VQA_H
@@ -128,6 +130,24 @@ int md_vqa_check_question(const struct md_vqa *vqa, const char *question, const 
                           char *err, size_t errlen);
 
 /* -------------------------------------------------------------------------
+ * The sampling rule
+ * ------------------------------------------------------------------------- */
+
+/* A frame is taken when its timestamp reaches the next point of a
+ * 1/sample_fps grid that starts at the first frame offered (sample_fps 0:
+ * every frame). Streams apply it themselves; a caller that decides on one
+ * thread and adds on another (the element's growing window) holds one. */
+struct md_vqa_grid {
+    int64_t origin_ns, next_ns;     /* -1 before the first frame */
+    int64_t step_ns;                /* 0: every frame */
+};
+
+void md_vqa_grid_init(struct md_vqa_grid *g, double sample_fps);
+/* Whether the frame at pts_ns is taken (pts_ns < 0, or before the first
+ * frame: never). Offer frames in timestamp order. */
+bool md_vqa_grid_take(struct md_vqa_grid *g, int64_t pts_ns);
+
+/* -------------------------------------------------------------------------
  * Streams
  * ------------------------------------------------------------------------- */
 
@@ -161,6 +181,11 @@ int md_vqa_stream_add(struct md_vqa_stream *s, const struct md_frame *frame);
 /* A still image (AnyRes for LLaVA-NeXT): window streams only, no sampling. */
 int md_vqa_stream_add_image(struct md_vqa_stream *s, const uint8_t *rgb, int32_t width,
                             int32_t height, int32_t stride);
+
+/* A window stream's copy (its frames and sampling state): an answer about
+ * the frames so far while the window goes on. Window streams only. */
+int md_vqa_stream_clone(const struct md_vqa_stream *s, struct md_vqa_stream **out, char *err,
+                        size_t errlen);
 
 int32_t md_vqa_stream_n_frames(const struct md_vqa_stream *s);   /* held / encoded */
 int64_t md_vqa_stream_first_pts(const struct md_vqa_stream *s);  /* ns, -1 if none */

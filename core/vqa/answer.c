@@ -45,49 +45,61 @@ static int text_add(struct text *t, const char *s, size_t n)
     return MD_OK;
 }
 
-/* Bytes of s[0..len) up to where a UTF-8 character is cut off at the end
- * (a token may end inside one). */
-static size_t complete_utf8(const char *s, size_t len)
+/* Whether s[i..len) is the start of a character cut off by the end of the
+ * text (a token may end inside one): a lead byte and only continuations. */
+static bool cut_at_end(const char *s, size_t i, size_t len)
 {
-    size_t i = 0, last = 0;
-    while (i < len) {
-        uint32_t cp;
-        size_t k = md_utf8_decode((const uint8_t *)s + i, len - i, &cp);
-        if (cp == MD_CP_INVALID && i + 4 > len && k == len - i)
-            break;   /* an unfinished sequence at the end */
-        i += k ? k : 1;
-        last = i;
-    }
-    return last;
+    uint8_t c = (uint8_t)s[i];
+    size_t need = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 && c <= 0xef ? 3
+                  : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+    if (!need || i + need <= len)
+        return false;
+    for (size_t k = i + 1; k < len; k++)
+        if (((uint8_t)s[k] & 0xc0) != 0x80)
+            return false;
+    return true;
 }
 
-/* The answer as it is handed out: invalid UTF-8 replaced by U+FFFD (a model
- * may emit a lone byte token), surrounding whitespace removed. */
-static char *finish_text(const char *s, size_t len)
+/* s as valid UTF-8: invalid bytes become U+FFFD (a model may emit a lone byte
+ * token); with `so_far`, a character cut off at the end is left out (more
+ * tokens may complete it). NULL when out of memory. */
+static char *repair_utf8(const char *s, size_t len, bool so_far)
 {
-    struct text t = { 0 };
     static const char replacement[] = "\xef\xbf\xbd";
+    struct text t = { 0 };
+    if (text_add(&t, "", 0))
+        return NULL;
     for (size_t i = 0; i < len;) {
+        if (so_far && cut_at_end(s, i, len))
+            break;
         uint32_t cp;
         size_t k = md_utf8_decode((const uint8_t *)s + i, len - i, &cp);
         k = k ? k : 1;
-        if (text_add(&t, cp == MD_CP_INVALID ? replacement : s + i,
-                     cp == MD_CP_INVALID ? 3 : k)) {
+        bool bad = cp == MD_CP_INVALID;
+        if (text_add(&t, bad ? replacement : s + i, bad ? 3 : k)) {
             free(t.buf);
             return NULL;
         }
         i += k;
     }
-    if (!t.buf && text_add(&t, "", 0))
-        return NULL;
-    size_t a = 0, b = t.len;
-    while (a < b && strchr(" \t\r\n\f\v", t.buf[a]))
-        a++;
-    while (b > a && strchr(" \t\r\n\f\v", t.buf[b - 1]))
-        b--;
-    memmove(t.buf, t.buf + a, b - a);
-    t.buf[b - a] = '\0';
     return t.buf;
+}
+
+/* The answer as it is handed out: valid UTF-8, surrounding whitespace
+ * removed. */
+static char *finish_text(const char *s, size_t len)
+{
+    char *t = repair_utf8(s, len, false);
+    if (!t)
+        return NULL;
+    size_t a = 0, b = strlen(t);
+    while (a < b && strchr(" \t\r\n\f\v", t[a]))
+        a++;
+    while (b > a && strchr(" \t\r\n\f\v", t[b - 1]))
+        b--;
+    memmove(t, t + a, b - a);
+    t[b - a] = '\0';
+    return t;
 }
 
 /* Generate after a prefill: up to max_new tokens, stopping at the end of
@@ -119,11 +131,9 @@ static int generate(struct md_vqa_stream *s, struct md_reduce_session *rs,
             break;
         out->generated_tokens++;
         if (ask->on_token) {
-            size_t cut = complete_utf8(t.buf, t.len);
-            char keep = t.buf[cut];
-            t.buf[cut] = '\0';
-            bool go_on = ask->on_token(t.buf, tok, ask->token_user);
-            t.buf[cut] = keep;
+            char *so_far = repair_utf8(t.buf, t.len, true);
+            bool go_on = !so_far || ask->on_token(so_far, tok, ask->token_user);
+            free(so_far);
             if (!go_on) {
                 out->stopped = true;
                 break;

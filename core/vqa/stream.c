@@ -118,7 +118,7 @@ void md_vqa_stream_free(struct md_vqa_stream *s)
 void md_vqa_stream_reset(struct md_vqa_stream *s)
 {
     free_blocks(s);
-    s->origin_ns = s->next_ns = -1;
+    md_vqa_grid_init(&s->grid, s->vqa->params.sample_fps);
     s->keep_every = 1;
     s->seen = 0;
     s->n_added = 0;
@@ -129,26 +129,32 @@ void md_vqa_stream_reset(struct md_vqa_stream *s)
         md_reduce_reset(s->session);
 }
 
-/* The grid step: 1 ns .. 1e6 s. */
-static int64_t step_ns(const struct md_vqa *v)
+void md_vqa_grid_init(struct md_vqa_grid *g, double sample_fps)
 {
-    double dt = 1e9 / v->params.sample_fps;
-    return dt < 1 ? 1 : dt > 1e15 ? (int64_t)1e15 : (int64_t)dt;
+    /* 1 ns .. 1e6 s between samples */
+    double dt = sample_fps > 0 ? 1e9 / sample_fps : 0;
+    g->step_ns = sample_fps <= 0 ? 0 : dt < 1 ? 1 : dt > 1e15 ? (int64_t)1e15 : (int64_t)dt;
+    g->origin_ns = g->next_ns = -1;
+}
+
+bool md_vqa_grid_take(struct md_vqa_grid *g, int64_t pts_ns)
+{
+    if (pts_ns < 0 || (g->origin_ns >= 0 && pts_ns < g->origin_ns))
+        return false;
+    if (g->origin_ns < 0)
+        g->origin_ns = g->next_ns = pts_ns;
+    if (!g->step_ns)
+        return true;
+    if (pts_ns < g->next_ns)
+        return false;
+    g->next_ns = g->origin_ns + ((pts_ns - g->origin_ns) / g->step_ns + 1) * g->step_ns;
+    return true;
 }
 
 bool md_vqa_stream_offer(struct md_vqa_stream *s, int64_t pts_ns)
 {
-    const struct md_vqa *v = s->vqa;
-    if (pts_ns < 0 || (s->origin_ns >= 0 && pts_ns < s->origin_ns))
+    if (!md_vqa_grid_take(&s->grid, pts_ns))
         return false;
-    if (s->origin_ns < 0)
-        s->origin_ns = s->next_ns = pts_ns;
-    if (v->params.sample_fps > 0) {
-        if (pts_ns < s->next_ns)
-            return false;
-        int64_t dt = step_ns(v);
-        s->next_ns = s->origin_ns + ((pts_ns - s->origin_ns) / dt + 1) * dt;
-    }
     /* a full window takes only every keep_every-th sampled frame */
     return s->mode == MD_VQA_GROWING || s->seen++ % s->keep_every == 0;
 }
@@ -207,12 +213,12 @@ int md_vqa_stream_add(struct md_vqa_stream *s, const struct md_frame *f)
 {
     if (!s || !f)
         return MD_ERR_INVALID;
-    if (vqa_aborted(s->vqa))
-        return fail(s, MD_ERR_ABORTED, "aborted");
     int rc;
     if (s->mode == MD_VQA_WINDOW) {
         rc = hold(s, f->rgb, f->width, f->height, f->stride, f->pts_ns, false);
     } else {
+        if (vqa_aborted(s->vqa))
+            return fail(s, MD_ERR_ABORTED, "aborted");
         double t0 = now_ms();
         rc = md_reduce_add_frames(s->session, f, 1);
         s->encode_ms += now_ms() - t0;
@@ -237,6 +243,40 @@ int md_vqa_stream_add_image(struct md_vqa_stream *s, const uint8_t *rgb, int32_t
     if (!rc)
         s->n_added++;
     return rc;
+}
+
+int md_vqa_stream_clone(const struct md_vqa_stream *s, struct md_vqa_stream **out, char *err,
+                        size_t errlen)
+{
+    if (!out)
+        return MD_ERR_INVALID;
+    *out = NULL;
+    if (!s || s->mode != MD_VQA_WINDOW) {
+        snprintf(err, errlen, "only window streams can be copied");
+        return MD_ERR_INVALID;
+    }
+    struct md_vqa_stream *c;
+    int rc = md_vqa_stream_new(s->vqa, MD_VQA_WINDOW, &c, err, errlen);
+    for (int32_t i = 0; !rc && i < s->n_blocks; i++) {
+        const struct vqa_block *b = &s->blocks[i];
+        /* blocks copy as they are: no thinning on the way */
+        rc = hold(c, b->rgb, b->width, b->height, b->stride, b->pts_ns, true);
+        if (!rc)
+            c->blocks[c->n_blocks - 1].image = b->image;
+    }
+    if (rc) {
+        snprintf(err, errlen, "%s", c && c->err[0] ? c->err : "out of memory");
+        md_vqa_stream_free(c);
+        return rc;
+    }
+    c->grid = s->grid;
+    c->keep_every = s->keep_every;
+    c->seen = s->seen;
+    c->n_added = s->n_added;
+    c->first_pts = s->first_pts;
+    c->last_pts = s->last_pts;
+    *out = c;
+    return MD_OK;
 }
 
 int32_t md_vqa_stream_n_frames(const struct md_vqa_stream *s)

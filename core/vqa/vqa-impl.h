@@ -43,8 +43,7 @@ struct vqa_block {
 struct md_vqa_stream {
     struct md_vqa *vqa;
     enum md_vqa_mode mode;
-    /* the sampling rule: the 1/sample_fps grid from the first frame */
-    int64_t origin_ns, next_ns;         /* -1 before the first frame */
+    struct md_vqa_grid grid;            /* the sampling rule */
     /* window: the blocks held, thinned to keep_every-th of the sampled */
     struct vqa_block *blocks;
     int32_t n_blocks, cap_blocks;

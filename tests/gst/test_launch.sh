@@ -190,7 +190,7 @@ bad_input() {  # name words args...: gst-launch fails, its ERROR says words
 bad_input "non-UTF-8 question" "(not valid UTF-8|could not set property \"question\")" \
   mustdropvqa question=$'caf\xe9?'
 bad_input "empty question" "question is empty" mustdropvqa 'question=""'
-bad_input "20,000-character question" "question is too long" \
+bad_input "20,000-character question" "question is 20000 tokens" \
   mustdropvqa question="$(head -c 20000 /dev/zero | tr '\0' a)"
 bad_input "a directory as model" "is a directory" mustdropvqa model="$tmp" mmproj="$mm"
 bad_input "a missing mmproj" "no such file" mustdropvqa model="$llm" mmproj="$tmp/none.gguf"

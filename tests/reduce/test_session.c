@@ -325,6 +325,55 @@ static void onevision(void)
     red_fix_free(&f);
 }
 
+/* Logits of the last prompt row of a session over the fixture's image,
+ * with n_batch rows a pass, under spec. */
+static int prefill_logits(struct red_fix *f, int32_t n_batch, const char *spec, float *out,
+                          char *why, size_t n)
+{
+    struct md_reduce_config cfg = md_reduce_default_config();
+    struct md_context_params cp = md_context_default_params();
+    struct md_context *ctx = NULL;
+    struct md_reduce_session *s = NULL;
+    cp.n_batch = n_batch;
+    int rc = md_reduce_parse(spec, &cfg, why, n);
+    if (!rc)
+        rc = md_context_new(f->model, &cp, &ctx, why, n);
+    if (!rc)
+        rc = md_reduce_session_new(ctx, f->vis, &cfg, &s, why, n);
+    if (!rc)
+        rc = md_reduce_add_image(s, f->img, f->w, f->h, f->w * 3);
+    if (!rc)
+        rc = md_reduce_prefill(s, NULL, NULL, "q");
+    if (!rc)
+        memcpy(out, md_reduce_logits(s), sizeof(float) * (size_t)md_model_n_vocab(f->model));
+    else if (s)
+        snprintf(why, n, "%s", md_reduce_error(s));
+    md_reduce_session_free(s);
+    md_context_free(ctx);
+    return rc;
+}
+
+/* A prompt longer than n_batch: without a stage-(c) method it goes through
+ * in chunks, with the logits of one batch; layer-wise pruning needs it in
+ * one batch and says so (no crash). */
+static void prompt_longer_than_batch(struct red_fix *f)
+{
+    int32_t V = md_model_n_vocab(f->model);
+    float *whole = calloc((size_t)V, sizeof(float)), *chunks = calloc((size_t)V, sizeof(float));
+    char why[512] = "";
+    CHECK(whole && chunks);
+    CHECKF(prefill_logits(f, 4096, "none", whole, why, sizeof why) == MD_OK, "%s", why);
+    CHECKF(prefill_logits(f, 16, "none", chunks, why, sizeof why) == MD_OK, "%s", why);
+    double max_diff = 0;
+    for (int32_t i = 0; i < V; i++)
+        max_diff = fmax(max_diff, fabs((double)whole[i] - chunks[i]));
+    CHECKF(max_diff < 1e-4, "chunked prefill differs from one batch by %g", max_diff);
+    CHECK(prefill_logits(f, 16, "fastv:k=1,r=0.5", chunks, why, sizeof why) == MD_ERR_UNSUPPORTED);
+    CHECKF(strstr(why, "n_batch"), "%s", why);
+    free(whole);
+    free(chunks);
+}
+
 static void bad_input(struct red_fix *f)
 {
     char err[256] = "";
@@ -354,17 +403,7 @@ static void bad_input(struct red_fix *f)
     md_reduce_reset(r.s);
     CHECK(md_reduce_n_visual(r.s) == 0 && md_reduce_prefill(r.s, NULL, NULL, "q") == MD_ERR_INVALID);
     close_run(&r);
-    /* a prompt longer than n_batch: refused with a message, no crash */
-    struct md_context_params cp = md_context_default_params();
-    cp.n_batch = 16;
-    struct md_context *ctx = NULL;
-    CHECK(md_context_new(f->model, &cp, &ctx, err, sizeof err) == MD_OK);
-    CHECK(md_reduce_session_new(ctx, f->vis, NULL, &s, err, sizeof err) == MD_OK);
-    CHECK(md_reduce_add_image(s, f->img, f->w, f->h, f->w * 3) == MD_OK);
-    CHECK(md_reduce_prefill(s, NULL, NULL, "q") == MD_ERR_UNSUPPORTED);
-    CHECK(strstr(md_reduce_error(s), "n_batch"));
-    md_reduce_session_free(s);
-    md_context_free(ctx);
+    prompt_longer_than_batch(f);
 }
 
 int main(void)
