@@ -605,7 +605,7 @@ configure_run (GstMustdropVqa * self)
   GstClockTime step_ns = window_ns ? window_ns -
       (GstClockTime) (s->window_overlap * GST_SECOND) : 0;
   g_mutex_lock (&self->lock);
-  mdv_windows_init (&self->windows, NULL, window_ns, step_ns, s->sample_fps);
+  mdv_windows_init (&self->windows, NULL, window_ns, step_ns);
   self->max_pending = s->max_pending;
   self->text_timing = s->text_timing;
   self->stats = s->stats;
@@ -664,7 +664,8 @@ validate_and_start (GstMustdropVqa * self)
     return FALSE;
   }
   g_mutex_lock (&self->lock);
-  self->windows.vqa = self->vqa;
+  mdv_windows_init (&self->windows, self->vqa, self->windows.window_ns,
+      self->windows.step_ns);
   g_mutex_unlock (&self->lock);
   post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "Model loaded");
   self->worker = g_thread_new ("mustdropvqa", mdv_worker_main, self);
@@ -754,7 +755,7 @@ gst_mustdrop_vqa_init (GstMustdropVqa * self)
   g_mutex_init (&self->settings_lock);
   g_mutex_init (&self->lock);
   g_cond_init (&self->cond);
-  mdv_windows_init (&self->windows, NULL, 0, 0, 0);
+  mdv_windows_init (&self->windows, NULL, 0, 0);
   g_queue_init (&self->pending);
   g_queue_init (&self->ready);
   g_queue_init (&self->growing_frames);

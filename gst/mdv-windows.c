@@ -4,18 +4,23 @@
 GST_DEBUG_CATEGORY_EXTERN (mustdrop_vqa_debug);
 #define GST_CAT_DEFAULT mustdrop_vqa_debug
 
+static void
+grid_init (MdvWindows * w)
+{
+  md_vqa_grid_init (&w->grid, w->vqa ? md_vqa_params (w->vqa)->sample_fps : 0);
+}
+
 void
 mdv_windows_init (MdvWindows * w, struct md_vqa *vqa, GstClockTime window_ns,
-    GstClockTime step_ns, gdouble sample_fps)
+    GstClockTime step_ns)
 {
   w->vqa = vqa;
   w->window_ns = window_ns;
   w->step_ns = step_ns;
-  w->sample_fps = sample_fps;
   w->origin = GST_CLOCK_TIME_NONE;
   w->next_index = 0;
   g_queue_init (&w->open);
-  md_vqa_grid_init (&w->grid, sample_fps);
+  grid_init (w);
 }
 
 static MdvWindow *
@@ -132,5 +137,5 @@ mdv_windows_take_all (MdvWindows * w, GQueue * out)
     g_queue_push_tail (out, win);
   w->origin = GST_CLOCK_TIME_NONE;
   w->next_index = 0;
-  md_vqa_grid_init (&w->grid, w->sample_fps);
+  grid_init (w);
 }

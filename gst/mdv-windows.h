@@ -30,11 +30,11 @@ typedef struct
   GQueue open;                  /* MdvWindow*, oldest first */
   struct md_vqa *vqa;           /* window streams come from it */
   struct md_vqa_grid grid;      /* growing: the sampling rule */
-  gdouble sample_fps;
 } MdvWindows;
 
+/* The engine (NULL until it is loaded) gives the sampling rule's rate. */
 void mdv_windows_init (MdvWindows * w, struct md_vqa *vqa, GstClockTime window_ns,
-    GstClockTime step_ns, gdouble sample_fps);
+    GstClockTime step_ns);
 /* Windows up to pts: those ending at or before it go (oldest first) to
  * `closed`, those starting by it open. FALSE when pts is before the origin
  * (timestamps went back without a flush): nothing changed, the caller ends

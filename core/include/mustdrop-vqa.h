@@ -106,6 +106,8 @@ struct md_vqa;
 int md_vqa_load(const struct md_vqa_params *params, struct md_vqa **out, char *err, size_t errlen);
 void md_vqa_free(struct md_vqa *vqa);
 
+/* The parameters in force (the files and the device as resolved). */
+const struct md_vqa_params *md_vqa_params(const struct md_vqa *vqa);
 const struct md_model *md_vqa_model(const struct md_vqa *vqa);
 struct md_vision *md_vqa_vision(const struct md_vqa *vqa);
 /* Where it runs: "cpu" or "cuda:N". */

@@ -367,6 +367,7 @@ void md_vqa_free(struct md_vqa *v)
     free(v);
 }
 
+const struct md_vqa_params *md_vqa_params(const struct md_vqa *v) { return &v->params; }
 const struct md_model *md_vqa_model(const struct md_vqa *v) { return v->model; }
 struct md_vision *md_vqa_vision(const struct md_vqa *v) { return v->vision; }
 const char *md_vqa_device(const struct md_vqa *v) { return v->device; }
