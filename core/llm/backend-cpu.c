@@ -2,6 +2,7 @@
  * matrix products go to md_matmul, everything else is plain loops. Row-wise
  * ops and attention are split over the thread pool. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,7 +138,9 @@ static int cpu_matmul(struct md_backend *be, const struct md_tensor *x, const st
         return MD_ERR_INVALID;
     if (n == 0)
         return MD_OK;
-    md_matmul(c->tp, c->isa, x->data, n, n_in, w->data, w->type, n_out, y->data);
+    int rc = md_matmul(c->tp, c->isa, x->data, n, n_in, w->data, w->type, n_out, y->data);
+    if (rc)
+        return rc;
     if (bias) {
         const float *b = bias->data;
         float *yd = y->data;
@@ -582,6 +585,7 @@ struct attn_blk_job {
     int32_t n_blocks;             /* query blocks per head */
     int32_t chunks;               /* items per head */
     struct md_matmul_scratch **mm;   /* per thread */
+    atomic_int failed;            /* a thread's product could not get memory */
 };
 
 /* Keys visible to the last query of block blk (all keys when non-causal). */
@@ -633,8 +637,8 @@ static float attn_softmax_row(const struct attn_blk_job *j, int32_t h, int32_t q
     return vis > 0 ? 1.0f / sum : 0.0f;
 }
 
-static void attn_blocks(const struct attn_blk_job *j, int32_t h, int32_t b0, int32_t b1, float *ws,
-                        struct md_matmul_scratch *mm)
+static int attn_blocks(const struct attn_blk_job *j, int32_t h, int32_t b0, int32_t b1, float *ws,
+                       struct md_matmul_scratch *mm)
 {
     const struct md_attn_params *p = j->p;
     const int32_t d = p->head_dim, hk = h / (p->n_head / p->n_head_kv);
@@ -652,27 +656,28 @@ static void attn_blocks(const struct attn_blk_job *j, int32_t h, int32_t b0, int
         for (int32_t i = 0; i < nq; i++)
             memcpy(qb + (size_t)i * d, j->q + (i0 + i) * row_q + (int64_t)h * d,
                    sizeof(float) * (size_t)d);
-        if (nv > 0)
-            md_matmul_st(mm, j->isa, qb, nq, d, kb, MD_TYPE_F32, nv, sb);
+        if (nv > 0 && md_matmul_st(mm, j->isa, qb, nq, d, kb, MD_TYPE_F32, nv, sb))
+            return MD_ERR_NOMEM;
         /* rows of S have stride nv; P rows need stride nv_max: fill backwards */
         for (int32_t i = nq - 1; i >= 0; i--) {
             float *src = sb + (size_t)i * nv, *dst = sb + (size_t)i * nv_max;
             memmove(dst, src, sizeof(float) * (size_t)nv);
             inv_sum[i] = attn_softmax_row(j, h, i0 + i, dst, nv_max);
         }
-        if (nv_max > 0)
-            md_matmul_st(mm, j->isa, sb, nq, nv_max, vt, MD_TYPE_F32, d, ob);
+        if (nv_max > 0 && md_matmul_st(mm, j->isa, sb, nq, nv_max, vt, MD_TYPE_F32, d, ob))
+            return MD_ERR_NOMEM;
         for (int32_t i = 0; i < nq; i++) {
             float *o = j->out + (i0 + i) * row_q + (int64_t)h * d;
             for (int32_t e = 0; e < d; e++)
                 o[e] = nv_max > 0 ? ob[(size_t)i * d + e] * inv_sum[i] : 0.0f;
         }
     }
+    return MD_OK;
 }
 
 static void attn_blk_worker(void *arg, int ith, int nth)
 {
-    const struct attn_blk_job *j = arg;
+    struct attn_blk_job *j = arg;
     int64_t n_items = (int64_t)j->p->n_head * j->chunks, a, b;
     split_rows(n_items, ith, nth, &a, &b);
     float *ws = j->scratch + j->scratch_per_thread * (size_t)ith;
@@ -680,8 +685,8 @@ static void attn_blk_worker(void *arg, int ith, int nth)
     for (int64_t it = a; it < b; it++) {
         int32_t h = (int32_t)(it / j->chunks), c = (int32_t)(it % j->chunks);
         int32_t b0 = c * per, b1 = b0 + per < j->n_blocks ? b0 + per : j->n_blocks;
-        if (b0 < b1)
-            attn_blocks(j, h, b0, b1, ws, j->mm[ith]);
+        if (b0 < b1 && attn_blocks(j, h, b0, b1, ws, j->mm[ith]))
+            atomic_store(&j->failed, 1);
     }
 }
 
@@ -735,9 +740,10 @@ static int cpu_attention(struct md_backend *be, const struct md_attn_params *p,
         chunks = chunks > n_blocks ? n_blocks : chunks;
         struct attn_blk_job jb = { p, c->isa, q->data, k->data, v->data, f16, row_kv, out->data,
                                    lse ? lse->data : NULL, c->scratch, c->scratch_per_thread,
-                                   n_blocks, chunks, c->mm };
+                                   n_blocks, chunks, c->mm, 0 };
+        atomic_init(&jb.failed, 0);
         cpu_run(c, attn_blk_worker, &jb);
-        return MD_OK;
+        return atomic_load(&jb.failed) ? MD_ERR_NOMEM : MD_OK;
     }
     int rc = attn_scratch(c, (size_t)p->n_kv + 2 * (size_t)p->head_dim + 16);
     if (rc)

@@ -33,6 +33,7 @@
  * by another process. Types without kernels of their own are dequantized
  * row by row (vectorized, bit-identical to md_dequantize_row). */
 #include "cpu-kernels.h"
+#include "mustdrop.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -61,7 +62,8 @@ struct md_scratch {
 };
 
 /* A 64-byte aligned buffer of at least `bytes`; the contents are not kept
- * when it grows. Aborts when memory is exhausted (matmul cannot fail). */
+ * when it grows. NULL when memory is exhausted (the matmul then reports
+ * MD_ERR_NOMEM: the library neither prints nor aborts). */
 static void *scratch_get(struct md_scratch *s, size_t bytes)
 {
     if (bytes <= s->cap)
@@ -70,10 +72,8 @@ static void *scratch_get(struct md_scratch *s, size_t bytes)
     if (cap < 4096)
         cap = 4096;
     void *p = aligned_alloc(64, cap);
-    if (!p) {
-        fprintf(stderr, "mustdrop: out of memory (%zu bytes of matmul scratch)\n", cap);
-        abort();
-    }
+    if (!p)
+        return NULL;
     free(s->buf);
     s->buf = p;
     s->cap = cap;
@@ -453,6 +453,7 @@ struct mm_job {
     /* work items */
     int64_t n_items;
     atomic_llong next;
+    atomic_int out_of_memory;     /* a thread's scratch could not grow */
 };
 
 static struct md_scratch *job_scratch(struct mm_job *j, int ith)
@@ -567,6 +568,10 @@ static void gemv_rows(struct mm_job *j, int ith, int64_t r0, int64_t r1)
         /* no kernel for this type/ISA: dequantize each row, dot it with
          * the tokens of this group */
         float *row = scratch_get(job_scratch(j, ith), (size_t)j->n_in * sizeof(float));
+        if (!row) {
+            atomic_store(&j->out_of_memory, 1);
+            return;
+        }
         md_dotrows_fn dot = dotrows_for(j->isa);
         for (int64_t r = r0; r < r1; r++) {
             dequant_row(j->isa, j->wtype, j->W + (size_t)r * j->row_bytes, row, j->n_in);
@@ -629,6 +634,10 @@ static void gemm_task(void *arg, int ith, int nth)
             /* panel (64-byte aligned) then the dequantization rows */
             const size_t pbytes = ((size_t)(kc_max * nr) * sizeof(float) + 63) & ~(size_t)63;
             char *s = scratch_get(job_scratch(j, ith), 2 * pbytes);
+            if (!s) {
+                atomic_store(&j->out_of_memory, 1);
+                return;
+            }
             wp = (float *)s;
             tmp = (float *)(s + pbytes);
         }
@@ -684,44 +693,45 @@ void md_matmul_scratch_free(struct md_matmul_scratch *s)
     free(s);
 }
 
-static void matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum md_cpu_isa isa,
-                       const float *X, int64_t n_tok, int64_t n_in,
-                       const void *W, uint32_t wtype, int64_t n_out, float *Y);
+static int matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum md_cpu_isa isa,
+                      const float *X, int64_t n_tok, int64_t n_in,
+                      const void *W, uint32_t wtype, int64_t n_out, float *Y);
 
-void md_matmul(struct md_threadpool *tp, enum md_cpu_isa isa,
-               const float *X, int64_t n_tok, int64_t n_in,
-               const void *W, uint32_t wtype, int64_t n_out, float *Y)
+int md_matmul(struct md_threadpool *tp, enum md_cpu_isa isa,
+              const float *X, int64_t n_tok, int64_t n_in,
+              const void *W, uint32_t wtype, int64_t n_out, float *Y)
 {
     struct md_scratch local[2] = { { NULL, 0 }, { NULL, 0 } };
-    matmul_run(tp, local, isa, X, n_tok, n_in, W, wtype, n_out, Y);
+    int rc = matmul_run(tp, local, isa, X, n_tok, n_in, W, wtype, n_out, Y);
     free(local[0].buf);
     free(local[1].buf);
+    return rc;
 }
 
-void md_matmul_st(struct md_matmul_scratch *s, enum md_cpu_isa isa,
-                  const float *X, int64_t n_tok, int64_t n_in,
-                  const void *W, uint32_t wtype, int64_t n_out, float *Y)
+int md_matmul_st(struct md_matmul_scratch *s, enum md_cpu_isa isa,
+                 const float *X, int64_t n_tok, int64_t n_in,
+                 const void *W, uint32_t wtype, int64_t n_out, float *Y)
 {
-    matmul_run(NULL, s->buf, isa, X, n_tok, n_in, W, wtype, n_out, Y);
+    return matmul_run(NULL, s->buf, isa, X, n_tok, n_in, W, wtype, n_out, Y);
 }
 
 /* local: the two scratch buffers used when tp is NULL. */
-static void matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum md_cpu_isa isa,
-                       const float *X, int64_t n_tok, int64_t n_in,
-                       const void *W, uint32_t wtype, int64_t n_out, float *Y)
+static int matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum md_cpu_isa isa,
+                      const float *X, int64_t n_tok, int64_t n_in,
+                      const void *W, uint32_t wtype, int64_t n_out, float *Y)
 {
     if (n_tok <= 0 || n_out <= 0)
-        return;
+        return MD_OK;
     const int64_t row_bytes = md_type_row_bytes(wtype, n_in);
     if (row_bytes < 0 || n_in < 0) {
         /* unsupported type or n_in not a multiple of the block: a caller bug */
         for (int64_t i = 0; i < n_tok * n_out; i++)
             Y[i] = NAN;
-        return;
+        return MD_OK;
     }
     if (n_in == 0) {
         memset(Y, 0, sizeof(float) * (size_t)(n_tok * n_out));
-        return;
+        return MD_OK;
     }
     const enum md_cpu_isa have = isa_allowed();
     if (isa > have || isa < MD_ISA_SCALAR)
@@ -749,6 +759,7 @@ static void matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum 
         j.scratch_stride = 0;
     }
     atomic_init(&j.next, 0);
+    atomic_init(&j.out_of_memory, 0);
     const int nth = md_threadpool_n_threads(tp);
 
     if (n_tok <= MD_GEMV_MAX_TOK || (n_tok <= MD_GEMV_TOK_LIMIT && gemv_has_kernel(isa, wtype))) {
@@ -760,6 +771,8 @@ static void matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum 
             const int V = gemv_vw(isa);
             const int64_t n_pad = (n_in + V - 1) / V * V;
             float *xp = scratch_get(shared, sizeof(float) * (size_t)(n_tok * n_pad));
+            if (!xp)
+                return MD_ERR_NOMEM;
             gemv_pack_x(X, n_tok, n_in, V, xp);
             j.xp = xp;
         }
@@ -800,6 +813,8 @@ static void matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum 
         j.n_items = n_pitems * j.n_tchunks;
         const int64_t n_tiles = (n_tok + g->mr - 1) / g->mr;
         j.xp = scratch_get(shared, sizeof(float) * (size_t)(n_tiles * g->mr * n_in));
+        if (!j.xp)
+            return MD_ERR_NOMEM;
         if (nth == 1 || j.n_items == 1) {
             gemm_pack_x_task(&j, 0, 1);
             gemm_task(&j, 0, 1);
@@ -808,4 +823,5 @@ static void matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum 
             md_threadpool_run(tp, gemm_task, &j);
         }
     }
+    return atomic_load(&j.out_of_memory) ? MD_ERR_NOMEM : MD_OK;
 }

@@ -35,10 +35,11 @@ const char *md_cpu_isa_name(enum md_cpu_isa isa);
  * `isa` forces a path (for tests and benchmarks); pass md_cpu_isa_detect().
  * tp may be NULL (single thread; GEMM-sized calls then allocate scratch
  * for the call). Unsupported wtype or n_in not a multiple of the block
- * size: Y is filled with NaN. */
-void md_matmul(struct md_threadpool *tp, enum md_cpu_isa isa,
-               const float *X, int64_t n_tok, int64_t n_in,
-               const void *W, uint32_t wtype, int64_t n_out, float *Y);
+ * size: Y is filled with NaN. MD_OK, or MD_ERR_NOMEM when a scratch buffer
+ * could not grow (Y is then incomplete). */
+int md_matmul(struct md_threadpool *tp, enum md_cpu_isa isa,
+              const float *X, int64_t n_tok, int64_t n_in,
+              const void *W, uint32_t wtype, int64_t n_out, float *Y);
 
 /* md_matmul on the calling thread with buffers the caller keeps, for the
  * many small products made inside a pool worker (attention per head): no
@@ -46,9 +47,9 @@ void md_matmul(struct md_threadpool *tp, enum md_cpu_isa isa,
 struct md_matmul_scratch;
 struct md_matmul_scratch *md_matmul_scratch_new(void);   /* NULL: out of memory */
 void md_matmul_scratch_free(struct md_matmul_scratch *s);
-void md_matmul_st(struct md_matmul_scratch *s, enum md_cpu_isa isa,
-                  const float *X, int64_t n_tok, int64_t n_in,
-                  const void *W, uint32_t wtype, int64_t n_out, float *Y);
+int md_matmul_st(struct md_matmul_scratch *s, enum md_cpu_isa isa,
+                 const float *X, int64_t n_tok, int64_t n_in,
+                 const void *W, uint32_t wtype, int64_t n_out, float *Y);
 
 /* Dot product of two f32 vectors with 8 partial sums in a fixed order (so
  * the compiler may vectorize it and results do not depend on threading). */
