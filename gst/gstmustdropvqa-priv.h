@@ -114,7 +114,6 @@ struct _GstMustdropVqa
   guint max_pending;
   GstMustdropTextTiming text_timing;
   gboolean stats, custom_meta;
-  gchar *reduce_spec;           /* canonical spec answers report */
   /* text pad timeline (streaming thread) */
   GstClockTime text_pos;        /* how far the text stream has been brought */
   GstClockTime text_end;        /* end of the latest text buffer */
@@ -144,7 +143,6 @@ struct _GstMustdropVqa
   GQueue growing_frames;        /* MdvFrame*, oldest first */
   guint64 growing_seq;          /* last frame queued (never reset) */
   guint growing_epoch;          /* bumped when the windows restart */
-  guint64 growing_sampled;      /* frames queued in this epoch */
   GstClockTime growing_last_pts;
   guint64 n_frames_encoded, n_frames_dropped;
   guint held_tokens, held_tokens_max, visual_cap;
