@@ -46,11 +46,6 @@ static void encoded_free(struct md_encoded *e)
     memset(e, 0, sizeof *e);
 }
 
-static bool has(const struct md_reduce_session *s, uint32_t m)
-{
-    return (s->cfg.methods & m) != 0;
-}
-
 /* ---- the tower (stage a) ------------------------------------------------ */
 
 static struct md_vit_dims vit_dims(const struct md_vision *v)

@@ -11,11 +11,6 @@
 #include "session.h"
 #include "vision-impl.h"
 
-static bool has(const struct md_reduce_session *s, uint32_t m)
-{
-    return (s->cfg.methods & m) != 0;
-}
-
 /* MustDrop prunes at 2/6/10/14 of Vicuna-7B's 32 layers (pruning.md §1.2).
  * Other depths get round(l * n_layer / 32), duplicates dropped, clamped to
  * [0, n_layer - 2] so a later layer always sees the result: 40 layers ->

@@ -62,6 +62,12 @@ struct md_reduce_session {
     char err[256];
 };
 
+/* True when any method bit of m is configured; every stage asks this. */
+static inline bool has(const struct md_reduce_session *s, uint32_t m)
+{
+    return (s->cfg.methods & m) != 0;
+}
+
 int md_reduce_fail(struct md_reduce_session *s, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 double md_reduce_now_ms(void);
