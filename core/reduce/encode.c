@@ -3,39 +3,11 @@
  * random, uniform), temporal merging of video frames (DyCoke, stmerge) and
  * the global cap. The kept rows of each image become one block. */
 #include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "session.h"
 #include "vision-impl.h"
-
-int md_reduce_fail(struct md_reduce_session *s, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->err, sizeof s->err, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-double md_reduce_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-void md_reduce_block_free(struct md_block *b)
-{
-    free(b->embd);
-    free(b->score);
-    free(b->key);
-    free(b->src);
-    memset(b, 0, sizeof *b);
-}
 
 static void encoded_free(struct md_encoded *e)
 {
@@ -723,41 +695,6 @@ int md_reduce_apply_cap(struct md_reduce_session *s)
 
 /* ---- public: adding images and frames ------------------------------------ */
 
-int32_t md_reduce_n_visual(const struct md_reduce_session *s)
-{
-    int32_t n = 0;
-    for (int32_t i = 0; s && i < s->n_blocks; i++)
-        n += s->blocks[i].n;
-    return n;
-}
-
-int32_t md_reduce_n_blocks(const struct md_reduce_session *s)
-{
-    return s ? s->n_blocks : 0;
-}
-
-size_t md_reduce_held_bytes(const struct md_reduce_session *s)
-{
-    if (!s)
-        return 0;
-    size_t E = (size_t)s->E, b = sizeof(struct md_block) * (size_t)s->cap_blocks;
-    for (int32_t i = 0; i < s->n_blocks; i++) {
-        const struct md_block *bl = &s->blocks[i];
-        size_t n = (size_t)(bl->n > 0 ? bl->n : 1);
-        b += n * (sizeof(float) * E + sizeof(bool) + sizeof(int32_t));
-        if (bl->score)
-            b += n * sizeof(float);
-    }
-    size_t fn = (size_t)(s->frame_n > 0 ? s->frame_n : 0);
-    if (s->anchor)
-        b += sizeof(float) * fn * E;
-    if (s->prev)
-        b += sizeof(float) * fn * E;
-    if (s->pending)
-        b += sizeof(float) * (size_t)s->cfg.st_frames * fn * (E + 1);
-    return b;
-}
-
 /* AnyRes images go tile by tile only for methods that need the tower's
  * internals; a cap alone keeps HF's packing and trims by stride. */
 static bool needs_tower_internals(const struct md_reduce_session *s)
@@ -961,25 +898,4 @@ int md_reduce_add_embd(struct md_reduce_session *s, const float *embd, int32_t n
         rc = md_reduce_apply_cap(s);
     s->st.ms_select += md_reduce_now_ms() - t0;
     return rc ? md_reduce_fail(s, rc, "add_embd failed (%s)", md_status_str(rc)) : MD_OK;
-}
-
-int md_reduce_run(struct md_context *ctx, struct md_vision *vis, const struct md_reduce_config *cfg,
-                  const struct md_frame *frames, int32_t n, bool video, const char *question,
-                  struct md_reduce_session **out, char *err, size_t errlen)
-{
-    int rc = md_reduce_session_new(ctx, vis, cfg, out, err, errlen);
-    if (rc)
-        return rc;
-    struct md_reduce_session *s = *out;
-    for (int32_t i = 0; !rc && !video && i < n; i++)
-        rc = frames ? md_reduce_add_image(s, frames[i].rgb, frames[i].width, frames[i].height,
-                                          frames[i].stride)
-                    : MD_ERR_INVALID;
-    if (!rc && video)
-        rc = md_reduce_add_frames(s, frames, n);
-    if (!rc)
-        rc = md_reduce_prefill(s, NULL, NULL, question);
-    if (rc && err && errlen)
-        snprintf(err, errlen, "%s", s->err[0] ? s->err : md_status_str(rc));
-    return rc;
 }
