@@ -20,16 +20,10 @@ static void encoded_free(struct md_encoded *e)
 
 /* ---- the tower (stage a) ------------------------------------------------ */
 
-static struct md_vit_dims vit_dims(const struct md_vision *v)
-{
-    struct md_vit_dims d = { v->hp.hidden, v->hp.n_ff, v->hp.n_head, v->hp.n_mm, v->hp.n_embd_out };
-    return d;
-}
-
 static int run_layers_counted(struct md_reduce_session *s, struct md_vision_run *r, int32_t a,
                               int32_t b)
 {
-    struct md_vit_dims d = vit_dims(s->vis);
+    struct md_vit_dims d = md_reduce_vit_dims(&s->vis->hp);
     for (int32_t il = a; il < b; il++)
         s->st.flops_vision += md_reduce_flops_vit_layer(&d, md_vision_run_n_tok(r));
     return a < b ? md_vision_run_layers(r, a, b) : MD_OK;
@@ -135,7 +129,7 @@ static int encode_pixels(struct md_reduce_session *s, const float *pixels, bool 
     if (!rc)
         rc = md_vision_run_project(r, true, e->embd, np, &got);
     if (!rc) {
-        struct md_vit_dims d = vit_dims(v);
+        struct md_vit_dims d = md_reduce_vit_dims(&v->hp);
         s->st.flops_vision += md_reduce_flops_projector(&d, got);
         e->n = got;
     }
@@ -717,11 +711,11 @@ static int add_anyres_plain(struct md_reduce_session *s, const uint8_t *rgb, int
     struct md_anyres_plan p;
     if (!rc && !md_anyres_plan(&s->vis->hp, false, w, h, &p)) {
         /* the whole tower on every tile, then the projector */
-        struct md_vit_dims d = vit_dims(s->vis);
+        struct md_vit_dims d = md_reduce_vit_dims(&s->vis->hp);
         const struct md_clip_hparams *hp = &s->vis->hp;
         s->st.n_parts += p.n_tiles;
-        s->st.flops_vision += p.n_tiles * (hp->n_layer_run * md_reduce_flops_vit_layer(&d, hp->n_pos)
-                                           + md_reduce_flops_projector(&d, hp->n_patches));
+        s->st.flops_vision += p.n_tiles * md_reduce_flops_tower(&d, hp->n_layer_run, hp->n_pos,
+                                                                hp->n_patches);
     }
     if (!rc) {
         s->st.vis_in += got;

@@ -12,14 +12,6 @@
 
 /* ---- reading back what a layer left -------------------------------------- */
 
-static struct md_llm_dims llm_dims(const struct md_context *ctx)
-{
-    const struct md_hparams *hp = &ctx->model->hp;
-    struct md_llm_dims d = { hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
-                             hp->n_vocab, hp->n_layer };
-    return d;
-}
-
 /* Keys of cache entries [e0, e0 + n) of layer il as F32 host rows. */
 static int read_keys(struct md_context *ctx, int32_t il, int32_t e0, int32_t n, float *out)
 {
@@ -267,8 +259,8 @@ static int compact_faithful(struct md_reduce_session *s, const struct prefill *p
 
 static void prefill_stats(struct md_reduce_session *s, const int32_t *rows_in)
 {
-    struct md_llm_dims d = llm_dims(s->ctx);
-    double fl = 2.0 * d.D * d.V;   /* logits of the last row */
+    struct md_llm_dims d = md_reduce_llm_dims(&s->ctx->model->hp);
+    double fl = md_reduce_flops_logits(&d);   /* the last row */
     double sum = 0;
     for (int32_t l = 0; l < s->st.n_layer; l++) {
         fl += md_reduce_flops_llm_layer(&d, rows_in[l], 0);
@@ -535,7 +527,7 @@ static bool evicting(const struct md_reduce_session *s)
 static int decode_layers(struct md_reduce_session *s)
 {
     struct md_kv_cache *kv = md_context_kv(s->ctx);
-    struct md_llm_dims d = llm_dims(s->ctx);
+    struct md_llm_dims d = md_reduce_llm_dims(&s->ctx->model->hp);
     int32_t first = s->md_n_layers ? s->md_layers[0] : 0;
     int rc = MD_OK;
     for (int32_t il = 0; il < s->n_layer && !rc; il++) {
@@ -571,8 +563,8 @@ int md_reduce_decode(struct md_reduce_session *s, int32_t token)
         md_kv_snapshot_restore(s->ctx->kv, &s->ctx->snap);
         return md_reduce_fail(s, rc, "decode: %s", md_context_error(s->ctx));
     }
-    struct md_llm_dims d = llm_dims(s->ctx);
-    s->st.flops_decode += 2.0 * d.D * d.V;
+    struct md_llm_dims d = md_reduce_llm_dims(&s->ctx->model->hp);
+    s->st.flops_decode += md_reduce_flops_logits(&d);
     s->st.n_generated++;
     if (evicting(s) && ++s->since_evict >= s->cfg.md_evict_every) {
         s->since_evict = 0;

@@ -1,6 +1,6 @@
 /* Internals of core/reduce: the methods' pure algorithms on host arrays
- * (select.c, temporal.c), attention probabilities from LSE (attn.c), the
- * analytic cost model (stats.c). Exposed to tests/reduce. */
+ * (select.c, temporal.c), attention probabilities from LSE (attn.c). The
+ * analytic cost model has its own header, flops.h. Exposed to tests/reduce. */
 #ifndef MD_REDUCE_IMPL_H
 #define MD_REDUCE_IMPL_H
 
@@ -106,16 +106,5 @@ int32_t md_reduce_stmerge(float *x, int32_t T, int32_t gh, int32_t gw, int32_t D
  * what a small block does not use goes to the others (water filling).
  * n[i] in/out. Returns the new total. */
 int32_t md_reduce_cap_budgets(int32_t *n, int32_t n_blocks, int32_t cap);
-
-/* ---- analytic FLOPs (stats.c; formulas in docs/reduction.md) ---- */
-struct md_llm_dims { int64_t D, H, Hkv, d, F, V, L; };
-struct md_vit_dims { int64_t D, F, H, M, E; };
-/* One LLM layer on n new rows after n_past cached entries (causal). */
-double md_reduce_flops_llm_layer(const struct md_llm_dims *m, int64_t n, int64_t n_past);
-/* One LLM layer's decode step against n_kv entries (incl. itself). */
-double md_reduce_flops_llm_decode(const struct md_llm_dims *m, int64_t n_kv);
-/* One tower layer on n tokens (bidirectional), and the projector. */
-double md_reduce_flops_vit_layer(const struct md_vit_dims *v, int64_t n);
-double md_reduce_flops_projector(const struct md_vit_dims *v, int64_t n);
 
 #endif

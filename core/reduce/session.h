@@ -4,6 +4,7 @@
 #ifndef MD_REDUCE_SESSION_H
 #define MD_REDUCE_SESSION_H
 
+#include "flops.h"
 #include "reduce-impl.h"
 
 /* One image, tile or frame's kept rows. */
