@@ -58,8 +58,8 @@ static int class_attention(struct md_vision_run *r, const struct md_vision *v, i
 }
 
 /* MustDrop A1 after layer merge_layer: merge windows of the patch grid
- * (pruning.md §1.1); the class token stays first. src gets the raster
- * index of every patch token after the merge. */
+ * (docs/reduction-methods.md §1.1); the class token stays first. src gets
+ * the raster index of every patch token after the merge. */
 static int local_merge(struct md_reduce_session *s, struct md_vision_run *r, int32_t *src,
                        int32_t *n_patch)
 {
@@ -273,9 +273,9 @@ static int select_block(struct md_reduce_session *s, const float *embd, const fl
 }
 
 /* MustDrop A2: the top ceil(rate * n) patches by final-layer class
- * attention are key tokens, never dropped later (pruning.md §1.1, §7.1
- * step 11). Our tower's last run layer stands for the reference's layer
- * 23: legacy mmproj files do not store that layer (docs/vision.md). */
+ * attention are key tokens, never dropped later (docs/reduction-methods.md
+ * §1.2). Our tower's last run layer stands for the reference's layer 23:
+ * legacy mmproj files do not store that layer (docs/vision.md). */
 static bool *key_set(const struct md_reduce_session *s, const float *score, int32_t n)
 {
     if (!has(s, MD_REDUCE_MUSTDROP) || !score || n <= 0)
@@ -349,10 +349,10 @@ static int hired_single_budget(const struct md_reduce_session *s, int32_t n)
     return b;
 }
 
-/* HiRED's packing of the tiles (§2.3, §7.2 step 6): each tile keeps its
- * top-B_i tokens by final-layer attention, then the tiles are laid out as
- * one grid, cropped by the unpad, and read row-major (no newline). Tokens
- * the unpad crops are lost, as in the reference. */
+/* HiRED's packing of the tiles (docs/reduction-methods.md §2.3): each tile
+ * keeps its top-B_i tokens by final-layer attention, then the tiles are
+ * laid out as one grid, cropped by the unpad, and read row-major (no
+ * newline). Tokens the unpad crops are lost, as in the reference. */
 static int hired_pack_tiles(struct md_reduce_session *s, const struct md_encoded *e,
                             const struct md_anyres_plan *p, const int32_t *budget,
                             struct md_block *acc)
@@ -396,9 +396,9 @@ static int hired_pack_tiles(struct md_reduce_session *s, const struct md_encoded
 
 /* LLaVA-NeXT with a method that needs the tower's internals: tiles encoded
  * one by one. MustDrop packs them flat (base, then tiles in order; no
- * unpad, no image_newline), as its reference forces (pruning.md §1.4);
- * HiRED splits its budget over the tiles (§2.2) and packs them spatially
- * with the unpad (hired_pack_tiles). */
+ * unpad, no image_newline), as its reference forces
+ * (docs/reduction-methods.md §1.5); HiRED splits its budget over the tiles
+ * (§2.2 there) and packs them spatially with the unpad (hired_pack_tiles). */
 static int add_anyres(struct md_reduce_session *s, const uint8_t *rgb, int32_t w, int32_t h,
                       int32_t stride, struct md_block *acc)
 {
@@ -460,8 +460,9 @@ static int grow_frame_bufs(struct md_reduce_session *s, int32_t n)
     return s->anchor && s->prev ? MD_OK : MD_ERR_NOMEM;
 }
 
-/* DyCoke TTM on one frame (pruning.md §3.1). Frames whose row count
- * differs from the anchor's (an earlier merge changed it) stay whole. */
+/* DyCoke TTM on one frame (docs/reduction-methods.md §3). Frames whose row
+ * count differs from the anchor's (an earlier merge changed it) stay
+ * whole. */
 static int dycoke_block(struct md_reduce_session *s, const struct md_encoded *e, int32_t f,
                         struct md_block *b)
 {

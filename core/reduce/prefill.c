@@ -76,7 +76,8 @@ static int layer_view_read(struct md_context *ctx, int32_t il, int32_t q0, const
 }
 
 /* Probabilities [n_q][n_cols] of the view's query rows over cache entries
- * cols[] of the layer just run, mean over heads (§5.3). */
+ * cols[] of the layer just run, mean over heads (docs/reduction-methods.md
+ * §5.1). */
 static int probs_block(struct md_context *ctx, const struct layer_view *v, int32_t n_q,
                        const int32_t *cols, int32_t n_cols, float *out)
 {
@@ -148,7 +149,8 @@ static int keep_vision(struct md_reduce_session *s, struct prefill *p, const int
 }
 
 /* MustDrop B at a pruning layer: text rows (after the last vision row) x
- * vision columns, dual filter, key tokens kept (pruning.md §7.1 14b). */
+ * vision columns, dual filter, key tokens kept (docs/reduction-methods.md
+ * §1.3). */
 static int mustdrop_filter(struct md_reduce_session *s, struct prefill *p, int32_t il)
 {
     int32_t last, nv = vision_rows(s, p, p->vis, &last);
@@ -183,7 +185,7 @@ static int mustdrop_filter(struct md_reduce_session *s, struct prefill *p, int32
 }
 
 /* FastV after layer K-1: the last row's attention over the vision rows,
- * mean over heads; keep round(n * (1 - R)) (pruning.md §4). */
+ * mean over heads; keep round(n * (1 - R)) (docs/reduction-methods.md §4). */
 static int fastv_filter(struct md_reduce_session *s, struct prefill *p, int32_t il)
 {
     int32_t last, nv = vision_rows(s, p, p->vis, &last);
@@ -229,7 +231,7 @@ static int32_t count_vis(const struct md_reduce_session *s, const struct prefill
 }
 
 /* MustDrop C, faithful: every layer from the first pruning layer on keeps
- * exactly the final rows (pruning.md §1.3, §7.1 steps 15-16); the layers
+ * exactly the final rows (docs/reduction-methods.md §1.4); the layers
  * before it stay whole. Positions stay as rotated; decode uses each
  * layer's own length (MD_KV_POS_LAYER_LEN, set before the prefill). */
 static int compact_faithful(struct md_reduce_session *s, const struct prefill *p)

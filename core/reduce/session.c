@@ -40,10 +40,11 @@ void md_reduce_block_free(struct md_block *b)
 
 /* ---- life cycle ------------------------------------------------------------- */
 
-/* MustDrop prunes at 2/6/10/14 of Vicuna-7B's 32 layers (pruning.md §1.2).
- * Other depths get round(l * n_layer / 32), duplicates dropped, clamped to
- * [0, n_layer - 2] so a later layer always sees the result: 40 layers ->
- * 3/8/13/18, 4 layers (the test fixture) -> 0/1/2. */
+/* MustDrop prunes at 2/6/10/14 of Vicuna-7B's 32 layers
+ * (docs/reduction-methods.md §1.3). Other depths get round(l * n_layer /
+ * 32), duplicates dropped, clamped to [0, n_layer - 2] so a later layer
+ * always sees the result: 40 layers -> 3/8/13/18, 4 layers (the test
+ * fixture) -> 0/1/2. */
 static int32_t scale_layers(const struct md_reduce_config *c, int32_t n_layer, int32_t *out)
 {
     static const int32_t ref[4] = { 2, 6, 10, 14 };
