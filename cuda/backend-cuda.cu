@@ -27,7 +27,8 @@
 //    cudaMalloc and no host synchronization besides tensor_get.
 //  * Errors: a failing CUDA/cuBLAS call makes the op return MD_ERR_BACKEND;
 //    the message (with the CUDA error string) is kept in the instance
-//    (md_backend_cuda_last_error) and printed to stderr. Invalid token ids
+//    (md_backend_cuda_last_error), which the context's error message
+//    appends (the library never prints). Invalid token ids
 //    in get_rows cannot be reported synchronously: the kernel writes zeros,
 //    raises a device flag, and the next tensor_get returns MD_ERR_INVALID.
 #include <stdarg.h>
@@ -55,7 +56,6 @@ int set_err(cuda_be *c, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->last_err, sizeof c->last_err, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "mustdrop cuda: %s\n", c->last_err);
     return code;
 }
 

@@ -46,8 +46,8 @@ struct cuda_be {
 
 static inline cuda_be *cu(struct md_backend *be) { return (cuda_be *)be; }
 
-// Keep the message in the instance (md_backend_cuda_last_error), print it to
-// stderr, and return code.
+// Keep the message in the instance (md_backend_cuda_last_error, which
+// md_context_error appends) and return code.
 int set_err(cuda_be *c, int code, const char *fmt, ...);
 int cuda_fail(cuda_be *c, const char *what, cudaError_t e);
 int blas_fail(cuda_be *c, const char *what, cublasStatus_t s);

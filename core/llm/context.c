@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "llm.h"
+#include "md-cuda.h"
 
 int md_llm_error(struct md_context *ctx, int rc, const char *fmt, ...)
 {
@@ -14,6 +15,12 @@ int md_llm_error(struct md_context *ctx, int rc, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
     va_end(ap);
+    /* a device backend keeps its own words (the CUDA error string): they
+     * belong in the message, since the library does not print them */
+    const char *why = rc == MD_ERR_BACKEND && ctx->be ? md_backend_cuda_last_error(ctx->be) : "";
+    size_t n = strlen(ctx->err);
+    if (*why && n + 4 < sizeof ctx->err)
+        snprintf(ctx->err + n, sizeof ctx->err - n, " (%s)", why);
     return rc;
 }
 
