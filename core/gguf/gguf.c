@@ -1,4 +1,4 @@
-/* GGUF v2/v3 reader (see gguf.h and shared/reference/engine.md §1.1-1.2).
+/* GGUF v2/v3 reader (see gguf.h and docs/llama-cpp.md §1-2).
  *
  * Every count, length, dimension, offset and size is checked against the
  * bytes actually left in the file, with overflow-safe arithmetic, before it

@@ -5,7 +5,7 @@
  * md_gguf_open* validates every count, string length, dimension, offset and
  * byte size against the file size with overflow-safe arithmetic before any
  * of it is used, so every pointer handed out below is inside the mapping.
- * See shared/reference/engine.md §1.1-1.2 for the format.
+ * See docs/llama-cpp.md §1-2 for the format.
  *
  * Also rejected at open (with a message naming the field and its byte
  * offset): GGUF v1, duplicate keys, duplicate tensor names, key or tensor

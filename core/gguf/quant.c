@@ -1,7 +1,7 @@
 /* Tensor element types: block sizes, fp16/bf16 conversion, dequantization
  * and the reference Q8_0/Q4_0 quantizers.
  *
- * The block layouts are those of ggml (see shared/reference/engine.md §1.2);
+ * The block layouts are those of ggml (see docs/llama-cpp.md §2);
  * the arithmetic is ordered exactly like ggml's reference dequantizers (and
  * gguf-py's numpy ones), one rounding per operation, so the results are
  * bit-identical to theirs. Products and sums are kept in separate

@@ -1,5 +1,5 @@
 /* Tensor element types, their block layouts, and (de)quantization.
- * Block layouts follow ggml's (shared/reference/engine.md §1.2). All values
+ * Block layouts follow ggml's (docs/llama-cpp.md §2). All values
  * are little-endian; fp16 is IEEE binary16, bf16 the top half of an f32. */
 #ifndef MD_QUANT_H
 #define MD_QUANT_H

@@ -62,7 +62,7 @@ enum md_reduce_method {
     MD_REDUCE_STMERGE  = 1 << 6,   /* select (spatio-temporal) */
 };
 
-/* MustDrop's KV policy (stage C, pruning.md §1.3). */
+/* MustDrop's KV policy (stage C, docs/reduction-methods.md §1.4). */
 enum md_reduce_kv_mode {
     MD_REDUCE_KV_FAITHFUL = 0,   /* one-shot compaction after prefill; per-layer positions */
     MD_REDUCE_KV_DECODE   = 1,   /* evict vision KV entries every few generated tokens */

@@ -62,7 +62,7 @@ struct md_vision_params {
     /* false (default): run all clip.vision.block_count stored layers, which
      * gives HF's hidden_states[vision_feature_layer] for files from the
      * legacy converter (it already dropped the unused last layer).
-     * true: run one layer fewer, as llama.cpp does (engine.md §2.1). */
+     * true: run one layer fewer, as llama.cpp does (docs/llama-cpp.md §6). */
     bool llamacpp_layers;
     /* Checked between the tower's layers: an encode returns MD_ERR_ABORTED
      * (a long frame batch stops within one layer). NULL: none. */
@@ -169,9 +169,9 @@ int md_vision_encode_video(struct md_vision *v, const struct md_frame *frames, i
                            float *out, int32_t max_tokens, int32_t *n_tokens);
 
 /* -------------------------------------------------------------------------
- * Step-by-step tower run, for token reduction (pruning.md §1.1, §2):
- * hidden states after any layer, the class token's attention row at any
- * layer, continuing on a shortened token set.
+ * Step-by-step tower run, for token reduction (docs/reduction-methods.md
+ * §1.1-1.2, §2): hidden states after any layer, the class token's attention
+ * row at any layer, continuing on a shortened token set.
  *
  *     struct md_vision_run *r;
  *     md_vision_run_begin(v, pixels, n_img, &r);   // embeddings, pre-LN

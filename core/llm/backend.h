@@ -77,7 +77,8 @@ enum md_unary_op {
  *   out: F32 [n_q][n_head * head_dim]
  *   lse: NULL or F32 [n_head][n_q]: log(sum_j exp(scale * q.k_j)) over the
  *        visible keys, so that P(h,i,j) = exp(scale * q_hi.k_hj - lse[h][i])
- *        recovers any attention probability later (pruning.md §5.3).
+ *        recovers any attention probability later
+ *        (docs/reduction-methods.md §5.1).
  * Query head h reads K/V head h / (n_head / n_head_kv) (GQA).
  * Causal masking is by entry INDEX, never by position value: query i sees
  * entries 0..q_start+i, where q_start is the cache index of query 0 (its own

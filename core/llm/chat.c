@@ -1,6 +1,6 @@
 /* Chat templates: one system + user turn rendered the way each model family
- * was trained (engine.md §2.5), without a Jinja engine. The BOS is left to
- * the tokenizer (add_special), so no template writes it. */
+ * was trained (docs/llama-cpp.md §8), without a Jinja engine. The BOS is
+ * left to the tokenizer (add_special), so no template writes it. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>

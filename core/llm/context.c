@@ -1,30 +1,27 @@
-/* Contexts: parameters, buffers made once, KV cache, timings, statuses. */
+/* Contexts: parameters, buffers made once, KV cache, timings, the last
+ * error. llm.c (the forward) calls into this file, never the reverse. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "llm.h"
+#include "md-cuda.h"
 
-const char *md_version(void)
+int md_llm_error(struct md_context *ctx, int rc, const char *fmt, ...)
 {
-    return MD_VERSION_STRING;
-}
-
-const char *md_status_str(int status)
-{
-    switch (status) {
-    case MD_OK: return "ok";
-    case MD_ERR_INVALID: return "invalid argument";
-    case MD_ERR_IO: return "I/O error";
-    case MD_ERR_FORMAT: return "bad file format";
-    case MD_ERR_UNSUPPORTED: return "unsupported";
-    case MD_ERR_NOMEM: return "out of memory";
-    case MD_ERR_CONTEXT_FULL: return "context full";
-    case MD_ERR_ABORTED: return "aborted";
-    case MD_ERR_BACKEND: return "backend failure";
-    }
-    return "unknown status";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+    va_end(ap);
+    /* a device backend keeps its own words (the CUDA error string): they
+     * belong in the message, since the library does not print them */
+    const char *why = rc == MD_ERR_BACKEND && ctx->be ? md_backend_cuda_last_error(ctx->be) : "";
+    size_t n = strlen(ctx->err);
+    if (*why && n + 4 < sizeof ctx->err)
+        snprintf(ctx->err + n, sizeof ctx->err - n, " (%s)", why);
+    return rc;
 }
 
 static int32_t online_cpus(void)

@@ -3,10 +3,11 @@
  *
  * Layer l holds n entries in sequence order: rows 0..n-1 of k and v. Entry i
  * was rotated with RoPE position pos[i]. Layers are independent: token
- * reduction compacts some layers and not others (pruning.md §1.3, §5.3), so
- * every length and position is per layer. Attention masks by entry order
- * only, which stays causal under compaction. All data movement goes through
- * the backend (set_rows, keep_rows), so compaction happens on the device. */
+ * reduction compacts some layers and not others (docs/reduction-methods.md
+ * §1.4, §5.2), so every length and position is per layer. Attention masks
+ * by entry order only, which stays causal under compaction. All data
+ * movement goes through the backend (set_rows, keep_rows), so compaction
+ * happens on the device. */
 #ifndef MD_KV_H
 #define MD_KV_H
 

@@ -6,22 +6,12 @@
  * The only architecture differences are q/k/v biases and the RoPE pairing
  * (llama: (2i, 2i+1) because the converter permuted Q/K rows; qwen2: NEOX). */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "llm.h"
-
-int md_llm_error(struct md_context *ctx, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
-    va_end(ap);
-    return rc;
-}
 
 /* A view of the first n elements of 1-D tensor t starting at element off. */
 static struct md_tensor vec_view(const struct md_tensor *t, int64_t off, int64_t n)

@@ -3,8 +3,9 @@
  * md_decode_batch (mustdrop.h) is begin → layer 0..n_layer-1 → end. The
  * steps are exposed here so token-reduction code can act between layers
  * during a prefill: read the layer's post-RoPE queries and log-sum-exps to
- * recover attention probabilities (pruning.md §5.3), then drop rows of the
- * hidden state with md_llm_keep_rows so later layers see fewer tokens.
+ * recover attention probabilities (docs/reduction-methods.md §5.1), then
+ * drop rows of the hidden state with md_llm_keep_rows so later layers see
+ * fewer tokens.
  *
  *     md_llm_begin(ctx, &batch, 0, batch.n);        // n <= n_batch
  *     for (il = 0; il < n_layer; il++) {

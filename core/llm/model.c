@@ -1,6 +1,6 @@
 /* Loading an LLM from GGUF: hyperparameters from {arch}.* keys, then every
  * tensor checked for presence, type and shape before the backend sees it.
- * Names and shapes follow llama.cpp (engine.md §1.3-1.4). */
+ * Names and shapes follow llama.cpp (docs/llama-cpp.md §3-4). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,7 @@
 /* Attention probabilities of a query-row x key-column block, rebuilt from
  * post-RoPE queries, the cached keys and each (head, query) row's
- * log-sum-exp that the attention kernel already wrote (pruning.md §5.3):
+ * log-sum-exp that the attention kernel already wrote
+ * (docs/reduction-methods.md §5.1):
  *     P[h,i,j] = exp(scale * q_hi . k_hj - lse[h][i])
  * so no L x L matrix is ever formed: cost n_q * n_k * H * d. Vision keys
  * precede the text queries, so no causal mask is needed for the MustDrop

@@ -3,39 +3,11 @@
  * random, uniform), temporal merging of video frames (DyCoke, stmerge) and
  * the global cap. The kept rows of each image become one block. */
 #include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "session.h"
 #include "vision-impl.h"
-
-int md_reduce_fail(struct md_reduce_session *s, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->err, sizeof s->err, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-double md_reduce_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-void md_reduce_block_free(struct md_block *b)
-{
-    free(b->embd);
-    free(b->score);
-    free(b->key);
-    free(b->src);
-    memset(b, 0, sizeof *b);
-}
 
 static void encoded_free(struct md_encoded *e)
 {
@@ -46,23 +18,12 @@ static void encoded_free(struct md_encoded *e)
     memset(e, 0, sizeof *e);
 }
 
-static bool has(const struct md_reduce_session *s, uint32_t m)
-{
-    return (s->cfg.methods & m) != 0;
-}
-
 /* ---- the tower (stage a) ------------------------------------------------ */
-
-static struct md_vit_dims vit_dims(const struct md_vision *v)
-{
-    struct md_vit_dims d = { v->hp.hidden, v->hp.n_ff, v->hp.n_head, v->hp.n_mm, v->hp.n_embd_out };
-    return d;
-}
 
 static int run_layers_counted(struct md_reduce_session *s, struct md_vision_run *r, int32_t a,
                               int32_t b)
 {
-    struct md_vit_dims d = vit_dims(s->vis);
+    struct md_vit_dims d = md_reduce_vit_dims(&s->vis->hp);
     for (int32_t il = a; il < b; il++)
         s->st.flops_vision += md_reduce_flops_vit_layer(&d, md_vision_run_n_tok(r));
     return a < b ? md_vision_run_layers(r, a, b) : MD_OK;
@@ -97,8 +58,8 @@ static int class_attention(struct md_vision_run *r, const struct md_vision *v, i
 }
 
 /* MustDrop A1 after layer merge_layer: merge windows of the patch grid
- * (pruning.md §1.1); the class token stays first. src gets the raster
- * index of every patch token after the merge. */
+ * (docs/reduction-methods.md §1.1); the class token stays first. src gets
+ * the raster index of every patch token after the merge. */
 static int local_merge(struct md_reduce_session *s, struct md_vision_run *r, int32_t *src,
                        int32_t *n_patch)
 {
@@ -168,7 +129,7 @@ static int encode_pixels(struct md_reduce_session *s, const float *pixels, bool 
     if (!rc)
         rc = md_vision_run_project(r, true, e->embd, np, &got);
     if (!rc) {
-        struct md_vit_dims d = vit_dims(v);
+        struct md_vit_dims d = md_reduce_vit_dims(&v->hp);
         s->st.flops_vision += md_reduce_flops_projector(&d, got);
         e->n = got;
     }
@@ -312,9 +273,9 @@ static int select_block(struct md_reduce_session *s, const float *embd, const fl
 }
 
 /* MustDrop A2: the top ceil(rate * n) patches by final-layer class
- * attention are key tokens, never dropped later (pruning.md §1.1, §7.1
- * step 11). Our tower's last run layer stands for the reference's layer
- * 23: legacy mmproj files do not store that layer (docs/vision.md). */
+ * attention are key tokens, never dropped later (docs/reduction-methods.md
+ * §1.2). Our tower's last run layer stands for the reference's layer 23:
+ * legacy mmproj files do not store that layer (docs/vision.md). */
 static bool *key_set(const struct md_reduce_session *s, const float *score, int32_t n)
 {
     if (!has(s, MD_REDUCE_MUSTDROP) || !score || n <= 0)
@@ -388,10 +349,10 @@ static int hired_single_budget(const struct md_reduce_session *s, int32_t n)
     return b;
 }
 
-/* HiRED's packing of the tiles (§2.3, §7.2 step 6): each tile keeps its
- * top-B_i tokens by final-layer attention, then the tiles are laid out as
- * one grid, cropped by the unpad, and read row-major (no newline). Tokens
- * the unpad crops are lost, as in the reference. */
+/* HiRED's packing of the tiles (docs/reduction-methods.md §2.3): each tile
+ * keeps its top-B_i tokens by final-layer attention, then the tiles are
+ * laid out as one grid, cropped by the unpad, and read row-major (no
+ * newline). Tokens the unpad crops are lost, as in the reference. */
 static int hired_pack_tiles(struct md_reduce_session *s, const struct md_encoded *e,
                             const struct md_anyres_plan *p, const int32_t *budget,
                             struct md_block *acc)
@@ -435,9 +396,9 @@ static int hired_pack_tiles(struct md_reduce_session *s, const struct md_encoded
 
 /* LLaVA-NeXT with a method that needs the tower's internals: tiles encoded
  * one by one. MustDrop packs them flat (base, then tiles in order; no
- * unpad, no image_newline), as its reference forces (pruning.md §1.4);
- * HiRED splits its budget over the tiles (§2.2) and packs them spatially
- * with the unpad (hired_pack_tiles). */
+ * unpad, no image_newline), as its reference forces
+ * (docs/reduction-methods.md §1.5); HiRED splits its budget over the tiles
+ * (§2.2 there) and packs them spatially with the unpad (hired_pack_tiles). */
 static int add_anyres(struct md_reduce_session *s, const uint8_t *rgb, int32_t w, int32_t h,
                       int32_t stride, struct md_block *acc)
 {
@@ -499,8 +460,9 @@ static int grow_frame_bufs(struct md_reduce_session *s, int32_t n)
     return s->anchor && s->prev ? MD_OK : MD_ERR_NOMEM;
 }
 
-/* DyCoke TTM on one frame (pruning.md §3.1). Frames whose row count
- * differs from the anchor's (an earlier merge changed it) stay whole. */
+/* DyCoke TTM on one frame (docs/reduction-methods.md §3). Frames whose row
+ * count differs from the anchor's (an earlier merge changed it) stay
+ * whole. */
 static int dycoke_block(struct md_reduce_session *s, const struct md_encoded *e, int32_t f,
                         struct md_block *b)
 {
@@ -728,41 +690,6 @@ int md_reduce_apply_cap(struct md_reduce_session *s)
 
 /* ---- public: adding images and frames ------------------------------------ */
 
-int32_t md_reduce_n_visual(const struct md_reduce_session *s)
-{
-    int32_t n = 0;
-    for (int32_t i = 0; s && i < s->n_blocks; i++)
-        n += s->blocks[i].n;
-    return n;
-}
-
-int32_t md_reduce_n_blocks(const struct md_reduce_session *s)
-{
-    return s ? s->n_blocks : 0;
-}
-
-size_t md_reduce_held_bytes(const struct md_reduce_session *s)
-{
-    if (!s)
-        return 0;
-    size_t E = (size_t)s->E, b = sizeof(struct md_block) * (size_t)s->cap_blocks;
-    for (int32_t i = 0; i < s->n_blocks; i++) {
-        const struct md_block *bl = &s->blocks[i];
-        size_t n = (size_t)(bl->n > 0 ? bl->n : 1);
-        b += n * (sizeof(float) * E + sizeof(bool) + sizeof(int32_t));
-        if (bl->score)
-            b += n * sizeof(float);
-    }
-    size_t fn = (size_t)(s->frame_n > 0 ? s->frame_n : 0);
-    if (s->anchor)
-        b += sizeof(float) * fn * E;
-    if (s->prev)
-        b += sizeof(float) * fn * E;
-    if (s->pending)
-        b += sizeof(float) * (size_t)s->cfg.st_frames * fn * (E + 1);
-    return b;
-}
-
 /* AnyRes images go tile by tile only for methods that need the tower's
  * internals; a cap alone keeps HF's packing and trims by stride. */
 static bool needs_tower_internals(const struct md_reduce_session *s)
@@ -785,11 +712,11 @@ static int add_anyres_plain(struct md_reduce_session *s, const uint8_t *rgb, int
     struct md_anyres_plan p;
     if (!rc && !md_anyres_plan(&s->vis->hp, false, w, h, &p)) {
         /* the whole tower on every tile, then the projector */
-        struct md_vit_dims d = vit_dims(s->vis);
+        struct md_vit_dims d = md_reduce_vit_dims(&s->vis->hp);
         const struct md_clip_hparams *hp = &s->vis->hp;
         s->st.n_parts += p.n_tiles;
-        s->st.flops_vision += p.n_tiles * (hp->n_layer_run * md_reduce_flops_vit_layer(&d, hp->n_pos)
-                                           + md_reduce_flops_projector(&d, hp->n_patches));
+        s->st.flops_vision += p.n_tiles * md_reduce_flops_tower(&d, hp->n_layer_run, hp->n_pos,
+                                                                hp->n_patches);
     }
     if (!rc) {
         s->st.vis_in += got;
@@ -966,25 +893,4 @@ int md_reduce_add_embd(struct md_reduce_session *s, const float *embd, int32_t n
         rc = md_reduce_apply_cap(s);
     s->st.ms_select += md_reduce_now_ms() - t0;
     return rc ? md_reduce_fail(s, rc, "add_embd failed (%s)", md_status_str(rc)) : MD_OK;
-}
-
-int md_reduce_run(struct md_context *ctx, struct md_vision *vis, const struct md_reduce_config *cfg,
-                  const struct md_frame *frames, int32_t n, bool video, const char *question,
-                  struct md_reduce_session **out, char *err, size_t errlen)
-{
-    int rc = md_reduce_session_new(ctx, vis, cfg, out, err, errlen);
-    if (rc)
-        return rc;
-    struct md_reduce_session *s = *out;
-    for (int32_t i = 0; !rc && !video && i < n; i++)
-        rc = frames ? md_reduce_add_image(s, frames[i].rgb, frames[i].width, frames[i].height,
-                                          frames[i].stride)
-                    : MD_ERR_INVALID;
-    if (!rc && video)
-        rc = md_reduce_add_frames(s, frames, n);
-    if (!rc)
-        rc = md_reduce_prefill(s, NULL, NULL, question);
-    if (rc && err && errlen)
-        snprintf(err, errlen, "%s", s->err[0] ? s->err : md_status_str(rc));
-    return rc;
 }

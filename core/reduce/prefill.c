@@ -1,7 +1,6 @@
 /* Stages (c) and (d): the LLM prefill run layer by layer with MustDrop's
  * dual-attention filter or FastV at chosen layers, MustDrop's KV policy
- * after it, and decode steps that can evict vision KV entries. Also the
- * session's life cycle. */
+ * after it, and decode steps that can evict vision KV entries. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,167 +10,7 @@
 #include "session.h"
 #include "vision-impl.h"
 
-static bool has(const struct md_reduce_session *s, uint32_t m)
-{
-    return (s->cfg.methods & m) != 0;
-}
-
-/* MustDrop prunes at 2/6/10/14 of Vicuna-7B's 32 layers (pruning.md §1.2).
- * Other depths get round(l * n_layer / 32), duplicates dropped, clamped to
- * [0, n_layer - 2] so a later layer always sees the result: 40 layers ->
- * 3/8/13/18, 4 layers (the test fixture) -> 0/1/2. */
-static int32_t scale_layers(const struct md_reduce_config *c, int32_t n_layer, int32_t *out)
-{
-    static const int32_t ref[4] = { 2, 6, 10, 14 };
-    int32_t n = 0, max = n_layer - 2;
-    if (max < 0)
-        return 0;
-    for (int32_t i = 0; i < (c->md_n_layers ? c->md_n_layers : 4); i++) {
-        int32_t l = c->md_n_layers ? c->md_layers[i]
-                                   : (int32_t)lround((double)ref[i] * n_layer / 32.0);
-        l = l > max ? max : l;
-        if (l < 0 || (n && l <= out[n - 1]) || (c->md_n_layers && c->md_layers[i] >= n_layer))
-            continue;
-        out[n++] = l;
-    }
-    return n;
-}
-
-/* ---- life cycle ------------------------------------------------------------- */
-
-static void free_tracking(struct md_reduce_session *s)
-{
-    for (int32_t l = 0; s->ent && l < s->n_layer; l++) {
-        free(s->ent[l]);
-        free(s->att_max[l]);
-    }
-    free(s->ent);
-    free(s->att_max);
-    s->ent = NULL;
-    s->att_max = NULL;
-}
-
-static int alloc_tracking(struct md_reduce_session *s)
-{
-    s->ent = calloc((size_t)s->n_layer, sizeof *s->ent);
-    s->att_max = calloc((size_t)s->n_layer, sizeof *s->att_max);
-    if (!s->ent || !s->att_max)
-        return MD_ERR_NOMEM;
-    for (int32_t l = 0; l < s->n_layer; l++) {
-        s->ent[l] = malloc(sizeof(int32_t) * (size_t)s->n_ctx);
-        s->att_max[l] = calloc((size_t)s->n_ctx, sizeof(float));
-        if (!s->ent[l] || !s->att_max[l])
-            return MD_ERR_NOMEM;
-    }
-    s->row_vis = calloc((size_t)s->n_ctx, sizeof(bool));
-    s->row_key = calloc((size_t)s->n_ctx, sizeof(bool));
-    s->logits = malloc(sizeof(float) * (size_t)s->n_vocab);
-    return s->row_vis && s->row_key && s->logits ? MD_OK : MD_ERR_NOMEM;
-}
-
-int md_reduce_session_new(struct md_context *ctx, struct md_vision *vis,
-                          const struct md_reduce_config *cfg, struct md_reduce_session **out,
-                          char *err, size_t errlen)
-{
-    if (out)
-        *out = NULL;
-    if (!ctx || !out) {
-        if (err && errlen)
-            snprintf(err, errlen, "session: no context or no place for the session");
-        return MD_ERR_INVALID;
-    }
-    const struct md_model *m = md_context_model(ctx);
-    if (vis && md_vision_n_embd(vis) != md_model_n_embd(m)) {
-        if (err)
-            snprintf(err, errlen, "session: vision rows have %d values, the LLM wants %d",
-                     md_vision_n_embd(vis), md_model_n_embd(m));
-        return MD_ERR_INVALID;
-    }
-    struct md_reduce_session *s = calloc(1, sizeof *s);
-    if (!s)
-        return MD_ERR_NOMEM;
-    s->ctx = ctx;
-    s->vis = vis;
-    s->cfg = cfg ? *cfg : md_reduce_default_config();
-    md_reduce_format(&s->cfg, s->spec, sizeof s->spec);
-    s->E = md_model_n_embd(m);
-    s->n_layer = md_model_n_layer(m);
-    s->n_vocab = md_model_n_vocab(m);
-    s->n_ctx = md_context_n_ctx(ctx);
-    s->md_n_layers = scale_layers(&s->cfg, s->n_layer, s->md_layers);
-    if (alloc_tracking(s)) {
-        md_reduce_session_free(s);
-        if (err)
-            snprintf(err, errlen, "session: out of memory");
-        return MD_ERR_NOMEM;
-    }
-    s->st.n_layer = s->n_layer < MD_REDUCE_MAX_LLM_LAYERS ? s->n_layer : MD_REDUCE_MAX_LLM_LAYERS;
-    *out = s;
-    return MD_OK;
-}
-
-static void free_blocks(struct md_reduce_session *s)
-{
-    for (int32_t i = 0; i < s->n_blocks; i++)
-        md_reduce_block_free(&s->blocks[i]);
-    s->n_blocks = 0;
-}
-
-void md_reduce_session_free(struct md_reduce_session *s)
-{
-    if (!s)
-        return;
-    free_blocks(s);
-    free(s->blocks);
-    free(s->anchor);
-    free(s->prev);
-    free(s->pending);
-    free(s->pending_score);
-    free_tracking(s);
-    free(s->row_vis);
-    free(s->row_key);
-    free(s->logits);
-    free(s);
-}
-
-void md_reduce_reset(struct md_reduce_session *s)
-{
-    if (!s)
-        return;
-    free_blocks(s);
-    s->n_frames = 0;
-    s->n_pending = 0;
-    s->prefilled = false;
-    md_kv_clear(s->ctx);
-    int32_t nl = s->st.n_layer;
-    memset(&s->st, 0, sizeof s->st);
-    s->st.n_layer = nl;
-}
-
-const float *md_reduce_logits(const struct md_reduce_session *s)
-{
-    return s && s->prefilled ? s->logits : NULL;
-}
-
-const struct md_reduce_stats *md_reduce_stats(const struct md_reduce_session *s)
-{
-    return s ? &s->st : NULL;
-}
-
-const char *md_reduce_error(const struct md_reduce_session *s)
-{
-    return s ? s->err : "no session";
-}
-
 /* ---- reading back what a layer left -------------------------------------- */
-
-static struct md_llm_dims llm_dims(const struct md_context *ctx)
-{
-    const struct md_hparams *hp = &ctx->model->hp;
-    struct md_llm_dims d = { hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
-                             hp->n_vocab, hp->n_layer };
-    return d;
-}
 
 /* Keys of cache entries [e0, e0 + n) of layer il as F32 host rows. */
 static int read_keys(struct md_context *ctx, int32_t il, int32_t e0, int32_t n, float *out)
@@ -237,7 +76,8 @@ static int layer_view_read(struct md_context *ctx, int32_t il, int32_t q0, const
 }
 
 /* Probabilities [n_q][n_cols] of the view's query rows over cache entries
- * cols[] of the layer just run, mean over heads (§5.3). */
+ * cols[] of the layer just run, mean over heads (docs/reduction-methods.md
+ * §5.1). */
 static int probs_block(struct md_context *ctx, const struct layer_view *v, int32_t n_q,
                        const int32_t *cols, int32_t n_cols, float *out)
 {
@@ -309,7 +149,8 @@ static int keep_vision(struct md_reduce_session *s, struct prefill *p, const int
 }
 
 /* MustDrop B at a pruning layer: text rows (after the last vision row) x
- * vision columns, dual filter, key tokens kept (pruning.md §7.1 14b). */
+ * vision columns, dual filter, key tokens kept (docs/reduction-methods.md
+ * §1.3). */
 static int mustdrop_filter(struct md_reduce_session *s, struct prefill *p, int32_t il)
 {
     int32_t last, nv = vision_rows(s, p, p->vis, &last);
@@ -344,7 +185,7 @@ static int mustdrop_filter(struct md_reduce_session *s, struct prefill *p, int32
 }
 
 /* FastV after layer K-1: the last row's attention over the vision rows,
- * mean over heads; keep round(n * (1 - R)) (pruning.md §4). */
+ * mean over heads; keep round(n * (1 - R)) (docs/reduction-methods.md §4). */
 static int fastv_filter(struct md_reduce_session *s, struct prefill *p, int32_t il)
 {
     int32_t last, nv = vision_rows(s, p, p->vis, &last);
@@ -390,7 +231,7 @@ static int32_t count_vis(const struct md_reduce_session *s, const struct prefill
 }
 
 /* MustDrop C, faithful: every layer from the first pruning layer on keeps
- * exactly the final rows (pruning.md §1.3, §7.1 steps 15-16); the layers
+ * exactly the final rows (docs/reduction-methods.md §1.4); the layers
  * before it stay whole. Positions stay as rotated; decode uses each
  * layer's own length (MD_KV_POS_LAYER_LEN, set before the prefill). */
 static int compact_faithful(struct md_reduce_session *s, const struct prefill *p)
@@ -420,8 +261,8 @@ static int compact_faithful(struct md_reduce_session *s, const struct prefill *p
 
 static void prefill_stats(struct md_reduce_session *s, const int32_t *rows_in)
 {
-    struct md_llm_dims d = llm_dims(s->ctx);
-    double fl = 2.0 * d.D * d.V;   /* logits of the last row */
+    struct md_llm_dims d = md_reduce_llm_dims(&s->ctx->model->hp);
+    double fl = md_reduce_flops_logits(&d);   /* the last row */
     double sum = 0;
     for (int32_t l = 0; l < s->st.n_layer; l++) {
         fl += md_reduce_flops_llm_layer(&d, rows_in[l], 0);
@@ -724,7 +565,7 @@ static bool evicting(const struct md_reduce_session *s)
 static int decode_layers(struct md_reduce_session *s)
 {
     struct md_kv_cache *kv = md_context_kv(s->ctx);
-    struct md_llm_dims d = llm_dims(s->ctx);
+    struct md_llm_dims d = md_reduce_llm_dims(&s->ctx->model->hp);
     int32_t first = s->md_n_layers ? s->md_layers[0] : 0;
     int rc = MD_OK;
     for (int32_t il = 0; il < s->n_layer && !rc; il++) {
@@ -760,8 +601,8 @@ int md_reduce_decode(struct md_reduce_session *s, int32_t token)
         md_kv_snapshot_restore(s->ctx->kv, &s->ctx->snap);
         return md_reduce_fail(s, rc, "decode: %s", md_context_error(s->ctx));
     }
-    struct md_llm_dims d = llm_dims(s->ctx);
-    s->st.flops_decode += 2.0 * d.D * d.V;
+    struct md_llm_dims d = md_reduce_llm_dims(&s->ctx->model->hp);
+    s->st.flops_decode += md_reduce_flops_logits(&d);
     s->st.n_generated++;
     if (evicting(s) && ++s->since_evict >= s->cfg.md_evict_every) {
         s->since_evict = 0;

@@ -1,6 +1,6 @@
 /* Internals of core/reduce: the methods' pure algorithms on host arrays
- * (select.c, temporal.c), attention probabilities from LSE (attn.c), the
- * analytic cost model (stats.c). Exposed to tests/reduce. */
+ * (select.c, temporal.c), attention probabilities from LSE (attn.c). The
+ * analytic cost model has its own header, flops.h. Exposed to tests/reduce. */
 #ifndef MD_REDUCE_IMPL_H
 #define MD_REDUCE_IMPL_H
 
@@ -13,7 +13,8 @@
 /* (tau_g, tau_i) of the published operating points 192/128/64. */
 int md_reduce_mustdrop_preset(int32_t tokens, float *tau_g, float *tau_i);
 
-/* ---- attention probabilities without an L x L matrix (pruning.md §5.3) ----
+/* ---- attention probabilities without an L x L matrix ----
+ * (docs/reduction-methods.md §5.1)
  * out[i][j] = mean_h exp(scale * q_hi . k_{g(h) j} - lse[h][i]) for query
  * rows i < n_q and key rows j < n_k, g(h) = h / (H / Hkv) (GQA).
  * q: [n_q][H*d] (row stride q_stride floats), k: [n_k][Hkv*d] (row stride
@@ -36,7 +37,7 @@ void md_reduce_topk(const float *score, int32_t n, int32_t k, int32_t *idx);
 int32_t md_reduce_topk_forced(const float *score, const bool *force, int32_t n, int32_t k,
                               int32_t *idx);
 
-/* MustDrop dual-attention filter (pruning.md §1.2, §7.1 step 14b):
+/* MustDrop dual-attention filter (docs/reduction-methods.md §1.3):
  * M [t][n] text->vision probabilities (mean over heads); drop j iff
  * g_j < tau_g * sum(g) AND m_j < tau_i, where g = column sum, m = column
  * max; key[j] (may be NULL) is never dropped. keep[] gets the kept columns
@@ -44,7 +45,7 @@ int32_t md_reduce_topk_forced(const float *score, const bool *force, int32_t n, 
 int32_t md_reduce_dual_filter(const float *M, int32_t t, int32_t n, float tau_g, float tau_i,
                               const bool *key, int32_t *keep);
 
-/* MustDrop local spatial merge (pruning.md §1.1 A1, §7.1 steps 3-9), one
+/* MustDrop local spatial merge (docs/reduction-methods.md §1.1), one
  * image of patches x[gh*gw][D] in raster order. Windows are win x win,
  * stride win, covering floor(gh/win) x floor(gw/win) windows; leftover rows
  * and columns are never merged. score[w] = mean off-diagonal cosine. */
@@ -60,7 +61,7 @@ int32_t md_reduce_lsm_count(const float *score, int32_t n_win, float thresh);
 int32_t md_reduce_lsm_merge(const float *x, int32_t gh, int32_t gw, int32_t D, int32_t win,
                             const float *score, int32_t r, float *out, int32_t *src);
 
-/* HiRED budgets (pruning.md §2.2, §7.2 step 3-5): P partitions of `per`
+/* HiRED budgets (docs/reduction-methods.md §2.2): P partitions of `per`
  * tokens (partition 0 = base image), rho, alpha. base_l0 [per]: the base
  * image's layer-0 class attention over a side x side grid; the P-1 tiles
  * form an nph x npw grid. geometric=false: the reference code's row-major
@@ -84,9 +85,9 @@ void md_reduce_random_subset(uint64_t seed, int32_t n, int32_t k, int32_t *idx);
 /* Cosine of two rows. */
 float md_reduce_cosine(const float *a, const float *b, int32_t D);
 
-/* DyCoke TTM for one frame (pruning.md §3.1): keep the int((1-K)*N)
- * tokens of cur least similar to the same position of ref (ascending
- * indices). Returns the count. */
+/* DyCoke TTM for one frame (docs/reduction-methods.md §3): keep the
+ * int((1-K)*N) tokens of cur least similar to the same position of ref
+ * (ascending indices). Returns the count. */
 int32_t md_reduce_dycoke_frame(const float *cur, const float *ref, int32_t n, int32_t D, float K,
                                int32_t *keep);
 /* Index of the frame a frame at position f of its window is compared
@@ -106,16 +107,5 @@ int32_t md_reduce_stmerge(float *x, int32_t T, int32_t gh, int32_t gw, int32_t D
  * what a small block does not use goes to the others (water filling).
  * n[i] in/out. Returns the new total. */
 int32_t md_reduce_cap_budgets(int32_t *n, int32_t n_blocks, int32_t cap);
-
-/* ---- analytic FLOPs (stats.c; formulas in docs/reduction.md) ---- */
-struct md_llm_dims { int64_t D, H, Hkv, d, F, V, L; };
-struct md_vit_dims { int64_t D, F, H, M, E; };
-/* One LLM layer on n new rows after n_past cached entries (causal). */
-double md_reduce_flops_llm_layer(const struct md_llm_dims *m, int64_t n, int64_t n_past);
-/* One LLM layer's decode step against n_kv entries (incl. itself). */
-double md_reduce_flops_llm_decode(const struct md_llm_dims *m, int64_t n_kv);
-/* One tower layer on n tokens (bidirectional), and the projector. */
-double md_reduce_flops_vit_layer(const struct md_vit_dims *v, int64_t n);
-double md_reduce_flops_projector(const struct md_vit_dims *v, int64_t n);
 
 #endif

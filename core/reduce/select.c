@@ -76,7 +76,8 @@ int32_t md_reduce_topk_forced(const float *score, const bool *force, int32_t n, 
     return total;
 }
 
-/* ---- MustDrop stage B: dual-attention filter (pruning.md §1.2) --------- */
+/* ---- MustDrop stage B: dual-attention filter ------------------------------
+ * (docs/reduction-methods.md §1.3) */
 
 int32_t md_reduce_dual_filter(const float *M, int32_t t, int32_t n, float tau_g, float tau_i,
                               const bool *key, int32_t *keep)
@@ -112,7 +113,8 @@ out:
     return m;
 }
 
-/* ---- MustDrop stage A: local spatial merge (pruning.md §1.1) ----------- */
+/* ---- MustDrop stage A: local spatial merge --------------------------------
+ * (docs/reduction-methods.md §1.1) */
 
 int32_t md_reduce_lsm_n_windows(int32_t gh, int32_t gw, int32_t win)
 {
@@ -233,7 +235,7 @@ int32_t md_reduce_lsm_merge(const float *x, int32_t gh, int32_t gw, int32_t D, i
     return o;
 }
 
-/* ---- HiRED budgets (pruning.md §2.2, §7.2) ------------------------------ */
+/* ---- HiRED budgets (docs/reduction-methods.md §2.2) -------------------- */
 
 /* Tile i's share of S: the reference's contiguous row-major strips, or
  * the base-image rectangle above tile i. */
@@ -284,7 +286,9 @@ int32_t md_reduce_hired_budgets(int32_t P, int32_t per, float rho, float alpha,
 {
     if (P <= 0 || per <= 0)
         return 0;
-    if (P == 1) {   /* LLaVA-1.5 variant: top-int(per*rho), no split (§2.4) */
+    /* LLaVA-1.5 variant: top-int(per*rho), no split
+     * (docs/reduction-methods.md §2.4) */
+    if (P == 1) {
         int32_t b = (int32_t)((double)per * rho);
         budget[0] = b > per ? per : b;
         return budget[0];

@@ -1,7 +1,10 @@
-/* The session shared by encode.c (stages a, b) and prefill.c (c, d). */
+/* The session. session.c owns its life cycle; encode.c (stages a, b) and
+ * prefill.c (c, d) fill it; run.c drives them all. Calls go one way:
+ * run.c -> prefill.c -> encode.c -> session.c. */
 #ifndef MD_REDUCE_SESSION_H
 #define MD_REDUCE_SESSION_H
 
+#include "flops.h"
 #include "reduce-impl.h"
 
 /* One image, tile or frame's kept rows. */
@@ -62,12 +65,23 @@ struct md_reduce_session {
     char err[256];
 };
 
+/* True when any method bit of m is configured; every stage asks this. */
+static inline bool has(const struct md_reduce_session *s, uint32_t m)
+{
+    return (s->cfg.methods & m) != 0;
+}
+
+/* ---- session.c ---- */
+/* Set s->err and return rc. */
 int md_reduce_fail(struct md_reduce_session *s, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 double md_reduce_now_ms(void);
 void md_reduce_block_free(struct md_block *b);
+
+/* ---- encode.c: what the prefill needs of stage (b) ---- */
 /* Apply the global cap to the blocks held (trimming the lowest scores). */
 int md_reduce_apply_cap(struct md_reduce_session *s);
+/* Merge the frames waiting for a full spatio-temporal group. */
 void md_reduce_flush_pending(struct md_reduce_session *s);
 
 #endif

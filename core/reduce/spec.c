@@ -1,5 +1,6 @@
 /* Reduction spec strings: "method:key=value,...+method:..." -> config.
- * Defaults come from the reference code as digested in pruning.md. */
+ * Defaults come from the methods' reference code; the § numbers below are
+ * sections of docs/reduction-methods.md. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,29 +14,29 @@ struct md_reduce_config md_reduce_default_config(void)
     struct md_reduce_config c;
     memset(&c, 0, sizeof c);
     c.md_tokens = 128;
-    c.md_tau_g = 0.0012f;          /* pruning.md §1.2, textvqa_128.sh */
+    c.md_tau_g = 0.0012f;          /* §1.3, the 128 operating point */
     c.md_tau_i = 0.001f;
-    c.md_merge_thresh = 0.8f;      /* §1.1 A1 */
+    c.md_merge_thresh = 0.8f;      /* §1.1 */
     c.md_merge_layer = 0;
-    c.md_key_rate = 0.08f;         /* §1.1 A2 */
+    c.md_key_rate = 0.08f;         /* §1.2 */
     c.md_kv = MD_REDUCE_KV_FAITHFUL;
     c.md_evict_thresh = 0.001f;
     c.md_evict_every = 4;
     c.hired_budget = 0.2f;         /* §2.4 */
     c.hired_alpha = 0.5f;
-    c.fastv_k = 2;                 /* §4 FastV paper defaults */
+    c.fastv_k = 2;                 /* §4, FastV paper defaults */
     c.fastv_r = 0.5f;
     c.random_keep = 0.25f;
     c.random_seed = 1;
     c.uniform_tokens = 144;
-    c.dycoke_k = 0.7f;             /* §3.1 lmms-eval default */
+    c.dycoke_k = 0.7f;             /* §3, the evaluation default */
     c.dycoke_window = 4;
     c.st_thresh = 0.8f;
     c.st_frames = 2;
     return c;
 }
 
-/* The published (tau_g, tau_i) operating points, pruning.md §1.2. */
+/* The published (tau_g, tau_i) operating points (§1.3). */
 int md_reduce_mustdrop_preset(int32_t tokens, float *tau_g, float *tau_i)
 {
     switch (tokens) {

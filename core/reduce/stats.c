@@ -1,42 +1,8 @@
-/* Analytic FLOPs (2 per multiply-add) and the JSON form of the stats.
- *
- * LLM layer on n new rows after p cached entries (causal, GQA):
- *   projections  2n(D*H*d + 2*D*Hkv*d + H*d*D)
- *   FFN (SwiGLU) 2n(3*D*F)
- *   attention    2*2*H*d * sum_i (p + i + 1) = 4*H*d*(n*p + n(n+1)/2)
- * Decode step against n_kv entries: the same with n = 1, attention
- * 4*H*d*n_kv. Output head 2*D*V per row with logits (one row).
- * Vision layer on n tokens (bidirectional): 2n(4*D^2 + 2*D*F) + 4*n^2*D;
- * projector 2n(D*M + M*E). Norms, RoPE and softmax are left out (O(nD)). */
+/* The JSON form of the stats (the FLOP counts in them come from flops.c). */
 #include <stdio.h>
 #include <string.h>
 
 #include "reduce-impl.h"
-
-double md_reduce_flops_llm_layer(const struct md_llm_dims *m, int64_t n, int64_t n_past)
-{
-    double lin = 2.0 * n * (m->D * m->H * m->d + 2.0 * m->D * m->Hkv * m->d + m->H * m->d * m->D
-                            + 3.0 * m->D * m->F);
-    double att = 4.0 * m->H * m->d * ((double)n * n_past + (double)n * (n + 1) / 2.0);
-    return lin + att;
-}
-
-double md_reduce_flops_llm_decode(const struct md_llm_dims *m, int64_t n_kv)
-{
-    double lin = 2.0 * (m->D * m->H * m->d + 2.0 * m->D * m->Hkv * m->d + m->H * m->d * m->D
-                        + 3.0 * m->D * m->F);
-    return lin + 4.0 * m->H * m->d * (double)n_kv;
-}
-
-double md_reduce_flops_vit_layer(const struct md_vit_dims *v, int64_t n)
-{
-    return 2.0 * n * (4.0 * v->D * v->D + 2.0 * v->D * v->F) + 4.0 * (double)n * n * v->D;
-}
-
-double md_reduce_flops_projector(const struct md_vit_dims *v, int64_t n)
-{
-    return 2.0 * n * ((double)v->D * v->M + (double)v->M * v->E);
-}
 
 /* JSON string body with the few escapes a spec can need. */
 static size_t put_escaped(char *buf, size_t n, size_t o, const char *s)

@@ -7,10 +7,11 @@
 #include "reduce-impl.h"
 
 /* DyCoke pass 1 pairs (2i, 2i+1); pass 2 re-prunes frame i+2 of each
- * 4-frame window against frame i (pruning.md §3.1). Generalised to any
- * window: odd positions against their predecessor, even ones against the
- * window's anchor. Unlike the reference (range(0, T-4, 4)) the last window
- * is covered too: streaming never knows which window is the last. */
+ * 4-frame window against frame i (docs/reduction-methods.md §3).
+ * Generalised to any window: odd positions against their predecessor, even
+ * ones against the window's anchor. Unlike the reference (range(0, T-4,
+ * 4)) the last window is covered too: streaming never knows which window
+ * is the last. */
 int32_t md_reduce_dycoke_ref(int32_t f)
 {
     if (f <= 0)

@@ -1,6 +1,6 @@
 /* Tokenizer built from GGUF metadata: SPM ("llama") and byte-level BPE
  * ("gpt2", with the tokenizer.ggml.pre pre-tokenizer), special tokens, byte
- * fallback and detokenization. See shared/reference/engine.md §3. */
+ * fallback and detokenization. See docs/llama-cpp.md §9. */
 #ifndef MD_TOKENIZER_H
 #define MD_TOKENIZER_H
 

@@ -1,6 +1,6 @@
 /* LLaVA-NeXT "AnyRes" as HF transformers does it (LlavaNextImageProcessor,
- * LlavaNextModel.pack_image_features), not as llama.cpp does (engine.md
- * §2.2: no unpad, no newline there):
+ * LlavaNextModel.pack_image_features), not as llama.cpp does
+ * (docs/llama-cpp.md §7: no unpad, no newline there):
  *   1. best resolution from the grid pinpoints (max effective resolution,
  *      then least waste);
  *   2. resize keeping the aspect ratio into it (bicubic), pad centred with

@@ -10,10 +10,11 @@
  * Embeddings: im2col patches x conv kernel (+ patch bias), class token first
  * (HF order), + position embeddings, then pre-LN when the tower has one.
  *
- * Pruning hooks (pruning.md §1.1, §2): runs stop after any layer, expose
- * hidden states, give one query row's attention probabilities per head
- * (q_row . K^T, a small product, never the n_tok x n_tok matrix), and keep a
- * subset of tokens per image before continuing. */
+ * Pruning hooks (docs/reduction-methods.md §1.1-1.2, §2): runs stop after
+ * any layer, expose hidden states, give one query row's attention
+ * probabilities per head (q_row . K^T, a small product, never the
+ * n_tok x n_tok matrix), and keep a subset of tokens per image before
+ * continuing. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* Loading a llama.cpp mmproj GGUF: keys (clip.*, clip.vision.*), tensors
  * (v.*, mm.*, model.image_newline / v.image_newline), with the traps of
- * shared/reference/engine.md §1.5 and §2.1 handled:
+ * docs/llama-cpp.md §5 and §6 handled:
  *   - legacy files store the FFN's fc1 as ffn_down: decided by shape;
  *   - block_count already drops the unused last layer (we run them all by
  *     default, see md_vision_params.llamacpp_layers);
@@ -369,8 +369,9 @@ static int load_embeddings(struct md_vision *v, char *err, size_t errlen)
 }
 
 /* Which of ffn_up / ffn_down maps hidden -> n_ff: by shape, never by name
- * (engine.md §1.5). When hidden == n_ff shapes cannot tell; then files from
- * the legacy converter (it writes clip.has_llava_projector) are swapped. */
+ * (docs/llama-cpp.md §5). When hidden == n_ff shapes cannot tell; then
+ * files from the legacy converter (it writes clip.has_llava_projector) are
+ * swapped. */
 static int detect_ffn_swap(struct md_vision *v, char *err, size_t errlen)
 {
     const struct md_gguf_tensor *up = md_gguf_find_tensor(v->gguf, "v.blk.0.ffn_up.weight");

@@ -393,7 +393,7 @@ static void t_attention(int n_q, int n_kv, int q_start, int n_head, int n_head_k
     int rc = gpu->ops->attention(gpu, &p, &q.g, &k.g, &v.g, &out.g, &lse.g);
     CHECKF(rc == MD_OK, "attention: %d %s", rc, md_backend_cuda_last_error(gpu));
     double e = dual_err(&out, (size_t)(n_q * n_head * hd));
-    /* which kernel ran: the backend's own rule (backend-cuda.cu run_attention) */
+    /* which kernel ran: the backend's own rule (attention.cu run_attention) */
     bool gemm = kv_type == MD_TYPE_F32 && n_kv > 0 && (!causal || q_start >= 0);
     EXPECT(n_q <= 4 ? "attention split-kv" : gemm ? "attention prefill cublas" : "attention flash",
            e, 1e-4);

@@ -1,7 +1,7 @@
 /* Attention probabilities from queries, keys and the kernel's per-row
- * log-sum-exp (pruning.md §5.3) against a naive full causal softmax over
- * every visible key, on the tiny LLaVA LLM fixture: the text-query x
- * vision-key block and whole rows (which must sum to 1). */
+ * log-sum-exp (docs/reduction-methods.md §5.1) against a naive full causal
+ * softmax over every visible key, on the tiny LLaVA LLM fixture: the
+ * text-query x vision-key block and whole rows (which must sum to 1). */
 #include <stdint.h>
 
 #include "md_test.h"

@@ -1,8 +1,8 @@
 /* MustDrop faithful mode on the HF LLaVA-1.5 fixture against a naive
- * reimplementation written here from pruning.md §7.1: local merge scored
- * with explicit pairwise cosines, the key set by sorting the class
- * attention, the dual filter from a full causal softmax (no LSE), rows
- * dropped through the llm steps. The kept set must be identical, the logits
+ * reimplementation written here from docs/reduction-methods.md §1.1-1.4:
+ * local merge scored with explicit pairwise cosines, the key set by sorting
+ * the class attention, the dual filter from a full causal softmax (no LSE),
+ * rows dropped through the llm steps. The kept set must be identical, the logits
  * equal, and the compacted KV cache must hold exactly the surviving entries
  * with the reference's per-layer positions (layers before the first pruning
  * layer whole; every other layer the final set, each keeping the position

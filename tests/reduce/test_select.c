@@ -92,7 +92,8 @@ static void hired(void)
     for (int32_t j = 0; j < 576; j++)
         l0[j] = (float)((j * 7919) % 576) / 576.0f;
     int32_t b[5];
-    /* worked example, pruning.md §2.2: P = 5, rho = 0.2, alpha = 0.5 */
+    /* the worked example of docs/reduction-methods.md §2.2:
+     * P = 5, rho = 0.2, alpha = 0.5 */
     int32_t sum = md_reduce_hired_budgets(5, 576, 0.2f, 0.5f, l0, 24, 2, 2, false, b);
     CHECKF(b[0] == 288, "base %d", b[0]);
     int32_t sub = b[1] + b[2] + b[3] + b[4];
