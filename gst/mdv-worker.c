@@ -144,7 +144,9 @@ engine_params (GstMustdropVqa * self)
   p.max_visual_tokens = (int32_t) s->max_visual_tokens;
   p.sample_fps = s->sample_fps;
   p.max_frames = (int32_t) s->max_frames;
-  p.question_hint = s->question;
+  /* the growing window's cap leaves room for the question and the system
+   * prompt (freed by mdv_engine_load) */
+  p.question_hint = g_strconcat (s->question, " ", s->system_prompt, NULL);
   p.max_new_tokens = (int32_t) s->max_new_tokens;
   p.abort = abort_cb;
   p.abort_user = self;
@@ -210,6 +212,7 @@ mdv_engine_load (GstMustdropVqa * self)
   jsonl = g_strdup (self->settings.jsonl_location);
   int rc = md_vqa_load (&p, &self->vqa, err, sizeof err);
   g_mutex_unlock (&self->settings_lock);
+  g_free ((gchar *) p.question_hint);
 
   gboolean ok = rc == MD_OK;
   if (!ok)
