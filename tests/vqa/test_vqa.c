@@ -1,0 +1,246 @@
+/* md_vqa, the whole-task call, on the tiny LLaVA fixture (random weights:
+ * the words are nonsense, every step is real): loading and its errors, the
+ * sampling rule, window and growing streams, the checks a question gets,
+ * answers (deterministic, streamed, stopped, aborted), the log callback. */
+#include <string.h>
+
+#include "md_test.h"
+#include "mustdrop-vqa.h"
+
+static char llm[1024], mmproj[1024];
+static uint8_t pixels[32 * 24 * 3];
+
+struct log_seen {
+    int n_info;
+    char last[512];
+};
+
+static void log_cb(enum md_log_level level, const char *text, void *user)
+{
+    struct log_seen *l = user;
+    l->n_info += level == MD_LOG_INFO;
+    snprintf(l->last, sizeof l->last, "%s", text);
+}
+
+static struct md_vqa *load(double fps, const char *reduce, struct log_seen *l)
+{
+    struct md_vqa_params p = md_vqa_default_params();
+    struct md_vqa *v = NULL;
+    char err[512];
+    p.model = llm;
+    p.mmproj = mmproj;
+    p.n_threads = 1;
+    p.sample_fps = fps;
+    p.reduce = reduce;
+    p.max_new_tokens = 6;
+    p.log = l ? log_cb : NULL;
+    p.log_user = l;
+    CHECKF(md_vqa_load(&p, &v, err, sizeof err) == MD_OK, "load: %s", err);
+    return v;
+}
+
+/* frames at 10 fps into s; returns how many it took */
+static int feed(struct md_vqa_stream *s, int n)
+{
+    int taken = 0;
+    for (int i = 0; i < n; i++) {
+        memset(pixels, 37 * i, sizeof pixels);
+        struct md_frame f = { pixels, 32, 24, 32 * 3, (int64_t)i * 100000000 };
+        if (md_vqa_stream_offer(s, f.pts_ns)) {
+            CHECK(md_vqa_stream_add(s, &f) == MD_OK);
+            taken++;
+        }
+    }
+    return taken;
+}
+
+static void load_errors(void)
+{
+    struct md_vqa_params p = md_vqa_default_params();
+    struct md_vqa *v = (struct md_vqa *)1;
+    char err[512];
+    p.model = "/nonexistent/llm.gguf";
+    p.mmproj = mmproj;
+    CHECK(md_vqa_load(&p, &v, err, sizeof err) == MD_ERR_IO && v == NULL);
+    CHECKF(strstr(err, "/nonexistent/llm.gguf: no such file"), "%s", err);
+    p.model = llm;
+    p.mmproj = NULL;
+    CHECK(md_vqa_load(&p, &v, err, sizeof err) == MD_ERR_INVALID);
+    CHECKF(strstr(err, "both"), "%s", err);
+    p.mmproj = mmproj;
+    p.reduce = "fastv:q=1";
+    CHECK(md_vqa_load(&p, &v, err, sizeof err) == MD_ERR_INVALID);
+    CHECKF(strstr(err, "invalid reduce spec 'fastv:q=1'"), "%s", err);
+    p.reduce = "none";
+    p.device = "tpu";
+    CHECK(md_vqa_load(&p, &v, err, sizeof err) == MD_ERR_INVALID);
+    CHECKF(strstr(err, "invalid device 'tpu'"), "%s", err);
+    p.device = "cpu";
+    p.max_frames = 0;
+    CHECK(md_vqa_load(&p, &v, err, sizeof err) == MD_ERR_INVALID);
+    p.max_frames = 8;
+    p.mmproj = llm;   /* an LLM as the projector */
+    CHECK(md_vqa_load(&p, &v, err, sizeof err) == MD_ERR_UNSUPPORTED);
+    CHECKF(strstr(err, "not a vision projector"), "%s", err);
+}
+
+/* The one sampling rule: a 1/fps grid from the first frame; a window of
+ * max_frames 8 thins (10 offered at every-frame sampling keep 5). */
+static void sampling(void)
+{
+    struct md_vqa *v = load(5.0, "none", NULL);
+    struct md_vqa_stream *s;
+    char err[256];
+    CHECK(md_vqa_stream_new(v, MD_VQA_WINDOW, &s, err, sizeof err) == MD_OK);
+    CHECK(feed(s, 10) == 5 && md_vqa_stream_n_frames(s) == 5);
+    CHECK(md_vqa_stream_first_pts(s) == 0 && md_vqa_stream_last_pts(s) == 800000000);
+    CHECK(!md_vqa_stream_offer(s, -1));
+    md_vqa_stream_reset(s);
+    CHECK(md_vqa_stream_n_frames(s) == 0 && md_vqa_stream_first_pts(s) == -1);
+    md_vqa_stream_free(s);
+    md_vqa_free(v);
+
+    v = load(0.0, "none", NULL);
+    CHECK(md_vqa_stream_new(v, MD_VQA_WINDOW, &s, err, sizeof err) == MD_OK);
+    CHECK(feed(s, 10) == 9 && md_vqa_stream_n_frames(s) == 5);
+    struct md_vqa_stream *c;
+    CHECK(md_vqa_stream_clone(s, &c, err, sizeof err) == MD_OK);
+    CHECK(c && md_vqa_stream_n_frames(c) == 5);
+    md_vqa_stream_free(c);
+    md_vqa_stream_free(s);
+
+    struct md_vqa_grid g;
+    md_vqa_grid_init(&g, 2.0);
+    int taken = 0;
+    for (int i = 0; i < 20; i++)
+        taken += md_vqa_grid_take(&g, (int64_t)i * 100000000);
+    CHECKF(taken == 4, "grid took %d of 2 s at 2 fps", taken);
+    md_vqa_free(v);
+}
+
+static bool stop_after_two(const char *text, int32_t token, void *user)
+{
+    int *n = user;
+    CHECK(text != NULL);
+    return ++*n < 2;
+}
+
+static void answers(void)
+{
+    struct log_seen seen = { 0 };
+    struct md_vqa *v = load(5.0, "none", &seen);
+    CHECK(seen.n_info > 0);   /* what was loaded, on which device */
+    struct md_vqa_stream *s;
+    struct md_vqa_answer a, b;
+    char err[512];
+    CHECK(md_vqa_stream_new(v, MD_VQA_WINDOW, &s, err, sizeof err) == MD_OK);
+    struct md_vqa_ask ask = md_vqa_default_ask("What is it?");
+    CHECK(md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_ERR_INVALID);
+    CHECKF(strstr(err, "no frames"), "%s", err);
+    feed(s, 10);
+    CHECKF(md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_OK, "%s", err);
+    CHECKF(md_vqa_answer(s, &ask, &b, err, sizeof err) == MD_OK, "%s", err);
+    CHECK(a.text && b.text && !strcmp(a.text, b.text));   /* greedy: the same */
+    CHECK(a.frames == 5 && a.visual_tokens > 0 && a.prompt_tokens > a.visual_tokens);
+    CHECK(a.generated_tokens <= 6 && !strcmp(a.reduce, "none"));
+    size_t n = strlen(a.text);
+    CHECK(n == 0 || (a.text[0] != ' ' && a.text[n - 1] != ' '));
+    md_vqa_answer_clear(&a);
+    md_vqa_answer_clear(&b);
+
+    int calls = 0;
+    ask.on_token = stop_after_two;
+    ask.token_user = &calls;
+    ask.max_new_tokens = 50;
+    CHECKF(md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_OK, "%s", err);
+    CHECK(calls <= 2 && a.generated_tokens == calls && (calls < 2 || a.stopped));
+    md_vqa_answer_clear(&a);
+
+    static const char *bad[] = { "", "  \n", "caf\xe9?" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ask = md_vqa_default_ask(bad[i]);
+        CHECK(md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_ERR_INVALID);
+        CHECKF(strstr(err, i < 2 ? "empty" : "not valid UTF-8"), "%s", err);
+    }
+    char *long_q = malloc(20001);
+    memset(long_q, 'a', 20000);
+    long_q[20000] = '\0';
+    ask = md_vqa_default_ask(long_q);
+    CHECK(md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_ERR_CONTEXT_FULL);
+    CHECKF(strstr(err, "the question is") && strstr(err, "the context holds"), "%s", err);
+    free(long_q);
+    md_vqa_stream_free(s);
+    md_vqa_free(v);
+}
+
+/* A growing stream keeps its reduced tokens under a cap that fits the
+ * context, and answers about everything seen. */
+static void growing(void)
+{
+    struct md_vqa *v = load(5.0, "cap:tokens=40", NULL);
+    struct md_vqa_stream *s;
+    struct md_vqa_answer a;
+    char err[512];
+    CHECKF(md_vqa_stream_new(v, MD_VQA_GROWING, &s, err, sizeof err) == MD_OK, "%s", err);
+    CHECK(md_vqa_stream_visual_cap(s) == 40);
+    CHECK(feed(s, 30) == 15 && md_vqa_stream_n_frames(s) == 15);
+    CHECK(md_vqa_stream_visual_tokens(s) > 0 && md_vqa_stream_visual_tokens(s) <= 40);
+    struct md_vqa_ask ask = md_vqa_default_ask("What happened?");
+    CHECKF(md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_OK, "%s", err);
+    CHECK(a.frames == 15 && a.visual_tokens_kept <= 40 && strstr(a.reduce, "cap:tokens=40"));
+    md_vqa_answer_clear(&a);
+    md_vqa_stream_free(s);
+    md_vqa_free(v);
+}
+
+static int abort_after;
+
+static bool abort_cb(void *user)
+{
+    return abort_after-- <= 0;
+}
+
+static void aborted(void)
+{
+    struct md_vqa_params p = md_vqa_default_params();
+    struct md_vqa *v = NULL;
+    struct md_vqa_stream *s;
+    struct md_vqa_answer a;
+    char err[512];
+    p.model = llm;
+    p.mmproj = mmproj;
+    p.n_threads = 1;
+    p.abort = abort_cb;
+    abort_after = 1 << 30;
+    CHECK(md_vqa_load(&p, &v, err, sizeof err) == MD_OK);
+    CHECK(md_vqa_stream_new(v, MD_VQA_WINDOW, &s, err, sizeof err) == MD_OK);
+    feed(s, 10);
+    struct md_vqa_ask ask = md_vqa_default_ask("What is it?");
+    int n_aborted = 0;
+    for (int after = 0; after < 40; after += 3) {
+        abort_after = after;   /* inside the tower, the prefill or the decode */
+        int rc = md_vqa_answer(s, &ask, &a, err, sizeof err);
+        CHECKF(rc == MD_ERR_ABORTED || rc == MD_OK, "rc %d (%s)", rc, err);
+        CHECK(rc != MD_ERR_ABORTED || a.text == NULL);
+        n_aborted += rc == MD_ERR_ABORTED;
+        md_vqa_answer_clear(&a);
+    }
+    CHECKF(n_aborted >= 3, "%d of 14 answers aborted", n_aborted);
+    abort_after = 1 << 30;
+    CHECK(md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_OK);   /* usable after */
+    md_vqa_answer_clear(&a);
+    md_vqa_stream_free(s);
+    md_vqa_free(v);
+}
+
+int main(void)
+{
+    md_test_data("../models/fixtures/vision/tiny-llava-llm-f32.gguf", llm, sizeof llm);
+    md_test_data("../models/fixtures/vision/tiny-llava-mmproj-f32.gguf", mmproj, sizeof mmproj);
+    load_errors();
+    sampling();
+    answers();
+    growing();
+    aborted();
+    return md_test_finish("vqa");
+}
