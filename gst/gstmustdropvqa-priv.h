@@ -23,7 +23,7 @@
 
 #include "gstmustdropvqa.h"
 #include "mdv-windows.h"
-#include "mustdrop-vqa.h"
+#include <mustdrop/mustdrop-vqa.h>
 
 G_BEGIN_DECLS
 

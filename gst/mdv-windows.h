@@ -8,7 +8,7 @@
 
 #include <gst/gst.h>
 
-#include "mustdrop-vqa.h"
+#include <mustdrop/mustdrop-vqa.h>
 
 G_BEGIN_DECLS
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 OWN_ELEMENTS = {"mustdropvqa"}
 # Programs the tests run directly (the rest come from the build).
-PROGRAMS = ["gst-launch-1.0", "gst-inspect-1.0", "ffmpeg", "timeout"]
+PROGRAMS = ["gst-launch-1.0", "gst-inspect-1.0", "ffmpeg", "timeout", "pkg-config", "c++"]
 # Where a missing element usually comes from on Debian 12 (a hint only).
 PACKAGE_HINT = {
     "textoverlay": "gstreamer1.0-x", "clockoverlay": "gstreamer1.0-x",

@@ -1,7 +1,11 @@
 /* libmustdrop: run LLaVA-style vision-language models from llama.cpp GGUF
  * files, with visual-token reduction (MustDrop, HiRED, ...).
  *
- * This header is the whole public C API. Typical use:
+ * This header is the core of the public C API (language model, context,
+ * decoding, sampling, chat templates) and brings in the tokenizer
+ * (mustdrop-tokenizer.h); mustdrop-vision.h, mustdrop-reduce.h and
+ * mustdrop-vqa.h build on it. Installed as <mustdrop/mustdrop.h>; link with
+ * `pkg-config --cflags --libs mustdrop` (docs/api.md). Typical use:
  *
  *     struct md_model_params mp = md_model_default_params();
  *     struct md_model *model;
@@ -17,7 +21,7 @@
  *     md_chat_format(NULL, model, NULL, "Why is the sky blue?", prompt, sizeof prompt);
  *     int32_t toks[1024];
  *     int64_t n = md_tokenize(md_model_vocab(model), prompt, strlen(prompt),
- *                             true, true, toks, 1024);          // see tokenizer.h
+ *                             true, true, toks, 1024);  // mustdrop-tokenizer.h
  *     md_decode(ctx, toks, (int32_t)n, false);                 // prefill
  *
  *     struct md_sampler_params sp = md_sampler_default_params();
@@ -74,6 +78,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+
+#include "mustdrop-tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -133,7 +139,7 @@ int md_backend_check(const char *backend, int32_t device, char *why, size_t why_
  * ------------------------------------------------------------------------- */
 
 struct md_model;
-struct md_vocab;  /* the tokenizer; see core/text/tokenizer.h for its functions */
+struct md_vocab;  /* the tokenizer: its functions are in mustdrop-tokenizer.h */
 
 /* Called during loading with progress in [0,1]. Return false to cancel the
  * load (md_model_load then returns MD_ERR_ABORTED). */
