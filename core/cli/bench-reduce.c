@@ -5,7 +5,10 @@
  *       -m llm.gguf --mmproj mmproj.gguf [--image img.ppm] [--frames N] \
  *       [--question TEXT] [-n 16] [-r 1] [--warmup 0] [-t THREADS] [--csv out.csv]
  *
- * Every spec answers greedily; "agree" is the share of its answer tokens
+ * Every spec answers greedily through md_vqa (mustdrop-vqa.h), the call
+ * the CLIs and the element answer with, one engine per spec (the spec is
+ * the engine's): up to -n tokens, ending at end of text as any answer does
+ * (-n 0: the prefill only). "agree" is the share of its answer tokens
  * equal to the unreduced answer (the first spec "none" is always run first
  * as the reference), "top1" whether the first answer token matches.
  * Counts, FLOPs and KV bytes are those of the last repetition (they do not
@@ -18,7 +21,7 @@
 
 #include "bench-reduce.h"
 #include "device.h"
-#include "mustdrop-reduce.h"
+#include "mustdrop-vqa.h"
 
 #define MAX_SPECS 32
 #define MAX_GEN 256
@@ -26,7 +29,7 @@
 struct rb_args {
     const char *specs, *llm, *mmproj, *image, *question, *csv;
     int n_predict, reps, warmup, threads, frames;
-    struct cli_device dev;   /* --device (cpu by default, as for the other benchmarks) */
+    const char *device;      /* --device (cpu by default, as for the other benchmarks) */
 };
 
 static void rb_usage(FILE *f)
@@ -50,7 +53,7 @@ static int rb_parse(int argc, char **argv, struct rb_args *a)
     a->question = "Describe the image.";
     a->n_predict = 16;
     a->reps = 1;
-    a->dev.backend = "cpu";
+    a->device = "cpu";
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) { rb_usage(stdout); return 1; }
@@ -68,7 +71,9 @@ static int rb_parse(int argc, char **argv, struct rb_args *a)
         else if (!strcmp(o, "-t")) a->threads = atoi(v);
         else if (!strcmp(o, "--frames")) a->frames = atoi(v);
         else if (!strcmp(o, "--device")) {
-            if (cli_device_parse(v, &a->dev)) {
+            struct cli_device d;
+            a->device = v;
+            if (cli_device_parse(v, &d)) {
                 fprintf(stderr, "mustdrop-bench: bad value '%s' for --device\n", v);
                 return -1;
             }
@@ -119,26 +124,18 @@ static uint8_t *gradient(int32_t w, int32_t h)
 }
 
 struct rb_env {
-    struct md_model *model;
-    struct md_vision *vis;
     uint8_t *img;
     int32_t w, h;
+    int32_t n_ctx;           /* 0 until the reference engine has sized it */
     const struct rb_args *a;
 };
 
-static int32_t argmax(const float *l, int32_t n)
-{
-    int32_t b = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (l[i] > l[b])
-            b = i;
-    return b;
-}
-
-static int add_visuals(const struct rb_env *e, struct md_reduce_session *s)
+/* The image, or (--frames N) N frames of it slowly panned, into a window
+ * that keeps every one of them. */
+static int add_visuals(const struct rb_env *e, struct md_vqa_stream *s)
 {
     if (!e->a->frames)
-        return md_reduce_add_image(s, e->img, e->w, e->h, e->w * 3);
+        return md_vqa_stream_add_image(s, e->img, e->w, e->h, e->w * 3);
     size_t sz = (size_t)e->w * e->h * 3;
     uint8_t *buf = malloc(sz);
     int rc = buf ? MD_OK : MD_ERR_NOMEM;
@@ -147,67 +144,132 @@ static int add_visuals(const struct rb_env *e, struct md_reduce_session *s)
         memcpy(buf, e->img + off, sz - off);
         memcpy(buf + sz - off, e->img, off);
         struct md_frame fr = { buf, e->w, e->h, e->w * 3, t * 40000000LL };
-        rc = md_reduce_add_frames(s, &fr, 1);
+        if (md_vqa_stream_offer(s, fr.pts_ns))
+            rc = md_vqa_stream_add(s, &fr);
     }
     free(buf);
     return rc;
 }
 
-/* One spec: prompt, greedy answer; stats of the last repetition, with the
- * wall times averaged over the timed ones. */
-static int run_spec(const struct rb_env *e, const char *spec, int warmup, int32_t *ans,
-                    int32_t *n_ans, struct md_reduce_stats *st)
+static void log_cb(enum md_log_level level, const char *text, void *user)
 {
-    struct md_reduce_config cfg;
-    char err[256];
-    if (md_reduce_parse(spec, &cfg, err, sizeof err)) {
-        fprintf(stderr, "mustdrop-bench: %s\n", err);
-        return MD_ERR_INVALID;
+    (void)user;
+    if (level <= MD_LOG_WARN)
+        fprintf(stderr, "mustdrop-bench: %s\n", text);
+}
+
+static int load_engine(const struct rb_env *e, const char *spec, int32_t n_ctx,
+                       struct md_vqa **out)
+{
+    char err[1024];
+    struct md_vqa_params p = md_vqa_default_params();
+    p.model = e->a->llm;
+    p.mmproj = e->a->mmproj;
+    p.device = e->a->device;
+    p.n_threads = e->a->threads;
+    p.n_ctx = n_ctx;
+    p.reduce = spec;
+    p.sample_fps = 0;   /* every frame given */
+    p.max_frames = e->a->frames > 0 ? e->a->frames : 1;
+    p.max_new_tokens = e->a->n_predict > 0 ? e->a->n_predict : 1;
+    p.log = log_cb;
+    int rc = md_vqa_load(&p, out, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "mustdrop-bench: %s: %s\n", spec, err);
+    return rc;
+}
+
+/* The reference engine: its context then holds every frame's tokens, the
+ * text and the answer (no frame is left out to fit), at least 4096; the
+ * other specs get the same context. */
+static int load_reference(struct rb_env *e, const char *spec, struct md_vqa **out)
+{
+    int rc = load_engine(e, spec, 0, out);
+    if (rc)
+        return rc;
+    int32_t frames = e->a->frames ? e->a->frames : 1;
+    int32_t need = md_vision_frame_tokens(md_vqa_vision(*out)) * frames + 1024 + e->a->n_predict;
+    e->n_ctx = need > 4096 ? need : 4096;
+    if (md_vqa_n_ctx(*out) != e->n_ctx) {
+        md_vqa_free(*out);
+        if ((rc = load_engine(e, spec, e->n_ctx, out)))
+            return rc;
     }
-    struct md_context_params cp = md_context_default_params();
-    cp.n_threads = e->a->threads;
-    /* stage (c) needs the whole prompt in one batch: room for every visual
-     * token of every frame, the text and the answer */
-    int32_t n_vis = md_vision_frame_tokens(e->vis) * (e->a->frames ? e->a->frames : 1);
-    cp.n_ctx = n_vis + 1024 + e->a->n_predict > 4096 ? n_vis + 1024 + e->a->n_predict : 4096;
-    cp.n_batch = cp.n_ctx;
-    struct md_context *ctx = NULL;
-    int rc = md_context_new(e->model, &cp, &ctx, err, sizeof err);
-    int32_t nv = md_model_n_vocab(e->model);
+    fprintf(stderr, "mustdrop-bench: device %s\n", md_vqa_device(*out));
+    return MD_OK;
+
+}
+
+/* The answer's tokens; -n 0 stops at the first (prefill only). */
+struct tokens {
+    int32_t *ids;
+    int32_t n, max;
+};
+
+static bool on_token(const char *text, int32_t token, void *user)
+{
+    struct tokens *t = user;
+    (void)text;
+    if (t->n < t->max)
+        t->ids[t->n++] = token;
+    return t->n < t->max;
+}
+
+/* answers (warmup + reps) of one engine: the tokens and stats of the last,
+ * the wall times averaged over the timed ones. */
+static int answer_reps(const struct rb_env *e, struct md_vqa_stream *s, int warmup,
+                       struct tokens *tok, struct md_reduce_stats *st)
+{
+    struct md_vqa_ask ask = md_vqa_default_ask(e->a->question);   /* greedy */
+    ask.max_new_tokens = e->a->n_predict > 0 ? e->a->n_predict : 1;
+    ask.on_token = on_token;
+    ask.token_user = tok;
     double ms[4] = { 0, 0, 0, 0 };
+    char err[1024];
+    int rc = MD_OK;
     for (int r = 0; !rc && r < warmup + e->a->reps; r++) {
-        struct md_reduce_session *s = NULL;
-        rc = md_reduce_session_new(ctx, e->vis, &cfg, &s, err, sizeof err);
-        if (!rc)
-            rc = add_visuals(e, s);
-        if (!rc)
-            rc = md_reduce_prefill(s, NULL, NULL, e->a->question);
-        *n_ans = 0;
-        for (int32_t i = 0; !rc && i < e->a->n_predict; i++) {
-            int32_t t = argmax(md_reduce_logits(s), nv);
-            ans[(*n_ans)++] = t;
-            rc = md_reduce_decode(s, t);
+        struct md_vqa_answer ans;
+        tok->n = 0;
+        rc = md_vqa_answer(s, &ask, &ans, err, sizeof err);
+        if (rc) {
+            fprintf(stderr, "mustdrop-bench: %s\n", err);
+            break;
         }
-        if (s) {
-            if (rc)
-                fprintf(stderr, "mustdrop-bench: %s: %s\n", spec, md_reduce_error(s));
-            *st = *md_reduce_stats(s);
-        }
+        *st = ans.stats;
+        md_vqa_answer_clear(&ans);
         if (r >= warmup) {
             ms[0] += st->ms_vision;
             ms[1] += st->ms_select;
             ms[2] += st->ms_prefill;
             ms[3] += st->ms_decode;
         }
-        md_reduce_session_free(s);
     }
     st->ms_vision = ms[0] / e->a->reps;
     st->ms_select = ms[1] / e->a->reps;
     st->ms_prefill = ms[2] / e->a->reps;
     st->ms_decode = ms[3] / e->a->reps;
-    if (rc && !ctx)
-        fprintf(stderr, "mustdrop-bench: %s\n", err);
-    md_context_free(ctx);
+    return rc;
+}
+
+/* One spec: its engine (the reference's first, which sizes the context),
+ * the visuals, the answers. */
+static int run_spec(struct rb_env *e, const char *spec, int warmup, int32_t *ans,
+                    int32_t *n_ans, struct md_reduce_stats *st)
+{
+    struct md_vqa *vqa = NULL;
+    struct md_vqa_stream *s = NULL;
+    char err[512];
+    int rc = e->n_ctx ? load_engine(e, spec, e->n_ctx, &vqa) : load_reference(e, spec, &vqa);
+    if (!rc && (rc = md_vqa_stream_new(vqa, MD_VQA_WINDOW, &s, err, sizeof err)))
+        fprintf(stderr, "mustdrop-bench: %s: %s\n", spec, err);
+    if (!rc && (rc = add_visuals(e, s)))
+        fprintf(stderr, "mustdrop-bench: %s: %s\n", spec, md_vqa_stream_error(s));
+    struct tokens tok = { ans, 0, e->a->n_predict };
+    if (!rc)
+        rc = answer_reps(e, s, warmup, &tok, st);
+    *n_ans = tok.n;
+    md_vqa_stream_free(s);
+    md_vqa_free(vqa);
     return rc;
 }
 
@@ -234,7 +296,7 @@ static void csv_row(FILE *f, const char *spec, const struct md_reduce_stats *s, 
     fflush(f);
 }
 
-static int run_all(const struct rb_env *e, FILE *out)
+static int run_all(struct rb_env *e, FILE *out)
 {
     char *list = malloc(strlen(e->a->specs) + 6);
     if (!list)
@@ -273,22 +335,9 @@ int md_bench_reduce_main(int argc, char **argv)
     if (pr)
         return pr > 0 ? 0 : 2;
     struct rb_env e = { .a = &a };
-    char err[512];
-    struct md_model_params mp = md_model_default_params();
-    struct md_vision_params vp = md_vision_default_params();
-    vp.n_threads = a.threads;
-    if (cli_model_load(&a.dev, a.llm, NULL, 0, &mp, &e.model, err, sizeof err) ||
-        cli_vision_load(&a.dev, a.mmproj, NULL, 0, &vp, &e.vis, err, sizeof err)) {
-        fprintf(stderr, "mustdrop-bench: %s\n", err);
-        md_model_free(e.model);
-        return 1;
-    }
-    fprintf(stderr, "mustdrop-bench: device %s\n", a.dev.used);
     e.img = a.image ? read_ppm(a.image, &e.w, &e.h) : gradient(e.w = 336, e.h = 336);
     if (!e.img) {
         fprintf(stderr, "mustdrop-bench: cannot read '%s' (binary PPM P6 expected)\n", a.image);
-        md_vision_free(e.vis);
-        md_model_free(e.model);
         return 1;
     }
     FILE *out = a.csv ? fopen(a.csv, "w") : stdout;
@@ -298,7 +347,5 @@ int md_bench_reduce_main(int argc, char **argv)
     if (out && out != stdout)
         fclose(out);
     free(e.img);
-    md_vision_free(e.vis);
-    md_model_free(e.model);
     return status;
 }

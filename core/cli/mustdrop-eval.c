@@ -1,15 +1,16 @@
 /* mustdrop-eval: run a video-QA split through the engine and print accuracy.
  *
  *   mustdrop-eval --split DIR [-m LLM.gguf --mmproj MMPROJ.gguf] [--reduce SPEC]
- *                 [--frames N] [--limit N] [-t THREADS] [-c N_CTX] [--out FILE] [--json]
+ *                 [--frames N] [--fps F] [--limit N] [-t THREADS] [-c N_CTX] [--out FILE]
+ *                 [--json]
  *
  * DIR/manifest.jsonl: one object per line, {"id", "video" (relative to DIR),
- * "question", "answer", "type"} (extra keys ignored). Each question is
- * answered exactly as `mustdrop --video DIR/VIDEO --frames N --question Q
- * --temp 0 -n 16 [--reduce SPEC]` answers it (the same frame sampling,
- * encoding, chat-template prompt and greedy decoding, shared in vqa.c), and
- * is correct when the answer equals the expected one after trimming
- * whitespace at both ends (case-sensitive). */
+ * "question", "answer", "type"} (extra keys ignored). Each question is one
+ * md_vqa answer (mustdrop-vqa.h), exactly as `mustdrop --video DIR/VIDEO
+ * --frames N --fps F --question Q -n 16 [--reduce SPEC]` and the GStreamer
+ * element answer it (the one frame-sampling rule, greedy decoding), and is
+ * correct when the answer equals the expected one after trimming whitespace
+ * at both ends (case-sensitive). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,12 +18,10 @@
 #include <time.h>
 
 #include "json.h"
-#include "mustdrop-reduce.h"
-#include "mustdrop-vision.h"
-#include "mustdrop.h"
-#include "tokenizer.h"
-#include "vqa.h"
 #include "device.h"
+#include "mustdrop-vqa.h"
+#include "vqa.h"
+
 
 #define EVAL_MAX_NEW_TOKENS 16
 
@@ -30,10 +29,11 @@ struct eval_args {
     const char *split;
     const char *model, *mmproj;
     const char *reduce;
-    int n_frames;
+    int n_frames;           /* --frames: the most frames an answer takes */
+    double fps;             /* --fps: frames a second sampled (0: every frame) */
     long limit;             /* 0: all */
     int n_threads;
-    struct cli_device dev;  /* --device (cpu by default: a figure names its device) */
+    const char *device;     /* --device (cpu by default: a figure names its device) */
     int n_ctx;              /* -c: KV cache size (0: min(model, 4096), as mustdrop) */
     const char *out;
     bool json;
@@ -75,7 +75,9 @@ static void usage(FILE *f)
         "                       source tree's models/synthvqa)\n"
         "      --mmproj FILE    its vision encoder + projector GGUF\n"
         "      --reduce SPEC    visual-token reduction, as mustdrop --reduce (docs/reduction.md)\n"
-        "      --frames N       frames sampled uniformly per video (default %d), as mustdrop --frames\n"
+        "      --frames N       the most frames an answer takes (default %d), as mustdrop --frames\n"
+        "      --fps F          frames a second sampled from a video's first frame (default %g;\n"
+        "                       0 = every frame), thinned uniformly to --frames, as mustdrop --fps\n"
         "      --limit N        only the first N questions\n"
         "  -t, --threads N      CPU threads (default: all online CPUs)\n"
         "      --device D       cpu (default), cuda, cuda:N or auto (as mustdrop --device)\n"
@@ -90,7 +92,7 @@ static void usage(FILE *f)
         "whitespace at both ends (case-sensitive). A video that cannot be read counts\n"
         "as wrong and the run goes on. Exit status: 0 when the split ran, 1 on a bad\n"
         "manifest or model, 2 on bad options.\n",
-        VQA_DEFAULT_FRAMES, EVAL_MAX_NEW_TOKENS);
+        VQA_DEFAULT_FRAMES, VQA_DEFAULT_FPS, EVAL_MAX_NEW_TOKENS);
 }
 
 static double now_ms(void)
@@ -118,7 +120,8 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
 {
     memset(a, 0, sizeof *a);
     a->n_frames = VQA_DEFAULT_FRAMES;
-    a->dev.backend = "cpu";
+    a->fps = VQA_DEFAULT_FPS;
+    a->device = "cpu";
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long x;
@@ -138,13 +141,25 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
             a->reduce = v;
         }
         else if (!strcmp(o, "--frames")) { NEED_VALUE(); if (parse_long(o, v, 1, 4096, &x)) return -1; a->n_frames = (int)x; }
+        else if (!strcmp(o, "--fps")) {
+            NEED_VALUE();
+            char *end;
+            errno = 0;
+            a->fps = strtod(v, &end);
+            if (errno || *end || end == v || !(a->fps >= 0 && a->fps <= 1000)) {
+                fprintf(stderr, "mustdrop-eval: --fps: '%s' is not a number in 0..1000\n", v);
+                return -1;
+            }
+        }
         else if (!strcmp(o, "--limit")) { NEED_VALUE(); if (parse_long(o, v, 1, 1000000000L, &x)) return -1; a->limit = x; }
         else if (!strcmp(o, "--device")) {
             NEED_VALUE();
-            if (cli_device_parse(v, &a->dev)) {
+            struct cli_device d;
+            if (cli_device_parse(v, &d)) {
                 fprintf(stderr, "mustdrop-eval: invalid --device '%s' (auto, cpu, cuda or cuda:N)\n", v);
                 return -1;
             }
+            a->device = v;
         }
         else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) { NEED_VALUE(); if (parse_long(o, v, 0, 4096, &x)) return -1; a->n_threads = (int)x; }
         else if (!strcmp(o, "-c") || !strcmp(o, "--ctx-size")) { NEED_VALUE(); if (parse_long(o, v, 0, 1000000000L, &x)) return -1; a->n_ctx = (int)x; }
@@ -263,29 +278,6 @@ static int read_manifest(const char *path, struct item **items_out, long *n_out)
 
 /* ---- answers ---- */
 
-struct answer_buf {
-    char *s;
-    size_t n, cap;
-};
-
-static void on_token(void *user, const struct md_vocab *vocab, int32_t token)
-{
-    struct answer_buf *b = user;
-    char piece[256];
-    int32_t n = md_token_to_piece(vocab, token, piece, sizeof piece, false);
-    if (n <= 0 || n > (int32_t)sizeof piece) return;
-    if (b->n + (size_t)n + 1 > b->cap) {
-        size_t nc = (b->cap + (size_t)n + 1) * 2;
-        char *ns = realloc(b->s, nc);
-        if (!ns) return;
-        b->s = ns;
-        b->cap = nc;
-    }
-    memcpy(b->s + b->n, piece, (size_t)n);
-    b->n += (size_t)n;
-    b->s[b->n] = '\0';
-}
-
 static bool is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
@@ -304,100 +296,59 @@ static bool same_answer(const char *a, const char *b)
 
 /* What one question gave. */
 struct result {
-    bool ran;                    /* reached the model (else err says why not) */
     char err[1024];
+    char *prediction;            /* md_vqa's answer (NULL when none) */
     int32_t vis_in, vis_kept, vis_final;
     double flops_prefill, ms_vision, ms_prefill, ms_decode;
 };
 
+/* The engine and the frames of the video in hand, kept while consecutive
+ * lines share it. */
 struct engine {
-    struct md_model *model;
-    struct md_vision *vis;
-    struct md_context *ctx;
-    struct md_reduce_config cfg;
-    bool reduce;
+    struct md_vqa *vqa;
+    struct md_vqa_stream *frames;
+    char *video;                 /* the path the frames are of */
+    bool video_ok;
+    char video_err[1000];        /* fits a result's err after "video: " */
 };
 
-/* Plain path: the same steps as `mustdrop --video` without --reduce. */
-static int answer_plain(struct engine *e, const struct media_frames *v, const char *question,
-                        struct vqa_gen *g, struct result *r)
+/* The frames of path in e->frames, by the one sampling rule: decoded only
+ * when the line before asked about another video. */
+static bool load_frames(struct engine *e, const char *path)
 {
-    struct vqa_input in = { NULL, NULL, NULL, 0, 0 };
-    struct md_vision_prompt pr;
-    memset(&pr, 0, sizeof pr);
-    int status = -1;
-    double t0 = now_ms();
-    char err[512];
-    if (vqa_encode_video(e->vis, v, &in, err, sizeof err)) {
-        snprintf(r->err, sizeof r->err, "cannot encode the video frames: %s", err);
-        goto done;
-    }
-    r->ms_vision = now_ms() - t0;
-    int rc = md_vision_prompt_build_multi(e->model, NULL, NULL, question, in.embd, in.rows, in.kinds,
-                                          in.n_blocks, md_model_n_embd(e->model), &pr, err, sizeof err);
-    if (rc != MD_OK) {
-        snprintf(r->err, sizeof r->err, "cannot build the prompt: %s", err[0] ? err : md_status_str(rc));
-        goto done;
-    }
-    if (pr.n >= md_context_n_ctx(e->ctx)) {
-        vqa_prompt_too_long(e->model, question, pr.n, pr.n_image, md_context_n_ctx(e->ctx),
-                            r->err, sizeof r->err);
-        goto done;
-    }
-    md_kv_clear(e->ctx);
-    md_reset_timings(e->ctx);
-    r->ran = true;
-    rc = vqa_generate(e->ctx, e->model, g, &pr.batch, r->err, sizeof r->err);
-    if (rc < 0)
-        goto done;
-    r->err[0] = '\0';   /* a full context only ends the answer */
-    struct md_timings t = md_get_timings(e->ctx);
-    r->vis_in = r->vis_kept = r->vis_final = pr.n_image;
-    r->flops_prefill = md_model_prefill_flops(e->model, pr.n);
-    r->ms_prefill = t.prefill_ms;
-    r->ms_decode = t.decode_ms;
-    status = 0;
-done:
-    md_vision_prompt_free(&pr);
-    vqa_input_free(&in);
-    return status;
+    if (e->video && !strcmp(e->video, path))
+        return e->video_ok;
+    free(e->video);
+    e->video = strdup(path);
+    md_vqa_stream_reset(e->frames);
+    e->video_ok = vqa_add_video(e->vqa, e->frames, path, NULL, e->video_err,
+                                sizeof e->video_err) == 0;
+    return e->video_ok;
 }
 
-/* Reduced path: the same steps as `mustdrop --video --reduce SPEC`. */
-static int answer_reduce(struct engine *e, const struct media_frames *v, const char *question,
-                         struct vqa_gen *g, struct result *r)
+/* One question over the frames, as `mustdrop --video` answers it. */
+static void answer(struct engine *e, const char *question, struct result *r)
 {
-    struct md_reduce_session *s = NULL;
-    char err[512];
-    if (md_reduce_session_new(e->ctx, e->vis, &e->cfg, &s, err, sizeof err)) {
-        snprintf(r->err, sizeof r->err, "reduce: %s", err);
-        return -1;
+    struct md_vqa_ask ask = md_vqa_default_ask(question);   /* greedy */
+    ask.max_new_tokens = EVAL_MAX_NEW_TOKENS;
+    struct md_vqa_answer a;
+    int rc = md_vqa_answer(e->frames, &ask, &a, r->err, sizeof r->err);
+    if (rc != MD_OK) {   /* an error always counts (and is said) */
+        if (!r->err[0])
+            snprintf(r->err, sizeof r->err, "%s", md_status_str(rc));
+        return;
     }
-    int status = -1;
-    if (vqa_reduce_add_video(s, v, err, sizeof err)) {
-        snprintf(r->err, sizeof r->err, "video frames: %s", err);
-    } else if (md_reduce_prefill(s, NULL, NULL, question) != MD_OK) {
-        snprintf(r->err, sizeof r->err, "%s", md_reduce_error(s));   /* "prefill: ..." */
-    } else {
-        r->ran = true;
-        /* like mustdrop, a decode failure ends the answer but keeps it */
-        if (vqa_reduce_generate(s, e->model, g, md_context_n_ctx(e->ctx), err, sizeof err) < 0 &&
-            !strncmp(err, "bad sampling", 12)) {
-            snprintf(r->err, sizeof r->err, "%s", err);
-        } else {
-            const struct md_reduce_stats *st = md_reduce_stats(s);
-            r->vis_in = st->vis_in;
-            r->vis_kept = st->vis_after_select;
-            r->vis_final = st->vis_final;
-            r->flops_prefill = st->flops_prefill;
-            r->ms_vision = st->ms_vision + st->ms_select;
-            r->ms_prefill = st->ms_prefill;
-            r->ms_decode = st->ms_decode;
-            status = 0;
-        }
-    }
-    md_reduce_session_free(s);
-    return status;
+    r->err[0] = '\0';
+    r->prediction = a.text;
+    a.text = NULL;
+    r->vis_in = a.visual_tokens;
+    r->vis_kept = a.visual_tokens_kept;
+    r->vis_final = a.visual_tokens_final;
+    r->flops_prefill = a.stats.flops_prefill;
+    r->ms_vision = a.timings.encode_ms;
+    r->ms_prefill = a.timings.prefill_ms;
+    r->ms_decode = a.timings.decode_ms;
+    md_vqa_answer_clear(&a);
 }
 
 static struct type_acc *type_slot(struct totals *t, const char *type)
@@ -442,7 +393,8 @@ static void write_prediction(FILE *f, const struct item *it, const char *predict
     fputs("}\n", f);
 }
 
-static void print_report(FILE *f, const struct totals *t, const struct eval_args *a, double wall_ms)
+static void print_report(FILE *f, const struct totals *t, const struct eval_args *a,
+                         const char *device, double wall_ms)
 {
     int w = 4;
     for (int i = 0; i < t->n_types; i++) {
@@ -462,8 +414,8 @@ static void print_report(FILE *f, const struct totals *t, const struct eval_args
             t->correct);
     if (t->n_errors)
         fprintf(f, ", %ld question(s) not run (errors above; counted wrong)", t->n_errors);
-    fprintf(f, "\nreduction: %s | frames per video: %d | device: %s\n", a->reduce ? a->reduce : "none",
-            a->n_frames, a->dev.used);
+    fprintf(f, "\nreduction: %s | frames per video: at most %d, %g a second | device: %s\n",
+            a->reduce ? a->reduce : "none", a->n_frames, a->fps, device);
     fprintf(f, "visual tokens per question: %.1f given to the LLM (%.1f before reduction, "
                "%.1f after prefill pruning)\n", t->vis_kept * m, t->vis_in * m, t->vis_final * m);
     fprintf(f, "LLM prefill: %.4g GFLOPs per question\n", t->flops_prefill * m / 1e9);
@@ -472,13 +424,14 @@ static void print_report(FILE *f, const struct totals *t, const struct eval_args
     fprintf(f, "total wall time: %.2f s\n", wall_ms / 1e3);
 }
 
-static void print_json(const struct totals *t, const struct eval_args *a, double wall_ms)
+static void print_json(const struct totals *t, const struct eval_args *a, const char *device,
+                       double wall_ms)
 {
     double m = t->n_run ? 1.0 / t->n_run : 0.0;
     printf("{\"n\":%ld,\"correct\":%ld,\"accuracy\":%.6f,\"spec\":", t->n, t->correct,
            t->n ? (double)t->correct / t->n : 0.0);
     json_write_string(stdout, a->reduce ? a->reduce : "none");
-    printf(",\"device\":\"%s\"", a->dev.used);
+    printf(",\"device\":\"%s\",\"sample_fps\":%g", device, a->fps);
     printf(",\"frames\":%d,\"n_run\":%ld,\"n_errors\":%ld,\"visual_tokens_in\":%.3f,"
            "\"visual_tokens_kept\":%.3f,\"visual_tokens_final\":%.3f,\"flops_prefill\":%.6g,"
            "\"t_vision_ms\":%.3f,\"t_prefill_ms\":%.3f,\"t_decode_ms\":%.3f,\"wall_s\":%.3f,"
@@ -495,55 +448,96 @@ static void print_json(const struct totals *t, const struct eval_args *a, double
 }
 
 
-static int load_engine(struct engine *e, struct eval_args *a)
+static int load_engine(struct engine *e, const struct eval_args *a)
 {
-    char err[1024], msg[2048];
+    char err[8192];
     memset(e, 0, sizeof *e);
-    struct md_model_params mp = md_model_default_params();
-    mp.n_threads = a->n_threads;
-    if (cli_model_load(&a->dev, a->model, NULL, 0, &mp, &e->model, err, sizeof err)) {
-        fprintf(stderr, "mustdrop-eval: %s\n", vqa_load_error(a->model, err, msg, sizeof msg));
+    struct md_vqa_params p = md_vqa_default_params();
+    p.model = a->model;
+    p.mmproj = a->mmproj;
+    p.device = a->device;
+    p.n_threads = a->n_threads;
+    p.n_ctx = a->n_ctx;
+    p.reduce = a->reduce;
+    p.sample_fps = a->fps;
+    p.max_frames = a->n_frames;
+    p.max_new_tokens = EVAL_MAX_NEW_TOKENS;
+    p.log = vqa_log_stderr;
+    p.log_user = "mustdrop-eval";
+    int rc = md_vqa_load(&p, &e->vqa, err, sizeof err);
+    if (rc == MD_OK)
+        rc = md_vqa_stream_new(e->vqa, MD_VQA_WINDOW, &e->frames, err, sizeof err);
+    if (rc != MD_OK) {
+        fprintf(stderr, "mustdrop-eval: %s\n", err);
         return -1;
     }
-    if (!md_model_vocab(e->model)) {
-        fprintf(stderr, "mustdrop-eval: '%s' has no tokenizer\n", a->model);
-        return -1;
-    }
-    struct md_vision_params vp = md_vision_default_params();
-    vp.n_threads = a->n_threads;
-    if (cli_vision_load(&a->dev, a->mmproj, NULL, 0, &vp, &e->vis, err, sizeof err)) {
-        fprintf(stderr, "mustdrop-eval: %s\n", vqa_load_error(a->mmproj, err, msg, sizeof msg));
-        return -1;
-    }
-    if (md_vision_n_embd(e->vis) != md_model_n_embd(e->model)) {
-        fprintf(stderr, "mustdrop-eval: the mmproj gives rows of %d but the model takes %d: not a pair\n",
-                (int)md_vision_n_embd(e->vis), (int)md_model_n_embd(e->model));
-        return -1;
-    }
-    e->reduce = a->reduce != NULL;
-    if (e->reduce && md_reduce_parse(a->reduce, &e->cfg, err, sizeof err)) {
-        fprintf(stderr, "mustdrop-eval: --reduce: %s\n", err);
-        return -1;
-    }
-    struct md_context_params cp = md_context_default_params();
-    cp.n_threads = a->n_threads;
-    cp.n_ctx = a->n_ctx;
-    if (e->reduce)   /* as mustdrop: layer-wise pruning needs the whole prompt in one batch */
-        cp.n_batch = a->n_ctx > 0 ? a->n_ctx : 4096;
-    if (md_context_new(e->model, &cp, &e->ctx, err, sizeof err)) {
-        fprintf(stderr, "mustdrop-eval: cannot create a context: %s\n", err);
-        return -1;
-    }
-    fprintf(stderr, "mustdrop-eval: model %s\nmustdrop-eval: vision %s\n", md_model_desc(e->model),
-            md_vision_desc(e->vis));
+    fprintf(stderr, "mustdrop-eval: model %s\nmustdrop-eval: vision %s\n",
+            md_model_desc(md_vqa_model(e->vqa)), md_vision_desc(md_vqa_vision(e->vqa)));
     return 0;
 }
 
 static void free_engine(struct engine *e)
 {
-    md_context_free(e->ctx);
-    md_vision_free(e->vis);
-    md_model_free(e->model);
+    md_vqa_stream_free(e->frames);
+    md_vqa_free(e->vqa);
+    free(e->video);
+}
+
+/* The video's path: relative to the split's directory unless absolute. */
+static char *video_path(const char *split, const char *video)
+{
+    size_t pl = strlen(split) + strlen(video) + 2;
+    char *path = malloc(pl);
+    if (path && video[0] == '/')
+        snprintf(path, pl, "%s", video);
+    else if (path)
+        snprintf(path, pl, "%s/%s", split, video);
+    return path;
+}
+
+/* One manifest line: its answer, its place in the totals, its report. */
+static int run_item(struct engine *e, const struct eval_args *a, const struct item *it, long i,
+                    long n_items, struct totals *t, FILE *out)
+{
+    struct result r;
+    memset(&r, 0, sizeof r);
+    char *path = video_path(a->split, it->video);
+    if (!path)
+        return -1;
+    if (!load_frames(e, path))
+        snprintf(r.err, sizeof r.err, "video: %s", e->video_err);
+    else
+        answer(e, it->question, &r);
+    free(path);
+    const char *prediction = r.prediction ? r.prediction : "";
+    bool ok = !r.err[0] && same_answer(prediction, it->answer);
+    struct type_acc *ts = type_slot(t, it->type);
+    if (!ts) {
+        free(r.prediction);
+        return -1;
+    }
+    ts->n++;
+    ts->correct += ok;
+    t->n++;
+    t->correct += ok;
+    if (r.err[0]) {
+        t->n_errors++;
+        fprintf(stderr, "mustdrop-eval: line %ld (id %s): %s; counted wrong\n", it->line, it->id, r.err);
+    } else {
+        t->n_run++;
+        t->vis_in += r.vis_in;
+        t->vis_kept += r.vis_kept;
+        t->vis_final += r.vis_final;
+        t->flops_prefill += r.flops_prefill;
+        t->ms_vision += r.ms_vision;
+        t->ms_prefill += r.ms_prefill;
+        t->ms_decode += r.ms_decode;
+        fprintf(stderr, "mustdrop-eval: [%ld/%ld] %s: %s\n", i + 1, n_items, it->id,
+                ok ? "correct" : "wrong");
+    }
+    if (out) write_prediction(out, it, prediction, ok, &r);
+    free(r.prediction);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -582,11 +576,6 @@ int main(int argc, char **argv)
     struct engine e;
     struct totals t;
     memset(&t, 0, sizeof t);
-    /* the decoded frames of the last video, reused while consecutive lines share it */
-    struct media_frames frames = { 0 };
-    char *frames_path = NULL, frames_err[600] = "";
-    bool frames_ok = false;
-    struct answer_buf ans = { NULL, 0, 0 };
     status = 1;
     if (load_engine(&e, &a))
         goto done;
@@ -595,71 +584,18 @@ int main(int argc, char **argv)
         goto done;
     }
     media_set_verbose(getenv("MUSTDROP_FFMPEG_LOG") != NULL);
-    for (long i = 0; i < n_items; i++) {
-        const struct item *it = &items[i];
-        struct result r;
-        memset(&r, 0, sizeof r);
-        size_t pl = strlen(a.split) + strlen(it->video) + 2;
-        char *path = malloc(pl);
-        if (!path) goto done;
-        if (it->video[0] == '/') snprintf(path, pl, "%s", it->video);
-        else snprintf(path, pl, "%s/%s", a.split, it->video);
-        if (!frames_path || strcmp(frames_path, path)) {
-            if (frames_ok) media_frames_free(&frames);
-            free(frames_path);
-            frames_path = path;
-            frames_ok = vqa_load_video(path, a.n_frames, 0, &frames, frames_err, sizeof frames_err) == 0;
-        } else {
-            free(path);
-        }
-        ans.n = 0;
-        if (ans.s) ans.s[0] = '\0';
-        if (!frames_ok) {
-            snprintf(r.err, sizeof r.err, "video: %s", frames_err);
-        } else if (vqa_check_question(e.model, it->question, md_context_n_ctx(e.ctx), r.err,
-                                      sizeof r.err) == 0) {
-            struct vqa_gen g = { md_sampler_default_params(), EVAL_MAX_NEW_TOKENS, on_token, &ans };
-            g.sampling.temp = 0.0f;   /* greedy, as mustdrop --temp 0 */
-            if (e.reduce) answer_reduce(&e, &frames, it->question, &g, &r);
-            else answer_plain(&e, &frames, it->question, &g, &r);
-        }
-        const char *prediction = ans.s ? ans.s : "";
-        bool ok = !r.err[0] && same_answer(prediction, it->answer);
-        struct type_acc *ts = type_slot(&t, it->type);
-        if (!ts) goto done;
-        ts->n++;
-        ts->correct += ok;
-        t.n++;
-        t.correct += ok;
-        if (r.err[0]) {
-            t.n_errors++;
-            fprintf(stderr, "mustdrop-eval: line %ld (id %s): %s; counted wrong\n", it->line, it->id, r.err);
-        } else {
-            t.n_run++;
-            t.vis_in += r.vis_in;
-            t.vis_kept += r.vis_kept;
-            t.vis_final += r.vis_final;
-            t.flops_prefill += r.flops_prefill;
-            t.ms_vision += r.ms_vision;
-            t.ms_prefill += r.ms_prefill;
-            t.ms_decode += r.ms_decode;
-            fprintf(stderr, "mustdrop-eval: [%ld/%ld] %s: %s\n", i + 1, n_items, it->id,
-                    ok ? "correct" : "wrong");
-        }
-        if (out) write_prediction(out, it, prediction, ok, &r);
-    }
+    for (long i = 0; i < n_items; i++)
+        if (run_item(&e, &a, &items[i], i, n_items, &t, out))
+            goto done;
     status = 0;
     if (out && (fflush(out) || ferror(out))) {
         fprintf(stderr, "mustdrop-eval: error writing '%s'\n", a.out);
         status = 1;
     }
     double wall = now_ms() - t_start;
-    print_report(a.json ? stderr : stdout, &t, &a, wall);
-    if (a.json) print_json(&t, &a, wall);
+    print_report(a.json ? stderr : stdout, &t, &a, md_vqa_device(e.vqa), wall);
+    if (a.json) print_json(&t, &a, md_vqa_device(e.vqa), wall);
 done:
-    if (frames_ok) media_frames_free(&frames);
-    free(frames_path);
-    free(ans.s);
     if (out) fclose(out);
     free_engine(&e);
     for (long i = 0; i < n_items; i++) item_free(&items[i]);

@@ -2,9 +2,10 @@
 """mustdrop-eval end to end on the tiny LLaVA fixtures and the sample clip.
 
 The manifest's expected answers are, for some lines, what `mustdrop --video
-FILE --frames N --question Q --temp 0 -n 16` prints (so they are right only
-if both tools sample, prompt and decode the same way), and wrong for others;
-the reported accuracy must then be exact. Also: a missing video counted
+FILE --frames N --fps F --question Q -n 16` prints (so they are right only
+if both tools sample, prompt and decode the same way: both are one md_vqa
+answer), and wrong for others; the reported accuracy and the visual tokens
+(as mustdrop reports them) must then be exact. Also: a missing video counted
 wrong without stopping the run, malformed manifest lines, --reduce changing
 the visual tokens (and agreeing with mustdrop --reduce), --limit, --out,
 --json, the default model, usage errors.
@@ -77,16 +78,28 @@ try:
         sys.exit(1)
     shutil.copy(os.path.join(tmp, "clip.mkv"), os.path.join(split, "clips", "clip.mkv"))
     model = ["-m", llm, "--mmproj", proj]
-    N = "4"
+    # at most 4 frames, 8 a second: the 0.48 s clip gives 4, the 6 s sample 3
+    # (48 sampled, thinned uniformly)
+    N, FPS = "4", "8"
+    frames = ["--frames", N, "--fps", FPS]
+    tokens = {}   # (video, question, reduce) -> (visual tokens in, kept) as mustdrop says
 
     def cli_answer(video, q, reduce=None):
-        args = [mdx, *model, "--video", os.path.join(split, video), "--frames", N, "--question", q,
-                "--temp", "0", "-n", "16", "-t", "1"]
+        args = [mdx, *model, "--video", os.path.join(split, video), *frames, "--question", q,
+                "-n", "16", "-t", "1"]
         if reduce:
             args += ["--reduce", reduce]
         rc, out, err = run(args)
         check(rc == 0 and out.endswith(b"\n"), f"mustdrop failed on {video} / {q}: {err[-300:]}")
+        kept = re.search(r"prompt: \d+ rows, (\d+) of them image rows", err)
+        vin = re.search(r"visual tokens (\d+) -> ", err) if reduce else kept
+        check(kept and vin, f"mustdrop's report on {video}: {err[-300:]}")
+        tokens[video, q, reduce] = (int(vin.group(1)), int(kept.group(1))) if kept and vin else (0, 0)
         return out[:-1]
+
+    def mean_tokens(reduce=None):
+        t = [tokens[v, q, reduce] for _, v, q, _ in qs]
+        return sum(x[0] for x in t) / len(t), sum(x[1] for x in t) / len(t)
 
     qs = [("s-1", "clips/sample.webm", "What colour is the circle?", "colour_of"),
           ("s-2", "clips/sample.webm", "How many shapes are there?", "count"),
@@ -96,6 +109,10 @@ try:
           ("c-2", "clips/clip.mkv", "Is anything moving?", "motion")]
     preds = {id_: cli_answer(v, q) for id_, v, q, _ in qs}
     check(len(set(preds.values())) > 1, "the CLI gave one answer to every question")
+    check(all(p == p.strip() for p in preds.values()), f"whitespace around answers: {preds}")
+    check(tokens[qs[0][1], qs[0][2], None] == (48, 48) and tokens[qs[4][1], qs[4][2], None] == (64, 64),
+          f"frames: 3 of the sample, 4 of the clip: {tokens}")
+    vis_in, vis_kept = mean_tokens()
 
     # right: s-1, s-3 (with surrounding whitespace), c-1; wrong: s-2, s-4 (case changed or a
     # different text), c-2; and a missing video (wrong, reported)
@@ -119,7 +136,7 @@ try:
         f.write(b"".join(lines))
 
     out_path = os.path.join(tmp, "pred.jsonl")
-    rc, out, err = run([evalx, "--split", split, *model, "--frames", N, "-t", "1", "--json",
+    rc, out, err = run([evalx, "--split", split, *model, *frames, "-t", "1", "--json",
                         "--out", out_path])
     check(rc == 0, f"eval exit {rc}: {err[-500:]}")
     outl = out.decode().splitlines()
@@ -129,9 +146,11 @@ try:
     check(abs(s.get("accuracy", -1) - 3 / 7) < 1e-6, f"accuracy: {s.get('accuracy')}")
     check(s.get("per_type") == {"colour_of": {"n": 2, "correct": 2}, "count": {"n": 2, "correct": 0},
                                 "motion": {"n": 3, "correct": 1}}, f"per_type: {s.get('per_type')}")
-    check(s.get("spec") == "none" and s.get("frames") == 4, f"spec/frames: {s}")
-    check(s.get("visual_tokens_in") == 64 and s.get("visual_tokens_kept") == 64,
-          f"visual tokens (4 frames x 16): {s}")
+    check(s.get("spec") == "none" and s.get("frames") == 4 and s.get("sample_fps") == 8,
+          f"spec/frames: {s}")
+    check(abs(s.get("visual_tokens_in", 0) - vis_in) < 1e-3
+          and abs(s.get("visual_tokens_kept", 0) - vis_kept) < 1e-3,
+          f"visual tokens ({vis_in:.3f}, as mustdrop's): {s}")
     check(s.get("n_errors") == 1 and s.get("n_run") == 6, f"errors: {s}")
     for k in ("flops_prefill", "t_vision_ms", "t_prefill_ms", "t_decode_ms"):
         check(s.get(k, 0) > 0, f"{k}: {s.get(k)}")
@@ -143,7 +162,8 @@ try:
     check([r["id"] for r in recs] == ["s-1", "s-2", "s-3", "s-4", "c-1", "c-2", "gone-1"],
           f"--out ids: {[r.get('id') for r in recs]}")
     check({r["id"] for r in recs if r["correct"]} == right, f"--out correct: {recs}")
-    check(all(r["visual_tokens_kept"] == 64 for r in recs[:6]), "--out tokens kept")
+    check(all(r["visual_tokens_kept"] == tokens[v, q, None][1] for r, (_, v, q, _) in zip(recs, qs)),
+          "--out tokens kept")
     check("error" in recs[6] and recs[6]["prediction"] == "" and "error" not in recs[0],
           f"--out error field: {recs[6]}")
     for r in recs[:6]:
@@ -151,10 +171,11 @@ try:
               or "\ufffd" in r["prediction"], f"--out prediction of {r['id']}")
 
     # the text report (no --json): stdout, per-type rows and the summary
-    rc, out, err = run([evalx, "--split", split, *model, "--frames", N, "-t", "1", "--limit", "3"])
+    rc, out, err = run([evalx, "--split", split, *model, *frames, "-t", "1", "--limit", "3"])
     o = out.decode("utf-8", "replace")
     check(rc == 0 and "n 3, accuracy 66.67% (2 correct)" in o, f"--limit 3 report: {o}")
-    for want in ("colour_of", "count", "motion", "visual tokens per question: 64.0 given to the LLM",
+    for want in ("colour_of", "count", "motion", "visual tokens per question: 48.0 given to the LLM",
+                 "frames per video: at most 4, 8 a second",
                  "LLM prefill:", "time per question: vision encode", "total wall time:"):
         check(want in o, f"report lacks '{want}': {o}")
 
@@ -167,26 +188,31 @@ try:
         rlines = [line(id_, v, q, cli_answer(v, q, spec), t) for id_, v, q, t in qs]
         with open(os.path.join(rsplit, "manifest.jsonl"), "wb") as f:
             f.write(b"".join(rlines))
-        rc, out, err = run([evalx, "--split", rsplit, *model, "--frames", N, "-t", "1", "--json",
+        rc, out, err = run([evalx, "--split", rsplit, *model, *frames, "-t", "1", "--json",
                             "--reduce", spec])
         r = json.loads(out.decode().splitlines()[0]) if rc == 0 and out else {}
         check(r.get("correct") == 6 and r.get("n") == 6,
               f"--reduce {spec}: answers differ from mustdrop --reduce: {r} {err[-300:]}")
-    check(r.get("visual_tokens_in") == 64 and r.get("visual_tokens_kept") == 16, f"--reduce tokens: {r}")
+        r_in, r_kept = mean_tokens(spec)
+        check(abs(r.get("visual_tokens_in", 0) - r_in) < 1e-3
+              and abs(r.get("visual_tokens_kept", 0) - r_kept) < 1e-3,
+              f"--reduce {spec} tokens ({r_in:.3f}, {r_kept:.3f} as mustdrop's): {r}")
+    check(abs(r.get("visual_tokens_in", 0) - vis_in) < 1e-3
+          and abs(r.get("visual_tokens_kept", 0) - vis_in / 4) < 1e-3, f"uniform:tokens=4: {r}")
     check(r.get("spec") == spec and 0 < r.get("flops_prefill", 0) < s.get("flops_prefill", 0),
           f"--reduce spec/flops: {r}")
-    rc, out, err = run([evalx, "--split", rsplit, *model, "--frames", N, "-t", "1", "--json",
+    rc, out, err = run([evalx, "--split", rsplit, *model, *frames, "-t", "1", "--json",
                         "--reduce", "fastv:k=2,r=0.5"])
     r = json.loads(out.decode().splitlines()[0]) if rc == 0 and out else {}
-    check(r.get("visual_tokens_kept") == 64 and r.get("visual_tokens_final") == 32,
-          f"fastv: LLM gets 64, keeps 32 after layer 2: {r}")
+    check(abs(r.get("visual_tokens_kept", 0) - vis_in) < 1e-3
+          and abs(r.get("visual_tokens_final", 0) - vis_in / 2) < 1e-3,
+          f"fastv: the LLM gets every token, keeps half after layer 2: {r}")
 
     # a context too small for the prompt: every question reported and counted wrong
-    rc, out, err = run([evalx, "--split", split, *model, "--frames", N, "-t", "1", "--json", "-c", "60"])
+    rc, out, err = run([evalx, "--split", split, *model, *frames, "-t", "1", "--json", "-c", "60"])
     r = json.loads(out.decode().splitlines()[0]) if rc == 0 and out else {}
     check(r.get("n") == 7 and r.get("correct") == 0 and r.get("n_errors") == 7
-          and re.search(r"the prompt is \d+ rows \(the question \d+ tokens, \d+ image rows, \d+ for "
-                        r"the chat template\) and the context holds 60", err),
+          and re.search(r"the context \(60 tokens\) is too small for \d+ visual tokens", err),
           f"-c 60: {r} {err[-300:]}")
 
     # the default model from MUSTDROP_MODEL_DIR
@@ -194,7 +220,7 @@ try:
     os.makedirs(dm)
     os.symlink(llm, os.path.join(dm, "synthvqa-llm-f16.gguf"))
     os.symlink(proj, os.path.join(dm, "synthvqa-mmproj-f16.gguf"))
-    rc, out, err = run([evalx, "--split", split, "--frames", N, "-t", "1", "--json", "--limit", "2"],
+    rc, out, err = run([evalx, "--split", split, *frames, "-t", "1", "--json", "--limit", "2"],
                        {"MUSTDROP_MODEL_DIR": dm})
     d = json.loads(out.decode().splitlines()[0]) if rc == 0 and out else {}
     check(d.get("n") == 2 and d.get("correct") == 1, f"default model: {d} {err[-300:]}")
@@ -243,6 +269,8 @@ try:
     for args, code, want in [([], 2, "no split given"), (["--split", split, "-m", llm], 2, "both -m and --mmproj"),
                              (["--split", split, *model, "--reduce", "fastv:q=1"], 2, "unknown key"),
                              (["--split", split, *model, "--frames", "0"], 2, "--frames"),
+                             (["--split", split, *model, "--fps", "-1"], 2, "--fps"),
+
                              (["--split", split, *model, "--bogus"], 2, "unknown option"),
                              (["--split", os.path.join(tmp, "nosuch"), *model], 1, "cannot open"),
                              (["--split", split, "-m", os.path.join(tmp, "no.gguf"), "--mmproj", proj], 1,

@@ -3,9 +3,11 @@
  *   clip.mkv  FFV1 (lossless, RGB) 33x27, 12 frames at 25 fps, moving squares
  *   clip.avi  MPEG-4 part 2 (yuv420p, lossy) 34x26, 10 frames at 10 fps
  *   image.png 33x27 PNG (the same picture as frame 0 of clip.mkv)
- * Checks frame counts, sampled indices, timestamps, exact pixels (lossless
- * cases), odd sizes, and errors on missing, empty, corrupt, truncated and
- * audio-only-like (no video) input.
+ * Checks the streaming decode (media_decode_video): every frame in display
+ * order with its timestamp, conversion of the frames asked for only (exact
+ * pixels in the lossless cases, odd sizes, shrinking to a side), stopping and
+ * failing from the callback, decode order into the sampling rule
+ * (md_vqa_grid), and errors on missing, empty, corrupt and truncated input.
  *
  *   test_media            run the checks in a temporary directory
  *   test_media --write D  only write the media into directory D (for test_cli_vision.sh) */
@@ -20,6 +22,7 @@
 
 #include "md_test.h"
 #include "media.h"
+#include "mustdrop-vqa.h"
 
 #define W 33
 #define H 27
@@ -195,77 +198,153 @@ static bool same_as_pattern(const struct media_frame *f, int i)
     return true;
 }
 
+/* What a decode handed over: every frame's index and pts, and the frames
+ * asked for (want[i] true) converted at max_side. */
+#define MAX_SEEN 64
+struct seen {
+    int64_t n, index[MAX_SEEN], pts[MAX_SEEN];
+    bool all;                 /* convert every frame */
+    const bool *want;         /* else those marked (NULL: none) */
+    int32_t max_side;
+    struct media_frame rgb[MAX_SEEN];
+    int64_t stop_after;       /* > 0: stop after this many frames */
+    bool fail_at_2;
+};
+
+static int see(void *user, const struct media_video_frame *f, char *err, size_t errlen)
+{
+    struct seen *s = user;
+    if (s->n == MAX_SEEN)
+        return 1;
+    s->index[s->n] = f->index;
+    s->pts[s->n] = f->pts_ns;
+    if (s->fail_at_2 && s->n == 2) {
+        snprintf(err, errlen, "stopped by the test");
+        return -1;
+    }
+    bool convert = s->all || (s->want && s->want[s->n]);
+    if (convert && media_video_frame_rgb(f, s->max_side, &s->rgb[s->n], err, errlen))
+        return -1;
+    s->n++;
+    return s->stop_after > 0 && s->n >= s->stop_after ? 1 : 0;
+}
+
+static void seen_free(struct seen *s)
+{
+    for (int i = 0; i < MAX_SEEN; i++)
+        media_frame_free(&s->rgb[i]);
+}
+
+static void check_mkv_frames(const char *p)
+{
+    char err[512] = "";
+    struct seen s = { .all = true };
+    struct media_video_info info;
+    int rc = media_decode_video(p, see, &s, &info, err, sizeof err);
+    CHECKF(rc == 0, "%s", err);
+    CHECKF(s.n == 12 && info.n_decoded == 12, "n %lld, n_decoded %lld", (long long)s.n,
+           (long long)info.n_decoded);
+    CHECK(info.duration_ns == 480000000);
+    CHECK(info.width == W && info.height == H && info.n_damaged == 0);
+    CHECKF(!strcmp(info.codec, "ffv1"), "codec %s", info.codec);
+    for (int i = 0; i < s.n; i++) {
+        CHECKF(s.index[i] == i && s.pts[i] == i * 40000000LL, "frame %d: index %lld pts %lld", i,
+               (long long)s.index[i], (long long)s.pts[i]);
+        CHECKF(same_as_pattern(&s.rgb[i], i), "frame %d pixels", i);
+        CHECK(s.rgb[i].stride >= 3 * W && s.rgb[i].pts_ns == s.pts[i] && s.rgb[i].index == i);
+    }
+    seen_free(&s);
+}
+
+/* Shrunk to a side: the display size fitted, aspect kept, never enlarged. */
+static void check_mkv_shrink(const char *p)
+{
+    char err[512] = "";
+    bool want[MAX_SEEN] = { [4] = true, [5] = true };
+    struct seen s = { .want = want, .max_side = 16 };
+    int rc = media_decode_video(p, see, &s, NULL, err, sizeof err);
+    CHECKF(rc == 0 && s.rgb[4].rgb && s.rgb[5].rgb && !s.rgb[3].rgb, "%s", err);
+    CHECKF(s.rgb[4].width == 16 && s.rgb[4].height == 13, "shrunk to %dx%d",
+           (int)s.rgb[4].width, (int)s.rgb[4].height);
+    /* the background's red and green stay 40 under bilinear filtering */
+    const uint8_t *px = s.rgb[4].rgb + (size_t)12 * s.rgb[4].stride;
+    CHECKF(abs(px[0] - 40) <= 2 && abs(px[1] - 40) <= 2, "background %d,%d", px[0], px[1]);
+    seen_free(&s);
+    struct seen big = { .all = true, .max_side = 1000 };
+    rc = media_decode_video(p, see, &big, NULL, err, sizeof err);
+    CHECKF(rc == 0 && big.rgb[0].width == W && same_as_pattern(&big.rgb[0], 0),
+           "a side larger than the frame keeps it as it is: %s", err);
+    seen_free(&big);
+}
+
+/* The callback stops the decode, or fails it with its message. */
+static void check_mkv_stop(const char *p)
+{
+    char err[512] = "";
+    struct seen s = { .stop_after = 3 };
+    struct media_video_info info;
+    int rc = media_decode_video(p, see, &s, &info, err, sizeof err);
+    CHECKF(rc == 0 && s.n == 3 && info.n_decoded == 3, "stop after 3: %s, n %lld", err,
+           (long long)s.n);
+    struct seen f = { .fail_at_2 = true };
+    rc = media_decode_video(p, see, &f, &info, err, sizeof err);
+    CHECKF(rc < 0 && !strcmp(err, "stopped by the test") && f.n == 2, "fail at 2: %d %s", rc, err);
+    CHECK(media_decode_video(p, NULL, NULL, NULL, err, sizeof err) < 0);
+}
+
+/* Decode order into the sampling rule (as the CLIs do): 5 a second over
+ * 25 fps takes frames 0, 5, 10. */
+static void check_mkv_grid(const char *p)
+{
+    char err[512] = "";
+    struct seen s = { 0 };
+    CHECK(media_decode_video(p, see, &s, NULL, err, sizeof err) == 0);
+    struct md_vqa_grid g;
+    md_vqa_grid_init(&g, 5.0);
+    int64_t taken[12], n = 0;
+    for (int64_t i = 0; i < s.n; i++)
+        if (md_vqa_grid_take(&g, s.pts[i]))
+            taken[n++] = s.index[i];
+    CHECKF(n == 3 && taken[0] == 0 && taken[1] == 5 && taken[2] == 10, "5 fps: %lld frames",
+           (long long)n);
+}
+
 static void check_mkv(const char *dir)
 {
-    char p[1024], err[512] = "";
+    char p[1024];
     snprintf(p, sizeof p, "%s/clip.mkv", dir);
-    struct media_frames v;
-    struct media_sampling s = { .n_frames = 4 };
-    int rc = media_load_video(p, &s, &v, err, sizeof err);
-    CHECKF(rc == 0, "%s", err);
-    if (rc)
-        return;
-    CHECK(v.n_decoded == 12);
-    CHECK(v.n == 4);
-    CHECK(v.duration_ns == 480000000);
-    CHECKF(!strcmp(v.codec, "ffv1"), "codec %s", v.codec);
-    static const int64_t idx[4] = { 0, 3, 6, 9 };
-    for (int i = 0; i < v.n && i < 4; i++) {
-        CHECKF(v.frame[i].index == idx[i], "frame %d index %lld", i, (long long)v.frame[i].index);
-        CHECKF(v.frame[i].pts_ns == idx[i] * 40000000, "frame %d pts %lld", i, (long long)v.frame[i].pts_ns);
-        CHECKF(same_as_pattern(&v.frame[i], (int)idx[i]), "frame %d pixels", i);
-        CHECK(v.frame[i].stride >= 3 * W);
-    }
-    media_frames_free(&v);
-
-    /* more frames asked than there are: all 12 */
-    s.n_frames = 100;
-    rc = media_load_video(p, &s, &v, err, sizeof err);
-    CHECKF(rc == 0 && v.n == 12, "%s", err);
-    for (int i = 0; !rc && i < v.n; i++)
-        CHECK(v.frame[i].index == i && same_as_pattern(&v.frame[i], i));
-    media_frames_free(&v);
-
-    /* 5 fps over 0.44 s: t = 0, 0.2, 0.4 -> frames 0, 5, 10 */
-    struct media_sampling sf = { .fps = 5 };
-    rc = media_load_video(p, &sf, &v, err, sizeof err);
-    CHECKF(rc == 0 && v.n == 3, "%s n=%d", err, (int)v.n);
-    for (int i = 0; !rc && i < v.n && i < 3; i++)
-        CHECKF(v.frame[i].index == 5 * i && v.frame[i].pts_ns == 200000000LL * i,
-               "fps frame %d: index %lld pts %lld", i, (long long)v.frame[i].index,
-               (long long)v.frame[i].pts_ns);
-    media_frames_free(&v);
-
-    /* 100 fps: each frame once, never twice */
-    sf.fps = 100;
-    rc = media_load_video(p, &sf, &v, err, sizeof err);
-    CHECKF(rc == 0 && v.n == 12, "%s n=%d", err, (int)v.n);
-    media_frames_free(&v);
+    check_mkv_frames(p);
+    check_mkv_shrink(p);
+    check_mkv_stop(p);
+    check_mkv_grid(p);
 }
 
 static void check_avi(const char *dir)
 {
     char p[1024], err[512] = "";
     snprintf(p, sizeof p, "%s/clip.avi", dir);
-    struct media_frames v;
-    struct media_sampling s = { .n_frames = 3 };
-    int rc = media_load_video(p, &s, &v, err, sizeof err);
+    bool want[MAX_SEEN] = { [0] = true, [3] = true, [6] = true };
+    struct seen s = { .want = want };
+    struct media_video_info info;
+    int rc = media_decode_video(p, see, &s, &info, err, sizeof err);
     CHECKF(rc == 0, "%s", err);
     if (rc)
         return;
-    CHECK(v.n_decoded == 10 && v.n == 3);
-    static const int64_t idx[3] = { 0, 3, 6 };
-    for (int i = 0; i < v.n && i < 3; i++) {
-        CHECKF(v.frame[i].index == idx[i] && v.frame[i].pts_ns == idx[i] * 100000000,
-               "avi frame %d: index %lld pts %lld", i, (long long)v.frame[i].index,
-               (long long)v.frame[i].pts_ns);
-        CHECK(v.frame[i].width == 34 && v.frame[i].height == 26);
+    CHECK(info.n_decoded == 10 && s.n == 10 && !strcmp(info.codec, "mpeg4"));
+    for (int i = 0; i < 10; i++)   /* B-frames: display order, from 0 */
+        CHECKF(s.index[i] == i && s.pts[i] == i * 100000000LL, "avi frame %d: index %lld pts %lld",
+               i, (long long)s.index[i], (long long)s.pts[i]);
+    for (int i = 0; i < 10; i += 3) {
+        if (i == 9)
+            break;
+        const struct media_frame *f = &s.rgb[i];
+        CHECK(f->width == 34 && f->height == 26);
         /* lossy: the green square's centre is still green */
-        int gy = (int)idx[i] % 20 + 3;
-        const uint8_t *px = v.frame[i].rgb + (size_t)gy * v.frame[i].stride + 3 * 23;
+        int gy = i % 20 + 3;
+        const uint8_t *px = f->rgb + (size_t)gy * f->stride + 3 * 23;
         CHECKF(px[1] > 150 && px[0] < 100, "avi frame %d: green square is %d,%d,%d", i, px[0], px[1], px[2]);
     }
-    media_frames_free(&v);
+    seen_free(&s);
 }
 
 static void check_image(const char *dir)
@@ -287,40 +366,12 @@ static void check_image(const char *dir)
     media_frame_free(&f);
 }
 
-static void check_errors(const char *dir)
+/* Truncated and corrupted copies of both videos: no crash, and either an
+ * error or the frames that could be read. */
+static void check_damaged(const char *dir)
 {
-    char p[1024], err[512], src[1024];
-    struct media_frames v;
-    struct media_frame f;
-    struct media_sampling s = { .n_frames = 4 };
-    int rc;
-
-    snprintf(p, sizeof p, "%s/nope.mp4", dir);
-    CHECK(media_load_video(p, &s, &v, err, sizeof err) < 0 && strstr(err, "cannot open"));
-    CHECK(v.n == 0 && v.frame == NULL);
-    CHECK(media_load_image(p, &f, err, sizeof err) < 0 && strstr(err, "cannot open"));
-
-    snprintf(p, sizeof p, "%s/empty.mkv", dir);
-    FILE *fp = fopen(p, "wb");
-    if (fp) fclose(fp);
-    CHECK(media_load_video(p, &s, &v, err, sizeof err) < 0);
-    printf("empty file: %s\n", err);
-
-    snprintf(p, sizeof p, "%s/garbage.avi", dir);
-    fp = fopen(p, "wb");
-    for (int i = 0; fp && i < 5000; i++) fputc((i * 7919) & 0xff, fp);
-    if (fp) fclose(fp);
-    CHECK(media_load_video(p, &s, &v, err, sizeof err) < 0);
-    CHECK(media_load_image(p, &f, err, sizeof err) < 0);
-    printf("garbage file: %s\n", err);
-
-    struct media_sampling bad = { 0 };
-    snprintf(p, sizeof p, "%s/clip.mkv", dir);
-    CHECK(media_load_video(p, &bad, &v, err, sizeof err) < 0 && strstr(err, "sampling"));
-
-    /* truncated and corrupted copies of both videos: no crash, and
-     * either an error or the frames that could be read */
     static const char *names[2] = { "clip.mkv", "clip.avi" };
+    char p[1024], err[512], src[1024];
     for (int k = 0; k < 2; k++) {
         snprintf(src, sizeof src, "%s/%s", dir, names[k]);
         FILE *in = fopen(src, "rb");
@@ -330,7 +381,7 @@ static void check_errors(const char *dir)
         CHECK(n > 200);
         for (int mode = 0; mode < 4; mode++) {
             snprintf(p, sizeof p, "%s/bad%d-%s", dir, mode, names[k]);
-            fp = fopen(p, "wb");
+            FILE *fp = fopen(p, "wb");
             if (!fp) continue;
             size_t len = mode == 0 ? n / 2 : mode == 1 ? 120 : n;
             uint8_t tmp[1 << 16];
@@ -339,19 +390,42 @@ static void check_errors(const char *dir)
                 for (size_t i = n / 4; i < n; i += (mode == 2 ? 97 : 13)) tmp[i] ^= 0x5a;
             fwrite(tmp, 1, len, fp);
             fclose(fp);
-            rc = media_load_video(p, &s, &v, err, sizeof err);
-            printf("%s: %s\n", p + strlen(dir) + 1,
-                   rc ? err : v.n ? "decoded" : "no frames");
-            if (!rc) {
-                CHECK(v.n > 0 && v.n <= 4);
-                for (int i = 0; i < v.n; i++)
-                    CHECK(v.frame[i].rgb && v.frame[i].width > 0);
-            } else {
-                CHECK(v.n == 0 && v.frame == NULL);
-            }
-            media_frames_free(&v);
+            struct seen s = { .all = true };
+            int rc = media_decode_video(p, see, &s, NULL, err, sizeof err);
+            printf("%s: %s\n", p + strlen(dir) + 1, rc ? err : s.n ? "decoded" : "no frames");
+            CHECK(rc ? 1 : s.n > 0);
+            for (int i = 0; !rc && i < s.n; i++)
+                CHECK(s.rgb[i].rgb && s.rgb[i].width > 0);
+            seen_free(&s);
         }
     }
+}
+
+static void check_errors(const char *dir)
+{
+    char p[1024], err[512];
+    struct media_frame f;
+    struct seen s = { 0 };
+
+    snprintf(p, sizeof p, "%s/nope.mp4", dir);
+    CHECK(media_decode_video(p, see, &s, NULL, err, sizeof err) < 0 && strstr(err, "cannot open"));
+    CHECK(s.n == 0);
+    CHECK(media_load_image(p, &f, err, sizeof err) < 0 && strstr(err, "cannot open"));
+
+    snprintf(p, sizeof p, "%s/empty.mkv", dir);
+    FILE *fp = fopen(p, "wb");
+    if (fp) fclose(fp);
+    CHECK(media_decode_video(p, see, &s, NULL, err, sizeof err) < 0);
+    printf("empty file: %s\n", err);
+
+    snprintf(p, sizeof p, "%s/garbage.avi", dir);
+    fp = fopen(p, "wb");
+    for (int i = 0; fp && i < 5000; i++) fputc((i * 7919) & 0xff, fp);
+    if (fp) fclose(fp);
+    CHECK(media_decode_video(p, see, &s, NULL, err, sizeof err) < 0);
+    CHECK(media_load_image(p, &f, err, sizeof err) < 0);
+    printf("garbage file: %s\n", err);
+    check_damaged(dir);
 }
 
 int main(int argc, char **argv)
