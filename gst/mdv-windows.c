@@ -37,6 +37,9 @@ window_new (MdvWindows * w, GstClockTime start, GstClockTime end)
           sizeof err) != MD_OK)
     GST_WARNING ("window %" G_GUINT64_FORMAT ": no stream (%s), it stays "
         "empty", win->index, err);
+  /* its bounds are known: max-frames frames spread over all of it */
+  if (win->stream)
+    md_vqa_stream_set_span (win->stream, (int64_t) start, (int64_t) (end - start));
   return win;
 }
 

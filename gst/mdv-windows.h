@@ -1,8 +1,10 @@
 /* The windowing policy of mustdropvqa: windows of `window` ns every `step`
  * ns on the PTS grid of the first buffer after a reset, or (window 0) one
  * growing window. Which frames a window takes is libmustdrop's sampling rule
- * (md_vqa_stream_offer / md_vqa_grid_take), so the CLI and the element
- * agree. No pipeline needed: tests/gst/test_windows.c drives it directly. */
+ * (md_vqa_stream_offer with the window's bounds as its span: at most
+ * max-frames spread over the window; md_vqa_grid_take for the growing one),
+ * so the CLI and the element agree. No pipeline needed:
+ * tests/gst/test_windows.c drives it directly. */
 #ifndef MDV_WINDOWS_H
 #define MDV_WINDOWS_H
 

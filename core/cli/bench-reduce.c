@@ -179,25 +179,16 @@ static int load_engine(const struct rb_env *e, const char *spec, int32_t n_ctx,
     return rc;
 }
 
-/* The reference engine: its context then holds every frame's tokens, the
- * text and the answer (no frame is left out to fit), at least 4096; the
- * other specs get the same context. */
+/* The reference engine; md_vqa sizes its context for every frame (no frame
+ * is left out to fit), and the other specs get the same context. */
 static int load_reference(struct rb_env *e, const char *spec, struct md_vqa **out)
 {
     int rc = load_engine(e, spec, 0, out);
     if (rc)
         return rc;
-    int32_t frames = e->a->frames ? e->a->frames : 1;
-    int32_t need = md_vision_frame_tokens(md_vqa_vision(*out)) * frames + 1024 + e->a->n_predict;
-    e->n_ctx = need > 4096 ? need : 4096;
-    if (md_vqa_n_ctx(*out) != e->n_ctx) {
-        md_vqa_free(*out);
-        if ((rc = load_engine(e, spec, e->n_ctx, out)))
-            return rc;
-    }
+    e->n_ctx = md_vqa_n_ctx(*out);
     fprintf(stderr, "mustdrop-bench: device %s\n", md_vqa_device(*out));
     return MD_OK;
-
 }
 
 /* The answer's tokens; -n 0 stops at the first (prefill only). */

@@ -40,6 +40,7 @@ struct decoder {
     int64_t index;
     int64_t n_damaged;
     int32_t width, height;   /* of the first frame */
+    int64_t announced_ns;    /* the duration the container states, -1 if none */
     char codec[32];
 };
 
@@ -91,6 +92,9 @@ static int open_codec(struct decoder *d, const AVCodec *codec, char *err, size_t
     d->tb = st->time_base;
     if (d->tb.num <= 0 || d->tb.den <= 0)
         d->tb = (AVRational){ 1, 1000000 };
+    /* the stream's duration, else the file's (WebM states only the latter) */
+    d->announced_ns = st->duration > 0 ? av_rescale_q(st->duration, d->tb, (AVRational){ 1, 1000000000 })
+                      : d->fmt->duration > 0 ? d->fmt->duration * (1000000000 / AV_TIME_BASE) : -1;
     return 0;
 }
 
@@ -153,7 +157,7 @@ static int deliver(struct decoder *d, media_video_fn fn, void *user, char *err, 
     d->prev_pts_ns = d->last_pts_ns;
     d->last_pts_ns = pts;
     struct frame_ref ref = { d, f };
-    struct media_video_frame vf = { d->index++, pts, f->width, f->height, &ref };
+    struct media_video_frame vf = { d->index++, pts, f->width, f->height, d->announced_ns, &ref };
     return fn(user, &vf, err, errlen);
 }
 

@@ -28,6 +28,7 @@ struct media_video_frame {
     int64_t index;          /* number in display order, from 0 */
     int64_t pts_ns;         /* from the first decoded frame (which is at 0) */
     int32_t width, height;  /* as decoded */
+    int64_t duration_ns;    /* the duration the file states (before decoding it all), -1 if none */
     const void *priv;       /* the decoder's state, for media_video_frame_rgb */
 };
 

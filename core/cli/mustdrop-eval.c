@@ -76,8 +76,8 @@ static void usage(FILE *f)
         "      --mmproj FILE    its vision encoder + projector GGUF\n"
         "      --reduce SPEC    visual-token reduction, as mustdrop --reduce (docs/reduction.md)\n"
         "      --frames N       the most frames an answer takes (default %d), as mustdrop --frames\n"
-        "      --fps F          frames a second sampled from a video's first frame (default %g;\n"
-        "                       0 = every frame), thinned uniformly to --frames, as mustdrop --fps\n"
+        "      --fps F          frames a second at most, as mustdrop --fps (default 0: --frames\n"
+        "                       spread over each whole clip, as the bundled model was trained)\n"
         "      --limit N        only the first N questions\n"
         "  -t, --threads N      CPU threads (default: all online CPUs)\n"
         "      --device D       cpu (default), cuda, cuda:N or auto (as mustdrop --device)\n"
@@ -92,7 +92,7 @@ static void usage(FILE *f)
         "whitespace at both ends (case-sensitive). A video that cannot be read counts\n"
         "as wrong and the run goes on. Exit status: 0 when the split ran, 1 on a bad\n"
         "manifest or model, 2 on bad options.\n",
-        VQA_DEFAULT_FRAMES, VQA_DEFAULT_FPS, EVAL_MAX_NEW_TOKENS);
+        VQA_DEFAULT_FRAMES, EVAL_MAX_NEW_TOKENS);
 }
 
 static double now_ms(void)
@@ -120,7 +120,9 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
 {
     memset(a, 0, sizeof *a);
     a->n_frames = VQA_DEFAULT_FRAMES;
-    a->fps = VQA_DEFAULT_FPS;
+    /* the clip's stated duration spreads --frames over all of it, one frame
+     * per slot of the bundled task (a rate would leave short clips fewer) */
+    a->fps = 0;
     a->device = "cpu";
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

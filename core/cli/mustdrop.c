@@ -84,7 +84,7 @@ static void usage(FILE *f)
         "      --seed S         sampling seed (default 24301)\n"
         "  -c, --ctx-size N     KV cache size (default min(model, 4096))\n"
         "  -t, --threads N      CPU threads (default: all online CPUs)\n"
-        "      --isa NAME       force CPU kernels: auto, scalar, avx2, avx512 (text only)\n"
+        "      --isa NAME       force CPU kernels: auto, scalar, avx2, avx512\n"
         "      --device D       auto (default: a CUDA GPU where built and present, else the\n"
         "                       CPU), cpu, cuda or cuda:N, as the element's device property\n"
         "      --verbose-prompt print the prompt's tokens before generating (text only)\n"
@@ -207,10 +207,9 @@ static int check_args(const struct cli_args *a)
         return -1;
     }
     if ((a->n_frames || a->fps >= 0) && !a->video) { fprintf(stderr, "mustdrop: --frames and --fps need --video FILE\n"); return -1; }
-    /* md_vqa builds the prompt itself, with the model's own template, on its own context */
-    if (vision && (a->isa || a->verbose_prompt || (a->chat && strcmp(a->chat, "auto")))) {
-        fprintf(stderr, "mustdrop: --isa, --verbose-prompt and --chat NAME apply to text prompts "
-                        "only (questions about images use the model's chat template)\n");
+    /* md_vqa builds the prompt itself: its tokens are not shown */
+    if (vision && a->verbose_prompt) {
+        fprintf(stderr, "mustdrop: --verbose-prompt applies to text prompts only\n");
         return -1;
     }
     if (vision && a->n_predict == 0) { fprintf(stderr, "mustdrop: -n 0: a question needs an answer of at least one token\n"); return -1; }
@@ -597,6 +596,7 @@ static struct md_vqa_params vqa_params(const struct cli_args *a)
         p.device = a->device;
     p.n_threads = a->n_threads;
     p.n_ctx = a->n_ctx;
+    p.isa = a->isa;
     p.reduce = a->reduce;
     p.sample_fps = a->fps >= 0 ? a->fps : VQA_DEFAULT_FPS;
     p.max_frames = a->n_frames ? a->n_frames : VQA_DEFAULT_FRAMES;
@@ -610,6 +610,7 @@ static struct md_vqa_ask vqa_ask(const struct cli_args *a, struct answer_out *ou
 {
     struct md_vqa_ask ask = md_vqa_default_ask(a->prompt);
     ask.system = a->system;
+    ask.chat_template = a->chat;
     ask.sampling = a->sampling;
     if (!a->temp_set)   /* greedy, as the element: the same clip, the same answer */
         ask.sampling.temp = 0.0f;
@@ -683,10 +684,10 @@ static void report_answer(struct md_vqa *vqa, const struct md_vqa_stream *s,
                 ans->stats.vis_layer_avg);
     fprintf(stderr, "\nmustdrop: %s\nmustdrop: vision encode %.1f ms\n",
             md_model_desc(md_vqa_model(vqa)), ans->timings.encode_ms);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);   /* md_vqa's n_threads = 0 */
+    const struct md_context *ctx = md_vqa_context(vqa);
     print_speed(md_model_load_ms(md_vqa_model(vqa)), ans->prompt_tokens, ans->timings.prefill_ms,
                 ans->stats.n_generated, ans->timings.decode_ms, md_vqa_device(vqa),
-                a->n_threads > 0 ? a->n_threads : (int)(cpus > 0 ? cpus : 1), NULL);
+                md_context_n_threads(ctx), md_context_isa(ctx));
 }
 
 static void print_stats_json(const struct md_vqa_answer *ans, const char *spec)

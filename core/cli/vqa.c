@@ -42,6 +42,10 @@ struct feed {
 static int feed_frame(void *user, const struct media_video_frame *f, char *err, size_t errlen)
 {
     struct feed *fd = user;
+    /* a file's duration is the window's span, as a window's bounds are the
+     * element's: max_frames frames spread over all of it */
+    if (f->index == 0 && f->duration_ns > 0)
+        md_vqa_stream_set_span(fd->s, f->pts_ns, f->duration_ns);
     if (!md_vqa_stream_offer(fd->s, f->pts_ns))
         return 0;
     struct media_frame rgb;

@@ -123,7 +123,7 @@ static int generate(struct md_vqa_stream *s, struct md_reduce_session *rs,
             break;
         }
         int32_t tok = md_sampler_sample(smp, md_reduce_logits(rs), md_model_n_vocab(v->model));
-        if (tok < 0 || md_vocab_is_eog(vocab, tok))
+        if (tok < 0 || (!ask->ignore_eos && md_vocab_is_eog(vocab, tok)))
             break;
         char piece[256];
         int32_t np = md_token_to_piece(vocab, tok, piece, sizeof piece, false);
@@ -176,12 +176,15 @@ static int32_t frames_that_fit(const struct md_vqa_stream *s, int64_t text, int6
                                int32_t max_new, char *err, size_t errlen)
 {
     const struct md_vqa *v = s->vqa;
-    int32_t per = md_vision_frame_tokens(v->vision), n_ctx = md_context_n_ctx(v->ctx);
-    int32_t block = md_vision_video_is_block(v->vision) ? 1 : 0;
-    int32_t n_frames = count_frames(s);
+    int32_t n_ctx = md_context_n_ctx(v->ctx), n_frames = count_frames(s);
+    /* OneVision: one <video> block (its marker text and newline row once);
+     * the others: one <image> block a frame */
+    bool one_block = md_vision_video_is_block(v->vision);
+    int32_t per = md_vision_frame_tokens(v->vision) + (one_block ? 0 : VQA_BLOCK_TEXT);
+    int32_t block = one_block ? 1 + VQA_BLOCK_TEXT : 0;
     int64_t images = 0;
     for (int32_t i = 0; i < s->n_blocks; i++)
-        images += s->blocks[i].image ? block_tokens(v, &s->blocks[i]) : 0;
+        images += s->blocks[i].image ? block_tokens(v, &s->blocks[i]) + VQA_BLOCK_TEXT : 0;
     int64_t room = (int64_t)n_ctx - max_new - text - images;
     if (room < per + block)   /* leave at least one frame and a few tokens of answer */
         room = (int64_t)n_ctx - text - images - VQA_ANSWER_MIN;
@@ -247,19 +250,40 @@ static void fill_stats(const struct md_vqa_stream *s, const struct md_reduce_ses
                                                                               : s->vqa->spec);
 }
 
-/* Window: the session starts empty and takes the blocks that fit. */
-static int prepare_window(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
-                          int32_t max_new, struct md_vqa_answer *out, char *err, size_t errlen)
+/* Window: the session starts empty and takes the blocks that fit (at most
+ * `fit` frames), then the prompt is prefilled. */
+static int prefill_window(struct md_vqa_stream *s, const struct md_vqa_ask *ask, int32_t fit,
+                          struct md_vqa_answer *out, char *err, size_t errlen)
 {
     struct md_reduce_session *rs = s->vqa->window_session;
-    int64_t q, text = vqa_prompt_tokens(s->vqa, ask->question, ask->system, &q);
-    int32_t fit = frames_that_fit(s, text, q, max_new, err, errlen);
-    if (fit < 0)
-        return MD_ERR_CONTEXT_FULL;
     md_reduce_reset(rs);
+    out->frames = 0;
     int rc = add_blocks(s, rs, fit, out);
     if (rc && rc != MD_ERR_ABORTED)
         snprintf(err, errlen, "encode: %s", md_reduce_error(rs));
+    if (!rc && (rc = md_reduce_prefill(rs, ask->chat_template, ask->system, ask->question)) &&
+        rc != MD_ERR_ABORTED)
+        snprintf(err, errlen, "%s", md_reduce_error(rs));
+    return rc;
+}
+
+/* The frames that fit by the count, fewer when the prompt still came out
+ * longer than the context (the count of the template's text is an
+ * estimate around the blocks). */
+static int prepare_window(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
+                          int32_t max_new, struct md_vqa_answer *out, char *err, size_t errlen)
+{
+    int64_t q, text = vqa_prompt_tokens(s->vqa, ask->chat_template, ask->question, ask->system,
+                                        &q);
+    int32_t fit = frames_that_fit(s, text, q, max_new, err, errlen);
+    if (fit < 0)
+        return MD_ERR_CONTEXT_FULL;
+    int rc = prefill_window(s, ask, fit, out, err, errlen);
+    for (int tries = 0; rc == MD_ERR_CONTEXT_FULL && fit > 1 && tries < 3; tries++) {
+        fit = fit * 3 / 4;
+        vqa_log(s->vqa, MD_LOG_INFO, "the prompt did not fit the context: %d frames", fit);
+        rc = prefill_window(s, ask, fit, out, err, errlen);
+    }
     return rc;
 }
 
@@ -291,11 +315,9 @@ int md_vqa_answer(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
         out->frames = s->n_added;
         out->first_pts_ns = s->first_pts;
         out->last_pts_ns = s->last_pts;
-    }
-    if (!rc) {
-        rc = md_reduce_prefill(rs, NULL, ask->system, ask->question);
+        rc = md_reduce_prefill(rs, ask->chat_template, ask->system, ask->question);
         if (rc && rc != MD_ERR_ABORTED)
-            snprintf(err, errlen, "prefill: %s", md_reduce_error(rs));
+            snprintf(err, errlen, "%s", md_reduce_error(rs));
     }
     if (!rc) {
         fill_stats(s, rs, out);

@@ -40,13 +40,22 @@ int64_t vqa_text_tokens(const struct md_vqa *v, const char *text)
     return text && *text ? md_tokenize(vocab, text, strlen(text), false, false, NULL, 0) : 0;
 }
 
-int64_t vqa_prompt_tokens(const struct md_vqa *v, const char *question, const char *system,
-                          int64_t *question_tokens)
+int64_t vqa_prompt_tokens(const struct md_vqa *v, const char *tmpl, const char *question,
+                          const char *system, int64_t *question_tokens)
 {
     int64_t q = vqa_text_tokens(v, question);
     if (question_tokens)
         *question_tokens = q;
-    return VQA_PROMPT_TEXT_EST + q + vqa_text_tokens(v, system);
+    /* the template's own text counts as much as the question: the default
+     * system prompt alone is ~90 tokens for Vicuna's */
+    int need = md_chat_format(tmpl, v->model, system, question ? question : "", NULL, 0);
+    char *text = need >= 0 ? malloc((size_t)need + 1) : NULL;
+    int64_t n = q + vqa_text_tokens(v, system) + 64;   /* a template we cannot render */
+    if (text && md_chat_format(tmpl, v->model, system, question ? question : "", text,
+                               (size_t)need + 1) >= 0)
+        n = md_tokenize(md_model_vocab(v->model), text, strlen(text), true, true, NULL, 0);
+    free(text);
+    return n;
 }
 
 void vqa_no_room(const struct md_vqa *v, int64_t question_tokens, int64_t text_tokens,
@@ -109,8 +118,8 @@ int md_vqa_check_question(const struct md_vqa *v, const char *question, const ch
                  (unsigned)(uint8_t)system[bad], bad);
         return MD_ERR_INVALID;
     }
-    int64_t q, text = vqa_prompt_tokens(v, question, system, &q);
-    int64_t one = vqa_frame_tokens(v);
+    int64_t q, text = vqa_prompt_tokens(v, NULL, question, system, &q);
+    int64_t one = vqa_frame_tokens(v) + VQA_BLOCK_TEXT;
     if (text + one + VQA_ANSWER_MIN > md_context_n_ctx(v->ctx)) {
         vqa_no_room(v, q, text, one, err, errlen);
         return MD_ERR_CONTEXT_FULL;
@@ -225,11 +234,23 @@ static int load_vision(struct md_vqa *v, const char *backend, int32_t index, cha
     return MD_OK;
 }
 
+/* The context's size when none is given: room for max_frames frames, the
+ * answer and a prompt's text, at least 4096, at most what the model was
+ * trained for. */
+static int32_t auto_n_ctx(const struct md_vqa *v)
+{
+    int64_t need = (int64_t)v->params.max_frames * (vqa_frame_tokens(v) + VQA_BLOCK_TEXT) +
+                   v->params.max_new_tokens + 512;
+    int64_t n = need > 4096 ? need : 4096, train = md_model_n_ctx_train(v->model);
+    return (int32_t)(train > 0 && n > train ? train : n);
+}
+
 static int new_context(struct md_vqa *v, char *err, size_t errlen)
 {
     struct md_context_params cp = md_context_default_params();
-    cp.n_ctx = v->params.n_ctx;
+    cp.n_ctx = v->params.n_ctx ? v->params.n_ctx : auto_n_ctx(v);
     cp.n_threads = v->params.n_threads;
+    cp.isa = v->params.isa;
     cp.abort_callback = v->params.abort;
     cp.abort_callback_user = v->params.abort_user;
     /* layer-wise pruning (stage c) sees the whole prompt at once; other
@@ -336,6 +357,8 @@ int md_vqa_load(const struct md_vqa_params *params, struct md_vqa **out, char *e
     v->params.reduce = v->reduce_text;
     /* the caller's other strings need not outlive the call */
     v->params.model = v->params.mmproj = v->params.device = NULL;
+    snprintf(v->isa, sizeof v->isa, "%s", v->params.isa ? v->params.isa : "auto");
+    v->params.isa = v->isa;
     v->params.question_hint = NULL;
     if (params && params->question_hint &&
         !(v->params.question_hint = v->question_hint = strdup(params->question_hint))) {
@@ -375,6 +398,7 @@ const char *md_vqa_model_path(const struct md_vqa *v) { return v->model_path; }
 const char *md_vqa_mmproj_path(const struct md_vqa *v) { return v->mmproj_path; }
 const char *md_vqa_reduce_spec(const struct md_vqa *v) { return v->spec; }
 int32_t md_vqa_n_ctx(const struct md_vqa *v) { return md_context_n_ctx(v->ctx); }
+const struct md_context *md_vqa_context(const struct md_vqa *v) { return v->ctx; }
 
 int32_t md_vqa_frame_side(const struct md_vqa *v)
 {

@@ -8,9 +8,6 @@
 
 #include "vqa-impl.h"
 
-/* A typical question, for fitting a growing stream's cap when none is hinted. */
-#define VQA_QUESTION_EST 16
-
 int32_t vqa_frame_tokens(const struct md_vqa *v)
 {
     return md_vision_frame_tokens(v->vision) + (md_vision_video_is_block(v->vision) ? 1 : 0);
@@ -35,17 +32,20 @@ static int fit_cap(struct md_vqa_stream *s, char *err, size_t errlen)
 {
     struct md_vqa *v = s->vqa;
     const struct md_vqa_params *p = &v->params;
-    int64_t q = VQA_QUESTION_EST;
-    int64_t text = p->question_hint ? vqa_prompt_tokens(v, p->question_hint, NULL, &q)
-                                    : VQA_PROMPT_TEXT_EST + q;
+    char typical[VQA_QUESTION_EST * 2 + 1];
+    memset(typical, 'a', VQA_QUESTION_EST * 2);   /* about VQA_QUESTION_EST tokens */
+    for (int i = 1; i < VQA_QUESTION_EST * 2; i += 2)
+        typical[i] = ' ';
+    typical[VQA_QUESTION_EST * 2] = '\0';
+    int64_t q, text = vqa_prompt_tokens(v, NULL, p->question_hint ? p->question_hint : typical,
+                                        NULL, &q);
     int64_t cap = p->max_visual_tokens ? p->max_visual_tokens
                   : s->cfg.max_visual_tokens > 0 ? s->cfg.max_visual_tokens
                                                  : VQA_AUTO_VISUAL_TOKENS;
     if (s->cfg.max_visual_frames <= 0)
         s->cfg.max_visual_frames = p->max_frames;
     int32_t frames = s->cfg.max_visual_frames, n_ctx = md_context_n_ctx(v->ctx);
-    int64_t room = (int64_t)n_ctx - p->max_new_tokens - text -
-                   (int64_t)VQA_BLOCK_MARKER_EST * frames;
+    int64_t room = (int64_t)n_ctx - p->max_new_tokens - text - (int64_t)VQA_BLOCK_TEXT * frames;
     if (cap > room) {
         vqa_log(v, MD_LOG_INFO, "visual-token cap %lld lowered to %lld to fit the context (%d)",
                 (long long)cap, (long long)room, n_ctx);
@@ -135,6 +135,18 @@ void md_vqa_grid_init(struct md_vqa_grid *g, double sample_fps)
     double dt = sample_fps > 0 ? 1e9 / sample_fps : 0;
     g->step_ns = sample_fps <= 0 ? 0 : dt < 1 ? 1 : dt > 1e15 ? (int64_t)1e15 : (int64_t)dt;
     g->origin_ns = g->next_ns = -1;
+    g->max_points = g->taken = 0;
+}
+
+void md_vqa_grid_span(struct md_vqa_grid *g, int64_t start_ns, int64_t span_ns,
+                      int32_t max_frames)
+{
+    if (span_ns <= 0 || max_frames <= 0)
+        return;
+    int64_t step = (span_ns + max_frames - 1) / max_frames;
+    g->step_ns = step > g->step_ns ? step : g->step_ns;
+    g->origin_ns = g->next_ns = start_ns < 0 ? 0 : start_ns;
+    g->max_points = max_frames;
 }
 
 bool md_vqa_grid_take(struct md_vqa_grid *g, int64_t pts_ns)
@@ -143,12 +155,20 @@ bool md_vqa_grid_take(struct md_vqa_grid *g, int64_t pts_ns)
         return false;
     if (g->origin_ns < 0)
         g->origin_ns = g->next_ns = pts_ns;
-    if (!g->step_ns)
-        return true;
-    if (pts_ns < g->next_ns)
+    if (g->max_points && g->taken >= g->max_points)
         return false;
-    g->next_ns = g->origin_ns + ((pts_ns - g->origin_ns) / g->step_ns + 1) * g->step_ns;
+    if (g->step_ns && pts_ns < g->next_ns)
+        return false;
+    if (g->step_ns)
+        g->next_ns = g->origin_ns + ((pts_ns - g->origin_ns) / g->step_ns + 1) * g->step_ns;
+    g->taken++;
     return true;
+}
+
+void md_vqa_stream_set_span(struct md_vqa_stream *s, int64_t start_ns, int64_t span_ns)
+{
+    if (s->mode == MD_VQA_WINDOW)
+        md_vqa_grid_span(&s->grid, start_ns, span_ns, s->vqa->params.max_frames);
 }
 
 bool md_vqa_stream_offer(struct md_vqa_stream *s, int64_t pts_ns)
@@ -159,13 +179,21 @@ bool md_vqa_stream_offer(struct md_vqa_stream *s, int64_t pts_ns)
     return s->mode == MD_VQA_GROWING || s->seen++ % s->keep_every == 0;
 }
 
-/* A full window keeps every other frame and halves its intake, so the kept
- * frames stay spread uniformly whatever the window's length. */
+static int32_t count_frames(const struct md_vqa_stream *s)
+{
+    int32_t n = 0;
+    for (int32_t i = 0; i < s->n_blocks; i++)
+        n += !s->blocks[i].image;
+    return n;
+}
+
+/* A full window (no span known) keeps every other frame and halves its
+ * intake, so the kept frames stay spread over what came so far. Images stay. */
 static void thin(struct md_vqa_stream *s)
 {
-    int32_t k = 0;
+    int32_t k = 0, f = 0;
     for (int32_t i = 0; i < s->n_blocks; i++) {
-        if (i % 2 == 0)
+        if (s->blocks[i].image || f++ % 2 == 0)
             s->blocks[k++] = s->blocks[i];
         else
             free(s->blocks[i].rgb);
@@ -180,7 +208,7 @@ static int hold(struct md_vqa_stream *s, const uint8_t *rgb, int32_t w, int32_t 
 {
     if (!rgb || w <= 0 || h <= 0 || stride < w * 3)
         return fail(s, MD_ERR_INVALID, "a frame without pixels or with a bad size");
-    if (!image && s->n_blocks >= s->vqa->params.max_frames)
+    if (!image && count_frames(s) >= s->vqa->params.max_frames)
         thin(s);
     if (s->n_blocks == s->cap_blocks) {
         int32_t cap = s->cap_blocks ? 2 * s->cap_blocks : 8;
@@ -282,6 +310,13 @@ int md_vqa_stream_clone(const struct md_vqa_stream *s, struct md_vqa_stream **ou
 int32_t md_vqa_stream_n_frames(const struct md_vqa_stream *s)
 {
     return s->mode == MD_VQA_WINDOW ? s->n_blocks : s->n_added;
+}
+
+int64_t md_vqa_stream_frame_pts(const struct md_vqa_stream *s, int32_t i)
+{
+    if (s->mode != MD_VQA_WINDOW || i < 0 || i >= s->n_blocks || s->blocks[i].image)
+        return -1;
+    return s->blocks[i].pts_ns;
 }
 
 int64_t md_vqa_stream_first_pts(const struct md_vqa_stream *s) { return s->first_pts; }

@@ -7,11 +7,12 @@
 
 #include "mustdrop-vqa.h"
 
-/* Tokens of the prompt besides the question and the system prompt (the
- * template, the markers): an allowance for fitting, not a count. */
-#define VQA_PROMPT_TEXT_EST 64
-/* Per frame block of a growing stream (marker and newline tokens). */
-#define VQA_BLOCK_MARKER_EST 8
+/* Text a frame or image block adds to the prompt besides its rows (the
+ * newline after its marker, a piece the tokenizer may split off): an
+ * allowance for fitting. */
+#define VQA_BLOCK_TEXT 3
+/* A question assumed when fitting before any is known (tokens). */
+#define VQA_QUESTION_EST 16
 /* Fewest answer tokens a prompt must leave room for. */
 #define VQA_ANSWER_MIN 8
 /* A growing stream's cap when neither max_visual_tokens nor the spec sets one. */
@@ -23,6 +24,7 @@ struct md_vqa {
     char reduce_text[256];              /* the spec as given */
     char spec[256];                     /* canonical */
     char device[32];                    /* "cpu", "cuda:0" */
+    char isa[16];                       /* params.isa's copy */
     char *question_hint;                /* params.question_hint's copy */
     struct md_reduce_config cfg;
     struct md_model *model;
@@ -64,9 +66,10 @@ void vqa_log(const struct md_vqa *v, enum md_log_level level, const char *fmt, .
 bool vqa_aborted(const struct md_vqa *v);
 /* Tokens of text alone (no BOS, no special tokens). */
 int64_t vqa_text_tokens(const struct md_vqa *v, const char *text);
-/* The prompt's text tokens (question, system, allowance); *question_tokens. */
-int64_t vqa_prompt_tokens(const struct md_vqa *v, const char *question, const char *system,
-                          int64_t *question_tokens);
+/* The prompt's text tokens: the chat template (tmpl: NULL = the model's)
+ * around system and question, counted; *question_tokens the question's. */
+int64_t vqa_prompt_tokens(const struct md_vqa *v, const char *tmpl, const char *question,
+                          const char *system, int64_t *question_tokens);
 /* The words for a prompt leaving no room for `need` visual tokens: the
  * question when the rest would fit without it, else the context. */
 void vqa_no_room(const struct md_vqa *v, int64_t question_tokens, int64_t text_tokens,

@@ -41,8 +41,9 @@ has video-default "1 fps, at most 8"
 expect video-fps 0 'using 3 frame(s), 0.000000 s to 0.400000 s' "$md" "${v[@]}" --video "$tmp/clip.mkv" --fps 5 --question "Q?"
 expect video-many 0 'using 12 frame(s)' "$md" "${v[@]}" --video "$tmp/clip.mkv" --fps 0 --frames 50 --question "Q?"
 has video-many "every frame, at most 50"
-# 12 frames into a window of 4: 0 1 2 3, thinned to 0 2 + 4 6, thinned to 0 4 + 8
-expect video-thinned 0 'using 3 frame(s), 0.000000 s to 0.320000 s' "$md" "${v[@]}" --video "$tmp/clip.mkv" --fps 0 --frames 4 --question "Q?"
+# 12 frames (40 ms apart) into a window of 4: the file states 0.44 s, so 4
+# points 110 ms apart spread over it: frames 0, 3, 6, 9
+expect video-spread 0 'using 4 frame(s), 0.000000 s to 0.360000 s' "$md" "${v[@]}" --video "$tmp/clip.mkv" --fps 0 --frames 4 --question "Q?"
 expect video-mpeg4 0 'mpeg4 34x26, 10 frames' "$md" "${v[@]}" --video "$tmp/clip.avi" --fps 2 --frames 2 --question "Q?"
 has video-mpeg4 "using 2 frame(s), 0.000000 s to 0.500000 s"
 
@@ -128,16 +129,17 @@ expect question-too-long 1 '^mustdrop: the question is [0-9]* tokens and the con
 grep -q 'frame' "$tmp/err" && fail "question-too-long: frames were decoded first"
 expect question-too-long-image 1 'the question is [0-9]* tokens and the context holds 256' "$md" "${v[@]}" -c 256 --image "$tmp/image.png" --question "$long"
 # a question that leaves room for some of the frames: md_vqa spreads those that
-# fit (no system prompt: md_vqa's allowance for the template's text is 64
-# tokens, and this vocabulary's default system prompt alone is longer)
+# fit (the chat template's text is counted)
 expect prompt-too-long 0 '^mustdrop: 2 of the 4 frame(s) fit the context' \
-    "$md" "${v[@]}" -c 256 -s "" --video "$tmp/clip.mkv" --fps 8 --frames 4 --question "$(head -c 150 /dev/zero | tr '\0' a)"
+    "$md" "${v[@]}" -c 256 -s "" --video "$tmp/clip.mkv" --fps 8 --frames 4 --question "$(head -c 185 /dev/zero | tr '\0' a)"
 expect image-no-mmproj 2 'need --mmproj' "$md" -m "$llm" --image "$tmp/image.png" -p Q
 expect mmproj-no-media 2 'needs --image' "$md" -m "$llm" --mmproj "$proj" -p Q
 expect frames-no-video 2 'need --video' "$md" "${v[@]}" --image "$tmp/image.png" --frames 3 -p Q
 expect frames-zero 2 'must be 1..4096' "$md" "${v[@]}" --video "$tmp/clip.mkv" --frames 0 -p Q
 expect fps-bad 2 'must be >= 0' "$md" "${v[@]}" --video "$tmp/clip.mkv" --fps -1 -p Q
-expect text-only-options 2 'apply to text prompts only' "$md" "${v[@]}" --video "$tmp/clip.mkv" --chat vicuna -p Q
+expect text-only-options 2 'applies to text prompts only' "$md" "${v[@]}" --video "$tmp/clip.mkv" --verbose-prompt -p Q
+# a chat template and CPU kernels named for a question about a video
+expect video-chat-isa 0 'kernels scalar' "$md" "${v[@]}" --video "$tmp/clip.mkv" --chat chatml --isa scalar -p Q
 expect no-tokens 2 '\-n 0' "$md" "${v[@]}" --video "$tmp/clip.mkv" -n 0 -p Q
 
 "$md" --help | grep -q -- '--video FILE' || fail "help: no --video"

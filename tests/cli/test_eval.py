@@ -110,8 +110,9 @@ try:
     preds = {id_: cli_answer(v, q) for id_, v, q, _ in qs}
     check(len(set(preds.values())) > 1, "the CLI gave one answer to every question")
     check(all(p == p.strip() for p in preds.values()), f"whitespace around answers: {preds}")
-    check(tokens[qs[0][1], qs[0][2], None] == (48, 48) and tokens[qs[4][1], qs[4][2], None] == (64, 64),
-          f"frames: 3 of the sample, 4 of the clip: {tokens}")
+    # --frames 4 spread over each file's stated duration: 4 frames of each
+    check(tokens[qs[0][1], qs[0][2], None] == (64, 64) and tokens[qs[4][1], qs[4][2], None] == (64, 64),
+          f"frames: 4 of the sample, 4 of the clip: {tokens}")
     vis_in, vis_kept = mean_tokens()
 
     # right: s-1, s-3 (with surrounding whitespace), c-1; wrong: s-2, s-4 (case changed or a
@@ -174,7 +175,7 @@ try:
     rc, out, err = run([evalx, "--split", split, *model, *frames, "-t", "1", "--limit", "3"])
     o = out.decode("utf-8", "replace")
     check(rc == 0 and "n 3, accuracy 66.67% (2 correct)" in o, f"--limit 3 report: {o}")
-    for want in ("colour_of", "count", "motion", "visual tokens per question: 48.0 given to the LLM",
+    for want in ("colour_of", "count", "motion", "visual tokens per question: 64.0 given to the LLM",
                  "frames per video: at most 4, 8 a second",
                  "LLM prefill:", "time per question: vision encode", "total wall time:"):
         check(want in o, f"report lacks '{want}': {o}")

@@ -1,6 +1,6 @@
 /* The element's windowing policy (gst/mdv-windows.c) without a pipeline:
  * which windows open and close for a timestamp, which take a frame (the
- * sampling rule of md_vqa), thinning, overlap, gaps, timestamps going back,
+ * sampling rule of md_vqa, spread over each window), overlap, gaps, timestamps going back,
  * the growing window. Window streams come from an md_vqa engine over the
  * tiny LLaVA fixture; frames are 4x4 grey squares. */
 #include <string.h>
@@ -92,21 +92,26 @@ plain_windows (struct md_vqa **vqa)
   free_all (&closed);
 }
 
-/* Every frame sampled (sample-fps 0) into a window of max_frames 8: when full
- * every other frame goes and every other later one is taken (0, 2, 4, 6, 8
- * of 10), the element's documented behaviour. */
+/* Every frame offered (sample-fps 0) to a 1 s window of max_frames 8: its
+ * bounds are its span, so the frames are taken on a 125 ms grid across all
+ * of it (0, 0.2, 0.3, 0.4, 0.5, 0.7, 0.8, 0.9 s), not thinned as they come
+ * (which kept 0, 0.2, 0.4, 0.6, 0.8). */
 static void
-thinning (struct md_vqa **vqa)
+spread (struct md_vqa **vqa)
 {
   MdvWindows w;
   GQueue closed = G_QUEUE_INIT;
+  static const int64_t want[] = { 0, 200, 300, 400, 500, 700, 800, 900 };
 
   mdv_windows_init (&w, engine (vqa, 0.0), GST_SECOND, GST_SECOND);
   for (guint i = 0; i <= 10; i++)
     feed (&w, i * 100 * MS, &closed);
   CHECK (g_queue_get_length (&closed) == 1);
-  CHECKF (frames_of (g_queue_peek_head (&closed)) == 5, "%d frames",
-      frames_of (g_queue_peek_head (&closed)));
+  MdvWindow *win = g_queue_peek_head (&closed);
+  CHECKF (frames_of (win) == 8, "%d frames", frames_of (win));
+  for (int32_t i = 0; i < 8 && frames_of (win) == 8; i++)
+    CHECKF (md_vqa_stream_frame_pts (win->stream, i) == want[i] * (int64_t) MS,
+        "frame %d at %" G_GINT64_FORMAT, i, md_vqa_stream_frame_pts (win->stream, i));
   free_all (&closed);
   mdv_windows_take_all (&w, &closed);
   free_all (&closed);
@@ -195,7 +200,7 @@ main (void)
   md_test_data ("../models/fixtures/vision/tiny-llava-mmproj-f32.gguf",
       mmproj_path, sizeof mmproj_path);
   plain_windows (&vqa);
-  thinning (&vqa);
+  spread (&vqa);
   overlap_and_gap (&vqa);
   going_back (&vqa);
   growing (&vqa);

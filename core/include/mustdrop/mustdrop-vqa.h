@@ -71,8 +71,11 @@ struct md_vqa_params {
      * "cpu", "cuda" or "cuda:N" (which must be usable) */
     const char *device;
     int32_t n_threads;              /* CPU threads; 0 = online CPUs */
-    int32_t n_ctx;                  /* KV tokens; 0 = min(model context, 4096) */
+    /* KV tokens; 0 = min(model context, the larger of 4096 and what
+     * max_frames frames, a prompt and max_new_tokens need) */
+    int32_t n_ctx;
     const char *reduce;             /* reduction spec (docs/reduction.md); NULL = "none" */
+    const char *isa;                /* CPU kernels: NULL/"auto", "scalar", "avx2", "avx512" */
     /* growing streams: most visual tokens held; 0 = the spec's cap:tokens=N,
      * else 1024; lowered to fit n_ctx with the prompt and an answer */
     int32_t max_visual_tokens;
@@ -119,6 +122,8 @@ const char *md_vqa_mmproj_path(const struct md_vqa *vqa);
  * in force appended (md_vqa_answer.reduce). */
 const char *md_vqa_reduce_spec(const struct md_vqa *vqa);
 int32_t md_vqa_n_ctx(const struct md_vqa *vqa);
+/* The context answers run in (for its thread count, ISA, timings). */
+const struct md_context *md_vqa_context(const struct md_vqa *vqa);
 /* The side of the square the vision tower sees: frames larger than it can be
  * shrunk (aspect kept) before md_vqa_stream_add, which is all it needs. */
 int32_t md_vqa_frame_side(const struct md_vqa *vqa);
@@ -135,16 +140,27 @@ int md_vqa_check_question(const struct md_vqa *vqa, const char *question, const 
  * The sampling rule
  * ------------------------------------------------------------------------- */
 
-/* A frame is taken when its timestamp reaches the next point of a
- * 1/sample_fps grid that starts at the first frame offered (sample_fps 0:
- * every frame). Streams apply it themselves; a caller that decides on one
- * thread and adds on another (the element's growing window) holds one. */
+/* A frame is taken when its timestamp reaches the next point of a grid
+ * that starts at the first frame offered (or at the start of a known span):
+ * points 1/sample_fps apart (sample_fps 0: every frame), and when the span
+ * the frames will cover is known (a window's bounds, a file's duration) at
+ * least span/max_frames apart, so that at most max_frames points fall in it,
+ * spread over all of it. Streams apply the rule themselves; a caller that
+ * decides on one thread and adds on another (the element's growing window)
+ * holds a grid. */
 struct md_vqa_grid {
     int64_t origin_ns, next_ns;     /* -1 before the first frame */
     int64_t step_ns;                /* 0: every frame */
+    int32_t max_points, taken;      /* with a span: at most max_points frames */
 };
 
 void md_vqa_grid_init(struct md_vqa_grid *g, double sample_fps);
+/* The frames will cover [start_ns, start_ns + span_ns): the grid starts at
+ * start_ns with points at least ceil(span_ns / max_frames) apart, and takes
+ * at most max_frames frames (a span stated short, e.g. a file's duration up
+ * to its last frame's start, loses that frame rather than crowding). */
+void md_vqa_grid_span(struct md_vqa_grid *g, int64_t start_ns, int64_t span_ns,
+                      int32_t max_frames);
 /* Whether the frame at pts_ns is taken (pts_ns < 0, or before the first
  * frame: never). Offer frames in timestamp order. */
 bool md_vqa_grid_take(struct md_vqa_grid *g, int64_t pts_ns);
@@ -166,8 +182,15 @@ struct md_vqa_stream;
 int md_vqa_stream_new(struct md_vqa *vqa, enum md_vqa_mode mode, struct md_vqa_stream **out,
                       char *err, size_t errlen);
 void md_vqa_stream_free(struct md_vqa_stream *s);
-/* Forget every frame (a new video); the sampling grid restarts. */
+/* Forget every frame (a new video); the sampling grid restarts (without a
+ * span). */
 void md_vqa_stream_reset(struct md_vqa_stream *s);
+/* Window streams, before the first frame: the frames will cover
+ * [start_ns, start_ns + span_ns) (a window's bounds, a file's duration).
+ * The stream then takes at most max_frames frames spread over the whole span
+ * (the grid above) instead of thinning a full window as frames come, which
+ * keeps the front of the span over-represented. Unknown span: don't call. */
+void md_vqa_stream_set_span(struct md_vqa_stream *s, int64_t start_ns, int64_t span_ns);
 
 /* The sampling rule: offer every frame's timestamp (in order; pts_ns < 0,
  * no timestamp, is never taken); true when the stream takes that frame, to
@@ -190,6 +213,8 @@ int md_vqa_stream_clone(const struct md_vqa_stream *s, struct md_vqa_stream **ou
                         size_t errlen);
 
 int32_t md_vqa_stream_n_frames(const struct md_vqa_stream *s);   /* held / encoded */
+/* Window: the timestamp of the i-th frame or image held (-1 for an image). */
+int64_t md_vqa_stream_frame_pts(const struct md_vqa_stream *s, int32_t i);
 int64_t md_vqa_stream_first_pts(const struct md_vqa_stream *s);  /* ns, -1 if none */
 int64_t md_vqa_stream_last_pts(const struct md_vqa_stream *s);
 /* Growing: visual tokens held, their host bytes, and the cap in force. */
@@ -210,10 +235,12 @@ typedef bool (*md_vqa_token_callback)(const char *text, int32_t token, void *use
 struct md_vqa_ask {
     const char *question;
     const char *system;             /* NULL: the chat template's default, "": none */
+    const char *chat_template;      /* NULL: the model's (md_chat_format's names) */
     int32_t max_new_tokens;         /* 0: the engine's */
     struct md_sampler_params sampling;   /* temp 0: greedy */
     md_vqa_token_callback on_token; /* NULL: none */
     void *token_user;
+    bool ignore_eos;                /* generate max_new_tokens whatever (benchmarks) */
 };
 
 struct md_vqa_ask md_vqa_default_ask(const char *question);
