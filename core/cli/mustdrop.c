@@ -304,21 +304,6 @@ static void print_load_error(const char *path, const char *err)
         fprintf(stderr, "mustdrop: %s: %s\n", path, err);
 }
 
-/* Offset of the first byte of s that does not begin a valid UTF-8
- * character, or -1 when all of s is valid. */
-static long utf8_bad_offset(const char *s)
-{
-    size_t len = strlen(s);
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        size_t k = md_utf8_decode((const uint8_t *)s + i, len - i, &cp);
-        if (cp == MD_CP_INVALID)
-            return (long)i;
-        i += k;
-    }
-    return -1;
-}
-
 /* The texts must be UTF-8: the tokenizers take bytes, so a prompt in
  * another encoding would be answered as garbage rather than refused. (A
  * question about images is checked by md_vqa_check_question.) */
@@ -327,7 +312,7 @@ static int check_texts(const struct cli_args *a)
     const char *names[2] = { "the prompt", "the system prompt" };
     const char *texts[2] = { a->prompt, a->system };
     for (int i = 0; i < 2; i++) {
-        long bad = texts[i] ? utf8_bad_offset(texts[i]) : -1;
+        long bad = texts[i] ? md_utf8_first_invalid(texts[i]) : -1;
         if (bad >= 0) {
             fprintf(stderr, "mustdrop: %s is not valid UTF-8 (byte 0x%02x at offset %ld)\n",
                     names[i], (unsigned)(unsigned char)texts[i][bad], bad);

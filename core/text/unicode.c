@@ -1,6 +1,8 @@
 /* UTF-8 coding and codepoint classes for the tokenizers. */
 #include "unicode.h"
 
+#include <string.h>
+
 size_t md_utf8_decode(const uint8_t *s, size_t len, uint32_t *cp)
 {
     const uint8_t b0 = s[0];
@@ -94,4 +96,17 @@ uint32_t md_cp_fold_ascii(uint32_t cp)
         if (md_unicode_folds[i].cp == cp)
             return md_unicode_folds[i].ascii;
     return cp;
+}
+
+long md_utf8_first_invalid(const char *s)
+{
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t k = md_utf8_decode((const uint8_t *)s + i, len - i, &cp);
+        if (cp == MD_CP_INVALID)
+            return (long)i;
+        i += k;
+    }
+    return -1;
 }

@@ -38,7 +38,10 @@ size_t md_utf8_decode(const uint8_t *s, size_t len, uint32_t *cp);
  * for an invalid cp. */
 size_t md_utf8_encode(uint32_t cp, uint8_t out[4]);
 
-/* (Whole-string validation is md_utf8_valid() in gguf.h.) */
+/* Offset of the first byte of the NUL-terminated s that does not begin a
+ * valid character, or -1 when all of s is valid UTF-8. (Validation of a
+ * sized buffer is md_utf8_valid() in gguf.h.) */
+long md_utf8_first_invalid(const char *s);
 
 /* Class flags of a codepoint (0 for MD_CP_INVALID and unlisted ones). */
 uint32_t md_cp_flags(uint32_t cp);

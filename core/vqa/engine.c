@@ -77,21 +77,6 @@ struct md_reduce_config vqa_config(const struct md_vqa *v)
     return v->cfg;
 }
 
-/* Offset of the first byte of s that does not start a valid UTF-8
- * character, or -1. */
-static long bad_utf8(const char *s)
-{
-    size_t len = strlen(s);
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        size_t k = md_utf8_decode((const uint8_t *)s + i, len - i, &cp);
-        if (cp == MD_CP_INVALID)
-            return (long)i;
-        i += k;
-    }
-    return -1;
-}
-
 static bool blank(const char *s)
 {
     for (; *s; s++)
@@ -107,13 +92,13 @@ int md_vqa_check_question(const struct md_vqa *v, const char *question, const ch
         snprintf(err, errlen, "the question is empty");
         return MD_ERR_INVALID;
     }
-    long bad = bad_utf8(question);
+    long bad = md_utf8_first_invalid(question);
     if (bad >= 0) {
         snprintf(err, errlen, "the question is not valid UTF-8 (byte 0x%02x at offset %ld)",
                  (unsigned)(uint8_t)question[bad], bad);
         return MD_ERR_INVALID;
     }
-    if (system && (bad = bad_utf8(system)) >= 0) {
+    if (system && (bad = md_utf8_first_invalid(system)) >= 0) {
         snprintf(err, errlen, "the system prompt is not valid UTF-8 (byte 0x%02x at offset %ld)",
                  (unsigned)(uint8_t)system[bad], bad);
         return MD_ERR_INVALID;
