@@ -240,11 +240,6 @@ static size_t flash_smem(int D)
     return sizeof(float) * ((size_t)FA_BQ * D + (size_t)FA_BK * (D + 1) + FA_BQ * FA_BK);
 }
 
-static bool kv_type_ok(const struct md_tensor *t)
-{
-    return t && t->data && (t->type == MD_TYPE_F32 || t->type == MD_TYPE_F16);
-}
-
 // ---- attention through cuBLAS (prefill and vision, F32 cache) -------------
 //
 // S = scale * Q K^T for a block of query rows and every head (strided-batched
@@ -381,17 +376,9 @@ int cu_attention(struct md_backend *be, const struct md_attn_params *p,
                  const struct md_tensor *v, struct md_tensor *out, struct md_tensor *lse)
 {
     cuda_be *c = cu(be);
-    if (!p || p->n_q < 0 || p->n_kv < 0 || p->n_head <= 0 || p->n_head_kv <= 0 ||
-        p->head_dim <= 0 || p->n_head % p->n_head_kv)
-        return MD_ERR_INVALID;
-    int64_t row_q = (int64_t)p->n_head * p->head_dim, row_kv = (int64_t)p->n_head_kv * p->head_dim;
-    if (!is_f32(q) || !is_f32(out) || q->ne[0] != row_q || out->ne[0] != row_q ||
-        md_tensor_nrows(q) < p->n_q || md_tensor_nrows(out) < p->n_q ||
-        !kv_type_ok(k) || !kv_type_ok(v) || k->type != v->type ||
-        k->ne[0] != row_kv || v->ne[0] != row_kv ||
-        md_tensor_nrows(k) < p->n_kv || md_tensor_nrows(v) < p->n_kv ||
-        (lse && (!is_f32(lse) || lse->ne[0] * md_tensor_nrows(lse) < (int64_t)p->n_head * p->n_q)))
-        return MD_ERR_INVALID;
+    int rc = md_attn_check_args(p, q, k, v, out, lse);
+    if (rc)
+        return rc;
     if (p->head_dim > ATTN_MAX_D)
         return set_err(c, MD_ERR_UNSUPPORTED, "attention: head_dim %d > %d is not supported",
                        p->head_dim, ATTN_MAX_D);

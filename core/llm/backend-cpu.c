@@ -704,35 +704,23 @@ static int attn_scratch(struct md_backend_cpu *c, size_t per)
     return MD_OK;
 }
 
-static bool kv_type_ok(const struct md_tensor *t)
-{
-    return t && t->data && (t->type == MD_TYPE_F32 || t->type == MD_TYPE_F16);
-}
-
 static int cpu_attention(struct md_backend *be, const struct md_attn_params *p,
                          const struct md_tensor *q, const struct md_tensor *k,
                          const struct md_tensor *v, struct md_tensor *out, struct md_tensor *lse)
 {
     struct md_backend_cpu *c = cpu_of(be);
-    if (p->n_q < 0 || p->n_kv < 0 || p->n_head <= 0 || p->n_head_kv <= 0 || p->head_dim <= 0 ||
-        p->n_head % p->n_head_kv)
-        return MD_ERR_INVALID;
-    int64_t row_q = (int64_t)p->n_head * p->head_dim, row_kv = (int64_t)p->n_head_kv * p->head_dim;
-    if (!is_f32(q) || !is_f32(out) || q->ne[0] != row_q || out->ne[0] != row_q ||
-        md_tensor_nrows(q) < p->n_q || md_tensor_nrows(out) < p->n_q ||
-        !kv_type_ok(k) || !kv_type_ok(v) || k->type != v->type ||
-        k->ne[0] != row_kv || v->ne[0] != row_kv ||
-        md_tensor_nrows(k) < p->n_kv || md_tensor_nrows(v) < p->n_kv ||
-        (lse && (!is_f32(lse) || lse->ne[0] * md_tensor_nrows(lse) < (int64_t)p->n_head * p->n_q)))
-        return MD_ERR_INVALID;
+    int rc = md_attn_check_args(p, q, k, v, out, lse);
+    if (rc)
+        return rc;
     if (p->n_q == 0)
         return MD_OK;
 
     bool f16 = k->type == MD_TYPE_F16;
+    int64_t row_kv = (int64_t)p->n_head_kv * p->head_dim;
     if (p->n_q >= ATTN_MIN_BLOCKED_Q) {
         size_t d = (size_t)p->head_dim, nkv = (size_t)p->n_kv;
         size_t per = ATTN_QB * d * 2 + nkv * d * 2 + ATTN_QB * nkv + 16;
-        int rc = attn_scratch(c, per);
+        rc = attn_scratch(c, per);
         if (rc)
             return rc;
         int32_t n_blocks = (p->n_q + ATTN_QB - 1) / ATTN_QB;
@@ -745,7 +733,7 @@ static int cpu_attention(struct md_backend *be, const struct md_attn_params *p,
         cpu_run(c, attn_blk_worker, &jb);
         return atomic_load(&jb.failed) ? MD_ERR_NOMEM : MD_OK;
     }
-    int rc = attn_scratch(c, (size_t)p->n_kv + 2 * (size_t)p->head_dim + 16);
+    rc = attn_scratch(c, (size_t)p->n_kv + 2 * (size_t)p->head_dim + 16);
     if (rc)
         return rc;
     struct attn_job j = { p, c->isa, q->data, k->data, v->data, f16, row_kv,

@@ -95,6 +95,12 @@ struct md_attn_params {
     bool causal;
 };
 
+/* The attention op's argument contract above, checked the same way by every
+ * backend: MD_OK, or MD_ERR_INVALID for bad counts, types or shapes. */
+int md_attn_check_args(const struct md_attn_params *p, const struct md_tensor *q,
+                       const struct md_tensor *k, const struct md_tensor *v,
+                       const struct md_tensor *out, const struct md_tensor *lse);
+
 struct md_backend_ops {
     const char *name;                      /* "cpu", "cuda" */
     void (*destroy)(struct md_backend *be);

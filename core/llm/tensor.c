@@ -1,6 +1,7 @@
 /* Tensor helpers shared by every backend. Kept apart from the backend
  * registry (backend.c) because the CUDA module (cuda/) links this file into
  * itself: a module loaded RTLD_LOCAL cannot resolve symbols from its host. */
+#include <stdbool.h>
 #include <string.h>
 
 #include "backend.h"
@@ -39,4 +40,32 @@ int md_backend_alloc_2d(struct md_backend *be, struct md_tensor *t, uint32_t typ
     t->ne[1] = ne1;
     t->ne[2] = t->ne[3] = 1;
     return be->ops->tensor_alloc(be, t);
+}
+
+static bool is_f32(const struct md_tensor *t)
+{
+    return t && t->type == MD_TYPE_F32 && t->data;
+}
+
+static bool kv_type_ok(const struct md_tensor *t)
+{
+    return t && t->data && (t->type == MD_TYPE_F32 || t->type == MD_TYPE_F16);
+}
+
+int md_attn_check_args(const struct md_attn_params *p, const struct md_tensor *q,
+                       const struct md_tensor *k, const struct md_tensor *v,
+                       const struct md_tensor *out, const struct md_tensor *lse)
+{
+    if (!p || p->n_q < 0 || p->n_kv < 0 || p->n_head <= 0 || p->n_head_kv <= 0 ||
+        p->head_dim <= 0 || p->n_head % p->n_head_kv)
+        return MD_ERR_INVALID;
+    int64_t row_q = (int64_t)p->n_head * p->head_dim, row_kv = (int64_t)p->n_head_kv * p->head_dim;
+    if (!is_f32(q) || !is_f32(out) || q->ne[0] != row_q || out->ne[0] != row_q ||
+        md_tensor_nrows(q) < p->n_q || md_tensor_nrows(out) < p->n_q ||
+        !kv_type_ok(k) || !kv_type_ok(v) || k->type != v->type ||
+        k->ne[0] != row_kv || v->ne[0] != row_kv ||
+        md_tensor_nrows(k) < p->n_kv || md_tensor_nrows(v) < p->n_kv ||
+        (lse && (!is_f32(lse) || lse->ne[0] * md_tensor_nrows(lse) < (int64_t)p->n_head * p->n_q)))
+        return MD_ERR_INVALID;
+    return MD_OK;
 }
