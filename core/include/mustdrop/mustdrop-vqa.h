@@ -241,9 +241,51 @@ struct md_vqa_ask {
     md_vqa_token_callback on_token; /* NULL: none */
     void *token_user;
     bool ignore_eos;                /* generate max_new_tokens whatever (benchmarks) */
+    /* Constrained answers, at most one of the two (docs/structured.md).
+     * choices[0..n_choices): the answer is exactly one of these texts, the
+     * one whose tokens followed by the end of the answer the model gives the
+     * highest probability (every choice scored in full by the model, not
+     * string-matched afterwards). Sampling settings do not apply. */
+    const char *const *choices;
+    int32_t n_choices;
+    /* A JSON schema (the subset docs/structured.md lists), compiled to a
+     * grammar that constrains every sampled token: the answer is always a
+     * JSON text valid for it. NULL: free text. */
+    const char *json_schema;
 };
 
 struct md_vqa_ask md_vqa_default_ask(const char *question);
+
+/* A constrained answer, parsed: a choice is a string; a JSON schema's answer
+ * has the schema's types (objects keep the schema's property order). */
+enum md_value_type {
+    MD_VALUE_BOOL = 1,
+    MD_VALUE_INT = 2,
+    MD_VALUE_STRING = 3,
+    MD_VALUE_OBJECT = 4,
+};
+
+struct md_value {
+    enum md_value_type type;
+    bool boolean;                   /* MD_VALUE_BOOL */
+    int64_t integer;                /* MD_VALUE_INT */
+    char *string;                   /* MD_VALUE_STRING: UTF-8, owned */
+    int32_t n_members;              /* MD_VALUE_OBJECT */
+    char **keys;                    /* owned */
+    struct md_value *members;       /* owned, n_members of them */
+};
+
+/* Whether schema is a JSON schema md_vqa can constrain answers to: MD_OK, or
+ * MD_ERR_INVALID with the cause and where (a JSON pointer) in err, e.g.
+ * "/properties/n: type \"number\" is not supported (integer is)". */
+int md_vqa_check_schema(const char *schema, char *err, size_t errlen);
+
+/* "yes|no" -> {"yes", "no"}: the choices of a '|'-separated list (each
+ * trimmed of surrounding spaces; empty or duplicate choices are an error).
+ * *out is one allocation (md_vqa_choices_free). MD_OK or MD_ERR_INVALID /
+ * MD_ERR_NOMEM with err. */
+int md_vqa_choices_parse(const char *list, char ***out, int32_t *n, char *err, size_t errlen);
+void md_vqa_choices_free(char **choices);
 
 struct md_vqa_timings {
     double encode_ms;               /* vision tower (+ stage (a)/(b) selection) */
@@ -263,6 +305,10 @@ struct md_vqa_answer {
     char reduce[256];               /* the spec in force (growing: with its cap) */
     struct md_vqa_timings timings;
     struct md_reduce_stats stats;   /* the reduction session's figures */
+    /* constrained answers: the choice's index (-1 otherwise) and the answer
+     * parsed (NULL for free text); text is the choice, or the JSON text */
+    int32_t choice;
+    struct md_value *value;
 };
 
 /* Answer ask->question over the frames s holds. MD_OK; MD_ERR_ABORTED;
