@@ -56,6 +56,9 @@ struct cli_args {
     double fps;              /* --fps F: frames a second sampled (-1: not given) */
     const char *reduce;      /* --reduce SPEC: token reduction (mustdrop-reduce.h) */
     bool stats_json;         /* --stats json */
+    char **choices;          /* --choices 'a|b|c' (md_vqa_choices_parse) */
+    int32_t n_choices;
+    char *json_schema;       /* --json-schema: the text, inline or read from the file */
     char default_llm[4096];  /* the default model's files, when -m is not given */
     char default_mmproj[4096];
 };
@@ -103,6 +106,10 @@ static void usage(FILE *f)
         "      --reduce SPEC    visual-token reduction, e.g. mustdrop:tokens=128,\n"
         "                       hired:budget=0.2,alpha=0.5, fastv:k=2,r=0.5, dycoke:k=0.7,\n"
         "                       '+' composes stages (docs/reduction.md)\n"
+        "      --choices 'A|B'  the answer is exactly one of these, the one the model\n"
+        "                       scores highest (docs/structured.md)\n"
+        "      --json-schema S  the answer is JSON valid for the schema S: a file, or the\n"
+        "                       schema itself when it starts with '{' (docs/structured.md)\n"
         "      --stats json     print the token/FLOP/KV/time stats of the answer as one\n"
         "                       JSON line on stderr\n"
         "                       vision prompts use the model's chat template\n"
@@ -153,12 +160,61 @@ static int parse_float(const char *opt, const char *s, float *out)
     return 0;
 }
 
+/* A file's text, NUL-terminated (at most 1 MiB); NULL with err. */
+static char *read_text_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 20;
+    char *buf = malloc(cap + 1);
+    size_t n = buf ? fread(buf, 1, cap + 1, f) : 0;
+    bool bad = !buf || ferror(f) || n > cap;
+    fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" : n > cap ? "larger than 1 MiB"
+                                                                              : "read error");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* --choices and --json-schema, checked now (a bad one is a usage error). */
+static int parse_constraint(const char *o, const char *v, struct cli_args *a)
+{
+    char err[1024];
+    if (!strcmp(o, "--choices")) {
+        md_vqa_choices_free(a->choices);
+        if (md_vqa_choices_parse(v, &a->choices, &a->n_choices, err, sizeof err)) {
+            fprintf(stderr, "mustdrop: --choices: %s\n", err);
+            return -1;
+        }
+        return 0;
+    }
+    free(a->json_schema);
+    a->json_schema = v[strspn(v, " \t\r\n")] == '{' ? strdup(v) : read_text_file(v, err, sizeof err);
+    if (!a->json_schema) {
+        fprintf(stderr, "mustdrop: --json-schema: %s\n", err);
+        return -1;
+    }
+    if (md_vqa_check_schema(a->json_schema, err, sizeof err)) {
+        fprintf(stderr, "mustdrop: --json-schema: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* The options about images and video; 1 when o is not one of them, 0 when
  * taken, -1 on a bad value. *i moves past the value. */
 static int parse_vision_option(const char *o, const char *v, int *i, struct cli_args *a)
 {
     if (strcmp(o, "--mmproj") && strcmp(o, "--image") && strcmp(o, "--video") &&
-        strcmp(o, "--frames") && strcmp(o, "--fps") && strcmp(o, "--reduce") && strcmp(o, "--stats"))
+        strcmp(o, "--frames") && strcmp(o, "--fps") && strcmp(o, "--reduce") && strcmp(o, "--stats") &&
+        strcmp(o, "--choices") && strcmp(o, "--json-schema"))
         return 1;
     if (!v) {
         fprintf(stderr, "mustdrop: %s needs a value\n", o);
@@ -183,6 +239,8 @@ static int parse_vision_option(const char *o, const char *v, int *i, struct cli_
         char rerr[256];
         if (md_reduce_parse(v, &rc_, rerr, sizeof rerr)) { fprintf(stderr, "mustdrop: --reduce: %s\n", rerr); return -1; }
         a->reduce = v;
+    } else if (!strcmp(o, "--choices") || !strcmp(o, "--json-schema")) {
+        return parse_constraint(o, v, a);
     } else {
         if (strcmp(v, "json")) { fprintf(stderr, "mustdrop: --stats: only 'json' is supported, got '%s'\n", v); return -1; }
         a->stats_json = true;
@@ -206,6 +264,11 @@ static int check_args(const struct cli_args *a)
         fprintf(stderr, "mustdrop: --reduce and --stats need --mmproj and --image/--video\n");
         return -1;
     }
+    if ((a->choices || a->json_schema) && !vision) {
+        fprintf(stderr, "mustdrop: --choices and --json-schema need --image/--video\n");
+        return -1;
+    }
+    if (a->choices && a->json_schema) { fprintf(stderr, "mustdrop: --choices or --json-schema, not both\n"); return -1; }
     if ((a->n_frames || a->fps >= 0) && !a->video) { fprintf(stderr, "mustdrop: --frames and --fps need --video FILE\n"); return -1; }
     /* md_vqa builds the prompt itself: its tokens are not shown */
     if (vision && a->verbose_prompt) {
@@ -601,6 +664,9 @@ static struct md_vqa_ask vqa_ask(const struct cli_args *a, struct answer_out *ou
         ask.sampling.temp = 0.0f;
     ask.on_token = print_so_far;
     ask.token_user = out;
+    ask.choices = (const char *const *)a->choices;
+    ask.n_choices = a->n_choices;
+    ask.json_schema = a->json_schema;
     return ask;
 }
 
@@ -710,6 +776,9 @@ static int answer(struct md_vqa *vqa, struct md_vqa_stream *s, const struct cli_
         return 1;
     }
     print_rest(&out, ans.text);
+    if (ans.choice >= 0)
+        fprintf(stderr, "mustdrop: choice %d of %d, %d token(s) scored\n", (int)ans.choice + 1,
+                (int)a->n_choices, (int)ans.generated_tokens);
     report_answer(vqa, s, &ans, a);
     if (a->stats_json)
         print_stats_json(&ans, a->reduce ? a->reduce : ans.reduce);
@@ -742,12 +811,9 @@ static int main_vision(const struct cli_args *a)
 }
 #endif
 
-int main(int argc, char **argv)
+static int run(struct cli_args *ap)
 {
-    struct cli_args a;
-    int pr = parse_args(argc, argv, &a);
-    if (pr) return pr > 0 ? 0 : 2;
-
+    struct cli_args a = *ap;   /* the default model's paths are filled in here */
     char err[8192];
     bool vision = a.n_images || a.video;
     if (!a.model) {
@@ -766,4 +832,14 @@ int main(int argc, char **argv)
 #endif
     if (check_texts(&a)) return 2;
     return main_text(&a);
+}
+
+int main(int argc, char **argv)
+{
+    struct cli_args a;
+    int pr = parse_args(argc, argv, &a);
+    int status = pr ? (pr > 0 ? 0 : 2) : run(&a);
+    md_vqa_choices_free(a.choices);
+    free(a.json_schema);
+    return status;
 }

@@ -355,6 +355,7 @@ int md_reduce_prefill_batch(struct md_reduce_session *s, const struct md_batch *
                               b->n, md_context_n_batch(s->ctx));
     double t0 = md_reduce_now_ms();
     s->prefilled = false;
+    md_reduce_unmark(s);
     md_kv_clear(s->ctx);
     set_policies(s);
     s->n_rows_prompt = b->n;
@@ -559,7 +560,7 @@ static int evict(struct md_reduce_session *s)
 
 static bool evicting(const struct md_reduce_session *s)
 {
-    return has(s, MD_REDUCE_MUSTDROP) && s->cfg.md_kv == MD_REDUCE_KV_DECODE;
+    return has(s, MD_REDUCE_MUSTDROP) && s->cfg.md_kv == MD_REDUCE_KV_DECODE && !s->marked;
 }
 
 static int decode_layers(struct md_reduce_session *s)
@@ -617,3 +618,4 @@ int md_reduce_decode(struct md_reduce_session *s, int32_t token)
     s->st.ms_decode += md_reduce_now_ms() - t0;
     return rc ? md_reduce_fail(s, rc, "decode: eviction failed") : MD_OK;
 }
+

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "llm.h"
 #include "session.h"
 
 /* ---- shared by the stages ---------------------------------------------------- */
@@ -151,6 +152,7 @@ void md_reduce_session_free(struct md_reduce_session *s)
     free(s->pending);
     free(s->pending_score);
     free_tracking(s);
+    md_reduce_unmark(s);
     free(s->row_vis);
     free(s->row_key);
     free(s->logits);
@@ -165,6 +167,7 @@ void md_reduce_reset(struct md_reduce_session *s)
     s->n_frames = 0;
     s->n_pending = 0;
     s->prefilled = false;
+    md_reduce_unmark(s);
     md_kv_clear(s->ctx);
     int32_t nl = s->st.n_layer;
     memset(&s->st, 0, sizeof s->st);
@@ -184,6 +187,43 @@ const struct md_reduce_stats *md_reduce_stats(const struct md_reduce_session *s)
 const char *md_reduce_error(const struct md_reduce_session *s)
 {
     return s ? s->err : "no session";
+}
+
+/* ---- mark and rewind (md_vqa scores continuations from one prefill) ---- */
+int md_reduce_mark(struct md_reduce_session *s)
+{
+    if (!s || !s->prefilled)
+        return s ? md_reduce_fail(s, MD_ERR_INVALID, "mark before a successful prefill")
+                 : MD_ERR_INVALID;
+    md_reduce_unmark(s);
+    s->mark_logits = malloc(sizeof(float) * (size_t)s->n_vocab);
+    if (!s->mark_logits || md_kv_snapshot_init(&s->mark_kv, s->n_layer)) {
+        md_reduce_unmark(s);
+        return md_reduce_fail(s, MD_ERR_NOMEM, "mark: out of memory");
+    }
+    md_kv_snapshot_take(s->ctx->kv, &s->mark_kv);
+    memcpy(s->mark_logits, s->logits, sizeof(float) * (size_t)s->n_vocab);
+    s->marked = true;
+    return MD_OK;
+}
+
+int md_reduce_rewind(struct md_reduce_session *s)
+{
+    if (!s || !s->marked)
+        return s ? md_reduce_fail(s, MD_ERR_INVALID, "rewind without a mark") : MD_ERR_INVALID;
+    md_kv_snapshot_restore(s->ctx->kv, &s->mark_kv);
+    memcpy(s->logits, s->mark_logits, sizeof(float) * (size_t)s->n_vocab);
+    return MD_OK;
+}
+
+void md_reduce_unmark(struct md_reduce_session *s)
+{
+    if (!s)
+        return;
+    md_kv_snapshot_free(&s->mark_kv);
+    free(s->mark_logits);
+    s->mark_logits = NULL;
+    s->marked = false;
 }
 
 /* ---- what the session holds ------------------------------------------------ */

@@ -5,6 +5,7 @@
 #define MD_REDUCE_SESSION_H
 
 #include "flops.h"
+#include "kv.h"
 #include "reduce-impl.h"
 
 /* One image, tile or frame's kept rows. */
@@ -61,6 +62,11 @@ struct md_reduce_session {
     int32_t n_ctx;
     int32_t since_evict;
 
+    /* md_reduce_mark: the state after the prefill to come back to */
+    bool marked;
+    struct md_kv_snapshot mark_kv;
+    float *mark_logits;
+
     struct md_reduce_stats st;
     char err[256];
 };
@@ -77,6 +83,17 @@ int md_reduce_fail(struct md_reduce_session *s, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 double md_reduce_now_ms(void);
 void md_reduce_block_free(struct md_block *b);
+
+/* ---- session.c: trying continuations (md_vqa's choices) ---- */
+/* Remember the state after the prefill: every layer's KV length and the
+ * logits. While marked, decode-time eviction is suspended (a compaction
+ * cannot be undone), so decodes only append and md_reduce_rewind drops
+ * them. Stats and timings keep counting the work done. */
+int md_reduce_mark(struct md_reduce_session *s);
+/* Back to the marked state (the mark stays). */
+int md_reduce_rewind(struct md_reduce_session *s);
+/* Forget the mark (reset and prefill forget it too). */
+void md_reduce_unmark(struct md_reduce_session *s);
 
 /* ---- encode.c: what the prefill needs of stage (b) ---- */
 /* Apply the global cap to the blocks held (trimming the lowest scores). */

@@ -1,9 +1,12 @@
 /* md_vqa answers: fit the frames into the context, encode, prefill through
- * the reduction session ("none" included), generate. */
+ * the reduction session ("none" included), generate (free, or constrained
+ * to a JSON schema), or score the choices (choices.c). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "grammar.h"
 #include "tokenizer.h"
 #include "unicode.h"
 #include "vqa-impl.h"
@@ -20,7 +23,9 @@ void md_vqa_answer_clear(struct md_vqa_answer *a)
     if (!a)
         return;
     free(a->text);
+    md_value_free(a->value);
     memset(a, 0, sizeof *a);
+    a->choice = -1;
 }
 
 /* A growing text buffer, NUL-terminated. */
@@ -102,14 +107,62 @@ static char *finish_text(const char *s, size_t len)
     return t;
 }
 
+/* A JSON-schema answer in progress: the matcher's state and the buffers
+ * the mask needs. */
+struct constraint {
+    const struct md_grammar *g;
+    const struct md_pieces *pieces;
+    struct md_gstate st;
+    bool *allowed;              /* [n_vocab] */
+    float *logits;              /* [n_vocab] masked */
+};
+
+/* c->logits: every token the grammar cannot take at -inf (the end of
+ * generation only once the value is complete). MD_ERR_UNSUPPORTED with err
+ * when no token can continue (a vocabulary without the bytes needed). */
+static int constrain(struct constraint *c, const struct md_vocab *vocab, const float *logits,
+                     int32_t n_vocab, char *err, size_t errlen)
+{
+    int64_t n = md_grammar_mask(c->g, &c->st, c->pieces, c->allowed);
+    if (n < 0) {
+        snprintf(err, errlen, "out of memory");
+        return MD_ERR_NOMEM;
+    }
+    bool end = md_gstate_complete(c->g, &c->st);
+    for (int32_t t = 0; t < n_vocab; t++)
+        c->logits[t] = c->allowed[t] || (end && md_vocab_is_eog(vocab, t)) ? logits[t]
+                                                                            : -INFINITY;
+    if (n == 0 && !end) {
+        snprintf(err, errlen, "no token of the vocabulary continues the JSON answer");
+        return MD_ERR_UNSUPPORTED;
+    }
+    return MD_OK;
+}
+
+/* The sampler's pick, or the first token the grammar allows when the model
+ * gives every allowed token -inf (the pick is then arbitrary). */
+static int32_t allowed_pick(const struct constraint *c, const struct md_vocab *vocab,
+                            int32_t tok, int32_t n_vocab)
+{
+    bool end = md_gstate_complete(c->g, &c->st);
+    if (tok >= 0 && (c->allowed[tok] || (end && md_vocab_is_eog(vocab, tok))))
+        return tok;
+    for (int32_t t = 0; t < n_vocab; t++)
+        if (c->allowed[t] || (end && md_vocab_is_eog(vocab, t)))
+            return t;
+    return -1;
+}
+
 /* Generate after a prefill: up to max_new tokens, stopping at the end of
- * generation, on_token's refusal or an abort. */
+ * generation, on_token's refusal or an abort; with c, only tokens the
+ * grammar takes, until the value closes. */
 static int generate(struct md_vqa_stream *s, struct md_reduce_session *rs,
-                    const struct md_vqa_ask *ask, int32_t max_new, struct md_vqa_answer *out,
-                    char *err, size_t errlen)
+                    const struct md_vqa_ask *ask, int32_t max_new, struct constraint *c,
+                    struct md_vqa_answer *out, char *err, size_t errlen)
 {
     struct md_vqa *v = s->vqa;
     const struct md_vocab *vocab = md_model_vocab(v->model);
+    int32_t n_vocab = md_model_n_vocab(v->model);
     struct md_sampler *smp = md_sampler_new(&ask->sampling);
     if (!smp) {
         snprintf(err, errlen, "invalid sampling parameters");
@@ -122,13 +175,23 @@ static int generate(struct md_vqa_stream *s, struct md_reduce_session *rs,
             rc = MD_ERR_ABORTED;
             break;
         }
-        int32_t tok = md_sampler_sample(smp, md_reduce_logits(rs), md_model_n_vocab(v->model));
-        if (tok < 0 || (!ask->ignore_eos && md_vocab_is_eog(vocab, tok)))
+        if (c && md_gstate_finished(&c->st))
+            break;
+        const float *logits = md_reduce_logits(rs);
+        if (c && (rc = constrain(c, vocab, logits, n_vocab, err, errlen)))
+            break;
+        logits = c ? c->logits : logits;
+        int32_t tok = md_sampler_sample(smp, logits, n_vocab);
+        if (c)
+            tok = allowed_pick(c, vocab, tok, n_vocab);
+        if (tok < 0 || ((!ask->ignore_eos || c) && md_vocab_is_eog(vocab, tok)))
             break;
         char piece[256];
         int32_t np = md_token_to_piece(vocab, tok, piece, sizeof piece, false);
         if (np > 0 && np <= (int32_t)sizeof piece && (rc = text_add(&t, piece, (size_t)np)))
             break;
+        if (c)
+            md_gstate_feed_bytes(c->g, &c->st, piece, (size_t)np);   /* the mask let it in */
         out->generated_tokens++;
         if (ask->on_token) {
             char *so_far = repair_utf8(t.buf, t.len, true);
@@ -151,6 +214,54 @@ static int generate(struct md_vqa_stream *s, struct md_reduce_session *rs,
     if (!rc && !(out->text = finish_text(t.buf, t.len)))
         rc = MD_ERR_NOMEM;
     free(t.buf);
+    return rc;
+}
+
+/* Build the engine's pieces once. */
+static int ensure_pieces(struct md_vqa *v, char *err, size_t errlen)
+{
+    if (v->pieces)
+        return MD_OK;
+    int rc = md_pieces_from_vocab(md_model_vocab(v->model), &v->pieces);
+    if (rc)
+        snprintf(err, errlen, "out of memory");
+    return rc;
+}
+
+/* Generate under the schema's grammar; the text must close the value
+ * (an unfinished one is an error, never an answer), then it is parsed. */
+static int generate_json(struct md_vqa_stream *s, struct md_reduce_session *rs,
+                         const struct md_vqa_ask *ask, int32_t max_new,
+                         struct md_vqa_answer *out, char *err, size_t errlen)
+{
+    struct md_vqa *v = s->vqa;
+    struct md_grammar *g;
+    int rc = md_grammar_compile(ask->json_schema, &g, err, errlen);
+    if (rc)
+        return rc;
+    int32_t n_vocab = md_model_n_vocab(v->model);
+    struct constraint c = { .g = g, .allowed = malloc(sizeof(bool) * (size_t)n_vocab),
+                            .logits = malloc(sizeof(float) * (size_t)n_vocab) };
+    rc = c.allowed && c.logits ? ensure_pieces(v, err, errlen) : MD_ERR_NOMEM;
+    c.pieces = v->pieces;
+    md_gstate_init(g, &c.st);
+    if (!rc)
+        rc = generate(s, rs, ask, max_new, &c, out, err, errlen);
+    if (!rc && !md_gstate_complete(g, &c.st)) {
+        snprintf(err, errlen, "the JSON answer was not complete after %d tokens: raise "
+                 "max_new_tokens or lower the schema's maxLength", out->generated_tokens);
+        rc = MD_ERR_INVALID;
+    }
+    if (!rc && !(out->value = md_value_from_json(out->text))) {
+        snprintf(err, errlen, "the JSON answer does not parse: %s", out->text);
+        rc = MD_ERR_INVALID;
+    }
+    out->stopped = rc ? out->stopped : false;
+    if (rc == MD_ERR_NOMEM && !*err)
+        snprintf(err, errlen, "out of memory");
+    free(c.allowed);
+    free(c.logits);
+    md_grammar_free(g);
     return rc;
 }
 
@@ -287,6 +398,36 @@ static int prepare_window(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
     return rc;
 }
 
+/* The ask's constraint, checked before any work: choices are texts a
+ * answer can be (not empty, valid UTF-8, no surrounding whitespace, no
+ * repeats), a schema is of the subset. */
+static int check_constraints(const struct md_vqa_ask *ask, char *err, size_t errlen)
+{
+    if (ask->n_choices < 0 || (ask->n_choices > 0 && !ask->choices)) {
+        snprintf(err, errlen, "n_choices is %d with %s choices", ask->n_choices,
+                 ask->choices ? "some" : "no");
+        return MD_ERR_INVALID;
+    }
+    if (ask->n_choices > 0 && ask->json_schema) {
+        snprintf(err, errlen, "choices and a JSON schema together (at most one)");
+        return MD_ERR_INVALID;
+    }
+    for (int32_t i = 0; i < ask->n_choices; i++) {
+        const char *c = ask->choices[i];
+        size_t n = c ? strlen(c) : 0;
+        const char *why = !n ? "is empty" : md_utf8_first_invalid(c) >= 0 ? "is not valid UTF-8"
+                          : strchr(" \t\r\n\f\v", c[0]) || strchr(" \t\r\n\f\v", c[n - 1])
+                              ? "has surrounding whitespace" : NULL;
+        for (int32_t k = 0; !why && k < i; k++)
+            why = strcmp(ask->choices[k], c) ? NULL : "repeats an earlier one";
+        if (why) {
+            snprintf(err, errlen, "choice %d %s", i, why);
+            return MD_ERR_INVALID;
+        }
+    }
+    return ask->json_schema ? md_vqa_check_schema(ask->json_schema, err, errlen) : MD_OK;
+}
+
 int md_vqa_answer(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
                   struct md_vqa_answer *out, char *err, size_t errlen)
 {
@@ -299,8 +440,11 @@ int md_vqa_answer(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
     if (!s || !ask || !out)
         return MD_ERR_INVALID;
     memset(out, 0, sizeof *out);
+    out->choice = -1;
     struct md_vqa *v = s->vqa;
     int rc = md_vqa_check_question(v, ask->question, ask->system, err, errlen);
+    if (!rc)
+        rc = check_constraints(ask, err, errlen);
     if (rc)
         return rc;
     if (md_vqa_stream_n_frames(s) == 0) {
@@ -326,8 +470,12 @@ int md_vqa_answer(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
             snprintf(err, errlen, "the prompt (%d tokens) fills the context (%d)",
                      out->prompt_tokens, md_context_n_ctx(v->ctx));
             rc = MD_ERR_CONTEXT_FULL;
+        } else if (ask->n_choices > 0) {
+            rc = vqa_answer_choices(s, rs, ask, out, err, errlen);
+        } else if (ask->json_schema) {
+            rc = generate_json(s, rs, ask, max_new < room ? max_new : room, out, err, errlen);
         } else {
-            rc = generate(s, rs, ask, max_new < room ? max_new : room, out, err, errlen);
+            rc = generate(s, rs, ask, max_new < room ? max_new : room, NULL, out, err, errlen);
         }
     }
     if (!rc) {

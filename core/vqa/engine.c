@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grammar.h"
 #include "tokenizer.h"
 #include "unicode.h"
 #include "vqa-impl.h"
@@ -368,6 +369,7 @@ void md_vqa_free(struct md_vqa *v)
     if (!v)
         return;
     md_reduce_session_free(v->window_session);
+    md_pieces_free(v->pieces);
     md_context_free(v->ctx);
     md_vision_free(v->vision);
     md_model_free(v->model);

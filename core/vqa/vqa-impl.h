@@ -32,6 +32,9 @@ struct md_vqa {
     struct md_context *ctx;
     /* the session window streams answer through (they take turns) */
     struct md_reduce_session *window_session;
+    /* the vocabulary's pieces in byte order, built by the first answer
+     * constrained to a JSON schema (grammar.h) */
+    struct md_pieces *pieces;
 };
 
 /* A frame or still image a window stream holds (its own RGB copy). */
@@ -76,6 +79,12 @@ void vqa_no_room(const struct md_vqa *v, int64_t question_tokens, int64_t text_t
                  int64_t need, char *err, size_t errlen);
 /* The reduction config of the engine's spec, as a session needs it. */
 struct md_reduce_config vqa_config(const struct md_vqa *v);
+
+/* choices.c: after the prefill, the choice the model gives the highest
+ * probability (out->text, choice, value, generated_tokens). */
+int vqa_answer_choices(struct md_vqa_stream *s, struct md_reduce_session *rs,
+                       const struct md_vqa_ask *ask, struct md_vqa_answer *out, char *err,
+                       size_t errlen);
 
 /* stream.c */
 int32_t vqa_frame_tokens(const struct md_vqa *v);   /* one frame (+ its newline row) */
