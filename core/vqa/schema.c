@@ -163,10 +163,11 @@ static int compile_enum(struct compiler *c, const struct md_json *s, const char 
     for (int32_t i = 0; i < n; i++) {
         const struct md_json *v = e ? &e->items[i] : k;
         if (v->type != MD_JSON_STRING && v->type != MD_JSON_INT && v->type != MD_JSON_BOOL)
-            return bad(c, "%s value %d: a %s (strings, integers and booleans are supported)",
+            return bad(c, "%s value %d is of type %s (strings, integers and booleans are "
+                          "supported)",
                        e ? "enum" : "const", i, type_name(v->type));
         if (type && strcmp(type, type_name(v->type)))
-            return bad(c, "%s value %d is a %s, the type is %s", e ? "enum" : "const", i,
+            return bad(c, "%s value %d is of type %s, the type is %s", e ? "enum" : "const", i,
                        type_name(v->type), type);
         if (!(nd->alts[i] = json_text(v)))
             return MD_ERR_NOMEM;
