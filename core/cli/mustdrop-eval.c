@@ -2,7 +2,7 @@
  *
  *   mustdrop-eval --split DIR [-m LLM.gguf --mmproj MMPROJ.gguf] [--reduce SPEC]
  *                 [--frames N] [--fps F] [--limit N] [-t THREADS] [-c N_CTX] [--out FILE]
- *                 [--json]
+ *                 [--json] [--choices-per-type]
  *
  * DIR/manifest.jsonl: one object per line, {"id", "video" (relative to DIR),
  * "question", "answer", "type"} (extra keys ignored). Each question is one
@@ -37,12 +37,15 @@ struct eval_args {
     int n_ctx;              /* -c: KV cache size (0: min(model, 4096), as mustdrop) */
     const char *out;
     bool json;
+    bool choices_per_type;  /* --choices-per-type: each answer chosen among its type's */
     char default_llm[4096], default_mmproj[4096];
 };
 
 struct item {
     long line;
     char *id, *video, *question, *answer, *type;
+    char **choices;         /* the line's "choices": "a|b|c" (NULL: none) */
+    int32_t n_choices;
 };
 
 struct type_acc {
@@ -85,6 +88,10 @@ static void usage(FILE *f)
         "      --out FILE       per-question predictions as JSON lines: id, type, answer,\n"
         "                       prediction, correct, visual_tokens_kept (and error)\n"
         "      --json           one JSON summary line on stdout (the table goes to stderr)\n"
+        "      --choices-per-type  answer each question with choices (docs/structured.md):\n"
+        "                       its line's \"choices\" (\"a|b|c\") when it has one, else the\n"
+        "                       distinct expected answers of its type in the whole manifest\n"
+        "                       (a type with fewer than 2 is answered freely)\n"
         "  -h, --help           this text\n"
         "\n"
         "Answers: greedy decoding, at most %d new tokens, stopping at end of text; a\n"
@@ -167,6 +174,7 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
         else if (!strcmp(o, "-c") || !strcmp(o, "--ctx-size")) { NEED_VALUE(); if (parse_long(o, v, 0, 1000000000L, &x)) return -1; a->n_ctx = (int)x; }
         else if (!strcmp(o, "--out")) { NEED_VALUE(); a->out = v; }
         else if (!strcmp(o, "--json")) a->json = true;
+        else if (!strcmp(o, "--choices-per-type")) a->choices_per_type = true;
         else { fprintf(stderr, "mustdrop-eval: unknown option '%s' (see --help)\n", o); return -1; }
 #undef NEED_VALUE
     }
@@ -183,6 +191,24 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
 static void item_free(struct item *it)
 {
     free(it->id); free(it->video); free(it->question); free(it->answer); free(it->type);
+    md_vqa_choices_free(it->choices);
+}
+
+/* The optional "choices" field, a '|'-separated list, parsed. */
+static int take_choices(const struct json_object *o, struct item *it, char *err, size_t errlen)
+{
+    const struct json_field *f = json_get(o, "choices");
+    if (!f) return 0;
+    if (f->type != JSON_STRING) {
+        snprintf(err, errlen, "\"choices\" must be a string");
+        return -1;
+    }
+    char why[256];
+    if (md_vqa_choices_parse(f->str, &it->choices, &it->n_choices, why, sizeof why)) {
+        snprintf(err, errlen, "\"choices\": %s", why);
+        return -1;
+    }
+    return 0;
 }
 
 /* A required (or optional) string field into *out (copied). */
@@ -238,7 +264,8 @@ static int read_manifest(const char *path, struct item **items_out, long *n_out)
                  take_string(&o, "video", true, &it.video, err, sizeof err) ||
                  take_string(&o, "question", true, &it.question, err, sizeof err) ||
                  take_string(&o, "answer", true, &it.answer, err, sizeof err) ||
-                 take_string(&o, "type", false, &it.type, err, sizeof err) ? -1 : 0;
+                 take_string(&o, "type", false, &it.type, err, sizeof err) ||
+                 take_choices(&o, &it, err, sizeof err) ? -1 : 0;
             if (rc && !err[0]) snprintf(err, sizeof err, "out of memory");
             json_object_free(&o);
         }
@@ -276,6 +303,79 @@ static int read_manifest(const char *path, struct item **items_out, long *n_out)
     *items_out = items;
     *n_out = n;
     return 0;
+}
+
+/* ---- the answers of each type (--choices-per-type) ---- */
+
+struct choice_set {
+    char *type;
+    char **answers;              /* trimmed, distinct, in manifest order */
+    int32_t n;
+};
+
+struct choice_sets {
+    struct choice_set *v;
+    int n;
+};
+
+static void choice_sets_free(struct choice_sets *cs)
+{
+    for (int i = 0; i < cs->n; i++) {
+        for (int32_t k = 0; k < cs->v[i].n; k++) free(cs->v[i].answers[k]);
+        free(cs->v[i].answers);
+        free(cs->v[i].type);
+    }
+    free(cs->v);
+    memset(cs, 0, sizeof *cs);
+}
+
+static struct choice_set *choice_set_slot(struct choice_sets *cs, const char *type)
+{
+    for (int i = 0; i < cs->n; i++)
+        if (!strcmp(cs->v[i].type, type)) return &cs->v[i];
+    struct choice_set *v = realloc(cs->v, sizeof *v * (size_t)(cs->n + 1));
+    if (!v) return NULL;
+    cs->v = v;
+    memset(&v[cs->n], 0, sizeof v[0]);
+    if (!(v[cs->n].type = strdup(type))) return NULL;
+    return &v[cs->n++];
+}
+
+/* The distinct expected answers of each type, over every line read
+ * without "choices" of its own (all of them, not only the --limit ones, so
+ * the sets do not depend on it). */
+static int build_choice_sets(const struct item *items, long n, struct choice_sets *cs)
+{
+    for (long i = 0; i < n; i++) {
+        if (items[i].choices) continue;   /* the line brings its own */
+        struct choice_set *set = choice_set_slot(cs, items[i].type);
+        if (!set) return -1;
+        const char *a = items[i].answer;
+        size_t len = strlen(a);
+        while (len && strchr(" \t\r\n\f\v", *a)) { a++; len--; }
+        while (len && strchr(" \t\r\n\f\v", a[len - 1])) len--;
+        bool seen = len == 0;
+        for (int32_t k = 0; !seen && k < set->n; k++)
+            seen = strlen(set->answers[k]) == len && !memcmp(set->answers[k], a, len);
+        if (seen) continue;
+        char **v = realloc(set->answers, sizeof *v * (size_t)(set->n + 1));
+        if (!v) return -1;
+        set->answers = v;
+        if (!(v[set->n] = strndup(a, len))) return -1;
+        set->n++;
+    }
+    for (int i = 0; i < cs->n; i++)
+        fprintf(stderr, "mustdrop-eval: --choices-per-type: %s: %d answer(s)%s\n", cs->v[i].type,
+                (int)cs->v[i].n, cs->v[i].n < 2 ? ", answered freely" : "");
+    return 0;
+}
+
+/* The choices of a question of this type, NULL to answer freely. */
+static const struct choice_set *choices_of(const struct choice_sets *cs, const char *type)
+{
+    for (int i = 0; cs && i < cs->n; i++)
+        if (!strcmp(cs->v[i].type, type)) return cs->v[i].n >= 2 ? &cs->v[i] : NULL;
+    return NULL;
 }
 
 /* ---- answers ---- */
@@ -328,11 +428,15 @@ static bool load_frames(struct engine *e, const char *path)
     return e->video_ok;
 }
 
-/* One question over the frames, as `mustdrop --video` answers it. */
-static void answer(struct engine *e, const char *question, struct result *r)
+/* One question over the frames, as `mustdrop --video` answers it (with
+ * --choices when choices are given). */
+static void answer(struct engine *e, const char *question, char *const *choices,
+                   int32_t n_choices, struct result *r)
 {
     struct md_vqa_ask ask = md_vqa_default_ask(question);   /* greedy */
     ask.max_new_tokens = EVAL_MAX_NEW_TOKENS;
+    ask.choices = (const char *const *)choices;
+    ask.n_choices = n_choices;
     struct md_vqa_answer a;
     int rc = md_vqa_answer(e->frames, &ask, &a, r->err, sizeof r->err);
     if (rc != MD_OK) {   /* an error always counts (and is said) */
@@ -351,6 +455,17 @@ static void answer(struct engine *e, const char *question, struct result *r)
     r->ms_prefill = a.timings.prefill_ms;
     r->ms_decode = a.timings.decode_ms;
     md_vqa_answer_clear(&a);
+}
+
+/* An item's question, with the choices --choices-per-type gives it. */
+static void answer_item(struct engine *e, const struct eval_args *a, const struct choice_sets *cs,
+                        const struct item *it, struct result *r)
+{
+    const struct choice_set *set = a->choices_per_type ? choices_of(cs, it->type) : NULL;
+    if (a->choices_per_type && it->choices)
+        answer(e, it->question, it->choices, it->n_choices, r);
+    else
+        answer(e, it->question, set ? set->answers : NULL, set ? set->n : 0, r);
 }
 
 static struct type_acc *type_slot(struct totals *t, const char *type)
@@ -418,6 +533,8 @@ static void print_report(FILE *f, const struct totals *t, const struct eval_args
         fprintf(f, ", %ld question(s) not run (errors above; counted wrong)", t->n_errors);
     fprintf(f, "\nreduction: %s | frames per video: at most %d, %g a second | device: %s\n",
             a->reduce ? a->reduce : "none", a->n_frames, a->fps, device);
+    if (a->choices_per_type)
+        fprintf(f, "answers: chosen among the expected answers of their type (--choices-per-type)\n");
     fprintf(f, "visual tokens per question: %.1f given to the LLM (%.1f before reduction, "
                "%.1f after prefill pruning)\n", t->vis_kept * m, t->vis_in * m, t->vis_final * m);
     fprintf(f, "LLM prefill: %.4g GFLOPs per question\n", t->flops_prefill * m / 1e9);
@@ -433,7 +550,8 @@ static void print_json(const struct totals *t, const struct eval_args *a, const 
     printf("{\"n\":%ld,\"correct\":%ld,\"accuracy\":%.6f,\"spec\":", t->n, t->correct,
            t->n ? (double)t->correct / t->n : 0.0);
     json_write_string(stdout, a->reduce ? a->reduce : "none");
-    printf(",\"device\":\"%s\",\"sample_fps\":%g", device, a->fps);
+    printf(",\"device\":\"%s\",\"sample_fps\":%g,\"choices_per_type\":%s", device, a->fps,
+           a->choices_per_type ? "true" : "false");
     printf(",\"frames\":%d,\"n_run\":%ld,\"n_errors\":%ld,\"visual_tokens_in\":%.3f,"
            "\"visual_tokens_kept\":%.3f,\"visual_tokens_final\":%.3f,\"flops_prefill\":%.6g,"
            "\"t_vision_ms\":%.3f,\"t_prefill_ms\":%.3f,\"t_decode_ms\":%.3f,\"wall_s\":%.3f,"
@@ -498,8 +616,8 @@ static char *video_path(const char *split, const char *video)
 }
 
 /* One manifest line: its answer, its place in the totals, its report. */
-static int run_item(struct engine *e, const struct eval_args *a, const struct item *it, long i,
-                    long n_items, struct totals *t, FILE *out)
+static int run_item(struct engine *e, const struct eval_args *a, const struct choice_sets *cs,
+                    const struct item *it, long i, long n_items, struct totals *t, FILE *out)
 {
     struct result r;
     memset(&r, 0, sizeof r);
@@ -509,7 +627,7 @@ static int run_item(struct engine *e, const struct eval_args *a, const struct it
     if (!load_frames(e, path))
         snprintf(r.err, sizeof r.err, "video: %s", e->video_err);
     else
-        answer(e, it->question, &r);
+        answer_item(e, a, cs, it, &r);
     free(path);
     const char *prediction = r.prediction ? r.prediction : "";
     bool ok = !r.err[0] && same_answer(prediction, it->answer);
@@ -569,6 +687,11 @@ int main(int argc, char **argv)
     int status = read_manifest(manifest, &items, &n_items);
     free(manifest);
     if (status) return 1;
+    struct choice_sets cs = { NULL, 0 };
+    if (a.choices_per_type && build_choice_sets(items, n_items, &cs)) {
+        fprintf(stderr, "mustdrop-eval: out of memory\n");
+        status = 1;
+    }
     if (a.limit > 0 && a.limit < n_items) {
         for (long i = a.limit; i < n_items; i++) item_free(&items[i]);
         n_items = a.limit;
@@ -578,16 +701,19 @@ int main(int argc, char **argv)
     struct engine e;
     struct totals t;
     memset(&t, 0, sizeof t);
-    status = 1;
-    if (load_engine(&e, &a))
+    memset(&e, 0, sizeof e);
+    if (status || load_engine(&e, &a)) {
+        status = 1;
         goto done;
+    }
+    status = 1;
     if (a.out && !(out = fopen(a.out, "w"))) {
         fprintf(stderr, "mustdrop-eval: cannot write '%s': %s\n", a.out, strerror(errno));
         goto done;
     }
     media_set_verbose(getenv("MUSTDROP_FFMPEG_LOG") != NULL);
     for (long i = 0; i < n_items; i++)
-        if (run_item(&e, &a, &items[i], i, n_items, &t, out))
+        if (run_item(&e, &a, &cs, &items[i], i, n_items, &t, out))
             goto done;
     status = 0;
     if (out && (fflush(out) || ferror(out))) {
@@ -604,5 +730,6 @@ done:
     free(items);
     for (int i = 0; i < t.n_types; i++) free(t.types[i].type);
     free(t.types);
+    choice_sets_free(&cs);
     return status;
 }

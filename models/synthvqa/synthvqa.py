@@ -62,6 +62,11 @@ CELLS = ("top left", "top", "top right", "left", "center", "right",
 NUMBERS = ("zero", "one", "two", "three", "four")
 QTYPES = ("colour_of", "shape_of", "size_of", "enters_last", "first_colour", "stop_where",
           "count", "after", "exists")
+# Every answer a question type can have; `after` answers are open-ended
+# event phrases ("the red circle disappears"), so it has no set here.
+ANSWER_SETS = {"colour_of": tuple(COLOURS), "shape_of": SHAPES, "size_of": tuple(SIZES),
+               "enters_last": SHAPES, "first_colour": tuple(COLOURS), "stop_where": CELLS,
+               "count": NUMBERS, "exists": ("yes", "no")}
 
 
 @dataclass
@@ -400,8 +405,12 @@ def write_split(split: str, n: int, out: Path, per_clip: int, codec: str) -> Non
             name = f"clips/{split}-{i:06d}.{ext}"
             write_video(video_frames(scene), out / name, codec)
             for k, (qt, q, a) in enumerate(qs):
-                mf.write(json.dumps({"id": f"{split}-{i:06d}-{k}", "video": name, "question": q,
-                                     "answer": a, "type": qt, "scene": scene_record(scene)}) + "\n")
+                line = {"id": f"{split}-{i:06d}-{k}", "video": name, "question": q, "answer": a,
+                        "type": qt}
+                if qt in ANSWER_SETS:   # mustdrop-eval --choices-per-type
+                    line["choices"] = "|".join(ANSWER_SETS[qt])
+                line["scene"] = scene_record(scene)
+                mf.write(json.dumps(line) + "\n")
             if (i + 1) % 50 == 0:
                 print(f"{split}: {i + 1}/{n} clips", file=sys.stderr)
 
