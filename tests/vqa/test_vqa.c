@@ -4,6 +4,7 @@
  * answers (deterministic, streamed, stopped, aborted), the log callback. */
 #include <string.h>
 
+#include "grammar.h"
 #include "md_test.h"
 #include "mustdrop-vqa.h"
 
@@ -173,6 +174,111 @@ static void answers(void)
     md_vqa_free(v);
 }
 
+/* Constrained answers on random weights: whatever the logits, a JSON answer
+ * is valid for its schema (or an error, never an invalid answer), a choice
+ * is one of the list and does not depend on the list's order; the checks
+ * before any work; a growing stream answers with choices too. */
+static void constrained(void)
+{
+    struct md_vqa *v = load(5.0, "fastv:k=1,r=0.5", NULL);
+    struct md_vqa_stream *s;
+    struct md_vqa_answer a, b;
+    char err[512];
+    CHECK(md_vqa_stream_new(v, MD_VQA_WINDOW, &s, err, sizeof err) == MD_OK);
+    feed(s, 10);
+    static const char *const fwd[] = { "red", "green square", "top left", "7" };
+    static const char *const rev[] = { "7", "top left", "green square", "red" };
+    struct md_vqa_ask ask = md_vqa_default_ask("What is it?");
+    ask.choices = fwd;
+    ask.n_choices = 4;
+    CHECKF(md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_OK, "%s", err);
+    ask.choices = rev;
+    CHECKF(md_vqa_answer(s, &ask, &b, err, sizeof err) == MD_OK, "%s", err);
+    CHECK(a.choice >= 0 && a.choice < 4 && !strcmp(a.text, fwd[a.choice]));
+    CHECK(b.choice == 3 - a.choice && !strcmp(a.text, b.text));
+    CHECK(a.value && a.value->type == MD_VALUE_STRING && !strcmp(a.value->string, a.text));
+    CHECK(a.generated_tokens >= 4 && a.generated_tokens == b.generated_tokens && !a.stopped);
+    md_vqa_answer_clear(&a);
+    CHECK(a.choice == -1 && !a.value && !a.text);
+    md_vqa_answer_clear(&b);
+
+    /* free answers: no choice, no value */
+    ask = md_vqa_default_ask("What is it?");
+    CHECKF(md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_OK, "%s", err);
+    CHECK(a.choice == -1 && !a.value);
+    md_vqa_answer_clear(&a);
+
+    static const char *schemas[] = {
+        "{\"type\":\"object\",\"properties\":{\"person\":{\"type\":\"boolean\"},"
+        "\"count\":{\"type\":\"integer\",\"minimum\":-5,\"maximum\":300}}}",
+        "{\"type\":\"string\",\"maxLength\":4}",
+        "{\"enum\":[\"yes\",\"no\",12]}",
+    };
+    for (size_t i = 0; i < sizeof schemas / sizeof *schemas; i++) {
+        ask = md_vqa_default_ask("What is it?");
+        ask.json_schema = schemas[i];
+        ask.max_new_tokens = 64;
+        int rc = md_vqa_answer(s, &ask, &a, err, sizeof err);
+        CHECKF(rc == MD_OK || (rc == MD_ERR_INVALID && strstr(err, "not complete after")),
+               "%s: %s", schemas[i], err);
+        if (rc == MD_OK) {
+            CHECKF(a.value && a.choice == -1, "%s", a.text);
+            struct md_grammar *g;
+            CHECK(md_grammar_compile(schemas[i], &g, err, sizeof err) == MD_OK);
+            struct md_gstate st;
+            md_gstate_init(g, &st);
+            CHECKF(md_gstate_feed_bytes(g, &st, a.text, strlen(a.text)) &&
+                   md_gstate_complete(g, &st), "%s: '%s'", schemas[i], a.text);
+            md_grammar_free(g);
+            printf("schema %zu: %s\n", i, a.text);
+        }
+        CHECK(rc != MD_OK || !a.stopped);
+        md_vqa_answer_clear(&a);
+    }
+    /* too few tokens to close an object: an error, not a cut answer */
+    ask = md_vqa_default_ask("What is it?");
+    ask.json_schema = schemas[0];
+    ask.max_new_tokens = 2;
+    CHECK(md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_ERR_INVALID && !a.text && !a.value);
+    CHECKF(strstr(err, "not complete after 2 tokens"), "%s", err);
+
+    /* checked before any work */
+    static const char *const spaced[] = { "a", " b" }, *const dup[] = { "a", "a" };
+    static const char *const empty[] = { "a", "" };
+    struct { const char *const *c; int32_t n; const char *schema, *msg; } bad[] = {
+        { spaced, 2, NULL, "choice 1 has surrounding whitespace" },
+        { dup, 2, NULL, "choice 1 repeats an earlier one" },
+        { empty, 2, NULL, "choice 1 is empty" },
+        { NULL, 2, NULL, "n_choices is 2 with no choices" },
+        { dup, 1, "{\"type\":\"boolean\"}", "choices and a JSON schema together" },
+        { NULL, 0, "{\"type\":\"number\"}", "(root): type \"number\" is not supported" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ask = md_vqa_default_ask("What is it?");
+        ask.choices = bad[i].c;
+        ask.n_choices = bad[i].n;
+        ask.json_schema = bad[i].schema;
+        CHECK(md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_ERR_INVALID);
+        CHECKF(strstr(err, bad[i].msg), "%s", err);
+    }
+    md_vqa_stream_free(s);
+    md_vqa_free(v);
+
+    v = load(5.0, "cap:tokens=40", NULL);
+    CHECK(md_vqa_stream_new(v, MD_VQA_GROWING, &s, err, sizeof err) == MD_OK);
+    feed(s, 10);
+    ask = md_vqa_default_ask("What happened?");
+    ask.choices = fwd;
+    ask.n_choices = 4;
+    CHECKF(md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_OK, "%s", err);
+    CHECKF(md_vqa_answer(s, &ask, &b, err, sizeof err) == MD_OK, "%s", err);
+    CHECK(a.choice >= 0 && a.choice == b.choice);   /* the growing session rewound */
+    md_vqa_answer_clear(&a);
+    md_vqa_answer_clear(&b);
+    md_vqa_stream_free(s);
+    md_vqa_free(v);
+}
+
 /* A growing stream keeps its reduced tokens under a cap that fits the
  * context, and answers about everything seen. */
 static void growing(void)
@@ -240,6 +346,7 @@ int main(void)
     load_errors();
     sampling();
     answers();
+    constrained();
     growing();
     aborted();
     return md_test_finish("vqa");
