@@ -245,12 +245,18 @@ struct md_vqa_ask {
      * choices[0..n_choices): the answer is exactly one of these texts, the
      * one whose tokens followed by the end of the answer the model gives the
      * highest probability (every choice scored in full by the model, not
-     * string-matched afterwards). Sampling settings do not apply. */
+     * string-matched afterwards; ties: the first). Each must be non-empty
+     * UTF-8 without surrounding whitespace, none repeated. Sampling
+     * settings, on_token and ignore_eos do not apply; generated_tokens
+     * counts the tokens decoded to score them. */
     const char *const *choices;
     int32_t n_choices;
     /* A JSON schema (the subset docs/structured.md lists), compiled to a
      * grammar that constrains every sampled token: the answer is always a
-     * JSON text valid for it. NULL: free text. */
+     * compact JSON text valid for it, or an error (MD_ERR_INVALID when
+     * max_new_tokens or on_token ends it before the value closes,
+     * MD_ERR_UNSUPPORTED when no token of the vocabulary can continue it);
+     * ignore_eos does not apply. NULL: free text. */
     const char *json_schema;
 };
 
