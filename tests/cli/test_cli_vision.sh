@@ -144,5 +144,22 @@ expect no-tokens 2 '\-n 0' "$md" "${v[@]}" --video "$tmp/clip.mkv" -n 0 -p Q
 
 "$md" --help | grep -q -- '--video FILE' || fail "help: no --video"
 
+# constrained answers (docs/structured.md): the answer is one of the
+# choices; a JSON answer parses and has the schema's shape; bad ones are
+# usage errors (2) that name the cause
+expect choices 0 'choice [1-4] of 4' "$md" "${v[@]}" --video "$tmp/clip.mkv" --question "Q?" --choices 'red | green square|top left|7'
+grep -qx 'red\|green square\|top left\|7' "$tmp/out" || fail "choices: answered '$(cat "$tmp/out")'"
+schema='{"type":"object","properties":{"ok":{"type":"boolean"},"n":{"type":"integer","minimum":0,"maximum":9}}}'
+printf '%s' "$schema" >"$tmp/schema.json"
+expect json-schema 0 '' "$md" "${v[@]}" -n 32 --video "$tmp/clip.mkv" --question "Q?" --json-schema "$tmp/schema.json"
+grep -qx '{"ok":\(true\|false\),"n":[0-9]}' "$tmp/out" || fail "json-schema: answered '$(cat "$tmp/out")'"
+expect choices-no-media 2 '--choices and --json-schema need --image/--video' "$md" -m "$llm" -p "Q?" --choices 'a|b'
+expect choices-and-schema 2 'not both' "$md" "${v[@]}" --video "$tmp/clip.mkv" --question "Q?" --choices 'a|b' --json-schema "$schema"
+expect choices-empty 2 "an empty choice in 'a| |b'" "$md" "${v[@]}" --video "$tmp/clip.mkv" --question "Q?" --choices 'a| |b'
+expect schema-bad 2 '/properties/x: keyword "pattern" is not supported' "$md" "${v[@]}" --video "$tmp/clip.mkv" --question "Q?" --json-schema '{"type":"object","properties":{"x":{"type":"string","pattern":"a"}}}'
+expect schema-missing 2 "--json-schema: $tmp/nope.json: No such file" "$md" "${v[@]}" --video "$tmp/clip.mkv" --question "Q?" --json-schema "$tmp/nope.json"
+expect schema-json 2 'the schema is not valid JSON: at byte' "$md" "${v[@]}" --video "$tmp/clip.mkv" --question "Q?" --json-schema '{"type":'
+"$md" --help | grep -q -- '--json-schema S' || fail "help: no --json-schema"
+
 if [ $fails -gt 0 ]; then echo "FAIL: cli vision: $fails problem(s)"; exit 1; fi
 echo "PASS: cli vision"
