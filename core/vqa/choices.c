@@ -226,6 +226,9 @@ static int all_tokens(struct md_vqa_stream *s, const struct md_vqa_ask *ask, int
     char *segment = NULL;
     const char *sep;
     int rc = prompt_tail(v, ask, &segment, &sep);
+    if (rc == MD_ERR_INVALID)
+        snprintf(err, errlen, "unknown chat template '%s'",
+                 ask->chat_template ? ask->chat_template : "auto");
     for (int32_t i = 0; !rc && i < ask->n_choices; i++) {
         rc = choice_tokens(v, segment, sep, ask->choices[i], &toks[i], &n[i]);
         for (int64_t j = 0; !rc && j < n[i]; j++)
