@@ -20,6 +20,7 @@
 #include "json.h"
 #include "device.h"
 #include "mustdrop-vqa.h"
+#include "progress.h"
 #include "vqa.h"
 
 
@@ -37,6 +38,7 @@ struct eval_args {
     int n_ctx;              /* -c: KV cache size (0: min(model, 4096), as mustdrop) */
     const char *out;
     bool json;
+    enum progress_when progress;   /* --progress / --no-progress (default: stderr a terminal) */
     char default_llm[4096], default_mmproj[4096];
 };
 
@@ -85,6 +87,9 @@ static void usage(FILE *f)
         "      --out FILE       per-question predictions as JSON lines: id, type, answer,\n"
         "                       prediction, correct, visual_tokens_kept (and error)\n"
         "      --json           one JSON summary line on stdout (the table goes to stderr)\n"
+        "      --progress, --no-progress  a progress line on stderr: clips and questions\n"
+        "                       done, accuracy so far, time left (default: when stderr is\n"
+        "                       a terminal)\n"
         "  -h, --help           this text\n"
         "\n"
         "Answers: greedy decoding, at most %d new tokens, stopping at end of text; a\n"
@@ -167,6 +172,8 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
         else if (!strcmp(o, "-c") || !strcmp(o, "--ctx-size")) { NEED_VALUE(); if (parse_long(o, v, 0, 1000000000L, &x)) return -1; a->n_ctx = (int)x; }
         else if (!strcmp(o, "--out")) { NEED_VALUE(); a->out = v; }
         else if (!strcmp(o, "--json")) a->json = true;
+        else if (!strcmp(o, "--progress")) a->progress = PROGRESS_ALWAYS;
+        else if (!strcmp(o, "--no-progress")) a->progress = PROGRESS_NEVER;
         else { fprintf(stderr, "mustdrop-eval: unknown option '%s' (see --help)\n", o); return -1; }
 #undef NEED_VALUE
     }
@@ -312,6 +319,7 @@ struct engine {
     char *video;                 /* the path the frames are of */
     bool video_ok;
     char video_err[1000];        /* fits a result's err after "video: " */
+    struct progress *progress;   /* cleared before a line about a question */
 };
 
 /* The frames of path in e->frames, by the one sampling rule: decoded only
@@ -323,7 +331,7 @@ static bool load_frames(struct engine *e, const char *path)
     free(e->video);
     e->video = strdup(path);
     md_vqa_stream_reset(e->frames);
-    e->video_ok = vqa_add_video(e->vqa, e->frames, path, NULL, e->video_err,
+    e->video_ok = vqa_add_video(e->vqa, e->frames, path, NULL, NULL, e->video_err,
                                 sizeof e->video_err) == 0;
     return e->video_ok;
 }
@@ -450,10 +458,11 @@ static void print_json(const struct totals *t, const struct eval_args *a, const 
 }
 
 
-static int load_engine(struct engine *e, const struct eval_args *a)
+static int load_engine(struct engine *e, const struct eval_args *a, struct progress *pr)
 {
     char err[8192];
     memset(e, 0, sizeof *e);
+    e->progress = pr;
     struct md_vqa_params p = md_vqa_default_params();
     p.model = a->model;
     p.mmproj = a->mmproj;
@@ -464,8 +473,10 @@ static int load_engine(struct engine *e, const struct eval_args *a)
     p.sample_fps = a->fps;
     p.max_frames = a->n_frames;
     p.max_new_tokens = EVAL_MAX_NEW_TOKENS;
-    p.log = vqa_log_stderr;
-    p.log_user = "mustdrop-eval";
+    p.abort = progress_tick;     /* the line's times go on during long answers */
+    p.abort_user = pr;
+    p.log = progress_log;
+    p.log_user = pr;
     int rc = md_vqa_load(&p, &e->vqa, err, sizeof err);
     if (rc == MD_OK)
         rc = md_vqa_stream_new(e->vqa, MD_VQA_WINDOW, &e->frames, err, sizeof err);
@@ -522,6 +533,7 @@ static int run_item(struct engine *e, const struct eval_args *a, const struct it
     ts->correct += ok;
     t->n++;
     t->correct += ok;
+    progress_clear(e->progress);
     if (r.err[0]) {
         t->n_errors++;
         fprintf(stderr, "mustdrop-eval: line %ld (id %s): %s; counted wrong\n", it->line, it->id, r.err);
@@ -540,6 +552,31 @@ static int run_item(struct engine *e, const struct eval_args *a, const struct it
     if (out) write_prediction(out, it, prediction, ok, &r);
     free(r.prediction);
     return 0;
+}
+
+/* Where the run is: a clip is the run of consecutive lines about one video
+ * (its frames are decoded once); the time left is the mean time a question
+ * took so far times the questions left. */
+struct run_pace {
+    long n_clips, clips_done;
+    double start_s;
+};
+
+static long count_clips(const struct item *items, long n)
+{
+    long c = 0;
+    for (long i = 0; i < n; i++)
+        c += i == 0 || strcmp(items[i].video, items[i - 1].video) != 0;
+    return c;
+}
+
+static void show_progress(struct progress *pr, const struct run_pace *rp, const struct totals *t,
+                          long n_items)
+{
+    double spent = progress_now() - rp->start_s;
+    progress_set(pr, true, t->n ? spent / t->n * (n_items - t->n) : -1,
+                 "clips %ld/%ld | questions %ld/%ld | accuracy %.1f%%", rp->clips_done,
+                 rp->n_clips, t->n, n_items, t->n ? 100.0 * t->correct / t->n : 0.0);
 }
 
 int main(int argc, char **argv)
@@ -575,20 +612,28 @@ int main(int argc, char **argv)
     }
 
     FILE *out = NULL;
+    struct progress progress;
+    progress_init(&progress, a.progress, "mustdrop-eval");
     struct engine e;
     struct totals t;
     memset(&t, 0, sizeof t);
     status = 1;
-    if (load_engine(&e, &a))
+    if (load_engine(&e, &a, &progress))
         goto done;
     if (a.out && !(out = fopen(a.out, "w"))) {
         fprintf(stderr, "mustdrop-eval: cannot write '%s': %s\n", a.out, strerror(errno));
         goto done;
     }
     media_set_verbose(getenv("MUSTDROP_FFMPEG_LOG") != NULL);
-    for (long i = 0; i < n_items; i++)
+    struct run_pace rp = { count_clips(items, n_items), 0, progress_now() };
+    show_progress(&progress, &rp, &t, n_items);
+    for (long i = 0; i < n_items; i++) {
         if (run_item(&e, &a, &items[i], i, n_items, &t, out))
             goto done;
+        rp.clips_done += i + 1 == n_items || strcmp(items[i + 1].video, items[i].video) != 0;
+        show_progress(&progress, &rp, &t, n_items);
+    }
+    progress_end(&progress);
     status = 0;
     if (out && (fflush(out) || ferror(out))) {
         fprintf(stderr, "mustdrop-eval: error writing '%s'\n", a.out);
@@ -598,6 +643,7 @@ int main(int argc, char **argv)
     print_report(a.json ? stderr : stdout, &t, &a, md_vqa_device(e.vqa), wall);
     if (a.json) print_json(&t, &a, md_vqa_device(e.vqa), wall);
 done:
+    progress_end(&progress);
     if (out) fclose(out);
     free_engine(&e);
     for (long i = 0; i < n_items; i++) item_free(&items[i]);
