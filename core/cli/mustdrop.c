@@ -21,11 +21,11 @@
 #include <unistd.h>
 
 #include "device.h"
-#include "progress.h"
 #include "mustdrop-reduce.h"
 #include "mustdrop-vision.h"
 #include "mustdrop-vqa.h"
 #include "mustdrop.h"
+#include "progress.h"
 #include "tokenizer.h"
 #include "unicode.h"
 #include "vqa.h"

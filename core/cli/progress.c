@@ -94,8 +94,10 @@ void progress_set(struct progress *p, bool now, double left_s, const char *fmt, 
 void progress_video(struct progress *p, int64_t n_decoded, int64_t n_taken, int64_t pts_ns,
                     int64_t duration_ns, double since_s)
 {
+    if (!p || !p->on)
+        return;
     double now = progress_now();
-    if (!p || !p->on || !due(p, now))
+    if (!due(p, now))
         return;
     double pos = pts_ns / 1e9, dur = duration_ns / 1e9;
     if (duration_ns <= 0 || pts_ns < 0 || pts_ns > duration_ns) {   /* a file stating none, or wrong */
