@@ -36,9 +36,9 @@ struct eval_args {
     int n_threads;
     const char *device;     /* --device (cpu by default: a figure names its device) */
     int n_ctx;              /* -c: KV cache size (0: min(model, 4096), as mustdrop) */
+    enum progress_when progress;   /* --progress / --no-progress (default: stderr a terminal) */
     const char *out;
     bool json;
-    enum progress_when progress;   /* --progress / --no-progress (default: stderr a terminal) */
     char default_llm[4096], default_mmproj[4096];
 };
 
@@ -81,15 +81,15 @@ static void usage(FILE *f)
         "      --fps F          frames a second at most, as mustdrop --fps (default 0: --frames\n"
         "                       spread over each whole clip, as the bundled model was trained)\n"
         "      --limit N        only the first N questions\n"
+        "      --progress, --no-progress  a progress line on stderr: clips and questions\n"
+        "                       done, accuracy so far, time left (default: when stderr is\n"
+        "                       a terminal)\n"
         "  -t, --threads N      CPU threads (default: all online CPUs)\n"
         "      --device D       cpu (default), cuda, cuda:N or auto (as mustdrop --device)\n"
         "  -c, --ctx-size N     KV cache size (default min(model, 4096)), as mustdrop -c\n"
         "      --out FILE       per-question predictions as JSON lines: id, type, answer,\n"
         "                       prediction, correct, visual_tokens_kept (and error)\n"
         "      --json           one JSON summary line on stdout (the table goes to stderr)\n"
-        "      --progress, --no-progress  a progress line on stderr: clips and questions\n"
-        "                       done, accuracy so far, time left (default: when stderr is\n"
-        "                       a terminal)\n"
         "  -h, --help           this text\n"
         "\n"
         "Answers: greedy decoding, at most %d new tokens, stopping at end of text; a\n"
@@ -168,12 +168,12 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
             }
             a->device = v;
         }
+        else if (!strcmp(o, "--progress")) a->progress = PROGRESS_ALWAYS;
+        else if (!strcmp(o, "--no-progress")) a->progress = PROGRESS_NEVER;
         else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) { NEED_VALUE(); if (parse_long(o, v, 0, 4096, &x)) return -1; a->n_threads = (int)x; }
         else if (!strcmp(o, "-c") || !strcmp(o, "--ctx-size")) { NEED_VALUE(); if (parse_long(o, v, 0, 1000000000L, &x)) return -1; a->n_ctx = (int)x; }
         else if (!strcmp(o, "--out")) { NEED_VALUE(); a->out = v; }
         else if (!strcmp(o, "--json")) a->json = true;
-        else if (!strcmp(o, "--progress")) a->progress = PROGRESS_ALWAYS;
-        else if (!strcmp(o, "--no-progress")) a->progress = PROGRESS_NEVER;
         else { fprintf(stderr, "mustdrop-eval: unknown option '%s' (see --help)\n", o); return -1; }
 #undef NEED_VALUE
     }

@@ -49,6 +49,7 @@ struct cli_args {
     struct md_sampler_params sampling;
     bool temp_set;           /* --temp given (questions about images default to greedy) */
     bool verbose_prompt;
+    enum progress_when progress;  /* --progress / --no-progress (default: stderr a terminal) */
     const char *mmproj;
     const char *images[CLI_MAX_IMAGES];
     int n_images;
@@ -57,7 +58,6 @@ struct cli_args {
     double fps;              /* --fps F: frames a second sampled (-1: not given) */
     const char *reduce;      /* --reduce SPEC: token reduction (mustdrop-reduce.h) */
     bool stats_json;         /* --stats json */
-    enum progress_when progress;  /* --progress / --no-progress (default: stderr a terminal) */
     char default_llm[4096];  /* the default model's files, when -m is not given */
     char default_mmproj[4096];
 };
