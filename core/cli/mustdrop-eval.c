@@ -20,6 +20,7 @@
 #include "json.h"
 #include "device.h"
 #include "mustdrop-vqa.h"
+#include "progress.h"
 #include "vqa.h"
 
 
@@ -35,6 +36,7 @@ struct eval_args {
     int n_threads;
     const char *device;     /* --device (cpu by default: a figure names its device) */
     int n_ctx;              /* -c: KV cache size (0: min(model, 4096), as mustdrop) */
+    enum progress_when progress;   /* --progress / --no-progress (default: stderr a terminal) */
     const char *out;
     bool json;
     bool choices_per_type;  /* --choices-per-type: each answer chosen among its type's */
@@ -82,6 +84,9 @@ static void usage(FILE *f)
         "      --fps F          frames a second at most, as mustdrop --fps (default 0: --frames\n"
         "                       spread over each whole clip, as the bundled model was trained)\n"
         "      --limit N        only the first N questions\n"
+        "      --progress, --no-progress  a progress line on stderr: clips and questions\n"
+        "                       done, accuracy so far, time left (default: when stderr is\n"
+        "                       a terminal)\n"
         "  -t, --threads N      CPU threads (default: all online CPUs)\n"
         "      --device D       cpu (default), cuda, cuda:N or auto (as mustdrop --device)\n"
         "  -c, --ctx-size N     KV cache size (default min(model, 4096)), as mustdrop -c\n"
@@ -170,6 +175,8 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
             }
             a->device = v;
         }
+        else if (!strcmp(o, "--progress")) a->progress = PROGRESS_ALWAYS;
+        else if (!strcmp(o, "--no-progress")) a->progress = PROGRESS_NEVER;
         else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) { NEED_VALUE(); if (parse_long(o, v, 0, 4096, &x)) return -1; a->n_threads = (int)x; }
         else if (!strcmp(o, "-c") || !strcmp(o, "--ctx-size")) { NEED_VALUE(); if (parse_long(o, v, 0, 1000000000L, &x)) return -1; a->n_ctx = (int)x; }
         else if (!strcmp(o, "--out")) { NEED_VALUE(); a->out = v; }
@@ -412,6 +419,7 @@ struct engine {
     char *video;                 /* the path the frames are of */
     bool video_ok;
     char video_err[1000];        /* fits a result's err after "video: " */
+    struct progress *progress;   /* cleared before a line about a question */
 };
 
 /* The frames of path in e->frames, by the one sampling rule: decoded only
@@ -423,7 +431,7 @@ static bool load_frames(struct engine *e, const char *path)
     free(e->video);
     e->video = strdup(path);
     md_vqa_stream_reset(e->frames);
-    e->video_ok = vqa_add_video(e->vqa, e->frames, path, NULL, e->video_err,
+    e->video_ok = vqa_add_video(e->vqa, e->frames, path, NULL, NULL, e->video_err,
                                 sizeof e->video_err) == 0;
     return e->video_ok;
 }
@@ -568,10 +576,11 @@ static void print_json(const struct totals *t, const struct eval_args *a, const 
 }
 
 
-static int load_engine(struct engine *e, const struct eval_args *a)
+static int load_engine(struct engine *e, const struct eval_args *a, struct progress *pr)
 {
     char err[8192];
     memset(e, 0, sizeof *e);
+    e->progress = pr;
     struct md_vqa_params p = md_vqa_default_params();
     p.model = a->model;
     p.mmproj = a->mmproj;
@@ -582,8 +591,10 @@ static int load_engine(struct engine *e, const struct eval_args *a)
     p.sample_fps = a->fps;
     p.max_frames = a->n_frames;
     p.max_new_tokens = EVAL_MAX_NEW_TOKENS;
-    p.log = vqa_log_stderr;
-    p.log_user = "mustdrop-eval";
+    p.abort = progress_tick;     /* the line's times go on during long answers */
+    p.abort_user = pr;
+    p.log = progress_log;
+    p.log_user = pr;
     int rc = md_vqa_load(&p, &e->vqa, err, sizeof err);
     if (rc == MD_OK)
         rc = md_vqa_stream_new(e->vqa, MD_VQA_WINDOW, &e->frames, err, sizeof err);
@@ -640,6 +651,7 @@ static int run_item(struct engine *e, const struct eval_args *a, const struct ch
     ts->correct += ok;
     t->n++;
     t->correct += ok;
+    progress_clear(e->progress);
     if (r.err[0]) {
         t->n_errors++;
         fprintf(stderr, "mustdrop-eval: line %ld (id %s): %s; counted wrong\n", it->line, it->id, r.err);
@@ -658,6 +670,31 @@ static int run_item(struct engine *e, const struct eval_args *a, const struct ch
     if (out) write_prediction(out, it, prediction, ok, &r);
     free(r.prediction);
     return 0;
+}
+
+/* Where the run is: a clip is the run of consecutive lines about one video
+ * (its frames are decoded once); the time left is the mean time a question
+ * took so far times the questions left. */
+struct run_pace {
+    long n_clips, clips_done;
+    double start_s;
+};
+
+static long count_clips(const struct item *items, long n)
+{
+    long c = 0;
+    for (long i = 0; i < n; i++)
+        c += i == 0 || strcmp(items[i].video, items[i - 1].video) != 0;
+    return c;
+}
+
+static void show_progress(struct progress *pr, const struct run_pace *rp, const struct totals *t,
+                          long n_items)
+{
+    double spent = progress_now() - rp->start_s;
+    progress_set(pr, true, t->n ? spent / t->n * (n_items - t->n) : -1,
+                 "clips %ld/%ld | questions %ld/%ld | accuracy %.1f%%", rp->clips_done,
+                 rp->n_clips, t->n, n_items, t->n ? 100.0 * t->correct / t->n : 0.0);
 }
 
 int main(int argc, char **argv)
@@ -698,11 +735,13 @@ int main(int argc, char **argv)
     }
 
     FILE *out = NULL;
+    struct progress progress;
+    progress_init(&progress, a.progress, "mustdrop-eval");
     struct engine e;
     struct totals t;
     memset(&t, 0, sizeof t);
     memset(&e, 0, sizeof e);
-    if (status || load_engine(&e, &a)) {
+    if (status || load_engine(&e, &a, &progress)) {
         status = 1;
         goto done;
     }
@@ -712,9 +751,15 @@ int main(int argc, char **argv)
         goto done;
     }
     media_set_verbose(getenv("MUSTDROP_FFMPEG_LOG") != NULL);
-    for (long i = 0; i < n_items; i++)
+    struct run_pace rp = { count_clips(items, n_items), 0, progress_now() };
+    show_progress(&progress, &rp, &t, n_items);
+    for (long i = 0; i < n_items; i++) {
         if (run_item(&e, &a, &cs, &items[i], i, n_items, &t, out))
             goto done;
+        rp.clips_done += i + 1 == n_items || strcmp(items[i + 1].video, items[i].video) != 0;
+        show_progress(&progress, &rp, &t, n_items);
+    }
+    progress_end(&progress);
     status = 0;
     if (out && (fflush(out) || ferror(out))) {
         fprintf(stderr, "mustdrop-eval: error writing '%s'\n", a.out);
@@ -724,6 +769,7 @@ int main(int argc, char **argv)
     print_report(a.json ? stderr : stdout, &t, &a, md_vqa_device(e.vqa), wall);
     if (a.json) print_json(&t, &a, md_vqa_device(e.vqa), wall);
 done:
+    progress_end(&progress);
     if (out) fclose(out);
     free_engine(&e);
     for (long i = 0; i < n_items; i++) item_free(&items[i]);

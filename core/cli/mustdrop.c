@@ -25,6 +25,7 @@
 #include "mustdrop-vision.h"
 #include "mustdrop-vqa.h"
 #include "mustdrop.h"
+#include "progress.h"
 #include "tokenizer.h"
 #include "unicode.h"
 #include "vqa.h"
@@ -48,6 +49,7 @@ struct cli_args {
     struct md_sampler_params sampling;
     bool temp_set;           /* --temp given (questions about images default to greedy) */
     bool verbose_prompt;
+    enum progress_when progress;  /* --progress / --no-progress (default: stderr a terminal) */
     const char *mmproj;
     const char *images[CLI_MAX_IMAGES];
     int n_images;
@@ -102,6 +104,8 @@ static void usage(FILE *f)
         "                       at most --frames of them, thinned uniformly\n"
         "      --frames N       the most frames an answer takes (default %d; max-frames)\n"
         "      --fps F          frames a second taken (default %g; 0 = every frame; sample-fps)\n"
+        "      --progress, --no-progress  a progress line on stderr while the video\n"
+        "                       is decoded and encoded (default: when stderr is a terminal)\n"
         "      --question TEXT  the question about the images/video (same as -p)\n"
         "      --reduce SPEC    visual-token reduction, e.g. mustdrop:tokens=128,\n"
         "                       hired:budget=0.2,alpha=0.5, fastv:k=2,r=0.5, dycoke:k=0.7,\n"
@@ -335,6 +339,8 @@ static int parse_args(int argc, char **argv, struct cli_args *a)
             a->sampling.seed = s;
         }
         else if (!strcmp(o, "--verbose-prompt")) a->verbose_prompt = true;
+        else if (!strcmp(o, "--progress")) a->progress = PROGRESS_ALWAYS;
+        else if (!strcmp(o, "--no-progress")) a->progress = PROGRESS_NEVER;
         else { fprintf(stderr, "mustdrop: unknown option '%s' (see --help)\n", o); return -1; }
 #undef NEED_VALUE
     }
@@ -599,6 +605,7 @@ static int main_text(struct cli_args *a)
 struct answer_out {
     size_t begin, done;     /* offsets in the text so far: where it starts, printed up to */
     bool begun;
+    struct progress *pr;    /* ended by the first piece: the answer takes the terminal */
 };
 
 static bool print_so_far(const char *text, int32_t token, void *user)
@@ -606,6 +613,7 @@ static bool print_so_far(const char *text, int32_t token, void *user)
     struct answer_out *o = user;
     size_t n = strlen(text);
     (void)token;
+    progress_end(o->pr);
     if (!o->begun) {
         size_t b = strspn(text, ANSWER_SPACE);
         if (b == n)
@@ -693,12 +701,15 @@ static int add_images(struct md_vqa *vqa, struct md_vqa_stream *s, const struct 
     return 0;
 }
 
-static int add_video(struct md_vqa *vqa, struct md_vqa_stream *s, const struct cli_args *a)
+static int add_video(struct md_vqa *vqa, struct md_vqa_stream *s, const struct cli_args *a,
+                     struct progress *pr)
 {
     char err[1024], rate[64] = "every frame";
     struct vqa_video v;
     const struct md_vqa_params p = vqa_params(a);
-    if (vqa_add_video(vqa, s, a->video, &v, err, sizeof err)) {
+    int rc = vqa_add_video(vqa, s, a->video, pr, &v, err, sizeof err);
+    progress_clear(pr);
+    if (rc) {
         fprintf(stderr, "mustdrop: video: %s\n", err);
         return -1;
     }
@@ -752,7 +763,8 @@ static void print_stats_json(const struct md_vqa_answer *ans, const char *spec)
 
 /* The question's check, the frames and the answer; 0, 1 for a failure, 2
  * for a question that cannot be asked. */
-static int answer(struct md_vqa *vqa, struct md_vqa_stream *s, const struct cli_args *a)
+static int answer(struct md_vqa *vqa, struct md_vqa_stream *s, const struct cli_args *a,
+                  struct progress *pr)
 {
     char err[1024];
     int rc = md_vqa_check_question(vqa, a->prompt, a->system, err, sizeof err);
@@ -763,12 +775,17 @@ static int answer(struct md_vqa *vqa, struct md_vqa_stream *s, const struct cli_
     /* The video goes in before the images: a window counts still images
      * among its max_frames and thins them with the frames, so frames after
      * images would drop some of them. */
-    if ((a->video && add_video(vqa, s, a)) || add_images(vqa, s, a))
+    if ((a->video && add_video(vqa, s, a, pr)) || add_images(vqa, s, a))
         return 1;
-    struct answer_out out = { 0, 0, false };
+    struct answer_out out = { 0, 0, false, pr };
     struct md_vqa_ask ask = vqa_ask(a, &out);
     struct md_vqa_answer ans;
+    /* a window stream encodes its frames inside md_vqa_answer: the abort
+     * hook (progress_tick) keeps the time on this line going meanwhile */
+    progress_set(pr, true, -1, "encoding %d frame(s) and the prompt",
+                 (int)md_vqa_stream_n_frames(s));
     rc = md_vqa_answer(s, &ask, &ans, err, sizeof err);
+    progress_end(pr);
     if (rc != MD_OK) {
         if (out.begun)
             fputc('\n', stdout);
@@ -791,7 +808,13 @@ static int main_vision(const struct cli_args *a)
 {
     char err[8192];
     media_set_verbose(getenv("MUSTDROP_FFMPEG_LOG") != NULL);
+    struct progress pr;
+    progress_init(&pr, a->progress, "mustdrop");
     struct md_vqa_params p = vqa_params(a);
+    p.abort = progress_tick;
+    p.abort_user = &pr;
+    p.log = progress_log;
+    p.log_user = &pr;
     struct md_vqa *vqa = NULL;
     int rc = md_vqa_load(&p, &vqa, err, sizeof err);
     if (rc != MD_OK) {
@@ -804,7 +827,7 @@ static int main_vision(const struct cli_args *a)
     if (md_vqa_stream_new(vqa, MD_VQA_WINDOW, &s, err, sizeof err) != MD_OK)
         fprintf(stderr, "mustdrop: %s\n", err);
     else
-        status = answer(vqa, s, a);
+        status = answer(vqa, s, a, &pr);
     md_vqa_stream_free(s);
     md_vqa_free(vqa);
     return status;

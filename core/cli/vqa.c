@@ -36,6 +36,8 @@ struct feed {
     struct md_vqa_stream *s;
     int32_t side;
     int64_t n_taken;
+    struct progress *pr;
+    double start_s;         /* the decode's start, for its pace */
 };
 
 /* One decoded frame: converted and added only when the rule takes it. */
@@ -46,6 +48,8 @@ static int feed_frame(void *user, const struct media_video_frame *f, char *err, 
      * element's: max_frames frames spread over all of it */
     if (f->index == 0 && f->duration_ns > 0)
         md_vqa_stream_set_span(fd->s, f->pts_ns, f->duration_ns);
+    /* this frame decoded; whether it is taken shows on the next draw */
+    progress_video(fd->pr, f->index + 1, fd->n_taken, f->pts_ns, f->duration_ns, fd->start_s);
     if (!md_vqa_stream_offer(fd->s, f->pts_ns))
         return 0;
     struct media_frame rgb;
@@ -64,9 +68,9 @@ static int feed_frame(void *user, const struct media_video_frame *f, char *err, 
 }
 
 int vqa_add_video(struct md_vqa *vqa, struct md_vqa_stream *s, const char *path,
-                  struct vqa_video *out, char *err, size_t errlen)
+                  struct progress *pr, struct vqa_video *out, char *err, size_t errlen)
 {
-    struct feed fd = { s, md_vqa_frame_side(vqa), 0 };
+    struct feed fd = { s, md_vqa_frame_side(vqa), 0, pr, progress_now() };
     struct vqa_video v;
     int rc = media_decode_video(path, feed_frame, &fd, &v.info, err, errlen);
     v.n_taken = fd.n_taken;

@@ -30,6 +30,7 @@ void vqa_log_stderr(enum md_log_level level, const char *text, void *user);
 
 #ifdef MD_HAVE_FFMPEG
 #include "media.h"
+#include "progress.h"
 
 /* What vqa_add_video saw. */
 struct vqa_video {
@@ -41,9 +42,10 @@ struct vqa_video {
  * offered to the sampling rule (md_vqa_stream_offer), and only the ones it
  * takes are converted to RGB, shrunk to md_vqa_frame_side as the element
  * does, and added. 0, or -1 with err ("cannot open 'x.mp4': ...", "frame 7
- * at 0.280 s: ..."); out (may be NULL) is filled either way. */
+ * at 0.280 s: ..."); out (may be NULL) is filled either way. The decode's
+ * progress goes to pr (NULL: none; the line stays up, progress_clear it). */
 int vqa_add_video(struct md_vqa *vqa, struct md_vqa_stream *s, const char *path,
-                  struct vqa_video *out, char *err, size_t errlen);
+                  struct progress *pr, struct vqa_video *out, char *err, size_t errlen);
 #endif
 
 #endif
