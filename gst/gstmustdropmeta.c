@@ -36,6 +36,8 @@ answer_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
   m->visual_tokens_final = 0;
   m->prompt_tokens = 0;
   m->generated_tokens = 0;
+  m->value = NULL;
+  m->choice = -1;
   return TRUE;
 }
 
@@ -47,6 +49,7 @@ answer_meta_free (GstMeta * meta, GstBuffer * buffer)
   g_clear_pointer (&m->question, g_free);
   g_clear_pointer (&m->answer, g_free);
   g_clear_pointer (&m->reduce, g_free);
+  g_clear_pointer (&m->value, gst_structure_free);
 }
 
 static gboolean
@@ -72,6 +75,8 @@ answer_meta_transform (GstBuffer * dest, GstMeta * meta, GstBuffer * buffer,
   dst->visual_tokens_final = src->visual_tokens_final;
   dst->prompt_tokens = src->prompt_tokens;
   dst->generated_tokens = src->generated_tokens;
+  dst->value = src->value ? gst_structure_copy (src->value) : NULL;
+  dst->choice = src->choice;
   return TRUE;
 }
 

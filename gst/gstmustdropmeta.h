@@ -50,6 +50,14 @@ struct _GstMustdropAnswerMeta
   guint visual_tokens_final;    /* after the last LLM pruning layer */
   guint prompt_tokens;          /* the whole prompt */
   guint generated_tokens;
+
+  /* constrained answers (properties choices, json-schema): the answer
+   * parsed, as a "mustdrop-value" structure whose one field "value" is the
+   * bus message's "value" field (a string for a choice; for a schema a
+   * boolean, a gint64, a string or a structure named "value" with the
+   * schema's properties in order); NULL for free text. Owned. */
+  GstStructure *value;
+  gint choice;                  /* choices: the index chosen, else -1 */
 };
 
 GType gst_mustdrop_answer_meta_api_get_type (void);

@@ -41,6 +41,10 @@ typedef struct
 {
   gchar *model, *mmproj, *question, *system_prompt, *reduce, *device;
   gchar *jsonl_location;
+  /* constrained answers: "a|b|c"; the json-schema property as set (inline
+   * JSON or a file's path) and the schema text it gives (NULL when unset or
+   * the file could not be read: schema_error says why) */
+  gchar *choices, *json_schema, *schema_text, *schema_error;
   gdouble sample_fps, window, window_overlap, temperature;
   guint max_frames, max_new_tokens, threads, context_size, max_pending;
   guint max_visual_tokens;
@@ -67,6 +71,7 @@ typedef struct
 {
   guint64 index;
   gchar *question, *system_prompt;
+  gchar *choices, *schema_text; /* constraints (NULL: free text) */
   struct md_vqa_stream *stream; /* windows and window asks: owned */
   gboolean growing;             /* window = 0: the worker's growing stream */
   guint64 seq;                  /* growing: frames up to this one first */
@@ -157,6 +162,10 @@ void mdv_set_property (GObject * object, guint prop_id, const GValue * value,
     GParamSpec * pspec);
 void mdv_get_property (GObject * object, guint prop_id, GValue * value,
     GParamSpec * pspec);
+
+/* Whether the constraints in the settings can be used: NULL, or why not
+ * (settings_lock held). */
+gchar *mdv_constraints_error_locked (const MdvSettings * s);
 
 /* mdv-worker.c */
 gboolean mdv_engine_load (GstMustdropVqa * self);

@@ -6,6 +6,43 @@
 #include "gstmustdropmeta.h"
 #include "gstmustdropvqa-priv.h"
 
+static void set_value (GstStructure * s, const gchar * field,
+    const struct md_value *v);
+
+/* A parsed answer's object as a structure named "value" (the schema keeps
+ * property names GstStructure can take). */
+static GstStructure *
+value_structure (const struct md_value *v)
+{
+  GstStructure *s = gst_structure_new_empty ("value");
+  for (gint32 i = 0; i < v->n_members; i++)
+    set_value (s, v->keys[i], &v->members[i]);
+  return s;
+}
+
+static void
+set_value (GstStructure * s, const gchar * field, const struct md_value *v)
+{
+  switch (v->type) {
+    case MD_VALUE_BOOL:
+      gst_structure_set (s, field, G_TYPE_BOOLEAN, (gboolean) v->boolean, NULL);
+      break;
+    case MD_VALUE_INT:
+      gst_structure_set (s, field, G_TYPE_INT64, (gint64) v->integer, NULL);
+      break;
+    case MD_VALUE_STRING:
+      gst_structure_set (s, field, G_TYPE_STRING, v->string, NULL);
+      break;
+    case MD_VALUE_OBJECT:{
+      GValue sub = G_VALUE_INIT;
+      g_value_init (&sub, GST_TYPE_STRUCTURE);
+      g_value_take_boxed (&sub, value_structure (v));
+      gst_structure_take_value (s, field, &sub);
+      break;
+    }
+  }
+}
+
 /* The structure of "mustdrop-answer" messages and the "answer" signal. */
 GstStructure *
 mdv_result_structure (const MdvResult * r, gboolean stats)
@@ -27,6 +64,10 @@ mdv_result_structure (const MdvResult * r, gboolean stats)
       "visual-tokens-final", G_TYPE_UINT, (guint) a->visual_tokens_final,
       "prompt-tokens", G_TYPE_UINT, (guint) a->prompt_tokens,
       "generated-tokens", G_TYPE_UINT, (guint) a->generated_tokens, NULL);
+  if (a->value) {
+    set_value (s, "value", a->value);
+    gst_structure_set (s, "choice", G_TYPE_INT, (gint) a->choice, NULL);
+  }
   if (stats)
     gst_structure_set (s, "encode-ms", G_TYPE_DOUBLE, a->timings.encode_ms,
         "prefill-ms", G_TYPE_DOUBLE, a->timings.prefill_ms,
@@ -58,6 +99,34 @@ json_string (GString * out, const gchar * text)
   g_free (valid);
 }
 
+/* A parsed answer as JSON (the schema's property order). */
+static void
+json_value (GString * out, const struct md_value *v)
+{
+  switch (v->type) {
+    case MD_VALUE_BOOL:
+      g_string_append (out, v->boolean ? "true" : "false");
+      break;
+    case MD_VALUE_INT:
+      g_string_append_printf (out, "%" G_GINT64_FORMAT, (gint64) v->integer);
+      break;
+    case MD_VALUE_STRING:
+      json_string (out, v->string);
+      break;
+    case MD_VALUE_OBJECT:
+      g_string_append_c (out, '{');
+      for (gint32 i = 0; i < v->n_members; i++) {
+        if (i)
+          g_string_append_c (out, ',');
+        json_string (out, v->keys[i]);
+        g_string_append_c (out, ':');
+        json_value (out, &v->members[i]);
+      }
+      g_string_append_c (out, '}');
+      break;
+  }
+}
+
 static void
 json_time (GString * out, const gchar * key, GstClockTime t)
 {
@@ -81,6 +150,11 @@ mdv_write_jsonl (FILE * f, const MdvResult * r)
   json_string (s, r->job->question);
   g_string_append (s, ",\"answer\":");
   json_string (s, a->text);
+  if (a->value) {
+    g_string_append (s, ",\"value\":");
+    json_value (s, a->value);
+    g_string_append_printf (s, ",\"choice\":%d", a->choice);
+  }
   g_string_append_printf (s, ",\"frames\":%d,\"reduce\":", a->frames);
   json_string (s, a->reduce);
   g_string_append_printf (s, ",\"visual_tokens\":%d,\"visual_tokens_kept\":%d,"
@@ -367,6 +441,11 @@ mdv_attach_answers (GstMustdropVqa * self, GstBuffer * buf, GPtrArray * results)
     m->visual_tokens_final = (guint) a->visual_tokens_final;
     m->prompt_tokens = (guint) a->prompt_tokens;
     m->generated_tokens = (guint) a->generated_tokens;
+    m->choice = a->choice;
+    if (a->value) {             /* the message's "value" field */
+      m->value = gst_structure_new_empty ("mustdrop-value");
+      set_value (m->value, "value", a->value);
+    }
     if (!self->custom_meta)
       continue;
     GstCustomMeta *cm = gst_buffer_add_custom_meta (buf,

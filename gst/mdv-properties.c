@@ -44,6 +44,8 @@ enum
   PROP_STATS,
   PROP_STREAM_TOKENS,
   PROP_JSONL_LOCATION,
+  PROP_CHOICES,
+  PROP_JSON_SCHEMA,
   PROP_CUSTOM_META,
   PROP_MAX_VISUAL_TOKENS,
   PROP_HELD_VISUAL_TOKENS,
@@ -84,6 +86,10 @@ mdv_settings_clear (MdvSettings * s)
   g_free (s->reduce);
   g_free (s->device);
   g_free (s->jsonl_location);
+  g_free (s->choices);
+  g_free (s->json_schema);
+  g_free (s->schema_text);
+  g_free (s->schema_error);
 }
 
 static void
@@ -130,6 +136,100 @@ text_accepted (GstMustdropVqa * self, const gchar * question,
   return ok;
 }
 
+gchar *
+mdv_constraints_error_locked (const MdvSettings * s)
+{
+  char err[512] = "";
+  gboolean has_choices = s->choices && *s->choices;
+
+  if (s->json_schema && *s->json_schema && s->schema_error)
+    return g_strdup (s->schema_error);
+  if (has_choices && s->schema_text)
+    return g_strdup ("choices and json-schema are both set; an answer takes "
+        "one constraint");
+  if (has_choices) {
+    char **list = NULL;
+    int32_t n = 0;
+    if (md_vqa_choices_parse (s->choices, &list, &n, err, sizeof err))
+      return g_strdup_printf ("Invalid choices \"%s\": %s", s->choices, err);
+    md_vqa_choices_free (list);
+  }
+  if (s->schema_text && md_vqa_check_schema (s->schema_text, err, sizeof err))
+    return g_strdup_printf ("Invalid json-schema: %s", err);
+  return NULL;
+}
+
+/* The json-schema property: inline JSON (it starts with '{') or the path of
+ * a file holding it, read now so that a missing file is reported where the
+ * value is set (or at the start). */
+static void
+resolve_schema (MdvSettings * s)
+{
+  GError *error = NULL;
+  const gchar *v = s->json_schema;
+
+  g_clear_pointer (&s->schema_text, g_free);
+  g_clear_pointer (&s->schema_error, g_free);
+  if (!v || !*v)
+    return;
+  while (g_ascii_isspace (*v))
+    v++;
+  if (*v == '{') {
+    s->schema_text = g_strdup (v);
+  } else if (!g_file_get_contents (v, &s->schema_text, NULL, &error)) {
+    s->schema_error = g_strdup_printf ("Could not read the json-schema file "
+        "\"%s\": %s", v, error->message);
+    g_error_free (error);
+  }
+}
+
+/* choices or json-schema set while the engine runs apply from the next
+ * window, if valid: an invalid one is refused with a warning naming why and
+ * the previous constraints stay. Before the start, the start fails on it. */
+static void
+set_constraint (GstMustdropVqa * self, gboolean schema, const GValue * value)
+{
+  MdvSettings *s = &self->settings;
+  gchar *why;
+  gboolean running;
+
+  g_mutex_lock (&self->lock);
+  running = self->vqa != NULL;
+  g_mutex_unlock (&self->lock);
+
+  g_mutex_lock (&self->settings_lock);
+  MdvSettings old = *s;
+  gchar **field = schema ? &s->json_schema : &s->choices;
+  *field = g_value_dup_string (value);
+  if (schema) {
+    s->schema_text = s->schema_error = NULL;
+    resolve_schema (s);
+  }
+  why = running ? mdv_constraints_error_locked (s) : NULL;
+  if (why) {                    /* put the previous value back */
+    g_free (*field);
+    if (schema) {
+      g_free (s->schema_text);
+      g_free (s->schema_error);
+      s->schema_text = old.schema_text;
+      s->schema_error = old.schema_error;
+    }
+    *field = schema ? old.json_schema : old.choices;
+  } else {
+    g_free (schema ? old.json_schema : old.choices);
+    if (schema) {
+      g_free (old.schema_text);
+      g_free (old.schema_error);
+    }
+  }
+  g_mutex_unlock (&self->settings_lock);
+  if (why) {
+    GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
+        ("%s; the previous constraint is kept.", why), (NULL));
+    g_free (why);
+  }
+}
+
 void
 mdv_set_property (GObject * object, guint prop_id,
     const GValue * value, GParamSpec * pspec)
@@ -161,6 +261,12 @@ mdv_set_property (GObject * object, guint prop_id,
       return;
     case PROP_JSONL_LOCATION:
       set_string (self, &s->jsonl_location, value, NULL);
+      return;
+    case PROP_CHOICES:
+      set_constraint (self, FALSE, value);
+      return;
+    case PROP_JSON_SCHEMA:
+      set_constraint (self, TRUE, value);
       return;
     default:
       break;
@@ -264,6 +370,12 @@ mdv_get_property (GObject * object, guint prop_id,
       break;
     case PROP_JSONL_LOCATION:
       g_value_set_string (value, s->jsonl_location);
+      break;
+    case PROP_CHOICES:
+      g_value_set_string (value, s->choices);
+      break;
+    case PROP_JSON_SCHEMA:
+      g_value_set_string (value, s->json_schema);
       break;
     case PROP_SAMPLE_FPS:
       g_value_set_double (value, s->sample_fps);
@@ -429,6 +541,19 @@ mdv_install_properties (GObjectClass * gobject_class)
           "\"-\" writes them to the process's stdout (use it rather than "
           "/dev/stdout, which loses lines when stdout is redirected to a "
           "file); NULL: don't", NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_CHOICES,
+      g_param_spec_string ("choices", "Choices",
+          "The answer is exactly one of these, '|'-separated (\"yes|no\"): "
+          "the one the model finds most likely, scored in full; the choice "
+          "goes out as the answer's \"value\" too. NULL: free text. Applies "
+          "from the next window", NULL, playing));
+  g_object_class_install_property (gobject_class, PROP_JSON_SCHEMA,
+      g_param_spec_string ("json-schema", "JSON schema",
+          "The answer is JSON valid for this schema (docs/structured.md: "
+          "objects, booleans, integer ranges, enums, short strings), given "
+          "inline (starting with '{') or as a file's path; the parsed value "
+          "goes out as the answer's \"value\" structure. NULL: free text. "
+          "Applies from the next window", NULL, playing));
   g_object_class_install_property (gobject_class, PROP_CUSTOM_META,
       g_param_spec_boolean ("custom-meta", "Custom meta",
           "Also attach each answer as a GstCustomMeta "

@@ -18,6 +18,8 @@ mdv_job_free (MdvJob * j)
     return;
   g_free (j->question);
   g_free (j->system_prompt);
+  g_free (j->choices);
+  g_free (j->schema_text);
   md_vqa_stream_free (j->stream);
   g_free (j);
 }
@@ -201,7 +203,16 @@ gboolean
 mdv_engine_load (GstMustdropVqa * self)
 {
   char err[1024] = "";
-  gchar *model, *mmproj, *question, *system, *jsonl;
+  gchar *model, *mmproj, *question, *system, *jsonl, *why;
+
+  /* a bad constraint is known before the model is loaded */
+  g_mutex_lock (&self->settings_lock);
+  why = mdv_constraints_error_locked (&self->settings);
+  g_mutex_unlock (&self->settings_lock);
+  if (why) {
+    post_error (self, GST_RESOURCE_ERROR_SETTINGS, why, NULL);
+    return FALSE;
+  }
 
   g_mutex_lock (&self->settings_lock);
   struct md_vqa_params p = engine_params (self);
@@ -267,6 +278,9 @@ job_new_locked (GstMustdropVqa * self, MdvWindow * w, GstClockTime end,
   g_mutex_lock (&self->settings_lock);
   j->question = g_strdup (question ? question : self->settings.question);
   j->system_prompt = g_strdup (self->settings.system_prompt);
+  if (self->settings.choices && *self->settings.choices)
+    j->choices = g_strdup (self->settings.choices);
+  j->schema_text = g_strdup (self->settings.schema_text);
   j->max_new_tokens = self->settings.max_new_tokens;
   j->temperature = self->settings.temperature;
   j->seed = self->settings.seed;
@@ -400,7 +414,14 @@ answer (GstMustdropVqa * self, MdvJob * j, guint epoch)
     ask.on_token = partial_cb;
     ask.token_user = self;
   }
-  rc = md_vqa_answer (s, &ask, &r->answer, err, sizeof err);
+  char **choices = NULL;
+  ask.json_schema = j->schema_text;
+  rc = j->choices ? md_vqa_choices_parse (j->choices, &choices, &ask.n_choices,
+      err, sizeof err) : MD_OK;
+  ask.choices = (const char *const *) choices;
+  if (rc == MD_OK)
+    rc = md_vqa_answer (s, &ask, &r->answer, err, sizeof err);
+  md_vqa_choices_free (choices);
   if (rc == MD_OK) {
     r->job = j;
     return r;

@@ -227,6 +227,61 @@ GST_START_TEST (test_meta_and_message)
 
 GST_END_TEST;
 
+/* choices: the answer is one of them, and the meta carries it as its value
+ * and index (a copy too); the tiny fixture's answers are nonsense, the
+ * constraint is what is checked. */
+GST_START_TEST (test_meta_choice)
+{
+  static const gchar *choices[] = { "red", "green", "blue" };
+  GstBus *bus;
+  GstElement *e = make_vqa (&bus, "window", 1.0, "sample-fps", 0.0,
+      "question", "What colour?", "choices", "red | green|blue", NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gsize size = W * H * 3;
+
+  gst_harness_set_src_caps_str (h, CAPS_RGB);
+  for (guint i = 0; i <= 10; i++)
+    fail_unless_equals_int (gst_harness_push (h, make_frame (i, i * GST_SECOND
+                / 10, size)), GST_FLOW_OK);
+  GstStructure *s = wait_element_message (bus, "mustdrop-answer");
+  gint choice = -1;
+  fail_unless (gst_structure_get_int (s, "choice", &choice));
+  fail_unless (choice >= 0 && choice < 3, "choice %d", choice);
+  fail_unless_equals_string (gst_structure_get_string (s, "value"),
+      choices[choice]);
+  fail_unless_equals_string (gst_structure_get_string (s, "answer"),
+      choices[choice]);
+  gst_structure_free (s);
+
+  fail_unless_equals_int (gst_harness_push (h, make_frame (11,
+              11 * GST_SECOND / 10, size)), GST_FLOW_OK);
+  guint metas = 0;
+  for (guint i = 0; i < 12; i++) {
+    GstBuffer *b = gst_harness_pull (h);
+    GstMustdropAnswerMeta *m = get_answer_meta (b);
+    if (m) {
+      metas++;
+      fail_unless_equals_int (m->choice, choice);
+      fail_unless (m->value != NULL);
+      fail_unless_equals_string (gst_structure_get_string (m->value, "value"),
+          choices[choice]);
+      GstBuffer *c = gst_buffer_copy (b);
+      GstMustdropAnswerMeta *mc = get_answer_meta (c);
+      fail_unless (mc->value != NULL && mc->value != m->value);
+      fail_unless (gst_structure_is_equal (mc->value, m->value));
+      gst_buffer_unref (c);
+    }
+    gst_buffer_unref (b);
+  }
+  fail_unless_equals_int (metas, 1);
+
+  gst_harness_teardown (h);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+}
+
+GST_END_TEST;
+
 /* Overlapping windows on the PTS grid; a question set while playing
  * applies from the next window. */
 GST_START_TEST (test_overlap_and_question)
@@ -1212,6 +1267,7 @@ mustdropvqa_suite (void)
   tcase_set_timeout (tc, 20);
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_meta_and_message);
+  tcase_add_test (tc, test_meta_choice);
   tcase_add_test (tc, test_overlap_and_question);
   tcase_add_test (tc, test_eos_partial_window);
   tcase_add_test (tc, test_growing_window_ask);
