@@ -20,6 +20,9 @@ the element answered, the MQTT payloads must be exactly those lines.
      dropped = answers - 2, queued 2
   4. URIs that cannot work (mqtts://, another scheme, no host, a topic with a
      wildcard) fail the start with the cause in the headline
+  5. pipelines/fleet.sh (2 machines x 2 cameras, 8 s, window 2, its own
+     broker): the subscriber prints every window of every camera once, in
+     time order
 Usage: test_mqtt.py SOURCE_ROOT MOSQUITTO   (GST_PLUGIN_PATH set by meson)
 """
 import json
@@ -313,12 +316,36 @@ def case_bad_settings(tmp):
         print("ok %s fails in %.1f s: %s" % (setting, time.monotonic() - t0, errors[0]))
 
 
+def case_fleet(tmp):
+    env = dict(os.environ, MACHINES="2", DURATION="8", WINDOW="2", FLEET_PORT=str(free_port()))
+    log = os.path.join(tmp, "fleet.log")
+    with open(log, "w") as f:
+        try:
+            rc = subprocess.run(launch_prefix() + ["bash", os.path.join(ROOT, "pipelines", "fleet.sh")],
+                                stdout=f, stderr=subprocess.STDOUT, env=env, timeout=90).returncode
+        except subprocess.TimeoutExpired:
+            fail("pipelines/fleet.sh hung (killed after 90 s): %s" % log)
+    out = open(log, errors="replace").read()
+    events = re.findall(r"^(\d\d:\d\d:\d\d\.\d{3})  (m\d/cam\d) +#(\d+) ", out, re.M)
+    want = {"m%d/cam%d" % (m, c): ["1", "2", "3", "4"] for m in (1, 2) for c in (1, 2)}
+    got = {k: [seq for _, w, seq in events if w == k] for k in want}
+    if rc != 0 or got != want or "16 events from 4 streams; 0 copies dropped, 0 missing" not in out:
+        print(out[-3000:])
+        fail("pipelines/fleet.sh (exit %d): expected 4 answers (seq 1..4) from each of 4 "
+             "cameras, got %s" % (rc, got))
+    times = [t for t, _, _ in events]
+    if times != sorted(times):
+        fail("pipelines/fleet.sh: events not in time order: %s" % times)
+    print("ok pipelines/fleet.sh: 16 events from 4 cameras on 2 machines, in time order")
+
+
 def main():
     for f in (LLM, MMPROJ):
         if not os.path.exists(f):
             fail("%s missing" % f)
     with tempfile.TemporaryDirectory() as tmp:
-        for case in (case_bad_settings, case_two_streams, case_broker_restart, case_no_broker):
+        for case in (case_bad_settings, case_two_streams, case_broker_restart, case_no_broker,
+                     case_fleet):
             folder = os.path.join(tmp, case.__name__)
             os.mkdir(folder)
             case(folder)
