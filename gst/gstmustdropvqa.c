@@ -671,15 +671,27 @@ static gboolean
 mqtt_start (GstMustdropVqa * self)
 {
   MdvSettings *s = &self->settings;
-  gchar *err = NULL;
+  gchar *err = NULL, *uri, *topic, *client_id;
+  guint queue;
   MdvMqtt *m = NULL;
 
+  g_mutex_lock (&self->lock);
   memset (&self->mqtt_final, 0, sizeof self->mqtt_final);
+  g_mutex_unlock (&self->lock);
+  /* copied: the start may post a warning (broker not reachable), and a sync
+   * bus handler may read the properties */
   g_mutex_lock (&self->settings_lock);
-  if (s->mqtt_uri && *s->mqtt_uri)
-    m = mdv_mqtt_start (GST_ELEMENT (self), s->mqtt_uri, s->mqtt_topic,
-        self->host, self->stream_name, s->mqtt_client_id, s->mqtt_queue, &err);
+  uri = g_strdup (s->mqtt_uri);
+  topic = g_strdup (s->mqtt_topic);
+  client_id = g_strdup (s->mqtt_client_id);
+  queue = s->mqtt_queue;
   g_mutex_unlock (&self->settings_lock);
+  if (uri && *uri)
+    m = mdv_mqtt_start (GST_ELEMENT (self), uri, topic, self->host,
+        self->stream_name, client_id, queue, &err);
+  g_free (uri);
+  g_free (topic);
+  g_free (client_id);
   if (err) {
     gchar *msg = g_strdup_printf ("%s.", err);
     g_free (err);
