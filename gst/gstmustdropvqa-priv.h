@@ -8,6 +8,8 @@
  *                      job queue
  *   mdv-outputs.c      what an answer becomes: meta, bus messages, the
  *                      "answer" signal's structure, JSON lines, text_src
+ *   mdv-mqtt.c         the MQTT publisher of those JSON lines (built with
+ *                      libmosquitto; mdv-mqtt.h)
  * The element only orchestrates: frames, prompts and generation are
  * libmustdrop's (md_vqa).
  *
@@ -22,6 +24,7 @@
 #include <gst/video/video.h>
 
 #include "gstmustdropvqa.h"
+#include "mdv-mqtt.h"
 #include "mdv-windows.h"
 #include <mustdrop/mustdrop-vqa.h>
 
@@ -35,6 +38,8 @@ GST_DEBUG_CATEGORY_EXTERN (mustdrop_vqa_debug);
 #define MDV_GROWING_QUEUE 16
 /* text-timing=window: seconds without video before warning of a stall */
 #define MDV_STALL_WARN_S 5
+/* EOS and stop: most time spent getting the MQTT queue to the broker */
+#define MDV_MQTT_FLUSH_US (2 * G_USEC_PER_SEC)
 
 /* What the properties say (settings_lock). */
 typedef struct
@@ -45,6 +50,8 @@ typedef struct
    * JSON or a file's path) and the schema text it gives (NULL when unset or
    * the file could not be read: schema_error says why) */
   gchar *choices, *json_schema, *schema_text, *schema_error;
+  gchar *mqtt_uri, *mqtt_topic, *mqtt_client_id;
+  guint mqtt_queue;
   gdouble sample_fps, window, window_overlap, temperature;
   guint max_frames, max_new_tokens, threads, context_size, max_pending;
   guint max_visual_tokens;
@@ -89,6 +96,8 @@ typedef struct
 {
   MdvJob *job;
   struct md_vqa_answer answer;
+  guint64 seq;                  /* 1, 2, ... over the answers of a run */
+  gint64 answered_us;           /* wall-clock time of the answer */
 } MdvResult;
 
 struct _GstMustdropVqa
@@ -141,6 +150,14 @@ struct _GstMustdropVqa
   struct md_vqa *vqa;           /* loaded at start; answers on the worker */
   struct md_vqa_stream *growing;        /* window = 0: the worker's stream */
   FILE *jsonl;                  /* worker: JSON lines, NULL, or stdout */
+  /* who answers, in every JSON line (fixed while running): the element's
+   * name, the host, an id of this run (seq restarts with each run) */
+  gchar *stream_name, *host, *run_id;
+  guint64 answer_seq;           /* worker: answers of this run so far */
+  /* mqtt-uri: the publisher (started with the engine, stopped after the
+   * worker); its last counts stay readable after the stop */
+  MdvMqtt *mqtt;
+  MdvMqttCounts mqtt_final;
   GThread *worker;
 
   /* window = 0 (under lock): sampled frames waiting for the encoder, the
@@ -184,7 +201,10 @@ void mdv_clear_pending_locked (GstMustdropVqa * self);
 
 /* mdv-outputs.c */
 GstStructure *mdv_result_structure (const MdvResult * r, gboolean stats);
-void mdv_write_jsonl (FILE * f, const MdvResult * r);
+/* The answer as one JSON object (no newline): the JSON line's and the MQTT
+ * message's text alike. */
+gchar *mdv_result_json (GstMustdropVqa * self, const MdvResult * r);
+void mdv_write_jsonl (FILE * f, const gchar * json);
 void mdv_attach_answers (GstMustdropVqa * self, GstBuffer * buf,
     GPtrArray * results);
 void mdv_post_stats (GstMustdropVqa * self);

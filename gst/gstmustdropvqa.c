@@ -12,7 +12,9 @@
  *  - the "answer" signal,
  *  - text/x-raw,format=utf8 buffers on the optional request pad text_src
  *    (GAP events keep that pad's timeline moving),
- *  - JSON lines in `jsonl-location`.
+ *  - JSON lines in `jsonl-location`,
+ *  - the same JSON objects published to an MQTT broker (`mqtt-uri`, QoS 1;
+ *    mdv-mqtt.c).
  *
  * Threading: the model loads when the element goes to PAUSED (a file that
  * cannot be loaded fails that state change); frames are sampled and
@@ -338,6 +340,11 @@ drain (GstMustdropVqa * self)
   mdv_text_output (self, results, last, GST_CLOCK_TIME_NONE);
   if (results)
     g_ptr_array_unref (results);
+  /* bounded: a broker that is away must not hold EOS; what is left is
+   * counted in the stats and tried again until the stop */
+  if (self->mqtt && !mdv_mqtt_flush (self->mqtt, MDV_MQTT_FLUSH_US))
+    GST_INFO_OBJECT (self, "EOS: MQTT answers still queued after %d s",
+        (int) (MDV_MQTT_FLUSH_US / G_USEC_PER_SEC));
   mdv_post_stats (self);
 }
 
@@ -645,6 +652,92 @@ post_progress (GstMustdropVqa * self, GstProgressType type, const gchar * text)
       gst_message_new_progress (GST_OBJECT (self), type, "model-load", text));
 }
 
+/* Who answers, for the JSON lines: fixed for the run. */
+static void
+name_run (GstMustdropVqa * self)
+{
+  g_free (self->stream_name);
+  g_free (self->host);
+  g_free (self->run_id);
+  self->stream_name = gst_object_get_name (GST_OBJECT (self));
+  self->host = g_strdup (g_get_host_name ());
+  self->run_id = g_uuid_string_random ();
+  self->answer_seq = 0;
+}
+
+/* mqtt-uri: starts the publisher (connecting in the background). FALSE
+ * after posting an error for settings that cannot work. */
+static gboolean
+mqtt_start (GstMustdropVqa * self)
+{
+  MdvSettings *s = &self->settings;
+  gchar *err = NULL, *uri, *topic, *client_id;
+  guint queue;
+  MdvMqtt *m = NULL;
+
+  g_mutex_lock (&self->lock);
+  memset (&self->mqtt_final, 0, sizeof self->mqtt_final);
+  g_mutex_unlock (&self->lock);
+  /* copied: the start may post a warning (broker not reachable), and a sync
+   * bus handler may read the properties */
+  g_mutex_lock (&self->settings_lock);
+  uri = g_strdup (s->mqtt_uri);
+  topic = g_strdup (s->mqtt_topic);
+  client_id = g_strdup (s->mqtt_client_id);
+  queue = s->mqtt_queue;
+  g_mutex_unlock (&self->settings_lock);
+  if (uri && *uri)
+    m = mdv_mqtt_start (GST_ELEMENT (self), uri, topic, self->host,
+        self->stream_name, client_id, queue, &err);
+  g_free (uri);
+  g_free (topic);
+  g_free (client_id);
+  if (err) {
+    gchar *msg = g_strdup_printf ("%s.", err);
+    g_free (err);
+    gst_element_message_full (GST_ELEMENT (self), GST_MESSAGE_ERROR,
+        GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS, msg, NULL, __FILE__,
+        GST_FUNCTION, __LINE__);
+    return FALSE;
+  }
+  g_mutex_lock (&self->lock);
+  self->mqtt = m;
+  g_mutex_unlock (&self->lock);
+  return TRUE;
+}
+
+/* Gives the publisher a bounded time to empty its queue, then stops it; what
+ * was still queued is dropped, counted and said. */
+static void
+mqtt_stop (GstMustdropVqa * self)
+{
+  MdvMqttCounts before, after;
+  MdvMqtt *m;
+
+  g_mutex_lock (&self->lock);
+  m = self->mqtt;
+  g_mutex_unlock (&self->lock);
+  if (!m)
+    return;
+  mdv_mqtt_flush (m, MDV_MQTT_FLUSH_US);
+  mdv_mqtt_counts (m, &before);
+  g_mutex_lock (&self->lock);
+  self->mqtt = NULL;
+  g_mutex_unlock (&self->lock);
+  mdv_mqtt_stop (m, &after);
+  g_mutex_lock (&self->lock);
+  self->mqtt_final = after;
+  g_mutex_unlock (&self->lock);
+  if (after.dropped > before.dropped)
+    GST_ELEMENT_WARNING (self, RESOURCE, WRITE,
+        ("%" G_GUINT64_FORMAT " answers were not published to the MQTT broker "
+            "before the stop (it did not acknowledge them within %d s); %"
+            G_GUINT64_FORMAT " were dropped in all this run.",
+            after.dropped - before.dropped,
+            (int) (MDV_MQTT_FLUSH_US / G_USEC_PER_SEC), after.dropped),
+        ("published %" G_GUINT64_FORMAT, after.published));
+}
+
 /* READY -> PAUSED: the settings are checked and the model is loaded here,
  * on the caller's thread, so that a bad file fails the state change itself.
  * An error posted later from another thread can reach an application before
@@ -657,9 +750,13 @@ validate_and_start (GstMustdropVqa * self)
     return FALSE;
   reset_run_state (self);
   g_atomic_int_set (&self->shutdown, 0);
+  name_run (self);
+  if (!mqtt_start (self))
+    return FALSE;
   post_progress (self, GST_PROGRESS_TYPE_START, "Loading the model");
   if (!mdv_engine_load (self)) {
     mdv_engine_free (self);
+    mqtt_stop (self);
     post_progress (self, GST_PROGRESS_TYPE_ERROR, "Model load failed");
     return FALSE;
   }
@@ -685,6 +782,7 @@ stop (GstMustdropVqa * self)
     g_thread_join (self->worker);
     self->worker = NULL;
   }
+  mqtt_stop (self);             /* after the worker: nothing more comes */
   g_mutex_lock (&self->lock);
   reset_windows_locked (self);
   mdv_clear_pending_locked (self);
@@ -743,6 +841,9 @@ gst_mustdrop_vqa_finalize (GObject * object)
 
   stop (self);
   mdv_settings_clear (&self->settings);
+  g_free (self->stream_name);
+  g_free (self->host);
+  g_free (self->run_id);
   g_mutex_clear (&self->settings_lock);
   g_mutex_clear (&self->lock);
   g_cond_clear (&self->cond);

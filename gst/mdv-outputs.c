@@ -136,12 +136,20 @@ json_time (GString * out, const gchar * key, GstClockTime t)
     g_string_append_printf (out, ",\"%s\":null", key);
 }
 
-void
-mdv_write_jsonl (FILE * f, const MdvResult * r)
+/* Who answered (stream, host, run, seq, time) first, then what. */
+gchar *
+mdv_result_json (GstMustdropVqa * self, const MdvResult * r)
 {
   const struct md_vqa_answer *a = &r->answer;
-  GString *s = g_string_new ("{\"window\":");
-  g_string_append_printf (s, "%" G_GUINT64_FORMAT, r->job->index);
+  GString *s = g_string_new ("{\"stream\":");
+  json_string (s, self->stream_name);
+  g_string_append (s, ",\"host\":");
+  json_string (s, self->host);
+  g_string_append (s, ",\"run\":");
+  json_string (s, self->run_id);
+  g_string_append_printf (s, ",\"seq\":%" G_GUINT64_FORMAT ",\"time\":%.3f",
+      r->seq, (double) r->answered_us / G_USEC_PER_SEC);
+  g_string_append_printf (s, ",\"window\":%" G_GUINT64_FORMAT, r->job->index);
   json_time (s, "start", r->job->start);
   json_time (s, "end", r->job->end);
   json_time (s, "start_running_time", r->job->start_rt);
@@ -159,11 +167,19 @@ mdv_write_jsonl (FILE * f, const MdvResult * r)
   json_string (s, a->reduce);
   g_string_append_printf (s, ",\"visual_tokens\":%d,\"visual_tokens_kept\":%d,"
       "\"visual_tokens_final\":%d,\"prompt_tokens\":%d,"
-      "\"generated_tokens\":%d}\n", a->visual_tokens, a->visual_tokens_kept,
-      a->visual_tokens_final, a->prompt_tokens, a->generated_tokens);
-  fputs (s->str, f);
+      "\"generated_tokens\":%d,\"encode_ms\":%.3f,\"prefill_ms\":%.3f,"
+      "\"decode_ms\":%.3f}", a->visual_tokens, a->visual_tokens_kept,
+      a->visual_tokens_final, a->prompt_tokens, a->generated_tokens,
+      a->timings.encode_ms, a->timings.prefill_ms, a->timings.decode_ms);
+  return g_string_free (s, FALSE);
+}
+
+void
+mdv_write_jsonl (FILE * f, const gchar * json)
+{
+  fputs (json, f);
+  fputc ('\n', f);
   fflush (f);
-  g_string_free (s, TRUE);
 }
 
 void
@@ -367,6 +383,13 @@ mdv_post_stats (GstMustdropVqa * self)
         "held-visual-tokens-max", G_TYPE_UINT, self->held_tokens_max,
         "held-visual-bytes", G_TYPE_UINT64, self->held_bytes,
         "held-visual-bytes-max", G_TYPE_UINT64, self->held_bytes_max, NULL);
+  if (self->mqtt) {
+    MdvMqttCounts c;
+    mdv_mqtt_counts (self->mqtt, &c);
+    gst_structure_set (s, "mqtt-published", G_TYPE_UINT64, c.published,
+        "mqtt-dropped", G_TYPE_UINT64, c.dropped,
+        "mqtt-queued", G_TYPE_UINT, c.queued, NULL);
+  }
   g_mutex_unlock (&self->lock);
   gst_element_post_message (GST_ELEMENT (self),
       gst_message_new_element (GST_OBJECT (self), s));

@@ -20,6 +20,8 @@
 #define DEFAULT_CONTEXT_SIZE 0
 #define DEFAULT_CUSTOM_META FALSE
 #define DEFAULT_MAX_VISUAL_TOKENS 0
+#define DEFAULT_MQTT_TOPIC "mustdrop/{host}/{stream}"
+#define DEFAULT_MQTT_QUEUE 1000
 
 enum
 {
@@ -51,6 +53,13 @@ enum
   PROP_HELD_VISUAL_TOKENS,
   PROP_HELD_VISUAL_BYTES,
   PROP_FRAMES_ENCODED,
+  PROP_MQTT_URI,
+  PROP_MQTT_TOPIC,
+  PROP_MQTT_CLIENT_ID,
+  PROP_MQTT_QUEUE,
+  PROP_MQTT_PUBLISHED,
+  PROP_MQTT_DROPPED,
+  PROP_MQTT_QUEUED,
 };
 
 void
@@ -74,6 +83,8 @@ mdv_settings_init (MdvSettings * s)
   s->stream_tokens = DEFAULT_STREAM_TOKENS;
   s->custom_meta = DEFAULT_CUSTOM_META;
   s->max_visual_tokens = DEFAULT_MAX_VISUAL_TOKENS;
+  s->mqtt_topic = g_strdup (DEFAULT_MQTT_TOPIC);
+  s->mqtt_queue = DEFAULT_MQTT_QUEUE;
 }
 
 void
@@ -90,6 +101,9 @@ mdv_settings_clear (MdvSettings * s)
   g_free (s->json_schema);
   g_free (s->schema_text);
   g_free (s->schema_error);
+  g_free (s->mqtt_uri);
+  g_free (s->mqtt_topic);
+  g_free (s->mqtt_client_id);
 }
 
 static void
@@ -268,6 +282,15 @@ mdv_set_property (GObject * object, guint prop_id,
     case PROP_JSON_SCHEMA:
       set_constraint (self, TRUE, value);
       return;
+    case PROP_MQTT_URI:
+      set_string (self, &s->mqtt_uri, value, NULL);
+      return;
+    case PROP_MQTT_TOPIC:
+      set_string (self, &s->mqtt_topic, value, DEFAULT_MQTT_TOPIC);
+      return;
+    case PROP_MQTT_CLIENT_ID:
+      set_string (self, &s->mqtt_client_id, value, NULL);
+      return;
     default:
       break;
   }
@@ -319,6 +342,9 @@ mdv_set_property (GObject * object, guint prop_id,
     case PROP_MAX_VISUAL_TOKENS:
       s->max_visual_tokens = g_value_get_uint (value);
       break;
+    case PROP_MQTT_QUEUE:
+      s->mqtt_queue = g_value_get_uint (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -345,6 +371,22 @@ mdv_get_property (GObject * object, guint prop_id,
     else
       g_value_set_uint64 (value, self->n_frames_encoded);
     g_mutex_unlock (&self->lock);
+    return;
+  }
+  if (prop_id == PROP_MQTT_PUBLISHED || prop_id == PROP_MQTT_DROPPED ||
+      prop_id == PROP_MQTT_QUEUED) {
+    MdvMqttCounts c;
+    g_mutex_lock (&self->lock);
+    if (self->mqtt)
+      mdv_mqtt_counts (self->mqtt, &c);
+    else
+      c = self->mqtt_final;
+    g_mutex_unlock (&self->lock);
+    if (prop_id == PROP_MQTT_QUEUED)
+      g_value_set_uint (value, c.queued);
+    else
+      g_value_set_uint64 (value, prop_id == PROP_MQTT_PUBLISHED ?
+          c.published : c.dropped);
     return;
   }
 
@@ -422,6 +464,18 @@ mdv_get_property (GObject * object, guint prop_id,
     case PROP_MAX_VISUAL_TOKENS:
       g_value_set_uint (value, s->max_visual_tokens);
       break;
+    case PROP_MQTT_URI:
+      g_value_set_string (value, s->mqtt_uri);
+      break;
+    case PROP_MQTT_TOPIC:
+      g_value_set_string (value, s->mqtt_topic);
+      break;
+    case PROP_MQTT_CLIENT_ID:
+      g_value_set_string (value, s->mqtt_client_id);
+      break;
+    case PROP_MQTT_QUEUE:
+      g_value_set_uint (value, s->mqtt_queue);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -429,6 +483,46 @@ mdv_get_property (GObject * object, guint prop_id,
   g_mutex_unlock (&self->settings_lock);
 }
 
+
+static void
+install_mqtt_properties (GObjectClass * gobject_class, GParamFlags ready)
+{
+  const GParamFlags counter = G_PARAM_READABLE | G_PARAM_STATIC_STRINGS;
+
+  g_object_class_install_property (gobject_class, PROP_MQTT_URI,
+      g_param_spec_string ("mqtt-uri", "MQTT broker",
+          "Publish every answer (its JSON line, as jsonl-location writes it) "
+          "to this MQTT broker with QoS 1: mqtt://[user[:password]@]host[:port] "
+          "(port 1883 by default; no TLS). A broker that is down is no error: "
+          "answers wait (mqtt-queue) and go once it is up. NULL: don't",
+          NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_MQTT_TOPIC,
+      g_param_spec_string ("mqtt-topic", "MQTT topic",
+          "Topic of the answers; {host} becomes the host name and {stream} "
+          "the element's name", DEFAULT_MQTT_TOPIC, ready));
+  g_object_class_install_property (gobject_class, PROP_MQTT_CLIENT_ID,
+      g_param_spec_string ("mqtt-client-id", "MQTT client id",
+          "Client identifier sent to the broker (NULL: a random one)", NULL,
+          ready));
+  g_object_class_install_property (gobject_class, PROP_MQTT_QUEUE,
+      g_param_spec_uint ("mqtt-queue", "MQTT queue",
+          "Most answers kept while the broker is away or slow (including the "
+          "one awaiting its acknowledgement); beyond it the oldest waiting "
+          "answer is dropped and counted (mqtt-dropped)", 1, 1000000,
+          DEFAULT_MQTT_QUEUE, ready));
+  g_object_class_install_property (gobject_class, PROP_MQTT_PUBLISHED,
+      g_param_spec_uint64 ("mqtt-published", "MQTT published",
+          "Answers the broker acknowledged in this run", 0, G_MAXUINT64, 0,
+          counter));
+  g_object_class_install_property (gobject_class, PROP_MQTT_DROPPED,
+      g_param_spec_uint64 ("mqtt-dropped", "MQTT dropped",
+          "Answers not published in this run: the queue was full, or they "
+          "were still queued when the element stopped", 0, G_MAXUINT64, 0,
+          counter));
+  g_object_class_install_property (gobject_class, PROP_MQTT_QUEUED,
+      g_param_spec_uint ("mqtt-queued", "MQTT queued",
+          "Answers waiting for the broker now", 0, G_MAXUINT, 0, counter));
+}
 
 void
 mdv_install_properties (GObjectClass * gobject_class)
@@ -584,5 +678,5 @@ mdv_install_properties (GObjectClass * gobject_class)
           "(frames the encoder could not keep up with are counted as "
           "frames-dropped in \"mustdrop-stats\")", 0, G_MAXUINT64, 0,
           G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
-
+  install_mqtt_properties (gobject_class, ready);
 }

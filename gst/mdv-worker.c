@@ -473,8 +473,16 @@ answer_job_locked (GstMustdropVqa * self, MdvJob * j, guint epoch)
   if (current) {
     GST_DEBUG_OBJECT (self, "window %" G_GUINT64_FORMAT " answered in %"
         GST_TIME_FORMAT ": %s", j->index, GST_TIME_ARGS (took), r->answer.text);
-    if (self->jsonl)
-      mdv_write_jsonl (self->jsonl, r);
+    r->seq = ++self->answer_seq;
+    r->answered_us = g_get_real_time ();
+    if (self->jsonl || self->mqtt) {
+      gchar *json = mdv_result_json (self, r);
+      if (self->jsonl)
+        mdv_write_jsonl (self->jsonl, json);
+      if (self->mqtt)
+        mdv_mqtt_publish (self->mqtt, json);
+      g_free (json);
+    }
     s = mdv_result_structure (r, j->stats);
   }
 

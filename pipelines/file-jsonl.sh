@@ -2,9 +2,10 @@
 # Answers of a whole file as JSON lines (one object per window), as fast as
 # the model allows (no clock sync; EOS waits for the last answer).
 #   pipelines/file-jsonl.sh INPUT [ANSWERS.jsonl]
-# Fields: window, start, end (stream seconds), start/end_running_time,
-# question, answer, frames, reduce, visual_tokens(_kept/_final),
-# prompt_tokens, generated_tokens.
+# Fields: stream (the element's name), host, run, seq, time (wall clock),
+# window, start, end (stream seconds), start/end_running_time, question,
+# answer, frames, reduce, visual_tokens(_kept/_final), prompt_tokens,
+# generated_tokens, encode_ms, prefill_ms, decode_ms.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 in="${1:?usage: $0 INPUT [ANSWERS.jsonl]}"

@@ -9,10 +9,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 status=0
-# The plugin and FFmpeg are optional for a build, not for the suite: a missing
+# The plugin, FFmpeg and MQTT are optional for a build, not for the suite: a missing
 # development package fails the configure step instead of silently dropping
 # the tests that need it.
-required=(-Dgst=enabled -Dffmpeg=enabled)
+required=(-Dgst=enabled -Dffmpeg=enabled -Dmqtt=enabled)
 
 run_suite() {  # name, meson options...
     local dir=$1; shift

@@ -31,6 +31,9 @@ from pathlib import Path
 OWN_ELEMENTS = {"mustdropvqa"}
 # Programs the tests run directly (the rest come from the build).
 PROGRAMS = ["gst-launch-1.0", "gst-inspect-1.0", "ffmpeg", "timeout", "pkg-config", "c++"]
+# Programs of the plugin's tests that Debian puts in sbin (off a user's PATH):
+# the MQTT broker of tests/gst/test_mqtt.py and pipelines/fleet.sh.
+SBIN_PROGRAMS = ["mosquitto"]
 # Where a missing element usually comes from on Debian 12 (a hint only).
 PACKAGE_HINT = {
     "textoverlay": "gstreamer1.0-x", "clockoverlay": "gstreamer1.0-x",
@@ -202,6 +205,9 @@ def main():
     for prog in PROGRAMS:
         if (gst or not prog.startswith("gst-")) and not shutil.which(prog):
             problems.append(f"program {prog} not on PATH")
+    for prog in SBIN_PROGRAMS if gst else []:
+        if not shutil.which(prog) and not shutil.which(prog, path="/usr/sbin:/sbin"):
+            problems.append(f"program {prog} not found (on PATH or in /usr/sbin)")
 
     named = named_elements(root) if gst else {}
     have = registry_elements() if gst and shutil.which("gst-inspect-1.0") else set()

@@ -1099,7 +1099,15 @@ GST_START_TEST (test_text_pad_textoverlay)
   fail_unless (g_file_get_contents (jsonl, &contents, NULL, NULL));
   gchar **lines = g_strsplit (g_strstrip (contents), "\n", -1);
   fail_unless_equals_int (g_strv_length (lines), 3);
-  fail_unless (g_str_has_prefix (lines[0], "{\"window\":0,\"start\":0.000000"));
+  /* who answered first (the element's name, seq 1..), then the window */
+  fail_unless (g_str_has_prefix (lines[0], "{\"stream\":\"v\",\"host\":"));
+  for (guint i = 0; i < 3; i++) {
+    gchar *seq = g_strdup_printf (",\"seq\":%u,", i + 1);
+    gchar *window = g_strdup_printf (",\"window\":%u,\"start\":%u.000000", i, i);
+    fail_unless (strstr (lines[i], seq) && strstr (lines[i], window), "%s", lines[i]);
+    g_free (seq);
+    g_free (window);
+  }
   g_strfreev (lines);
   g_free (contents);
   g_unlink (jsonl);
