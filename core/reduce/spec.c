@@ -36,7 +36,7 @@ struct md_reduce_config md_reduce_default_config(void)
     c.vz_keep = 0.11f;             /* VisionZip README: 54 + 10 = 64 of 576 */
     c.vz_dominant = 54.0f / 64.0f;
     c.cd_keep = 0.11f;             /* CDPruner scripts: 64 of 576 */
-    c.pos = MD_REDUCE_POS_RENUMBER;   /* measured choice: docs/reduction.md, "Positions" */
+    c.pos = MD_REDUCE_POS_KEEP;   /* measured (docs/reduction.md, "Positions"); provisional */
     return c;
 }
 
@@ -438,7 +438,8 @@ int md_reduce_format(const struct md_reduce_config *c, char *buf, size_t n)
     if (c->max_visual_tokens) { SEP(); PUT("cap:tokens=%d", c->max_visual_tokens); }
     if (c->max_visual_tokens && c->max_visual_frames) PUT(",frames=%d", c->max_visual_frames);
     bool faithful = (c->methods & MD_REDUCE_MUSTDROP) && c->md_kv == MD_REDUCE_KV_FAITHFUL;
-    if (o && !faithful)   /* the last method's args end the spec: any method takes pos= */
+    /* the last method's args end the spec, and any method takes pos= */
+    if (o && !faithful && c->pos != md_reduce_default_config().pos)
         PUT(",pos=%s", c->pos == MD_REDUCE_POS_KEEP ? "keep" : "renumber");
     if (!o)
         PUT("none");

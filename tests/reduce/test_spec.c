@@ -67,7 +67,7 @@ static void new_methods(void)
 {
     struct md_reduce_config c, d = md_reduce_default_config();
     char err[256], buf[256];
-    CHECK(d.pos == MD_REDUCE_POS_RENUMBER && d.vz_keep == 0.11f && d.cd_keep == 0.11f);
+    CHECK(d.pos == MD_REDUCE_POS_KEEP && d.vz_keep == 0.11f && d.cd_keep == 0.11f);
     CHECK(parse("visionzip", &c, err) == MD_OK && c.methods == MD_REDUCE_VISIONZIP);
     CHECK(md_reduce_stages(&c) == MD_STAGE_SELECT && c.vz_dominant == 54.0f / 64.0f && !c.vz_mean_merge);
     CHECK(parse("visionzip:keep=0.25,dominant=0.5,merge=mean", &c, err) == MD_OK);
@@ -86,7 +86,7 @@ static void new_methods(void)
     CHECK(parse("mustdrop:kv=decode,pos=keep", &c, err) == MD_OK && c.pos == MD_REDUCE_POS_KEEP);
     static const char *const rt[] = { "visionzip:tokens=20,dominant=0.75,merge=mean,pos=keep",
                                       "cdpruner:keep=0.3+fastv:k=1,r=0.5,pos=keep",
-                                      "hired:budget=0.25,pos=renumber" };
+                                      "hired:budget=0.25,pos=renumber", "random:keep=0.5,pos=keep" };
     for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++) {
         struct md_reduce_config a, b;
         CHECK(parse(rt[i], &a, err) == MD_OK && md_reduce_format(&a, buf, sizeof buf) > 0);

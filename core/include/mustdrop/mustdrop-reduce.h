@@ -12,7 +12,8 @@
  *     fastv:k=2,r=0.5              random:keep=0.25,seed=1
  *     uniform:tokens=144           dycoke:k=0.7,window=4
  *     stmerge:thresh=0.8           none
- *     dycoke:k=0.7+fastv:k=2,r=0.5
+ *     visionzip:keep=0.25          cdpruner:tokens=64
+ *     dycoke:k=0.7+fastv:k=2,r=0.5 random:keep=0.25,pos=renumber
  *
  * Typical use (whisper.cpp style):
  *
