@@ -94,7 +94,8 @@ static int encode_pixels(struct md_reduce_session *s, const float *pixels, bool 
     int32_t L = hp->n_layer_run, np = hp->n_patches;
     bool lsm = has(s, MD_REDUCE_MUSTDROP) && s->cfg.md_merge_thresh <= 1.0f &&
                s->cfg.md_merge_layer < L - 1;
-    bool want_score = has(s, MD_REDUCE_MUSTDROP | MD_REDUCE_HIRED) || s->cfg.max_visual_tokens > 0;
+    bool want_score = has(s, MD_REDUCE_MUSTDROP | MD_REDUCE_HIRED | MD_REDUCE_VISIONZIP) ||
+                      s->cfg.max_visual_tokens > 0;
     memset(e, 0, sizeof *e);
     e->side = hp->n_side;
     e->src = malloc(sizeof(int32_t) * (size_t)np);
@@ -132,6 +133,7 @@ static int encode_pixels(struct md_reduce_session *s, const float *pixels, bool 
         struct md_vit_dims d = md_reduce_vit_dims(&v->hp);
         s->st.flops_vision += md_reduce_flops_projector(&d, got);
         e->n = got;
+        e->n_full = n_patch < np ? np : got;   /* after a merge, src indexes the np patches */
     }
     md_vision_run_end(r);
     return rc;
@@ -178,6 +180,9 @@ static int block_from(struct md_reduce_session *s, const float *embd, const floa
             b->score[i] = score[j];
     }
     b->n = k;
+    b->n_orig = 0;
+    for (int32_t i = 0; i < k; i++)   /* callers that know more set n_orig after */
+        b->n_orig = b->src[i] + 1 > b->n_orig ? b->src[i] + 1 : b->n_orig;
     b->gh = gh;
     b->gw = gw;
     return MD_OK;
@@ -218,12 +223,47 @@ static int32_t with_keys(int32_t *idx, int32_t k, const bool *key, int32_t n)
     return m;
 }
 
+/* VisionZip on one image's rows: dominant (key tokens first) + contextual
+ * merged rows; no raster any more. */
+static int visionzip_block(struct md_reduce_session *s, const float *embd, const float *score,
+                           const bool *key, const int32_t *src, int32_t n, struct md_block *b)
+{
+    const struct md_reduce_config *c = &s->cfg;
+    int32_t nd, nc;
+    md_reduce_visionzip_split(n, c->vz_keep, c->vz_tokens, c->vz_dominant, &nd, &nc);
+    float *out = malloc(sizeof(float) * (size_t)n * (size_t)s->E);
+    int32_t *osrc = malloc(sizeof(int32_t) * (size_t)n);
+    int32_t k = out && osrc ? md_reduce_visionzip(embd, score, key, src, n, s->E, nd, nc,
+                                                  c->vz_mean_merge, out, osrc) : 0;
+    /* dominant rows keep their scores (a cap trims by them); contextual
+     * rows rank with their target */
+    float *osc = score && k ? malloc(sizeof(float) * (size_t)k) : NULL;
+    bool *okey = key && k ? calloc((size_t)k, sizeof(bool)) : NULL;
+    int rc = k > 0 && (!score || osc) && (!key || okey) ? MD_OK : MD_ERR_NOMEM;
+    for (int32_t i = 0; !rc && (osc || okey) && i < k; i++) {
+        int32_t j = 0;   /* the row osrc[i] stands for */
+        while (j < n && (src ? src[j] : j) != osrc[i])
+            j++;
+        if (osc)
+            osc[i] = j < n ? score[j] : 0.0f;
+        if (okey)
+            okey[i] = j < n && key[j];
+    }
+    if (!rc)
+        rc = block_from(s, out, osc, okey, osrc, NULL, k, 0, 0, b);
+    free(out);
+    free(osrc);
+    free(osc);
+    free(okey);
+    return rc;
+}
+
 /* Per-image selection: HiRED (single partition), random, uniform. Writes
  * the kept rows into a new block. At least one row always survives: an
  * image that vanishes entirely would also drop its prompt marker. */
-static int select_block(struct md_reduce_session *s, const float *embd, const float *score,
-                        const bool *key, const int32_t *src, int32_t n, int32_t gh, int32_t gw,
-                        int32_t budget, struct md_block *b)
+static int select_rows(struct md_reduce_session *s, const float *embd, const float *score,
+                       const bool *key, const int32_t *src, int32_t n, int32_t gh, int32_t gw,
+                       int32_t budget, struct md_block *b)
 {
     const struct md_reduce_config *c = &s->cfg;
     int32_t *idx = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
@@ -234,6 +274,10 @@ static int select_block(struct md_reduce_session *s, const float *embd, const fl
     int32_t k = n;
     const int32_t *use = NULL;
     int rc = MD_OK;
+    if (has(s, MD_REDUCE_VISIONZIP)) {
+        free(idx);
+        return visionzip_block(s, embd, score, key, src, n, b);
+    }
     if (budget >= 0) {                                  /* HiRED */
         k = budget < 1 ? 1 : budget > n ? n : budget;
         if (score)
@@ -269,6 +313,17 @@ static int select_block(struct md_reduce_session *s, const float *embd, const fl
     }
     rc = block_from(s, embd, score, key, src, use, k, gh, gw, b);
     free(idx);
+    return rc;
+}
+
+/* select_rows, for an image the unreduced model gives n_full rows. */
+static int select_block(struct md_reduce_session *s, const float *embd, const float *score,
+                        const bool *key, const int32_t *src, int32_t n, int32_t n_full,
+                        int32_t gh, int32_t gw, int32_t budget, struct md_block *b)
+{
+    int rc = select_rows(s, embd, score, key, src, n, gh, gw, budget, b);
+    if (!rc)
+        b->n_orig = n_full > b->n_orig ? n_full : b->n_orig;
     return rc;
 }
 
@@ -317,10 +372,12 @@ static int concat_block(struct md_reduce_session *s, struct md_block *acc, struc
         return MD_ERR_NOMEM;
     memcpy(acc->embd + (size_t)acc->n * E, b->embd, sizeof(float) * (size_t)b->n * E);
     memcpy(acc->key + acc->n, b->key, sizeof(bool) * (size_t)b->n);
-    memcpy(acc->src + acc->n, b->src, sizeof(int32_t) * (size_t)b->n);
-    for (int32_t i = 0; i < b->n; i++)
+    for (int32_t i = 0; i < b->n; i++) {   /* b's rows come after acc's unreduced span */
+        acc->src[acc->n + i] = acc->n_orig + b->src[i];
         acc->score[acc->n + i] = b->score ? b->score[i] : 0.0f;
+    }
     acc->n += b->n;
+    acc->n_orig += b->n_orig;
     acc->gh = acc->gw = 0;
     return MD_OK;
 }
@@ -333,8 +390,8 @@ static int select_encoded(struct md_reduce_session *s, const struct md_encoded *
     bool *key = key_set(s, e->score, e->n);
     s->st.n_key_tokens += count_keys(key, e->n);
     bool raster = e->n == e->side * e->side;
-    int rc = select_block(s, e->embd, e->score, key, e->src, e->n, raster ? e->side : 0,
-                          raster ? e->side : 0, budget, b);
+    int rc = select_block(s, e->embd, e->score, key, e->src, e->n, e->n_full,
+                          raster ? e->side : 0, raster ? e->side : 0, budget, b);
     free(key);
     s->st.ms_select += md_reduce_now_ms() - t0;
     return rc;
@@ -383,6 +440,7 @@ static int hired_pack_tiles(struct md_reduce_session *s, const struct md_encoded
         }
     struct md_block b;
     if (!rc && n > 0 && !(rc = block_from(s, embd, score, NULL, src, NULL, n, 0, 0, &b))) {
+        b.n_orig = p->ny * ns * p->nx * ns;
         rc = concat_block(s, acc, &b);
         md_reduce_block_free(&b);
     }
@@ -492,6 +550,8 @@ static int dycoke_block(struct md_reduce_session *s, const struct md_encoded *e,
     bool raster = e->n == e->side * e->side;
     rc = block_from(s, e->embd, e->score, NULL, e->src, use, k, raster ? e->side : 0,
                     raster ? e->side : 0, b);
+    if (!rc)
+        b->n_orig = e->n_full;
     free(keep);
     return rc;
 }
@@ -555,6 +615,7 @@ void md_reduce_flush_pending(struct md_reduce_session *s)
                        s->pend_gw, &b))
             continue;
         b.frame = true;
+        b.n_orig = n;
         if (push_block(s, &b))
             md_reduce_block_free(&b);
     }
@@ -582,6 +643,7 @@ static int trim_block(struct md_reduce_session *s, struct md_block *b, int32_t k
         return rc;
     nb.frame = b->frame;
     nb.n_src = b->n_src;
+    nb.n_orig = b->n_orig;
     md_reduce_block_free(b);
     *b = nb;
     return MD_OK;
@@ -614,13 +676,14 @@ static int merge_pair(struct md_reduce_session *s, int32_t i)
         memcpy(m.embd + o * E, q->embd, sizeof(float) * (size_t)q->n * E);
         for (int32_t j = 0; j < q->n; j++) {
             m.key[o + (size_t)j] = q->key && q->key[j];
-            m.src[o + (size_t)j] = q->src ? q->src[j] : j;
+            m.src[o + (size_t)j] = (p ? a->n_orig : 0) + (q->src ? q->src[j] : j);
             if (scored)   /* a block without scores ranks below every scored row */
                 m.score[o + (size_t)j] = q->score ? q->score[j] : -1e30f;
         }
         o += (size_t)q->n;
     }
     m.n = (int32_t)n;
+    m.n_orig = a->n_orig + b->n_orig;
     m.frame = true;
     m.n_src = block_weight(a) + block_weight(b);
     md_reduce_block_free(a);
@@ -694,7 +757,7 @@ int md_reduce_apply_cap(struct md_reduce_session *s)
  * internals; a cap alone keeps HF's packing and trims by stride. */
 static bool needs_tower_internals(const struct md_reduce_session *s)
 {
-    return has(s, MD_REDUCE_MUSTDROP | MD_REDUCE_HIRED);
+    return has(s, MD_REDUCE_MUSTDROP | MD_REDUCE_HIRED | MD_REDUCE_VISIONZIP);
 }
 
 /* AnyRes image without tower-side methods: HF's packing, then selection. */
@@ -721,7 +784,7 @@ static int add_anyres_plain(struct md_reduce_session *s, const uint8_t *rgb, int
     if (!rc) {
         s->st.vis_in += got;
         s->st.vis_after_vision += got;
-        rc = select_block(s, embd, NULL, NULL, NULL, got, 0, 0, -1, b);
+        rc = select_block(s, embd, NULL, NULL, NULL, got, got, 0, 0, -1, b);
     }
     free(embd);
     return rc;
@@ -795,6 +858,7 @@ static int pool_frame(const struct md_reduce_session *s, struct md_encoded *e)
     for (int32_t j = 0; j < per; j++)
         e->src[j] = j;
     e->n = per;
+    e->n_full = per;
     e->side = side;
     return MD_OK;
 }
@@ -880,8 +944,8 @@ int md_reduce_add_embd(struct md_reduce_session *s, const float *embd, int32_t n
     bool *key = key_set(s, scores, n);
     s->st.n_key_tokens += count_keys(key, n);
     struct md_block b;
-    int rc = select_block(s, embd, scores, key, NULL, n, raster ? grid_h : 0, raster ? grid_w : 0,
-                          scores ? hired_single_budget(s, n) : -1, &b);
+    int rc = select_block(s, embd, scores, key, NULL, n, n, raster ? grid_h : 0,
+                          raster ? grid_w : 0, scores ? hired_single_budget(s, n) : -1, &b);
     free(key);
     s->st.vis_in += n;
     s->st.vis_after_vision += n;

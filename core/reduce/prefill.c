@@ -414,7 +414,9 @@ int md_reduce_prefill_batch(struct md_reduce_session *s, const struct md_batch *
 struct prompt_parts {
     float *embd;
     bool *key;
-    int32_t *rows;
+    int32_t *rel;       /* [n_rows] offset of each row in its prompt block's unreduced rows */
+    int32_t *rows;      /* [n_blocks] rows kept */
+    int32_t *span;      /* [n_blocks] rows the unreduced model gives the block */
     enum md_vision_block *kinds;
     int32_t n_blocks, n_rows;
 };
@@ -423,7 +425,9 @@ static void parts_free(struct prompt_parts *p)
 {
     free(p->embd);
     free(p->key);
+    free(p->rel);
     free(p->rows);
+    free(p->span);
     free(p->kinds);
 }
 
@@ -435,33 +439,161 @@ static int newline_row(const struct md_reduce_session *s, float *out)
     return v->be->ops->tensor_get(v->be, &v->newline, 0, out, sizeof(float) * (size_t)s->E);
 }
 
-static int build_parts(const struct md_reduce_session *s, struct prompt_parts *p)
+/* sel: NULL, or per block the rows to use (sel[i] NULL: all), n_sel[i] of them. */
+static int build_parts(const struct md_reduce_session *s, int32_t *const *sel,
+                       const int32_t *n_sel, struct prompt_parts *p)
 {
     bool video = s->vis && md_vision_video_is_block(s->vis);
     int32_t cap = md_reduce_n_visual(s) + s->n_blocks;
     memset(p, 0, sizeof *p);
     p->embd = malloc(sizeof(float) * (size_t)cap * (size_t)s->E);
     p->key = malloc(sizeof(bool) * (size_t)cap);
+    p->rel = malloc(sizeof(int32_t) * (size_t)cap);
     p->rows = calloc((size_t)s->n_blocks, sizeof(int32_t));
+    p->span = calloc((size_t)s->n_blocks, sizeof(int32_t));
     p->kinds = calloc((size_t)s->n_blocks, sizeof *p->kinds);
-    if (!p->embd || !p->key || !p->rows || !p->kinds)
+    if (!p->embd || !p->key || !p->rel || !p->rows || !p->span || !p->kinds)
         return MD_ERR_NOMEM;
     for (int32_t i = 0; i < s->n_blocks; i++) {
         const struct md_block *bl = &s->blocks[i];
         bool in_video = video && bl->frame;
         if (!in_video || i == 0 || !s->blocks[i - 1].frame)
             p->kinds[p->n_blocks++] = in_video ? MD_VISION_BLOCK_VIDEO : MD_VISION_BLOCK_IMAGE;
-        memcpy(p->embd + (size_t)p->n_rows * s->E, bl->embd, sizeof(float) * (size_t)bl->n * s->E);
-        memcpy(p->key + p->n_rows, bl->key, sizeof(bool) * (size_t)bl->n);
-        p->n_rows += bl->n;
-        p->rows[p->n_blocks - 1] += bl->n;
+        const int32_t *use = sel ? sel[i] : NULL;
+        int32_t m = use ? n_sel[i] : bl->n;
+        for (int32_t k = 0; k < m; k++) {
+            int32_t j = use ? use[k] : k;
+            memcpy(p->embd + (size_t)(p->n_rows + k) * s->E, bl->embd + (size_t)j * s->E,
+                   sizeof(float) * (size_t)s->E);
+            p->key[p->n_rows + k] = bl->key[j];
+            p->rel[p->n_rows + k] = p->span[p->n_blocks - 1] + (bl->src ? bl->src[j] : j);
+        }
+        int32_t *span = &p->span[p->n_blocks - 1];
+        *span += bl->n_orig > bl->n ? bl->n_orig : bl->n;
+        p->n_rows += m;
+        p->rows[p->n_blocks - 1] += m;
         bool last_frame = in_video && (i + 1 == s->n_blocks || !s->blocks[i + 1].frame);
         if (last_frame && !newline_row(s, p->embd + (size_t)p->n_rows * s->E)) {
+            p->rel[p->n_rows] = (*span)++;
             p->key[p->n_rows++] = true;
             p->rows[p->n_blocks - 1]++;
         }
     }
     return MD_OK;
+}
+
+/* pos=keep: text rows count on from the end of the unreduced span before
+ * them; a block's visual rows sit at the block's start + their offset in
+ * its unreduced rows (rows of one block are contiguous in the prompt). */
+static void keep_positions(const struct md_batch *b, const struct prompt_parts *pp, int32_t *pos)
+{
+    int32_t cur = 0, blk = -1, left = 0, base = 0, v = 0;
+    for (int32_t i = 0; i < b->n; i++) {
+        if (b->tokens[i] != MD_TOKEN_EMBD || (left == 0 && blk + 1 >= pp->n_blocks)) {
+            pos[i] = cur++;
+            continue;
+        }
+        if (left == 0) {
+            base = cur;
+            left = pp->rows[++blk];
+        }
+        pos[i] = base + pp->rel[v++];
+        if (--left == 0)
+            cur = base + pp->span[blk];
+    }
+}
+
+static int prefill_parts(struct md_reduce_session *s, const struct md_batch *b,
+                         const struct prompt_parts *pp)
+{
+    if (s->cfg.pos != MD_REDUCE_POS_KEEP || !b->tokens)
+        return md_reduce_prefill_batch(s, b, pp->key);
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)b->n);
+    if (!pos)
+        return md_reduce_fail(s, MD_ERR_NOMEM, "prefill: out of memory");
+    keep_positions(b, pp, pos);
+    struct md_batch kb = *b;
+    kb.pos = pos;
+    int rc = md_reduce_prefill_batch(s, &kb, pp->key);
+    free(pos);
+    return rc;
+}
+
+/* The mean LLM input embedding of the question's tokens (CDPruner's
+ * instruction; its CLIP text tower has no counterpart here). Runs only the
+ * embedding lookup of md_llm_begin. Returns 1 when the question has no
+ * tokens. */
+static int question_embedding(struct md_reduce_session *s, const char *question, float *q)
+{
+    const struct md_vocab *voc = md_model_vocab(md_context_model(s->ctx));
+    size_t len = question ? strlen(question) : 0;
+    int32_t cap = md_context_n_batch(s->ctx);
+    int32_t *toks = malloc(sizeof(int32_t) * (len + 16));
+    if (!toks)
+        return MD_ERR_NOMEM;
+    int64_t n = voc && len ? md_tokenize(voc, question, len, false, false, toks,
+                                         (int64_t)len + 16) : 0;
+    n = n > cap ? cap : n;
+    float *x = n > 0 ? malloc(sizeof(float) * (size_t)n * (size_t)s->E) : NULL;
+    int rc = n <= 0 ? 1 : x ? MD_OK : MD_ERR_NOMEM;
+    struct md_batch b = { .n = (int32_t)n, .tokens = toks };
+    if (!rc)
+        rc = md_llm_begin(s->ctx, &b, 0, (int32_t)n);
+    if (!rc)
+        rc = s->ctx->be->ops->tensor_get(s->ctx->be, &s->ctx->x, 0, x,
+                                         sizeof(float) * (size_t)n * (size_t)s->E);
+    s->ctx->n_rows = 0;
+    for (int32_t d = 0; !rc && d < s->E; d++) {
+        double acc = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            acc += x[(size_t)i * s->E + d];
+        q[d] = (float)(acc / (double)n);
+    }
+    free(x);
+    free(toks);
+    return rc;
+}
+
+/* CDPruner per block: relevance to the question min-max normalised over
+ * every block of the request, then the DPP's k rows (ascending). */
+static int cdpruner_select(struct md_reduce_session *s, const char *question, int32_t **sel,
+                           int32_t *n_sel)
+{
+    int32_t total = md_reduce_n_visual(s), E = s->E, max_n = 1;
+    float *q = malloc(sizeof(float) * (size_t)E), *all = malloc(sizeof(float) * (size_t)total * E);
+    float *rel = malloc(sizeof(float) * (size_t)total);
+    int rc = q && all && rel ? MD_OK : MD_ERR_NOMEM;
+    for (int32_t i = 0, o = 0; !rc && i < s->n_blocks; o += s->blocks[i++].n) {
+        memcpy(all + (size_t)o * E, s->blocks[i].embd, sizeof(float) * (size_t)s->blocks[i].n * E);
+        max_n = s->blocks[i].n > max_n ? s->blocks[i].n : max_n;
+    }
+    int qrc = rc ? rc : question_embedding(s, question, q);
+    if (qrc == 1) {   /* no instruction: all equally relevant, diversity alone */
+        for (int32_t i = 0; i < total; i++)
+            rel[i] = 1.0f;
+    } else if (!(rc = qrc)) {
+        md_reduce_cdpruner_relevance(all, total, E, q, rel);
+    }
+    float *L = rc ? NULL : malloc(sizeof(float) * (size_t)max_n * (size_t)max_n);
+    rc = rc ? rc : L ? MD_OK : MD_ERR_NOMEM;
+    for (int32_t i = 0, o = 0; !rc && i < s->n_blocks; o += s->blocks[i++].n) {
+        int32_t n = s->blocks[i].n;
+        int32_t k = s->cfg.cd_tokens > 0 ? s->cfg.cd_tokens : (int32_t)lround(s->cfg.cd_keep * n);
+        k = k < 1 ? 1 : k > n ? n : k;
+        sel[i] = malloc(sizeof(int32_t) * (size_t)n);
+        if (!sel[i]) {
+            rc = MD_ERR_NOMEM;
+            break;
+        }
+        md_reduce_cdpruner_kernel(all + (size_t)o * E, rel + o, n, E, L);
+        n_sel[i] = md_reduce_dpp_greedy(L, n, k, sel[i]);
+        rc = n_sel[i] < 0 ? MD_ERR_NOMEM : MD_OK;
+    }
+    free(L);
+    free(q);
+    free(all);
+    free(rel);
+    return rc;
 }
 
 int md_reduce_prefill(struct md_reduce_session *s, const char *tmpl, const char *system,
@@ -477,10 +609,24 @@ int md_reduce_prefill(struct md_reduce_session *s, const char *tmpl, const char 
     if (s->n_blocks == 0)
         return md_reduce_fail(s, MD_ERR_INVALID, "prefill: no image or frame was added");
     struct prompt_parts pp;
-    rc = build_parts(s, &pp);
+    memset(&pp, 0, sizeof pp);
+    int32_t **sel = NULL, *n_sel = NULL;
+    if (has(s, MD_REDUCE_CDPRUNER)) {
+        double t0 = md_reduce_now_ms();
+        sel = calloc((size_t)s->n_blocks, sizeof *sel);
+        n_sel = calloc((size_t)s->n_blocks, sizeof *n_sel);
+        rc = sel && n_sel ? cdpruner_select(s, question, sel, n_sel) : MD_ERR_NOMEM;
+        s->st.ms_select += md_reduce_now_ms() - t0;
+    }
+    rc = rc ? rc : build_parts(s, sel, n_sel, &pp);
+    for (int32_t i = 0; sel && i < s->n_blocks; i++)
+        free(sel[i]);
+    free(sel);
+    free(n_sel);
     if (rc) {
         parts_free(&pp);
-        return md_reduce_fail(s, rc, "prefill: out of memory");
+        return md_reduce_fail(s, rc, "prefill: %s", rc == MD_ERR_NOMEM ? "out of memory"
+                              : md_context_error(s->ctx));
     }
     struct md_vision_prompt pr;
     char err[256] = "";
@@ -488,7 +634,7 @@ int md_reduce_prefill(struct md_reduce_session *s, const char *tmpl, const char 
                                       question ? question : "", pp.embd, pp.rows, pp.kinds,
                                       pp.n_blocks, s->E, &pr, err, sizeof err);
     if (!rc) {
-        rc = md_reduce_prefill_batch(s, &pr.batch, pp.key);
+        rc = prefill_parts(s, &pr.batch, &pp);
         md_vision_prompt_free(&pr);
     } else {
         md_reduce_fail(s, rc, "prefill: prompt: %s", err);

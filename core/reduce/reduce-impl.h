@@ -108,4 +108,33 @@ int32_t md_reduce_stmerge(float *x, int32_t T, int32_t gh, int32_t gw, int32_t D
  * n[i] in/out. Returns the new total. */
 int32_t md_reduce_cap_budgets(int32_t *n, int32_t n_blocks, int32_t cap);
 
+/* ---- VisionZip (visionzip.c) ----
+ * Budget of one image of n tokens: tokens > 0 a count, else round(keep*n);
+ * n_dom = int(budget * dominant) (>= 1), n_ctx the rest. */
+void md_reduce_visionzip_split(int32_t n, float keep, int32_t tokens, float dominant,
+                               int32_t *n_dom, int32_t *n_ctx);
+/* x [n][D] one image's rows, score [n] class attention (NULL: dominant
+ * evenly spaced), force [n] (may be NULL) rows that must be dominant. Out:
+ * the dominant rows ascending, then n_ctx contextual rows: targets at a
+ * stride over the remaining rows (in their order), every other remaining
+ * row joins its most cosine-similar target; a contextual row = target +
+ * mean(members) (mean_merge: mean of target and members). out_src: src (or
+ * the row index when src is NULL) of each out row, a contextual row its
+ * target's. Returns the out count (0 only when out of memory or n = 0). */
+int32_t md_reduce_visionzip(const float *x, const float *score, const bool *force,
+                            const int32_t *src, int32_t n, int32_t D, int32_t n_dom, int32_t n_ctx,
+                            bool mean_merge, float *out, int32_t *out_src);
+
+/* ---- CDPruner (cdpruner.c) ---- */
+/* Greedy MAP of a DPP with kernel L [n][n] (symmetric PSD): k indices,
+ * ascending. A step whose best residual is below 1e-10 ends the DPP and
+ * the rest of k goes to the largest L_ii left. Returns k (clamped to
+ * [0, n]) or -1 when out of memory. */
+int32_t md_reduce_dpp_greedy(const float *L, int32_t n, int32_t k, int32_t *idx);
+/* L_ij = rel_i * cos(x_i, x_j) * rel_j, S_ii = 1. */
+void md_reduce_cdpruner_kernel(const float *x, const float *rel, int32_t n, int32_t D, float *L);
+/* rel_i = min-max normalised cos(x_i, q) over the n rows,
+ * (rho - min + 1e-6) / (max - min); 1 for all when they are all equal. */
+void md_reduce_cdpruner_relevance(const float *x, int32_t n, int32_t D, const float *q, float *rel);
+
 #endif

@@ -13,8 +13,10 @@ struct md_block {
     float *embd;        /* [n][E] */
     float *score;       /* [n] importance (higher = keep); NULL: none known */
     bool *key;          /* [n] MustDrop key tokens */
-    int32_t *src;       /* [n] raster index in the original patch grid */
+    int32_t *src;       /* [n] raster index in the original patch grid, i.e. the row's offset
+                           in the block's unreduced rows (a merged row: its representative's) */
     int32_t n;
+    int32_t n_orig;     /* rows the unreduced model gives this block (pos=keep spans) */
     int32_t gh, gw;     /* original patch grid (0: not a raster) */
     bool frame;         /* a video frame (OneVision puts frames in one <video> block) */
     int32_t n_src;      /* frames merged into this block (cap frames=); 0 counts as 1 */
@@ -27,6 +29,7 @@ struct md_encoded {
     float *score0;      /* [n0] layer-0 class attention (NULL if not asked) */
     int32_t *src;       /* [n] raster index */
     int32_t n, n0;
+    int32_t n_full;     /* rows the unreduced model gets for this image (src indexes them) */
     int32_t side;       /* patch grid side */
 };
 

@@ -33,6 +33,10 @@ struct md_reduce_config md_reduce_default_config(void)
     c.dycoke_window = 4;
     c.st_thresh = 0.8f;
     c.st_frames = 2;
+    c.vz_keep = 0.11f;             /* VisionZip README: 54 + 10 = 64 of 576 */
+    c.vz_dominant = 54.0f / 64.0f;
+    c.cd_keep = 0.11f;             /* CDPruner scripts: 64 of 576 */
+    c.pos = MD_REDUCE_POS_KEEP;   /* measured (docs/reduction.md, "Positions"); provisional */
     return c;
 }
 
@@ -113,7 +117,7 @@ static int float_in(const struct key_ctx *k, double lo, double hi, float *out)
 
 static int unknown_key(const struct key_ctx *k, const char *keys)
 {
-    return fail(k->err, k->errlen, "%s: unknown key '%s' (keys: %s)", k->method, k->key, keys);
+    return fail(k->err, k->errlen, "%s: unknown key '%s' (keys: %s, pos)", k->method, k->key, keys);
 }
 
 /* "2/6/10/14": LLM pruning layers, strictly increasing. */
@@ -209,6 +213,22 @@ static int method_key(uint32_t m, const struct key_ctx *k, struct md_reduce_conf
         if (!strcmp(k->key, "thresh")) return float_in(k, -1, 2, &c->st_thresh);
         if (!strcmp(k->key, "frames")) return int_in(k, 1, 64, &c->st_frames);
         return unknown_key(k, "thresh, frames");
+    case MD_REDUCE_VISIONZIP:
+        if (!strcmp(k->key, "keep")) return float_in(k, 0, 1, &c->vz_keep);
+        if (!strcmp(k->key, "tokens")) return int_in(k, 0, 1e7, &c->vz_tokens);
+        if (!strcmp(k->key, "dominant")) return float_in(k, 0, 1, &c->vz_dominant);
+        if (!strcmp(k->key, "merge")) {
+            if (!strcmp(k->val, "faithful")) c->vz_mean_merge = false;
+            else if (!strcmp(k->val, "mean")) c->vz_mean_merge = true;
+            else return fail(k->err, k->errlen,
+                             "visionzip: bad value '%s' for key 'merge' (faithful, mean)", k->val);
+            return MD_OK;
+        }
+        return unknown_key(k, "keep, tokens, dominant, merge");
+    case MD_REDUCE_CDPRUNER:
+        if (!strcmp(k->key, "keep")) return float_in(k, 0, 1, &c->cd_keep);
+        if (!strcmp(k->key, "tokens")) return int_in(k, 0, 1e7, &c->cd_tokens);
+        return unknown_key(k, "keep, tokens");
     default:
         if (!strcmp(k->key, "tokens")) return int_in(k, 0, 1e9, &c->max_visual_tokens);
         if (!strcmp(k->key, "frames")) return int_in(k, 1, 1e7, &c->max_visual_frames);
@@ -230,6 +250,8 @@ static const struct method_info METHODS[] = {
     { "uniform", MD_REDUCE_UNIFORM, MD_STAGE_SELECT },
     { "dycoke", MD_REDUCE_DYCOKE, MD_STAGE_SELECT },
     { "stmerge", MD_REDUCE_STMERGE, MD_STAGE_SELECT },
+    { "visionzip", MD_REDUCE_VISIONZIP, MD_STAGE_SELECT },
+    { "cdpruner", MD_REDUCE_CDPRUNER, MD_STAGE_SELECT },
     { "cap", 0, 0 },
 };
 #define N_METHODS (sizeof METHODS / sizeof METHODS[0])
@@ -257,9 +279,28 @@ static const char *stage_name(uint32_t s)
          : s & MD_STAGE_PREFILL ? "prefill" : "decode";
 }
 
+/* pos=keep|renumber, a key every method takes; given in two methods it
+ * must agree. *given: 0 not yet, else 1 + the value. */
+static int pos_key(const struct key_ctx *k, struct md_reduce_config *c, int *given)
+{
+    enum md_reduce_pos p;
+    if (!strcmp(k->val, "keep"))
+        p = MD_REDUCE_POS_KEEP;
+    else if (!strcmp(k->val, "renumber"))
+        p = MD_REDUCE_POS_RENUMBER;
+    else
+        return fail(k->err, k->errlen, "%s: bad value '%s' for key 'pos' (keep, renumber)",
+                    k->method, k->val);
+    if (*given && *given != 1 + (int)p)
+        return fail(k->err, k->errlen, "%s: pos=%s contradicts an earlier pos", k->method, k->val);
+    *given = 1 + (int)p;
+    c->pos = p;
+    return MD_OK;
+}
+
 /* Parse "key=value,key=value" (args may be empty) for method mi. */
 static int parse_args(const struct method_info *mi, char *args, struct md_reduce_config *c,
-                      char *err, size_t errlen)
+                      int *pos_given, char *err, size_t errlen)
 {
     char *save = NULL;
     for (char *kv = strtok_r(args, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
@@ -268,7 +309,7 @@ static int parse_args(const struct method_info *mi, char *args, struct md_reduce
             return fail(err, errlen, "%s: '%s' is not key=value", mi->name, kv);
         *eq = '\0';
         struct key_ctx k = { mi->name, kv, eq + 1, err, errlen };
-        int rc = method_key(mi->bit, &k, c);
+        int rc = !strcmp(kv, "pos") ? pos_key(&k, c, pos_given) : method_key(mi->bit, &k, c);
         if (rc)
             return rc;
     }
@@ -276,8 +317,8 @@ static int parse_args(const struct method_info *mi, char *args, struct md_reduce
 }
 
 /* One '+'-separated part: "name" or "name:args". */
-static int parse_part(char *part, struct md_reduce_config *c, uint32_t *stages, char *err,
-                      size_t errlen)
+static int parse_part(char *part, struct md_reduce_config *c, uint32_t *stages, int *pos_given,
+                      char *err, size_t errlen)
 {
     char *colon = strchr(part, ':');
     if (colon)
@@ -288,7 +329,7 @@ static int parse_part(char *part, struct md_reduce_config *c, uint32_t *stages, 
     if (!mi)
         return fail(err, errlen,
                     "unknown method '%s' (mustdrop, hired, fastv, random, uniform, dycoke, "
-                    "stmerge, cap, none)", part);
+                    "stmerge, visionzip, cdpruner, cap, none)", part);
     bool again = mi->bit ? (c->methods & mi->bit) != 0 : c->max_visual_tokens != 0;
     if (again)
         return fail(err, errlen, "method '%s' given twice", mi->name);
@@ -298,7 +339,7 @@ static int parse_part(char *part, struct md_reduce_config *c, uint32_t *stages, 
                     stage_name(*stages & mi->stages));
     *stages |= mi->stages;
     c->methods |= mi->bit;
-    int rc = colon ? parse_args(mi, colon + 1, c, err, errlen) : MD_OK;
+    int rc = colon ? parse_args(mi, colon + 1, c, pos_given, err, errlen) : MD_OK;
     if (!rc && !mi->bit && c->max_visual_tokens <= 0)
         return fail(err, errlen, "cap: key 'tokens' must be given and be at least 1");
     return rc;
@@ -323,19 +364,22 @@ int md_reduce_parse(const char *spec, struct md_reduce_config *cfg, char *err, s
         return fail(err, errlen, "out of memory");
     memcpy(buf, spec, len + 1);
     uint32_t stages = 0;
-    int rc = MD_OK;
+    int rc = MD_OK, pos_given = 0;
     char *p = buf;
     for (;;) {
         char *plus = strchr(p, '+');
         if (plus)
             *plus = '\0';
-        rc = *p ? parse_part(p, &c, &stages, err, errlen)
+        rc = *p ? parse_part(p, &c, &stages, &pos_given, err, errlen)
                 : fail(err, errlen, "empty method in spec '%s'", spec);
         if (rc || !plus)
             break;
         p = plus + 1;
     }
     free(buf);
+    if (!rc && pos_given && (c.methods & MD_REDUCE_MUSTDROP) && c.md_kv == MD_REDUCE_KV_FAITHFUL)
+        rc = fail(err, errlen, "pos: mustdrop's kv=faithful rotates with per-layer cache lengths, "
+                  "so pos= has no effect there; use kv=decode or kv=off to choose positions");
     if (!rc)
         *cfg = c;
     return rc;
@@ -380,8 +424,23 @@ int md_reduce_format(const struct md_reduce_config *c, char *buf, size_t n)
         SEP();
         PUT("stmerge:thresh=%g,frames=%d", c->st_thresh, c->st_frames);
     }
+    if (c->methods & MD_REDUCE_VISIONZIP) {
+        SEP();
+        PUT("visionzip:%s%g,dominant=%g,merge=%s", c->vz_tokens ? "tokens=" : "keep=",
+            c->vz_tokens ? (double)c->vz_tokens : (double)c->vz_keep, c->vz_dominant,
+            c->vz_mean_merge ? "mean" : "faithful");
+    }
+    if (c->methods & MD_REDUCE_CDPRUNER) {
+        SEP();
+        PUT("cdpruner:%s%g", c->cd_tokens ? "tokens=" : "keep=",
+            c->cd_tokens ? (double)c->cd_tokens : (double)c->cd_keep);
+    }
     if (c->max_visual_tokens) { SEP(); PUT("cap:tokens=%d", c->max_visual_tokens); }
     if (c->max_visual_tokens && c->max_visual_frames) PUT(",frames=%d", c->max_visual_frames);
+    bool faithful = (c->methods & MD_REDUCE_MUSTDROP) && c->md_kv == MD_REDUCE_KV_FAITHFUL;
+    /* the last method's args end the spec, and any method takes pos= */
+    if (o && !faithful && c->pos != md_reduce_default_config().pos)
+        PUT(",pos=%s", c->pos == MD_REDUCE_POS_KEEP ? "keep" : "renumber");
     if (!o)
         PUT("none");
 #undef PUT

@@ -406,6 +406,32 @@ static void bad_input(struct red_fix *f)
     prompt_longer_than_batch(f);
 }
 
+/* VisionZip and CDPruner on the fixture: per-image counts, the stats, a
+ * CDPruner session re-asked with another question re-selects from the
+ * whole image (the blocks keep every row until the prefill). */
+static void new_methods(struct red_fix *f)
+{
+    struct run r;
+    const struct md_reduce_stats *st = image_prefill(f, "visionzip:keep=0.5", &r);
+    CHECK(st && st->vis_in == 16 && st->vis_after_select == 8 && st->vis_final == 8);
+    close_run(&r);
+    st = image_prefill(f, "visionzip:tokens=5,dominant=0.6+fastv:k=2,r=0.4", &r);
+    CHECK(st && st->vis_after_select == 5 && st->vis_final == 3);
+    close_run(&r);
+    st = image_prefill(f, "cdpruner:tokens=5", &r);
+    CHECK(st && st->vis_after_select == 5 && md_reduce_n_visual(r.s) == 16);
+    if (st) {
+        CHECK(md_reduce_prefill(r.s, NULL, NULL, "Which colour is the sky above the house?") == MD_OK);
+        CHECK(md_reduce_stats(r.s)->vis_after_select == 5);
+        CHECK(md_reduce_prefill(r.s, NULL, NULL, "") == MD_OK);   /* no instruction: diversity */
+        CHECK(md_reduce_stats(r.s)->vis_after_select == 5);
+    }
+    close_run(&r);
+    st = image_prefill(f, "cdpruner:keep=0.25,pos=keep", &r);
+    CHECK(st && st->vis_after_select == 4);
+    close_run(&r);
+}
+
 int main(void)
 {
     struct red_fix f;
@@ -415,6 +441,7 @@ int main(void)
     decode_evict(&f);
     video(&f);
     capped_stream(&f);
+    new_methods(&f);
     bad_input(&f);
     red_fix_free(&f);
     next_tiles();

@@ -11,6 +11,8 @@ static int parse(const char *spec, struct md_reduce_config *c, char *err)
     return md_reduce_parse(spec, c, err, 256);
 }
 
+static void new_methods(void);
+
 static void good(void)
 {
     struct md_reduce_config c;
@@ -56,6 +58,43 @@ static void good(void)
            "round trip '%s' lost a value", buf);
     char tiny[4];
     CHECK(md_reduce_format(&c, tiny, sizeof tiny) > 3 && strlen(tiny) == 3);
+    new_methods();
+}
+
+/* VisionZip, CDPruner and the position option: values, defaults, stages,
+ * composition, round trip. */
+static void new_methods(void)
+{
+    struct md_reduce_config c, d = md_reduce_default_config();
+    char err[256], buf[256];
+    CHECK(d.pos == MD_REDUCE_POS_KEEP && d.vz_keep == 0.11f && d.cd_keep == 0.11f);
+    CHECK(parse("visionzip", &c, err) == MD_OK && c.methods == MD_REDUCE_VISIONZIP);
+    CHECK(md_reduce_stages(&c) == MD_STAGE_SELECT && c.vz_dominant == 54.0f / 64.0f && !c.vz_mean_merge);
+    CHECK(parse("visionzip:keep=0.25,dominant=0.5,merge=mean", &c, err) == MD_OK);
+    CHECK(c.vz_keep == 0.25f && c.vz_dominant == 0.5f && c.vz_mean_merge && c.vz_tokens == 0);
+    CHECK(parse("visionzip:tokens=64", &c, err) == MD_OK && c.vz_tokens == 64);
+    CHECK(parse("cdpruner:keep=0.25", &c, err) == MD_OK && c.methods == MD_REDUCE_CDPRUNER &&
+          c.cd_keep == 0.25f);
+    CHECK(parse("cdpruner:tokens=32+fastv:k=2,r=0.5", &c, err) == MD_OK && c.cd_tokens == 32);
+    CHECK(md_reduce_stages(&c) == (MD_STAGE_SELECT | MD_STAGE_PREFILL));
+    CHECK(parse("mustdrop:kv=off+visionzip:keep=0.5", &c, err) == MD_OK);
+    /* pos: any method takes it, the same value twice is fine */
+    CHECK(parse("random:keep=0.25,pos=keep", &c, err) == MD_OK && c.pos == MD_REDUCE_POS_KEEP);
+    CHECK(parse("random:pos=renumber", &c, err) == MD_OK && c.pos == MD_REDUCE_POS_RENUMBER);
+    CHECK(parse("dycoke:pos=keep+fastv:k=2,pos=keep", &c, err) == MD_OK && c.pos == MD_REDUCE_POS_KEEP);
+    CHECK(parse("cap:tokens=8,pos=keep", &c, err) == MD_OK && c.pos == MD_REDUCE_POS_KEEP);
+    CHECK(parse("mustdrop:kv=decode,pos=keep", &c, err) == MD_OK && c.pos == MD_REDUCE_POS_KEEP);
+    static const char *const rt[] = { "visionzip:tokens=20,dominant=0.75,merge=mean,pos=keep",
+                                      "cdpruner:keep=0.3+fastv:k=1,r=0.5,pos=keep",
+                                      "hired:budget=0.25,pos=renumber", "random:keep=0.5,pos=keep" };
+    for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++) {
+        struct md_reduce_config a, b;
+        CHECK(parse(rt[i], &a, err) == MD_OK && md_reduce_format(&a, buf, sizeof buf) > 0);
+        CHECKF(parse(buf, &b, err) == MD_OK && a.methods == b.methods && a.pos == b.pos &&
+               a.vz_tokens == b.vz_tokens && a.vz_dominant == b.vz_dominant &&
+               a.vz_mean_merge == b.vz_mean_merge && a.cd_keep == b.cd_keep,
+               "round trip '%s' -> '%s': %s", rt[i], buf, err);
+    }
 }
 
 /* err must mention every needle. */
@@ -125,6 +164,17 @@ int main(void)
     bad("dycoke:window=1", "window", NULL);
     bad("cap", "cap", "tokens");
     bad("cap:tokens=3+cap:tokens=4", "cap", "twice");
+    bad("visionzip:keep=1.5", "visionzip", "'keep'");
+    bad("visionzip:dominant=x", "visionzip", "'dominant'");
+    bad("visionzip:merge=sum", "visionzip", "'merge'");
+    bad("visionzip:k=3", "visionzip", "keys: keep, tokens, dominant, merge, pos");
+    bad("visionzip+random", "random", "select");
+    bad("cdpruner:tokens=2.5", "'tokens'", "integer");
+    bad("cdpruner:theta=0.5", "cdpruner", "'theta'");
+    bad("cdpruner+visionzip", "visionzip", "select");
+    bad("random:pos=sometimes", "'pos'", "keep, renumber");
+    bad("random:pos=keep+fastv:pos=renumber", "fastv", "contradicts");
+    bad("mustdrop:tokens=128,pos=keep", "pos", "kv=faithful");
     char longspec[5000];
     memset(longspec, 'a', sizeof longspec - 1);
     longspec[sizeof longspec - 1] = '\0';

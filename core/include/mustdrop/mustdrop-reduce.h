@@ -12,7 +12,8 @@
  *     fastv:k=2,r=0.5              random:keep=0.25,seed=1
  *     uniform:tokens=144           dycoke:k=0.7,window=4
  *     stmerge:thresh=0.8           none
- *     dycoke:k=0.7+fastv:k=2,r=0.5
+ *     visionzip:keep=0.25          cdpruner:tokens=64
+ *     dycoke:k=0.7+fastv:k=2,r=0.5 random:keep=0.25,pos=renumber
  *
  * Typical use (whisper.cpp style):
  *
@@ -60,6 +61,8 @@ enum md_reduce_method {
     MD_REDUCE_UNIFORM  = 1 << 4,   /* select */
     MD_REDUCE_DYCOKE   = 1 << 5,   /* select (temporal) */
     MD_REDUCE_STMERGE  = 1 << 6,   /* select (spatio-temporal) */
+    MD_REDUCE_VISIONZIP = 1 << 7,  /* vision scores -> select (dominant + contextual) */
+    MD_REDUCE_CDPRUNER = 1 << 8,   /* select, conditioned on the question (at prefill) */
 };
 
 /* MustDrop's KV policy (stage C, docs/reduction-methods.md §1.4). */
@@ -67,6 +70,15 @@ enum md_reduce_kv_mode {
     MD_REDUCE_KV_FAITHFUL = 0,   /* one-shot compaction after prefill; per-layer positions */
     MD_REDUCE_KV_DECODE   = 1,   /* evict vision KV entries every few generated tokens */
     MD_REDUCE_KV_OFF      = 2,   /* layers keep what prefill left; shared positions */
+};
+
+/* RoPE positions of the visual rows that survive stage (b) (every method
+ * takes the option: "random:keep=0.25,pos=keep"). */
+enum md_reduce_pos {
+    MD_REDUCE_POS_KEEP     = 0,  /* each kept row keeps the position it had unreduced (a merged
+                                    row its representative's); text after an image or video
+                                    continues after the unreduced span */
+    MD_REDUCE_POS_RENUMBER = 1,  /* rows packed: 0, 1, 2, ... over the shortened prompt */
 };
 
 #define MD_REDUCE_MAX_LAYERS 8
@@ -110,6 +122,16 @@ struct md_reduce_config {
     float st_thresh;               /* mean pairwise cosine to merge (0.8) */
     int32_t st_frames;             /* T (2) */
 
+    /* visionzip: per image, budget = vz_tokens if > 0, else round(vz_keep * n) */
+    float vz_keep;                 /* (0.11: 64 of 576, the README preset) */
+    int32_t vz_tokens;             /* (0) */
+    float vz_dominant;             /* dominant share of the budget (54/64) */
+    bool vz_mean_merge;            /* false: target + mean(members), the reference's rule */
+
+    /* cdpruner: per image, k = cd_tokens if > 0, else round(cd_keep * n) */
+    float cd_keep;                 /* (0.11) */
+    int32_t cd_tokens;             /* (0) */
+
     /* global cap on the visual tokens a session holds; 0 = none */
     int32_t max_visual_tokens;
     /* with the cap (cap:tokens=N,frames=M): most video-frame blocks held;
@@ -118,6 +140,11 @@ struct md_reduce_config {
      * stream of any length keeps at most M blocks of at most N rows in all;
      * 0 = no limit (every frame keeps at least one row) */
     int32_t max_visual_frames;
+
+    /* positions of kept visual rows (pos=keep|renumber); the default is
+     * docs/reduction.md's measured choice. MustDrop's kv=faithful rotates
+     * with per-layer cache lengths instead (its reference's behaviour). */
+    enum md_reduce_pos pos;
 };
 
 struct md_reduce_config md_reduce_default_config(void);
