@@ -24,6 +24,7 @@
 #include <gst/video/video.h>
 
 #include "gstmustdropvqa.h"
+#include "mdv-engines.h"
 #include "mdv-mqtt.h"
 #include "mdv-windows.h"
 #include <mustdrop/mustdrop-vqa.h>
@@ -51,6 +52,7 @@ typedef struct
    * the file could not be read: schema_error says why) */
   gchar *choices, *json_schema, *schema_text, *schema_error;
   gchar *mqtt_uri, *mqtt_topic, *mqtt_client_id;
+  gchar *engine_name;
   guint mqtt_queue;
   gdouble sample_fps, window, window_overlap, temperature;
   guint max_frames, max_new_tokens, threads, context_size, max_pending;
@@ -147,7 +149,9 @@ struct _GstMustdropVqa
   gint work_generation;         /* atomic: generation of the worker's item */
   gint shutdown;                /* atomic */
   gint frame_side;              /* RGB copy side for the model */
-  struct md_vqa *vqa;           /* loaded at start; answers on the worker */
+  MdvEngine *engine;            /* taken at start, perhaps shared */
+  gboolean *loading_now;        /* during mdv_engine_load: set if it loads */
+  struct md_vqa *vqa;           /* the engine's; answers on the worker */
   struct md_vqa_stream *growing;        /* window = 0: the worker's stream */
   FILE *jsonl;                  /* worker: JSON lines, NULL, or stdout */
   /* who answers, in every JSON line (fixed while running): the element's
@@ -170,6 +174,10 @@ struct _GstMustdropVqa
   guint held_tokens, held_tokens_max, visual_cap;
   guint64 held_bytes, held_bytes_max;
 };
+
+/* gstmustdropvqa.c: a "model-load" progress message */
+void mdv_post_progress (GstMustdropVqa * self, GstProgressType type,
+    const gchar * text);
 
 /* mdv-properties.c */
 void mdv_settings_init (MdvSettings * s);

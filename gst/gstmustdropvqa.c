@@ -645,8 +645,9 @@ reset_run_state (GstMustdropVqa * self)
   g_mutex_unlock (&self->lock);
 }
 
-static void
-post_progress (GstMustdropVqa * self, GstProgressType type, const gchar * text)
+void
+mdv_post_progress (GstMustdropVqa * self, GstProgressType type,
+    const gchar * text)
 {
   gst_element_post_message (GST_ELEMENT (self),
       gst_message_new_progress (GST_OBJECT (self), type, "model-load", text));
@@ -753,18 +754,17 @@ validate_and_start (GstMustdropVqa * self)
   name_run (self);
   if (!mqtt_start (self))
     return FALSE;
-  post_progress (self, GST_PROGRESS_TYPE_START, "Loading the model");
   if (!mdv_engine_load (self)) {
     mdv_engine_free (self);
     mqtt_stop (self);
-    post_progress (self, GST_PROGRESS_TYPE_ERROR, "Model load failed");
+    mdv_post_progress (self, GST_PROGRESS_TYPE_ERROR, "Model load failed");
     return FALSE;
   }
   g_mutex_lock (&self->lock);
   mdv_windows_init (&self->windows, self->vqa, self->windows.window_ns,
       self->windows.step_ns);
   g_mutex_unlock (&self->lock);
-  post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "Model loaded");
+  mdv_post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "Model loaded");
   self->worker = g_thread_new ("mustdropvqa", mdv_worker_main, self);
   return TRUE;
 }

@@ -60,6 +60,8 @@ enum
   PROP_MQTT_PUBLISHED,
   PROP_MQTT_DROPPED,
   PROP_MQTT_QUEUED,
+  PROP_ENGINE_NAME,
+  PROP_ENGINE_USERS,
 };
 
 void
@@ -104,6 +106,7 @@ mdv_settings_clear (MdvSettings * s)
   g_free (s->mqtt_uri);
   g_free (s->mqtt_topic);
   g_free (s->mqtt_client_id);
+  g_free (s->engine_name);
 }
 
 static void
@@ -258,6 +261,9 @@ mdv_set_property (GObject * object, guint prop_id,
     case PROP_MMPROJ:
       set_string (self, &s->mmproj, value, NULL);
       return;
+    case PROP_ENGINE_NAME:
+      set_string (self, &s->engine_name, value, NULL);
+      return;
     case PROP_QUESTION:
       if (text_accepted (self, g_value_get_string (value) ?
               g_value_get_string (value) : DEFAULT_QUESTION, NULL))
@@ -373,6 +379,13 @@ mdv_get_property (GObject * object, guint prop_id,
     g_mutex_unlock (&self->lock);
     return;
   }
+  if (prop_id == PROP_ENGINE_USERS) {
+    g_mutex_lock (&self->lock);
+    g_value_set_uint (value, self->engine ? mdv_engine_users (self->engine) :
+        0);
+    g_mutex_unlock (&self->lock);
+    return;
+  }
   if (prop_id == PROP_MQTT_PUBLISHED || prop_id == PROP_MQTT_DROPPED ||
       prop_id == PROP_MQTT_QUEUED) {
     MdvMqttCounts c;
@@ -397,6 +410,9 @@ mdv_get_property (GObject * object, guint prop_id,
       break;
     case PROP_MMPROJ:
       g_value_set_string (value, s->mmproj);
+      break;
+    case PROP_ENGINE_NAME:
+      g_value_set_string (value, s->engine_name);
       break;
     case PROP_QUESTION:
       g_value_set_string (value, s->question);
@@ -599,6 +615,17 @@ mdv_install_properties (GObjectClass * gobject_class)
       g_param_spec_string ("device", "Device",
           "Where the model runs: auto (a CUDA GPU if built and present, else "
           "the CPU), cpu, cuda or cuda:N", DEFAULT_DEVICE, ready));
+  g_object_class_install_property (gobject_class, PROP_ENGINE_NAME,
+      g_param_spec_string ("engine-name", "Engine name",
+          "Elements of the process with the same model, mmproj, device and "
+          "engine settings share one loaded engine (weights in memory once, "
+          "answers taking turns fairly); elements with different names never "
+          "share. NULL: grouped by the settings alone. Give each element its "
+          "own name for one engine per element", NULL, ready));
+  g_object_class_install_property (gobject_class, PROP_ENGINE_USERS,
+      g_param_spec_uint ("engine-users", "Engine users",
+          "Elements using this element's engine now (0 when not started)", 0,
+          G_MAXUINT, 0, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
   g_object_class_install_property (gobject_class, PROP_THREADS,
       g_param_spec_uint ("threads", "Threads",
           "CPU threads for inference (0 = online CPUs)", 0, 1024,

@@ -62,28 +62,6 @@ abort_cb (void *user)
       g_atomic_int_get (&self->work_generation);
 }
 
-/* md_vqa's messages in the debug log; its warnings (a fallback to the CPU)
- * also reach the application as element warnings. */
-static void
-log_cb (enum md_log_level level, const char *text, void *user)
-{
-  GstMustdropVqa *self = user;
-  switch (level) {
-    case MD_LOG_ERROR:
-      GST_ERROR_OBJECT (self, "%s", text);
-      break;
-    case MD_LOG_WARN:
-      GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS, ("%s.", text), (NULL));
-      break;
-    case MD_LOG_INFO:
-      GST_INFO_OBJECT (self, "%s", text);
-      break;
-    default:
-      GST_DEBUG_OBJECT (self, "%s", text);
-      break;
-  }
-}
-
 /* A message of libmustdrop as a headline: it starts with its cause. */
 static gchar *
 headline (const char *err)
@@ -150,10 +128,8 @@ engine_params (GstMustdropVqa * self)
    * prompt (freed by mdv_engine_load) */
   p.question_hint = g_strconcat (s->question, " ", s->system_prompt, NULL);
   p.max_new_tokens = (int32_t) s->max_new_tokens;
-  p.abort = abort_cb;
-  p.abort_user = self;
-  p.log = log_cb;
-  p.log_user = self;
+  /* the engine may be shared: the abort is this element's streams' (set on
+   * each), the log the engine's (mdv-engines.c) */
   return p;
 }
 
@@ -186,8 +162,10 @@ engine_start (GstMustdropVqa * self, const gchar * question,
     post_error (self, GST_RESOURCE_ERROR_SETTINGS, headline (err), NULL);
     return FALSE;
   }
-  if (growing && md_vqa_stream_new (self->vqa, MD_VQA_GROWING, &self->growing,
-          err, sizeof err)) {
+  if (growing && !md_vqa_stream_new (self->vqa, MD_VQA_GROWING,
+          &self->growing, err, sizeof err))
+    md_vqa_stream_set_client (self->growing, self, abort_cb, self);
+  else if (growing) {
     post_error (self, GST_RESOURCE_ERROR_SETTINGS, headline (err),
         g_strdup ("window=0: raise context-size, or lower max-frames, "
             "max-new-tokens or max-visual-tokens"));
@@ -199,17 +177,30 @@ engine_start (GstMustdropVqa * self, const gchar * question,
   return open_jsonl (self, jsonl);
 }
 
+/* A new engine is about to load (not a shared one): the progress message
+ * says so, which is how an application (and the tests) count loads. */
+static void
+engine_loading (GstElement * element)
+{
+  GstMustdropVqa *self = GST_MUSTDROP_VQA (element);
+
+  *self->loading_now = TRUE;
+  mdv_post_progress (self, GST_PROGRESS_TYPE_START, "Loading the model");
+}
+
 gboolean
 mdv_engine_load (GstMustdropVqa * self)
 {
   char err[1024] = "";
-  gchar *model, *mmproj, *question, *system, *jsonl, *why;
+  gchar *model, *mmproj, *question, *system, *jsonl, *why, *name;
+  gchar *device, *reduce;
 
   /* a bad constraint is known before the model is loaded */
   g_mutex_lock (&self->settings_lock);
   why = mdv_constraints_error_locked (&self->settings);
   g_mutex_unlock (&self->settings_lock);
   if (why) {
+    mdv_post_progress (self, GST_PROGRESS_TYPE_START, "Loading the model");
     post_error (self, GST_RESOURCE_ERROR_SETTINGS, why, NULL);
     return FALSE;
   }
@@ -221,9 +212,30 @@ mdv_engine_load (GstMustdropVqa * self)
   question = g_strdup (self->settings.question);
   system = g_strdup (self->settings.system_prompt);
   jsonl = g_strdup (self->settings.jsonl_location);
-  int rc = md_vqa_load (&p, &self->vqa, err, sizeof err);
+  name = g_strdup (self->settings.engine_name);
+  device = g_strdup (p.device);
+  reduce = g_strdup (p.reduce);
   g_mutex_unlock (&self->settings_lock);
+  /* the settings' strings may change once unlocked: the copies */
+  p.model = model;
+  p.mmproj = mmproj;
+  p.device = device;
+  p.reduce = reduce;
+  /* the table's lock is taken without settings_lock: a load takes seconds */
+  gboolean loaded = FALSE;
+  self->loading_now = &loaded;
+  int rc = mdv_engines_acquire (GST_ELEMENT (self), name, &p,
+      self->windows.window_ns == 0, engine_loading, &self->engine, err,
+      sizeof err);
+  self->loading_now = NULL;
+  if (rc == MD_OK && !loaded)
+    mdv_post_progress (self, GST_PROGRESS_TYPE_START,
+        "Using the loaded engine");
+  self->vqa = mdv_engine_vqa (self->engine);
   g_free ((gchar *) p.question_hint);
+  g_free (name);
+  g_free (device);
+  g_free (reduce);
 
   gboolean ok = rc == MD_OK;
   if (!ok)
@@ -244,8 +256,9 @@ mdv_engine_free (GstMustdropVqa * self)
 {
   md_vqa_stream_free (self->growing);
   self->growing = NULL;
-  md_vqa_free (self->vqa);
   self->vqa = NULL;
+  mdv_engines_release (self->engine);
+  self->engine = NULL;
   if (self->jsonl && self->jsonl != stdout)
     fclose (self->jsonl);
   self->jsonl = NULL;
@@ -419,6 +432,9 @@ answer (GstMustdropVqa * self, MdvJob * j, guint epoch)
   rc = j->choices ? md_vqa_choices_parse (j->choices, &choices, &ask.n_choices,
       err, sizeof err) : MD_OK;
   ask.choices = (const char *const *) choices;
+  /* the engine may serve other elements too: this one's turn, its abort */
+  if (!j->growing)
+    md_vqa_stream_set_client (s, self, abort_cb, self);
   if (rc == MD_OK)
     rc = md_vqa_answer (s, &ask, &r->answer, err, sizeof err);
   md_vqa_choices_free (choices);

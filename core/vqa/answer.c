@@ -428,30 +428,12 @@ static int check_constraints(const struct md_vqa_ask *ask, char *err, size_t err
     return ask->json_schema ? md_vqa_check_schema(ask->json_schema, err, errlen) : MD_OK;
 }
 
-int md_vqa_answer(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
-                  struct md_vqa_answer *out, char *err, size_t errlen)
+/* The answer's work, in the stream's turn on the engine's context. */
+static int answer_in_turn(struct md_vqa_stream *s, const struct md_vqa_ask *ask, int32_t max_new,
+                          struct md_vqa_answer *out, char *err, size_t errlen)
 {
-    char scratch[8];
-    if (!err || !errlen) {
-        err = scratch;
-        errlen = sizeof scratch;
-    }
-    *err = '\0';
-    if (!s || !ask || !out)
-        return MD_ERR_INVALID;
-    memset(out, 0, sizeof *out);
-    out->choice = -1;
     struct md_vqa *v = s->vqa;
-    int rc = md_vqa_check_question(v, ask->question, ask->system, err, errlen);
-    if (!rc)
-        rc = check_constraints(ask, err, errlen);
-    if (rc)
-        return rc;
-    if (md_vqa_stream_n_frames(s) == 0) {
-        snprintf(err, errlen, "no frames to answer about");
-        return MD_ERR_INVALID;
-    }
-    int32_t max_new = ask->max_new_tokens > 0 ? ask->max_new_tokens : v->params.max_new_tokens;
+    int rc;
     struct md_reduce_session *rs = s->mode == MD_VQA_WINDOW ? v->window_session : s->session;
     if (s->mode == MD_VQA_WINDOW) {
         rc = prepare_window(s, ask, max_new, out, err, errlen);
@@ -485,5 +467,39 @@ int md_vqa_answer(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
             snprintf(err, errlen, "aborted");
         md_vqa_answer_clear(out);
     }
+    return rc;
+}
+
+int md_vqa_answer(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
+                  struct md_vqa_answer *out, char *err, size_t errlen)
+{
+    char scratch[8];
+    if (!err || !errlen) {
+        err = scratch;
+        errlen = sizeof scratch;
+    }
+    *err = '\0';
+    if (!s || !ask || !out)
+        return MD_ERR_INVALID;
+    memset(out, 0, sizeof *out);
+    out->choice = -1;
+    struct md_vqa *v = s->vqa;
+    int rc = md_vqa_check_question(v, ask->question, ask->system, err, errlen);
+    if (!rc)
+        rc = check_constraints(ask, err, errlen);
+    if (rc)
+        return rc;
+    if (md_vqa_stream_n_frames(s) == 0) {
+        snprintf(err, errlen, "no frames to answer about");
+        return MD_ERR_INVALID;
+    }
+    int32_t max_new = ask->max_new_tokens > 0 ? ask->max_new_tokens : v->params.max_new_tokens;
+    rc = vqa_turn_take(s, true);
+    if (rc) {
+        snprintf(err, errlen, "aborted");
+        return rc;
+    }
+    rc = answer_in_turn(s, ask, max_new, out, err, errlen);
+    vqa_turn_give(v);
     return rc;
 }

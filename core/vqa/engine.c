@@ -1,8 +1,9 @@
 /* md_vqa engine: the files, the device, one context; the checks a question
- * gets before any work. */
+ * gets before any work; the fair queue of the threads that share it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "grammar.h"
 #include "tokenizer.h"
@@ -32,7 +33,153 @@ void vqa_log(const struct md_vqa *v, enum md_log_level level, const char *fmt, .
 
 bool vqa_aborted(const struct md_vqa *v)
 {
-    return v->params.abort && v->params.abort(v->params.abort_user);
+    const struct vqa_turns *t = &v->turns;
+    return (v->params.abort && v->params.abort(v->params.abort_user)) ||
+           (t->abort && t->abort(t->abort_user));
+}
+
+/* The context and the vision tower check this between layers: the engine's
+ * abort or that of the request in hand. */
+static bool engine_abort(void *user)
+{
+    return vqa_aborted(user);
+}
+
+/* ---- the turns ----------------------------------------------------------- */
+
+static int turns_init(struct vqa_turns *t)
+{
+    if (pthread_mutex_init(&t->mu, NULL))
+        return MD_ERR_NOMEM;
+    pthread_condattr_t ca;
+    int rc = pthread_condattr_init(&ca);
+    /* waiters poll their abort on a monotonic clock: a wall-clock jump must
+     * not stall them */
+    if (!rc)
+        rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (!rc)
+        rc = pthread_cond_init(&t->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc) {
+        pthread_mutex_destroy(&t->mu);
+        return MD_ERR_NOMEM;
+    }
+    return MD_OK;
+}
+
+static void turns_destroy(struct vqa_turns *t)
+{
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
+}
+
+static const struct vqa_waiter *next_in_line(const struct vqa_turns *t)
+{
+    const struct vqa_waiter *best = NULL;
+    for (const struct vqa_waiter *w = t->waiters; w; w = w->next)
+        if (!best || w->key < best->key || (w->key == best->key && w->seq < best->seq))
+            best = w;
+    return best;
+}
+
+/* w joins the line: its key is the round in progress, or one past its
+ * client's last request waiting, so that a client with many requests waiting
+ * gets one turn a round, and one that comes back right after its turn queues
+ * behind those already waiting (equal keys go by arrival). */
+static void join_line(struct vqa_turns *t, struct vqa_waiter *w)
+{
+    struct vqa_waiter **tail = &t->waiters;
+    w->key = t->round;
+    w->seq = t->seq++;
+    for (; *tail; tail = &(*tail)->next)
+        if ((*tail)->client == w->client && (*tail)->key >= w->key)
+            w->key = (*tail)->key + 1;
+    w->next = NULL;
+    *tail = w;
+    t->n_waiting++;
+}
+
+static void leave_line(struct vqa_turns *t, struct vqa_waiter *w)
+{
+    struct vqa_waiter **p = &t->waiters;
+    while (*p != w)
+        p = &(*p)->next;
+    *p = w->next;
+    t->n_waiting--;
+}
+
+/* Sleep on the queue for at most ms (mutex held). */
+static void wait_ms(struct vqa_turns *t, int ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += (long)ms * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&t->cv, &t->mu, &until);
+}
+
+/* How often a waiter with an abort callback looks at it: a stopping
+ * element leaves the queue within this. */
+#define VQA_ABORT_POLL_MS 10
+
+int vqa_turn_take(struct md_vqa_stream *s, bool abortable)
+{
+    md_abort_callback abort = abortable ? s->abort : NULL;
+    struct vqa_turns *t = &s->vqa->turns;
+    struct vqa_waiter w = { .client = s->client ? s->client : s };
+    int rc = MD_OK;
+    pthread_mutex_lock(&t->mu);
+    join_line(t, &w);
+    while (t->busy || next_in_line(t) != &w) {
+        if (abort) {
+            /* the caller's callback runs without the queue's lock */
+            pthread_mutex_unlock(&t->mu);
+            bool stop = abort(s->abort_user);
+            pthread_mutex_lock(&t->mu);
+            if (stop) {
+                rc = MD_ERR_ABORTED;
+                break;
+            }
+            if (!t->busy && next_in_line(t) == &w)
+                break;
+            wait_ms(t, VQA_ABORT_POLL_MS);
+        } else {
+            pthread_cond_wait(&t->cv, &t->mu);
+        }
+    }
+    leave_line(t, &w);
+    if (rc == MD_OK) {
+        t->busy = true;
+        t->round = w.key;
+        t->abort = s->abort;
+        t->abort_user = s->abort_user;
+    } else {
+        pthread_cond_broadcast(&t->cv);   /* the line's head may have changed */
+    }
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+void vqa_turn_give(struct md_vqa *v)
+{
+    struct vqa_turns *t = &v->turns;
+    pthread_mutex_lock(&t->mu);
+    t->busy = false;
+    t->abort = NULL;
+    t->abort_user = NULL;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+int32_t md_vqa_waiting(struct md_vqa *v)
+{
+    if (!v)
+        return 0;
+    pthread_mutex_lock(&v->turns.mu);
+    int32_t n = v->turns.n_waiting;
+    pthread_mutex_unlock(&v->turns.mu);
+    return n;
 }
 
 int64_t vqa_text_tokens(const struct md_vqa *v, const char *text)
@@ -198,8 +345,8 @@ static int load_vision(struct md_vqa *v, const char *backend, int32_t index, cha
     vp.n_threads = v->params.n_threads;
     vp.backend = backend;
     vp.device = index;
-    vp.abort_callback = v->params.abort;
-    vp.abort_callback_user = v->params.abort_user;
+    vp.abort_callback = engine_abort;
+    vp.abort_callback_user = v;
     int rc = md_vision_load(v->mmproj_path, &vp, &v->vision, err, errlen);
     if (rc != MD_OK)
         return rc;
@@ -237,8 +384,8 @@ static int new_context(struct md_vqa *v, char *err, size_t errlen)
     cp.n_ctx = v->params.n_ctx ? v->params.n_ctx : auto_n_ctx(v);
     cp.n_threads = v->params.n_threads;
     cp.isa = v->params.isa;
-    cp.abort_callback = v->params.abort;
-    cp.abort_callback_user = v->params.abort_user;
+    cp.abort_callback = engine_abort;
+    cp.abort_callback_user = v;
     /* layer-wise pruning (stage c) sees the whole prompt at once; other
      * prompts go through in chunks */
     if (md_reduce_stages(&v->cfg) & MD_STAGE_PREFILL)
@@ -337,6 +484,11 @@ int md_vqa_load(const struct md_vqa_params *params, struct md_vqa **out, char *e
         snprintf(err, errlen, "out of memory");
         return MD_ERR_NOMEM;
     }
+    if (turns_init(&v->turns)) {
+        free(v);
+        snprintf(err, errlen, "out of memory");
+        return MD_ERR_NOMEM;
+    }
     v->params = params ? *params : md_vqa_default_params();
     snprintf(v->reduce_text, sizeof v->reduce_text, "%s",
              v->params.reduce ? v->params.reduce : "none");
@@ -348,6 +500,7 @@ int md_vqa_load(const struct md_vqa_params *params, struct md_vqa **out, char *e
     v->params.question_hint = NULL;
     if (params && params->question_hint &&
         !(v->params.question_hint = v->question_hint = strdup(params->question_hint))) {
+        turns_destroy(&v->turns);
         free(v);
         snprintf(err, errlen, "out of memory");
         return MD_ERR_NOMEM;
@@ -374,6 +527,7 @@ void md_vqa_free(struct md_vqa *v)
     md_vision_free(v->vision);
     md_model_free(v->model);
     free(v->question_hint);
+    turns_destroy(&v->turns);
     free(v);
 }
 

@@ -125,8 +125,20 @@ void md_vqa_stream_reset(struct md_vqa_stream *s)
     s->first_pts = s->last_pts = -1;
     s->encode_ms = 0;
     s->err[0] = '\0';
-    if (s->session)
+    if (s->session) {
+        /* the reset clears the engine's KV cache: not under another's answer */
+        vqa_turn_take(s, false);
         md_reduce_reset(s->session);
+        vqa_turn_give(s->vqa);
+    }
+}
+
+void md_vqa_stream_set_client(struct md_vqa_stream *s, const void *client,
+                              md_abort_callback abort, void *abort_user)
+{
+    s->client = client;
+    s->abort = abort;
+    s->abort_user = abort_user;
 }
 
 void md_vqa_grid_init(struct md_vqa_grid *g, double sample_fps)
@@ -245,11 +257,14 @@ int md_vqa_stream_add(struct md_vqa_stream *s, const struct md_frame *f)
     if (s->mode == MD_VQA_WINDOW) {
         rc = hold(s, f->rgb, f->width, f->height, f->stride, f->pts_ns, false);
     } else {
-        if (vqa_aborted(s->vqa))
+        if (vqa_turn_take(s, true))
             return fail(s, MD_ERR_ABORTED, "aborted");
         double t0 = now_ms();
-        rc = md_reduce_add_frames(s->session, f, 1);
+        rc = vqa_aborted(s->vqa) ? MD_ERR_ABORTED : md_reduce_add_frames(s->session, f, 1);
         s->encode_ms += now_ms() - t0;
+        vqa_turn_give(s->vqa);
+        if (rc == MD_ERR_ABORTED)
+            return fail(s, rc, "aborted");
         if (rc)
             return fail(s, rc, md_reduce_error(s->session));
     }
@@ -298,6 +313,7 @@ int md_vqa_stream_clone(const struct md_vqa_stream *s, struct md_vqa_stream **ou
         return rc;
     }
     c->grid = s->grid;
+    md_vqa_stream_set_client(c, s->client, s->abort, s->abort_user);
     c->keep_every = s->keep_every;
     c->seen = s->seen;
     c->n_added = s->n_added;

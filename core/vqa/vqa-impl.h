@@ -3,6 +3,7 @@
 #ifndef MD_VQA_IMPL_H
 #define MD_VQA_IMPL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 
 #include "mustdrop-vqa.h"
@@ -17,6 +18,30 @@
 #define VQA_ANSWER_MIN 8
 /* A growing stream's cap when neither max_visual_tokens nor the spec sets one. */
 #define VQA_AUTO_VISUAL_TOKENS 1024
+
+/* A request waiting for the engine's turn (engine.c): served by the
+ * smallest key, then by arrival; a client's requests get rising keys, so
+ * clients take turns and each client's requests keep their order. */
+struct vqa_waiter {
+    const void *client;
+    uint64_t key, seq;
+    struct vqa_waiter *next;
+};
+
+/* Who uses the engine's context and vision tower now: one request at a time,
+ * the others wait in a fair queue. */
+struct vqa_turns {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool busy;
+    uint64_t round;                     /* the key last served */
+    uint64_t seq;                       /* arrivals so far */
+    int32_t n_waiting;
+    struct vqa_waiter *waiters;         /* in arrival order */
+    /* the holder's abort (read by the holder's thread only) */
+    md_abort_callback abort;
+    void *abort_user;
+};
 
 struct md_vqa {
     struct md_vqa_params params;        /* strings point into the fields below */
@@ -35,6 +60,7 @@ struct md_vqa {
     /* the vocabulary's pieces in byte order, built by the first answer
      * constrained to a JSON schema (grammar.h) */
     struct md_pieces *pieces;
+    struct vqa_turns turns;
 };
 
 /* A frame or still image a window stream holds (its own RGB copy). */
@@ -60,13 +86,23 @@ struct md_vqa_stream {
     int32_t n_added;
     int64_t first_pts, last_pts;
     double encode_ms;
+    /* whose turn it takes (NULL: the stream's own) and its abort */
+    const void *client;
+    md_abort_callback abort;
+    void *abort_user;
     char err[512];
 };
 
 /* engine.c */
 void vqa_log(const struct md_vqa *v, enum md_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The engine's abort or the turn holder's (the holder's thread only). */
 bool vqa_aborted(const struct md_vqa *v);
+/* Wait for the stream's turn on the engine: MD_OK (give it back with
+ * vqa_turn_give), or, when abortable, MD_ERR_ABORTED if the stream's abort
+ * fires first. */
+int vqa_turn_take(struct md_vqa_stream *s, bool abortable);
+void vqa_turn_give(struct md_vqa *v);
 /* Tokens of text alone (no BOS, no special tokens). */
 int64_t vqa_text_tokens(const struct md_vqa *v, const char *text);
 /* The prompt's text tokens: the chat template (tmpl: NULL = the model's)

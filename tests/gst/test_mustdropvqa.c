@@ -1,5 +1,6 @@
 /* gst-check tests of the mustdropvqa element with the tiny random LLaVA in
  * models/fixtures/vision (answers are nonsense, every step is real). */
+#include <stdlib.h>
 #include <string.h>
 
 #include <glib/gstdio.h>
@@ -1265,6 +1266,306 @@ GST_START_TEST (test_stop_during_inference)
 
 GST_END_TEST;
 
+/* ---- elements sharing one engine ---------------------------------------- */
+
+static const gint branch_pattern[] = { 0, 2, 3, 4, 5, 6, 7, 8 };
+
+/* One branch per pattern: 3 s of 10 fps video through mustdropvqa v<i>
+ * (1 s windows, none dropped) into a fakesink. */
+static gchar *
+branches_launch (guint first, guint n, const gchar * extra)
+{
+  GString *l = g_string_new (NULL);
+  for (guint i = first; i < first + n; i++)
+    g_string_append_printf (l, "videotestsrc num-buffers=30 pattern=%d "
+        "! video/x-raw,format=RGB,width=32,height=24,framerate=10/1 "
+        "! mustdropvqa name=v%u model=%s mmproj=%s threads=1 max-new-tokens=4 "
+        "window=1 max-pending=64 %s ! fakesink sync=false ",
+        branch_pattern[i], i, llm_path, mmproj_path, extra ? extra : "");
+  return g_string_free (l, FALSE);
+}
+
+/* What a run of branches gave: per element v<i>, its answers
+ * ("index:text\n" in order) and the engine-users it saw; the engines
+ * loaded (the "model-load" progress messages that say so). */
+typedef struct
+{
+  GString *answers[8];
+  guint users[8];
+  guint loads;
+  gchar order[256];             /* which element answered, in turn */
+} BranchRun;
+
+static gint
+element_index (GstMessage * m)
+{
+  const gchar *name = GST_OBJECT_NAME (GST_MESSAGE_SRC (m));
+  return name[0] == 'v' ? atoi (name + 1) : -1;
+}
+
+static void
+note_message (GstMessage * m, BranchRun * r, guint first)
+{
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_PROGRESS) {
+    GstProgressType type;
+    gchar *code, *text;
+    gst_message_parse_progress (m, &type, &code, &text);
+    r->loads += type == GST_PROGRESS_TYPE_START &&
+        !g_strcmp0 (text, "Loading the model");
+    g_free (code);
+    g_free (text);
+    return;
+  }
+  gint i = element_index (m) - (gint) first;
+  if (i < 0 || i >= 8 || !gst_message_has_name (m, "mustdrop-answer"))
+    return;
+  const GstStructure *s = gst_message_get_structure (m);
+  guint64 index = get_u64 (s, "window-index");
+  g_string_append_printf (r->answers[i], "%" G_GUINT64_FORMAT ":%s\n", index,
+      gst_structure_get_string (s, "answer"));
+  gsize n = strlen (r->order);
+  if (n + 1 < sizeof r->order)
+    r->order[n] = (gchar) ('0' + i);
+  if (!r->users[i]) {
+    GstElement *e = GST_ELEMENT (GST_MESSAGE_SRC (m));
+    g_object_get (e, "engine-users", &r->users[i], NULL);
+  }
+}
+
+/* Runs branches first..first+n (one pipeline) to EOS. */
+static void
+run_branches (guint first, guint n, const gchar * extra, BranchRun * r)
+{
+  gchar *launch = branches_launch (first, n, extra);
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (launch, &err);
+
+  g_free (launch);
+  fail_unless (p != NULL, "parse: %s", err ? err->message : "?");
+  memset (r, 0, sizeof *r);
+  for (guint i = 0; i < 8; i++)
+    r->answers[i] = g_string_new (NULL);
+  GstBus *bus = gst_element_get_bus (p);
+  fail_unless (gst_element_set_state (p, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  for (;;) {
+    GstMessage *m = gst_bus_timed_pop_filtered (bus, 4 * MSG_TIMEOUT,
+        GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_ELEMENT |
+        GST_MESSAGE_PROGRESS);
+    fail_unless (m != NULL, "pipeline timed out");
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+      GError *e2;
+      gchar *dbg;
+      gst_message_parse_error (m, &e2, &dbg);
+      fail ("error: %s (%s)", e2->message, dbg);
+    }
+    gboolean eos = GST_MESSAGE_TYPE (m) == GST_MESSAGE_EOS;
+    note_message (m, r, first);
+    gst_message_unref (m);
+    if (eos)
+      break;
+  }
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+}
+
+static void
+branch_run_clear (BranchRun * r)
+{
+  for (guint i = 0; i < 8; i++)
+    g_string_free (r->answers[i], TRUE);
+}
+
+/* n elements of one pipeline load the model once, share it (engine-users),
+ * and answer every window of every stream as each stream does alone. */
+static void
+check_shared (guint n)
+{
+  BranchRun all, alone;
+
+  run_branches (0, n, NULL, &all);
+  fail_unless_equals_int (all.loads, 1);
+  for (guint i = 0; i < n; i++) {
+    fail_unless_equals_int (all.users[i], n);
+    run_branches (i, 1, NULL, &alone);
+    fail_unless_equals_int (alone.loads, 1);
+    fail_unless_equals_int (alone.users[0], 1);
+    /* windows 0, 1, 2, each answered */
+    fail_unless (g_str_has_prefix (alone.answers[0]->str, "0:") &&
+        strstr (alone.answers[0]->str, "\n1:") &&
+        strstr (alone.answers[0]->str, "\n2:"), "alone: %s",
+        alone.answers[0]->str);
+    fail_unless_equals_string (all.answers[i]->str, alone.answers[0]->str);
+    branch_run_clear (&alone);
+  }
+  branch_run_clear (&all);
+}
+
+GST_START_TEST (test_shared_engine_two)
+{
+  check_shared (2);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_shared_engine_eight)
+{
+  check_shared (8);
+}
+
+GST_END_TEST;
+
+/* engine-name keeps engines apart; a setting that changes the engine
+ * (threads) does too. */
+GST_START_TEST (test_engine_name_separates)
+{
+  BranchRun r;
+  gchar *launch;
+
+  run_branches (0, 2, "engine-name=cam", &r);
+  fail_unless_equals_int (r.loads, 1);
+  fail_unless_equals_int (r.users[0], 2);
+  branch_run_clear (&r);
+
+  /* v0 and v1 with names of their own */
+  gchar *la = branches_launch (0, 1, "engine-name=a");
+  gchar *lb = branches_launch (1, 1, "engine-name=b");
+  launch = g_strconcat (la, lb, NULL);
+  GstElement *p = gst_parse_launch (launch, NULL);
+  g_free (la);
+  g_free (lb);
+  g_free (launch);
+  fail_unless (p != NULL);
+  GstBus *bus = gst_element_get_bus (p);
+  fail_unless (gst_element_set_state (p, GST_STATE_PAUSED) !=
+      GST_STATE_CHANGE_FAILURE);
+  GstElement *v0 = gst_bin_get_by_name (GST_BIN (p), "v0");
+  guint users = 0, loads = 0;
+  g_object_get (v0, "engine-users", &users, NULL);
+  fail_unless_equals_int (users, 1);
+  GstMessage *m;
+  while ((m = gst_bus_pop_filtered (bus, GST_MESSAGE_PROGRESS))) {
+    BranchRun tmp = { 0 };
+    note_message (m, &tmp, 0);
+    loads += tmp.loads;
+    gst_message_unref (m);
+  }
+  fail_unless_equals_int (loads, 2);
+  gst_element_set_state (p, GST_STATE_NULL);
+  g_object_get (v0, "engine-users", &users, NULL);
+  fail_unless_equals_int (users, 0);
+  gst_object_unref (v0);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+}
+
+GST_END_TEST;
+
+/* Two pipelines share an engine; one goes to NULL while the other runs,
+ * which goes on answering every window. */
+GST_START_TEST (test_shared_one_stops)
+{
+  gchar *la = g_strdup_printf ("videotestsrc is-live=true num-buffers=40 "
+      "! video/x-raw,format=RGB,width=32,height=24,framerate=10/1 "
+      "! mustdropvqa name=a model=%s mmproj=%s threads=1 max-new-tokens=4 "
+      "window=1 max-pending=64 ! fakesink", llm_path, mmproj_path);
+  gchar *lb = g_strdup_printf ("videotestsrc is-live=true "
+      "! video/x-raw,format=RGB,width=32,height=24,framerate=10/1 "
+      "! mustdropvqa name=b model=%s mmproj=%s threads=1 max-new-tokens=4 "
+      "window=0.5 max-pending=64 ! fakesink", llm_path, mmproj_path);
+  GstElement *pa = gst_parse_launch (la, NULL), *pb = gst_parse_launch (lb,
+      NULL);
+  g_free (la);
+  g_free (lb);
+  fail_unless (pa && pb);
+  GstElement *a = gst_bin_get_by_name (GST_BIN (pa), "a");
+  GstBus *bus_a = gst_element_get_bus (pa), *bus_b = gst_element_get_bus (pb);
+  fail_unless (gst_element_set_state (pb, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  fail_unless (gst_element_set_state (pa, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  guint users = 0, answers = 0;
+  g_object_get (a, "engine-users", &users, NULL);
+  fail_unless_equals_int (users, 2);
+  /* b answers, then stops while a runs */
+  gst_structure_free (wait_element_message (bus_b, "mustdrop-answer"));
+  fail_unless (gst_element_set_state (pb, GST_STATE_NULL) ==
+      GST_STATE_CHANGE_SUCCESS);
+  g_object_get (a, "engine-users", &users, NULL);
+  fail_unless_equals_int (users, 1);
+  for (;;) {
+    GstMessage *m = gst_bus_timed_pop_filtered (bus_a, MSG_TIMEOUT,
+        GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_ELEMENT);
+    fail_unless (m != NULL, "pipeline a timed out");
+    fail_unless (GST_MESSAGE_TYPE (m) != GST_MESSAGE_ERROR);
+    gboolean eos = GST_MESSAGE_TYPE (m) == GST_MESSAGE_EOS;
+    answers += gst_message_has_name (m, "mustdrop-answer");
+    gst_message_unref (m);
+    if (eos)
+      break;
+  }
+  fail_unless_equals_int (answers, 4);  /* 4 s of video, 1 s windows */
+  gst_element_set_state (pa, GST_STATE_NULL);
+  gst_object_unref (a);
+  gst_object_unref (bus_a);
+  gst_object_unref (bus_b);
+  gst_object_unref (pa);
+  gst_object_unref (pb);
+}
+
+GST_END_TEST;
+
+/* A flooding element (a window every 0.1 s, 30 of them queued at once) and
+ * one with three 1 s windows share an engine: the turns alternate, so the
+ * second's answers come early, not after the flood. */
+GST_START_TEST (test_shared_fair_to_slow_stream)
+{
+  BranchRun r;
+  gchar *slow = branches_launch (1, 1, NULL);
+  gchar *launch = g_strdup_printf ("videotestsrc num-buffers=30 pattern=0 "
+      "! video/x-raw,format=RGB,width=32,height=24,framerate=10/1 "
+      "! mustdropvqa name=v0 model=%s mmproj=%s threads=1 max-new-tokens=4 "
+      "window=0.1 max-pending=64 ! fakesink sync=false %s",
+      llm_path, mmproj_path, slow);
+  GstElement *p = gst_parse_launch (launch, NULL);
+
+  g_free (slow);
+  g_free (launch);
+  fail_unless (p != NULL);
+  memset (&r, 0, sizeof r);
+  for (guint i = 0; i < 8; i++)
+    r.answers[i] = g_string_new (NULL);
+  GstBus *bus = gst_element_get_bus (p);
+  fail_unless (gst_element_set_state (p, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  for (;;) {
+    GstMessage *m = gst_bus_timed_pop_filtered (bus, 4 * MSG_TIMEOUT,
+        GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_ELEMENT);
+    fail_unless (m != NULL && GST_MESSAGE_TYPE (m) != GST_MESSAGE_ERROR);
+    gboolean eos = GST_MESSAGE_TYPE (m) == GST_MESSAGE_EOS;
+    note_message (m, &r, 0);
+    gst_message_unref (m);
+    if (eos)
+      break;
+  }
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+  GST_INFO ("answers in turn: %s", r.order);
+  fail_unless_equals_int (r.users[0], 2);       /* one engine, two users */
+  fail_unless_equals_int ((gint) strlen (r.order), 33);
+  /* the slow stream's three answers before the flood's 15th */
+  const gchar *third = strrchr (r.order, '1');
+  guint flood_before = 0;
+  for (const gchar * c = r.order; c < third; c++)
+    flood_before += *c == '0';
+  fail_unless (flood_before < 15, "answers in turn: %s", r.order);
+  branch_run_clear (&r);
+}
+
+GST_END_TEST;
+
 static Suite *
 mustdropvqa_suite (void)
 {
@@ -1295,6 +1596,15 @@ mustdropvqa_suite (void)
   tcase_add_test (tc, test_jsonl_escapes);
   tcase_add_test (tc, test_live_drops_windows_not_video);
   tcase_add_test (tc, test_text_pad_textoverlay);
+
+  TCase *ts = tcase_create ("shared");
+  tcase_set_timeout (ts, 120);
+  suite_add_tcase (s, ts);
+  tcase_add_test (ts, test_shared_engine_two);
+  tcase_add_test (ts, test_shared_engine_eight);
+  tcase_add_test (ts, test_engine_name_separates);
+  tcase_add_test (ts, test_shared_one_stops);
+  tcase_add_test (ts, test_shared_fair_to_slow_stream);
 
   /* one hour of 1 fps video */
   TCase *tl = tcase_create ("long");

@@ -1,8 +1,12 @@
 /* md_vqa, the whole-task call, on the tiny LLaVA fixture (random weights:
  * the words are nonsense, every step is real): loading and its errors, the
  * sampling rule, window and growing streams, the checks a question gets,
- * answers (deterministic, streamed, stopped, aborted), the log callback. */
+ * answers (deterministic, streamed, stopped, aborted), the log callback;
+ * many threads sharing one engine (the same answers, fair turns, leaving the
+ * queue on abort). */
+#include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "grammar.h"
 #include "md_test.h"
@@ -339,6 +343,195 @@ static void aborted(void)
     md_vqa_free(v);
 }
 
+/* ---- many threads, one engine ---------------------------------------- */
+
+/* One thread's request: a stream, whose client it asks for, and what came. */
+struct asker {
+    struct md_vqa *v;
+    struct md_vqa_stream *s;
+    char tag;                   /* written to `order` when its turn starts */
+    int rc;
+    char text[256];
+    /* the first request holds its turn until this many wait behind it */
+    volatile int hold_for;
+    volatile int started;
+    volatile int stop;          /* its abort */
+    pthread_t thread;
+};
+
+static pthread_mutex_t order_mu = PTHREAD_MUTEX_INITIALIZER;
+static char order[64];
+static int n_order;
+
+static bool asker_token(const char *text, int32_t token, void *user)
+{
+    struct asker *a = user;
+    (void)text;
+    (void)token;
+    if (a->started)
+        return true;
+    pthread_mutex_lock(&order_mu);
+    order[n_order++] = a->tag;
+    pthread_mutex_unlock(&order_mu);
+    a->started = 1;
+    /* the turn is this request's: the others queue up behind it */
+    for (int i = 0; i < 20000 && md_vqa_waiting(a->v) < a->hold_for; i++)
+        usleep(1000);
+    return true;
+}
+
+static bool asker_abort(void *user)
+{
+    return ((struct asker *)user)->stop;
+}
+
+static void *asker_main(void *user)
+{
+    struct asker *a = user;
+    struct md_vqa_ask ask = md_vqa_default_ask("What is it?");
+    struct md_vqa_answer out;
+    char err[256];
+    ask.max_new_tokens = 3;
+    ask.ignore_eos = true;      /* at least one token: the turn is seen */
+    ask.on_token = asker_token;
+    ask.token_user = a;
+    a->rc = md_vqa_answer(a->s, &ask, &out, err, sizeof err);
+    snprintf(a->text, sizeof a->text, "%s", a->rc == MD_OK ? out.text : err);
+    md_vqa_answer_clear(&out);
+    return NULL;
+}
+
+static void asker_init(struct asker *a, struct md_vqa *v, char tag, int shade, const void *client)
+{
+    char err[256];
+    memset(a, 0, sizeof *a);
+    a->v = v;
+    a->tag = tag;
+    CHECKF(md_vqa_stream_new(v, MD_VQA_WINDOW, &a->s, err, sizeof err) == MD_OK, "%s", err);
+    memset(pixels, shade, sizeof pixels);
+    struct md_frame f = { pixels, 32, 24, 32 * 3, 0 };
+    CHECK(md_vqa_stream_offer(a->s, 0) && md_vqa_stream_add(a->s, &f) == MD_OK);
+    md_vqa_stream_set_client(a->s, client, asker_abort, a);
+}
+
+static void asker_start(struct asker *a)
+{
+    CHECK(pthread_create(&a->thread, NULL, asker_main, a) == 0);
+}
+
+static void wait_until(bool (*cond)(struct md_vqa *, int), struct md_vqa *v, int n)
+{
+    for (int i = 0; i < 20000 && !cond(v, n); i++)
+        usleep(1000);
+}
+
+static bool waiting_is(struct md_vqa *v, int n)
+{
+    return md_vqa_waiting(v) == n;
+}
+
+/* Threads answering at once on one engine get the answers each gets alone
+ * (greedy: the shared context must not leak between requests). */
+static void threads_same_answers(void)
+{
+    struct md_vqa *v = load(5.0, "none", NULL);
+    struct asker a[4];
+    char alone[4][256];
+    for (int i = 0; i < 4; i++) {
+        asker_init(&a[i], v, (char)('a' + i), 40 + 50 * i, NULL);
+        asker_main(&a[i]);
+        CHECKF(a[i].rc == MD_OK, "%s", a[i].text);
+        snprintf(alone[i], sizeof alone[i], "%s", a[i].text);
+        a[i].started = 0;
+    }
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 4; i++)
+            asker_start(&a[i]);
+        for (int i = 0; i < 4; i++) {
+            pthread_join(a[i].thread, NULL);
+            CHECKF(a[i].rc == MD_OK && !strcmp(a[i].text, alone[i]),
+                   "stream %d together: \"%s\", alone: \"%s\"", i, a[i].text, alone[i]);
+            a[i].started = 0;
+        }
+    }
+    CHECK(md_vqa_waiting(v) == 0);
+    for (int i = 0; i < 4; i++)
+        md_vqa_stream_free(a[i].s);
+    md_vqa_free(v);
+}
+
+/* A client with four requests queued (one flooding stream) and two clients
+ * with one each: the turns go round the clients, each client's requests in
+ * the order they came. */
+static void threads_fair_turns(void)
+{
+    struct md_vqa *v = load(5.0, "none", NULL);
+    static const char flood_client = 'F';
+    struct asker hold, flood[4], x, y;
+    asker_init(&hold, v, 'H', 10, NULL);
+    for (int i = 0; i < 4; i++)
+        asker_init(&flood[i], v, (char)('1' + i), 60 + i, &flood_client);
+    asker_init(&x, v, 'A', 120, NULL);
+    asker_init(&y, v, 'B', 180, NULL);
+    n_order = 0;
+    memset(order, 0, sizeof order);
+    hold.hold_for = 6;
+    asker_start(&hold);
+    for (int i = 0; i < 20000 && !hold.started; i++)
+        usleep(1000);
+    CHECK(hold.started);
+    for (int i = 0; i < 4; i++) {
+        asker_start(&flood[i]);
+        wait_until(waiting_is, v, i + 1);   /* arrival order fixed */
+    }
+    asker_start(&x);
+    wait_until(waiting_is, v, 5);
+    asker_start(&y);
+    pthread_join(hold.thread, NULL);
+    for (int i = 0; i < 4; i++)
+        pthread_join(flood[i].thread, NULL);
+    pthread_join(x.thread, NULL);
+    pthread_join(y.thread, NULL);
+    CHECKF(!strcmp(order, "H1AB234"), "turns in the order \"%s\", want \"H1AB234\"", order);
+    CHECK(hold.rc == MD_OK && x.rc == MD_OK && y.rc == MD_OK);
+    for (int i = 0; i < 4; i++) {
+        CHECK(flood[i].rc == MD_OK);
+        md_vqa_stream_free(flood[i].s);
+    }
+    md_vqa_stream_free(hold.s);
+    md_vqa_stream_free(x.s);
+    md_vqa_stream_free(y.s);
+    md_vqa_free(v);
+}
+
+/* A request whose abort fires while it waits leaves the queue at once,
+ * without waiting for the turn in progress to end. */
+static void threads_abort_waiting(void)
+{
+    struct md_vqa *v = load(5.0, "none", NULL);
+    struct asker hold, waiter;
+    asker_init(&hold, v, 'H', 10, NULL);
+    asker_init(&waiter, v, 'W', 90, NULL);
+    hold.hold_for = 1000;       /* until the test lets it go (stop below) */
+    asker_start(&hold);
+    for (int i = 0; i < 20000 && !hold.started; i++)
+        usleep(1000);
+    asker_start(&waiter);
+    wait_until(waiting_is, v, 1);
+    CHECK(md_vqa_waiting(v) == 1);
+    waiter.stop = 1;
+    pthread_join(waiter.thread, NULL);  /* returns while hold keeps its turn */
+    CHECKF(waiter.rc == MD_ERR_ABORTED && !waiter.started, "rc %d: %s", waiter.rc,
+           waiter.text);
+    CHECK(md_vqa_waiting(v) == 0);
+    hold.hold_for = 0;
+    pthread_join(hold.thread, NULL);
+    CHECK(hold.rc == MD_OK);
+    md_vqa_stream_free(hold.s);
+    md_vqa_stream_free(waiter.s);
+    md_vqa_free(v);
+}
+
 int main(void)
 {
     md_test_data("../models/fixtures/vision/tiny-llava-llm-f32.gguf", llm, sizeof llm);
@@ -349,5 +542,8 @@ int main(void)
     constrained();
     growing();
     aborted();
+    threads_same_answers();
+    threads_fair_turns();
+    threads_abort_waiting();
     return md_test_finish("vqa");
 }

@@ -35,11 +35,17 @@
  * grid starting at the stream's first frame; a window holding max_frames
  * keeps every other one and from then on takes every other sampled frame.
  *
- * Threading: md_vqa_answer and a growing stream's md_vqa_stream_add use the
- * engine's context, so one at a time; a window stream only copies frames
- * until it is answered, so it can be filled on another thread (one thread
- * per stream at a time). The library never prints: messages go to the log
- * callback. No global state.
+ * Threading: one engine serves many threads (several cameras, one model in
+ * memory). Each stream is used by one thread at a time; different streams
+ * may be used at once from different threads. md_vqa_answer, a growing
+ * stream's md_vqa_stream_add and md_vqa_stream_reset need the engine's
+ * context, which one request holds at a time: the others wait in a fair
+ * queue, taking turns by client (md_vqa_stream_set_client: a client with
+ * many requests waiting gets one turn a round, its requests in the order
+ * they came). A window stream only copies frames until it is answered, so
+ * filling it never waits. The engine holds one KV cache: a request fills it
+ * from the start, so it needs no more than one. The library never prints:
+ * messages go to the log callback. No global state.
  */
 #ifndef MUSTDROP_VQA_H
 #define MUSTDROP_VQA_H
@@ -90,7 +96,9 @@ struct md_vqa_params {
     md_progress_callback on_progress;   /* model load, [0,1]; false cancels */
     void *progress_user;
     /* checked between frames, inside the vision tower between layers, in the
-     * LLM between layers and between tokens: the call returns MD_ERR_ABORTED */
+     * LLM between layers and between tokens: the call returns MD_ERR_ABORTED.
+     * It applies to every request of the engine; one stream's own abort:
+     * md_vqa_stream_set_client. */
     md_abort_callback abort;
     void *abort_user;
     md_log_callback log;            /* NULL: messages are dropped */
@@ -122,6 +130,8 @@ const char *md_vqa_mmproj_path(const struct md_vqa *vqa);
  * in force appended (md_vqa_answer.reduce). */
 const char *md_vqa_reduce_spec(const struct md_vqa *vqa);
 int32_t md_vqa_n_ctx(const struct md_vqa *vqa);
+/* Requests waiting for their turn on the engine now (not the one in hand). */
+int32_t md_vqa_waiting(struct md_vqa *vqa);
 /* The context answers run in (for its thread count, ISA, timings). */
 const struct md_context *md_vqa_context(const struct md_vqa *vqa);
 /* The side of the square the vision tower sees: frames larger than it can be
@@ -183,8 +193,17 @@ int md_vqa_stream_new(struct md_vqa *vqa, enum md_vqa_mode mode, struct md_vqa_s
                       char *err, size_t errlen);
 void md_vqa_stream_free(struct md_vqa_stream *s);
 /* Forget every frame (a new video); the sampling grid restarts (without a
- * span). */
+ * span). A growing stream waits for its turn (not abortable). */
 void md_vqa_stream_reset(struct md_vqa_stream *s);
+/* Who the stream's requests are for, when threads share the engine: requests
+ * of one client (NULL: the stream itself) are served in order, clients take
+ * turns, so a client asking often cannot starve the others. abort (NULL:
+ * none), checked while the request waits for its turn (every 10 ms) and
+ * while it runs, ends it with MD_ERR_ABORTED: a stopping caller leaves the
+ * queue promptly. Copies (md_vqa_stream_clone) keep both. Set it while no
+ * request of the stream runs. */
+void md_vqa_stream_set_client(struct md_vqa_stream *s, const void *client,
+                              md_abort_callback abort, void *abort_user);
 /* Window streams, before the first frame: the frames will cover
  * [start_ns, start_ns + span_ns) (a window's bounds, a file's duration).
  * The stream then takes at most max_frames frames spread over the whole span

@@ -1,0 +1,227 @@
+/* The process's md_vqa engines (mdv-engines.h): elements naming the same
+ * files and settings share one engine, loaded once and freed when its last
+ * element stops. The table is the plugin's: libmustdrop keeps no global
+ * state, and an engine serves many threads by itself (its fair queue). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mdv-engines.h"
+
+GST_DEBUG_CATEGORY_EXTERN (mustdrop_vqa_debug);
+#define GST_CAT_DEFAULT mustdrop_vqa_debug
+
+/* What makes two elements' engines the same: the engine-name, the files
+ * (canonical paths), and every setting md_vqa_load takes that streams or
+ * the context depend on. The question counts only for window = 0 (the
+ * growing stream's cap is fitted to it); elsewhere it is per answer. */
+typedef struct
+{
+  gchar *name, *model, *mmproj, *device, *reduce, *isa, *question_hint;
+  gint n_threads, n_ctx, max_visual_tokens, max_frames, max_new_tokens;
+  gdouble sample_fps;
+} MdvEngineKey;
+
+struct _MdvEngine
+{
+  MdvEngineKey key;
+  struct md_vqa *vqa;
+  gint users;                   /* atomic: changed under engines_lock */
+  GstElement *loader;           /* during the load only: gets its warnings */
+};
+
+static GMutex engines_lock;
+static GList *engines;          /* MdvEngine*, under engines_lock */
+
+static gchar *
+canonical (const gchar * path)
+{
+  char *real = path ? realpath (path, NULL) : NULL;
+  gchar *c = g_strdup (real ? real : path ? path : "");
+  free (real);
+  return c;
+}
+
+static void
+key_init (MdvEngineKey * k, const gchar * name, const struct md_vqa_params *p,
+    gboolean growing)
+{
+  k->name = g_strdup (name ? name : "");
+  k->model = canonical (p->model);
+  k->mmproj = canonical (p->mmproj);
+  k->device = g_strdup (p->device ? p->device : "auto");
+  k->reduce = g_strdup (p->reduce ? p->reduce : "none");
+  k->isa = g_strdup (p->isa ? p->isa : "auto");
+  k->question_hint = growing ? g_strdup (p->question_hint) : NULL;
+  k->n_threads = p->n_threads;
+  k->n_ctx = p->n_ctx;
+  k->max_visual_tokens = p->max_visual_tokens;
+  k->max_frames = p->max_frames;
+  k->max_new_tokens = p->max_new_tokens;
+  k->sample_fps = p->sample_fps;
+}
+
+static void
+key_clear (MdvEngineKey * k)
+{
+  g_free (k->name);
+  g_free (k->model);
+  g_free (k->mmproj);
+  g_free (k->device);
+  g_free (k->reduce);
+  g_free (k->isa);
+  g_free (k->question_hint);
+}
+
+/* NULL when a and b give the same engine, else the first setting that
+ * differs, in words ("threads 2, the shared engine's 4"). */
+static gchar *
+key_difference (const MdvEngineKey * a, const MdvEngineKey * b)
+{
+#define DIFF_STR(field, what) \
+  if (g_strcmp0 (a->field, b->field)) \
+    return g_strdup_printf ("%s \"%s\", the loaded engine's \"%s\"", what, \
+        a->field ? a->field : "", b->field ? b->field : "");
+#define DIFF_NUM(field, what) \
+  if (a->field != b->field) \
+    return g_strdup_printf ("%s %g, the loaded engine's %g", what, \
+        (double) a->field, (double) b->field);
+  DIFF_STR (name, "engine-name");
+  DIFF_STR (model, "model");
+  DIFF_STR (mmproj, "mmproj");
+  DIFF_STR (device, "device");
+  DIFF_STR (reduce, "reduce");
+  DIFF_STR (isa, "isa");
+  DIFF_NUM (n_threads, "threads");
+  DIFF_NUM (n_ctx, "context-size");
+  DIFF_NUM (max_frames, "max-frames");
+  DIFF_NUM (sample_fps, "sample-fps");
+  DIFF_NUM (max_new_tokens, "max-new-tokens");
+  DIFF_NUM (max_visual_tokens, "max-visual-tokens");
+  DIFF_STR (question_hint, "window=0 question and system-prompt");
+#undef DIFF_STR
+#undef DIFF_NUM
+  return NULL;
+}
+
+/* The engine's messages: while it loads, as the loading element's (its
+ * warnings, a fallback to the CPU, reach the application); later, when any
+ * of its elements may be gone, in the debug log only. */
+static void
+engine_log (enum md_log_level level, const char *text, void *user)
+{
+  MdvEngine *e = user;
+  GstElement *el = e->loader;
+
+  if (el && level == MD_LOG_WARN) {
+    GST_ELEMENT_WARNING (el, RESOURCE, SETTINGS, ("%s.", text), (NULL));
+    return;
+  }
+  if (level == MD_LOG_ERROR)
+    GST_CAT_ERROR_OBJECT (GST_CAT_DEFAULT, el, "%s", text);
+  else if (level == MD_LOG_WARN)
+    GST_CAT_WARNING_OBJECT (GST_CAT_DEFAULT, el, "%s", text);
+  else if (level == MD_LOG_INFO)
+    GST_CAT_INFO_OBJECT (GST_CAT_DEFAULT, el, "%s", text);
+  else
+    GST_CAT_DEBUG_OBJECT (GST_CAT_DEFAULT, el, "%s", text);
+}
+
+/* A loaded engine of the same key, or NULL; when one for the same files
+ * differs in a setting, *why says which. */
+static MdvEngine *
+find_locked (const MdvEngineKey * k, gchar ** why)
+{
+  for (GList * l = engines; l; l = l->next) {
+    MdvEngine *e = l->data;
+    gchar *d = key_difference (k, &e->key);
+    if (!d)
+      return e;
+    if (!*why && !g_strcmp0 (k->model, e->key.model) &&
+        !g_strcmp0 (k->mmproj, e->key.mmproj))
+      *why = d;
+    else
+      g_free (d);
+  }
+  return NULL;
+}
+
+int
+mdv_engines_acquire (GstElement * element, const gchar * name,
+    const struct md_vqa_params *params, gboolean growing,
+    MdvEngineLoadingFunc loading, MdvEngine ** out, char *err, size_t errlen)
+{
+  MdvEngineKey k;
+  gchar *why = NULL;
+
+  key_init (&k, name, params, growing);
+  g_mutex_lock (&engines_lock);
+  MdvEngine *e = find_locked (&k, &why);
+  if (e) {
+    g_atomic_int_inc (&e->users);
+    key_clear (&k);
+    g_mutex_unlock (&engines_lock);
+    GST_INFO_OBJECT (element, "sharing the loaded engine of %s (%d elements)",
+        e->key.model, g_atomic_int_get (&e->users));
+    g_free (why);
+    *out = e;
+    return MD_OK;
+  }
+  if (why)
+    GST_INFO_OBJECT (element, "a separate engine for %s: %s", k.model, why);
+  g_free (why);
+
+  /* loaded under the table's lock: an element naming the same engine waits
+   * for this load instead of starting its own */
+  e = g_new0 (MdvEngine, 1);
+  e->key = k;
+  e->users = 1;
+  e->loader = element;
+  struct md_vqa_params p = *params;
+  p.log = engine_log;
+  p.log_user = e;
+  if (loading)
+    loading (element);
+  int rc = md_vqa_load (&p, &e->vqa, err, errlen);
+  e->loader = NULL;
+  if (rc == MD_OK) {
+    engines = g_list_prepend (engines, e);
+  }
+  g_mutex_unlock (&engines_lock);
+  if (rc != MD_OK) {
+    key_clear (&e->key);
+    g_free (e);
+    e = NULL;
+  }
+  *out = e;
+  return rc;
+}
+
+struct md_vqa *
+mdv_engine_vqa (const MdvEngine * e)
+{
+  return e ? e->vqa : NULL;
+}
+
+/* Without the table's lock: a bus handler may ask while a load holds it. */
+guint
+mdv_engine_users (const MdvEngine * e)
+{
+  return e ? (guint) g_atomic_int_get (&e->users) : 0;
+}
+
+void
+mdv_engines_release (MdvEngine * e)
+{
+  if (!e)
+    return;
+  g_mutex_lock (&engines_lock);
+  gboolean last = g_atomic_int_dec_and_test (&e->users);
+  if (last)
+    engines = g_list_remove (engines, e);
+  g_mutex_unlock (&engines_lock);
+  if (!last)
+    return;
+  md_vqa_free (e->vqa);
+  key_clear (&e->key);
+  g_free (e);
+}
