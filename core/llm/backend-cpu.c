@@ -16,6 +16,7 @@ struct md_backend_cpu {
     struct md_threadpool *tp;
     enum md_cpu_isa isa;
     int n_threads;
+    bool exact_matmul;       /* md_matmul instead of md_matmul_qdot */
     float *scratch;          /* attention work space, n_threads slices */
     size_t scratch_per_thread;
     struct md_matmul_scratch **mm;   /* [n_threads]: attention's per-head products */
@@ -138,7 +139,8 @@ static int cpu_matmul(struct md_backend *be, const struct md_tensor *x, const st
         return MD_ERR_INVALID;
     if (n == 0)
         return MD_OK;
-    int rc = md_matmul(c->tp, c->isa, x->data, n, n_in, w->data, w->type, n_out, y->data);
+    int rc = (c->exact_matmul ? md_matmul : md_matmul_qdot)(c->tp, c->isa, x->data, n, n_in,
+                                                            w->data, w->type, n_out, y->data);
     if (rc)
         return rc;
     if (bias) {
@@ -857,6 +859,7 @@ int md_backend_cpu_new(const struct md_backend_params *p, struct md_backend **ou
     c->base.ops = &cpu_ops;
     c->isa = isa;
     c->n_threads = p && p->n_threads > 0 ? p->n_threads : 1;
+    c->exact_matmul = p && p->exact_matmul;
     c->mm = calloc((size_t)c->n_threads, sizeof *c->mm);
     for (int i = 0; c->mm && i < c->n_threads; i++)
         if (!(c->mm[i] = md_matmul_scratch_new())) {

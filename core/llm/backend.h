@@ -169,6 +169,7 @@ struct md_backend_params {
     int32_t n_threads;   /* CPU worker threads (>= 1) */
     const char *isa;     /* CPU: NULL/"auto", "scalar", "avx2", "avx512" */
     int32_t device;      /* GPU index */
+    bool exact_matmul;   /* CPU: never quantize activations (md_matmul_qdot) */
 };
 
 /* Create an instance of the named backend (NULL = "cpu"). Weight tensors

@@ -40,6 +40,7 @@ struct md_context_params md_context_default_params(void)
         .kv_type = MD_KV_F32,
         .abort_callback = NULL,
         .abort_callback_user = NULL,
+        .exact_matmul = false,
     };
     return p;
 }
@@ -139,7 +140,8 @@ int md_context_new(struct md_model *model, const struct md_context_params *param
     ctx->params = p;
     ctx->timings.load_ms = model->load_ms;
     ctx->last_layer = -1;
-    struct md_backend_params bp = { .n_threads = p.n_threads, .isa = p.isa, .device = model->device };
+    struct md_backend_params bp = { .n_threads = p.n_threads, .isa = p.isa, .device = model->device,
+                                    .exact_matmul = p.exact_matmul };
     rc = md_backend_new(model->backend_name, &bp, &ctx->be, err, errlen);
     const struct md_hparams *hp = &model->hp;
     if (!rc)

@@ -45,6 +45,7 @@
 #include <time.h>
 
 #include "cpu-matmul-impl.h"
+#include "cpu-qdot.h"
 #include "quant.h"
 
 #if MD_HAVE_X86
@@ -444,6 +445,9 @@ struct mm_job {
     size_t scratch_stride;        /* bytes between threads' md_scratch */
     const float *xp;              /* GEMV: token-interleaved X, groups of 8;
                                      GEMM: X packed in tiles of mr tokens */
+    md_qdot_fn qdot;              /* GEMV with integer dots: X quantized in xq */
+    const void *xq;
+    size_t xq_row_bytes;
 
     int64_t chunk;                /* GEMV: rows per work item */
     int64_t kc;                   /* GEMM: K block (multiple of the block size) */
@@ -492,6 +496,20 @@ static const struct md_gemm_isa *gemm_for(enum md_cpu_isa isa)
     (void)isa;
 #endif
     return &md_gemm_isa_scalar;
+}
+
+/* The integer-dot GEMV of this ISA for wtype; NULL when there is none
+ * (F32/F16/BF16: nothing to quantize). */
+static md_qdot_fn qdot_for(enum md_cpu_isa isa, uint32_t wtype)
+{
+    if (md_xq_row_bytes(wtype, MD_QK_K) == 0)
+        return NULL;
+#if MD_HAVE_X86
+    if (isa >= MD_ISA_AVX2 && md_qdot_avx2_has(wtype))
+        return md_qdot_avx2;
+#endif
+    (void)isa;
+    return md_qdot_ref;
 }
 
 static bool gemv_has_kernel(enum md_cpu_isa isa, uint32_t wtype)
@@ -557,6 +575,11 @@ static void gemv_pack_x(const float *X, int64_t n_tok, int64_t n_in, int V, floa
 static void gemv_rows(struct mm_job *j, int ith, int64_t r0, int64_t r1)
 {
     const uint8_t *W = j->W + (size_t)r0 * j->row_bytes;
+    if (j->qdot) {
+        j->qdot(j->wtype, j->xq, (int)j->n_tok, j->xq_row_bytes, j->n_in, W, j->row_bytes,
+                r1 - r0, j->Y + r0, j->n_out);
+        return;
+    }
     const int64_t n_pad = (j->n_in + gemv_vw(j->isa) - 1) / gemv_vw(j->isa) * gemv_vw(j->isa);
     md_gemv_fn fn = gemv_for(j->isa);
     for (int64_t t = 0; t < j->n_tok; t += MD_GEMV_MAX_TOK) {
@@ -694,7 +717,7 @@ void md_matmul_scratch_free(struct md_matmul_scratch *s)
 }
 
 static int matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum md_cpu_isa isa,
-                      const float *X, int64_t n_tok, int64_t n_in,
+                      bool qdot, const float *X, int64_t n_tok, int64_t n_in,
                       const void *W, uint32_t wtype, int64_t n_out, float *Y);
 
 int md_matmul(struct md_threadpool *tp, enum md_cpu_isa isa,
@@ -702,7 +725,18 @@ int md_matmul(struct md_threadpool *tp, enum md_cpu_isa isa,
               const void *W, uint32_t wtype, int64_t n_out, float *Y)
 {
     struct md_scratch local[2] = { { NULL, 0 }, { NULL, 0 } };
-    int rc = matmul_run(tp, local, isa, X, n_tok, n_in, W, wtype, n_out, Y);
+    int rc = matmul_run(tp, local, isa, false, X, n_tok, n_in, W, wtype, n_out, Y);
+    free(local[0].buf);
+    free(local[1].buf);
+    return rc;
+}
+
+int md_matmul_qdot(struct md_threadpool *tp, enum md_cpu_isa isa,
+                   const float *X, int64_t n_tok, int64_t n_in,
+                   const void *W, uint32_t wtype, int64_t n_out, float *Y)
+{
+    struct md_scratch local[2] = { { NULL, 0 }, { NULL, 0 } };
+    int rc = matmul_run(tp, local, isa, true, X, n_tok, n_in, W, wtype, n_out, Y);
     free(local[0].buf);
     free(local[1].buf);
     return rc;
@@ -712,12 +746,12 @@ int md_matmul_st(struct md_matmul_scratch *s, enum md_cpu_isa isa,
                  const float *X, int64_t n_tok, int64_t n_in,
                  const void *W, uint32_t wtype, int64_t n_out, float *Y)
 {
-    return matmul_run(NULL, s->buf, isa, X, n_tok, n_in, W, wtype, n_out, Y);
+    return matmul_run(NULL, s->buf, isa, false, X, n_tok, n_in, W, wtype, n_out, Y);
 }
 
 /* local: the two scratch buffers used when tp is NULL. */
 static int matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum md_cpu_isa isa,
-                      const float *X, int64_t n_tok, int64_t n_in,
+                      bool qdot, const float *X, int64_t n_tok, int64_t n_in,
                       const void *W, uint32_t wtype, int64_t n_out, float *Y)
 {
     if (n_tok <= 0 || n_out <= 0)
@@ -765,7 +799,16 @@ static int matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum m
     if (n_tok <= MD_GEMV_MAX_TOK || (n_tok <= MD_GEMV_TOK_LIMIT && gemv_has_kernel(isa, wtype))) {
         j.chunk = gemv_chunk(n_out, nth);
         j.n_items = (n_out + j.chunk - 1) / j.chunk;
-        if (n_tok == 1) {
+        j.qdot = qdot && n_tok <= MD_GEMV_MAX_TOK ? qdot_for(isa, wtype) : NULL;
+        if (j.qdot) {
+            j.xq_row_bytes = md_xq_row_bytes(wtype, n_in);
+            char *xq = scratch_get(shared, j.xq_row_bytes * (size_t)n_tok);
+            if (!xq)
+                return MD_ERR_NOMEM;
+            for (int64_t t = 0; t < n_tok; t++)
+                md_xq_quantize_row(wtype, X + t * n_in, n_in, xq + (size_t)t * j.xq_row_bytes);
+            j.xq = xq;
+        } else if (n_tok == 1) {
             j.xp = X;   /* a single token is its own interleaving */
         } else {
             const int V = gemv_vw(isa);

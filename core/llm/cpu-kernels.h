@@ -41,6 +41,16 @@ int md_matmul(struct md_threadpool *tp, enum md_cpu_isa isa,
               const float *X, int64_t n_tok, int64_t n_in,
               const void *W, uint32_t wtype, int64_t n_out, float *Y);
 
+/* md_matmul, except that decode-sized products (n_tok <= 8) with quantized
+ * weights (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K) quantize each row of X
+ * to 8 bits once (per 32 values, per 256 for the K quants) and use integer
+ * dot products (cpu-qdot.h): llama.cpp's approach, faster, and off the
+ * exact product by the activation rounding (measured in test_qdot). Other
+ * types and shapes: exactly md_matmul. */
+int md_matmul_qdot(struct md_threadpool *tp, enum md_cpu_isa isa,
+                   const float *X, int64_t n_tok, int64_t n_in,
+                   const void *W, uint32_t wtype, int64_t n_out, float *Y);
+
 /* md_matmul on the calling thread with buffers the caller keeps, for the
  * many small products made inside a pool worker (attention per head): no
  * allocation once the buffers have grown. One scratch per thread. */

@@ -152,7 +152,7 @@ int main(int argc, char **argv)
         printf("SKIP: no CUDA device (%s)\n", why);
         return 77;
     }
-    struct md_backend_params bp = { 1, NULL, argc > 1 ? atoi(argv[1]) : 0 };
+    struct md_backend_params bp = { 1, NULL, argc > 1 ? atoi(argv[1]) : 0, false };
     char err[512] = "";
     if (md_backend_new("cuda", &bp, &be, err, sizeof err)) {
         fprintf(stderr, "md_backend_new(cuda): %s\n", err);

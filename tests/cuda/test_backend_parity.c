@@ -456,7 +456,7 @@ int main(void)
     if (md_cuda_device_count(why, sizeof why) <= 0)
         SKIP("no CUDA device (%s)", why);
     char err[512] = "";
-    struct md_backend_params bp = { 1, NULL, 0 };
+    struct md_backend_params bp = { 1, NULL, 0, false };
     CHECKF(md_backend_new("cpu", &bp, &cpu, err, sizeof err) == MD_OK, "%s", err);
     int rc = md_backend_new("cuda", &bp, &gpu, err, sizeof err);
     CHECKF(rc == MD_OK, "md_backend_new(cuda): %d %s", rc, err);

@@ -34,7 +34,7 @@ int main(void)
     printf("devices: %d %s\n", n, why);
     CHECK(!md_test_mapped("libcublas"));
 
-    struct md_backend_params bp = { 1, NULL, 0 };
+    struct md_backend_params bp = { 1, NULL, 0, false };
     struct md_backend *be = NULL;
     char err[512] = "";
     int rc = api->backend_new(&bp, &be, err, sizeof err);

@@ -2,7 +2,8 @@
  *
  *   bench_matmul [-t threads] [-r reps] [-isa scalar|avx2|avx512]
  *                [-type F16,Q8_0,...] [-only peak|bw|pool|gemv|gemm|model|sweep|one]
- *                [-n n_tok] [-in n_in] [-out n_out] [-cpu]
+ *                [-n n_tok] [-in n_in] [-out n_out] [-cpu] [-exact]
+ *       bench_matmul -only kernels [-type ...] [-isa ...]
  *
  * Measures the machine first: FMA peak (a register-only FMA loop on every
  * thread) and streaming read bandwidth (1 GiB, every thread reading its
@@ -12,7 +13,15 @@
  * the shapes of a 0.27B LLaMA (n_embd 1024, n_ff 2816, vocab 32000). The
  * "model" lines add up the matmuls of one token (decode) / 512 tokens
  * (prefill) of that model: an upper bound on its tok/s from matmul alone.
- * Figures are medians over the repetitions. */
+ * Figures are medians over the repetitions.
+ *
+ * Decode products of quantized weights use md_matmul_qdot (activations
+ * quantized to 8 bits, integer dots), as the engine does by default;
+ * -exact times md_matmul (weights dequantized to f32) instead. "-only
+ * kernels" prints the read bandwidth on 1 and on all threads, then every
+ * type's GEMV at 1-4 tokens (ffn gate/up shape, W from DRAM) in GB/s of
+ * weights and % of that bandwidth, exact and integer-dot paths side by
+ * side. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,6 +284,10 @@ static const struct shape shapes[] = {
 };
 #define N_LAYERS 16
 
+typedef int (*matmul_fn)(struct md_threadpool *, enum md_cpu_isa, const float *, int64_t, int64_t,
+                         const void *, uint32_t, int64_t, float *);
+static matmul_fn g_matmul = md_matmul_qdot;
+
 /* seconds per call, median; W rotated through `copies` distinct buffers */
 static double time_matmul(struct md_threadpool *tp, enum md_cpu_isa isa, uint32_t type,
                           const struct shape *sh, int64_t n_tok, int reps, double min_time,
@@ -301,14 +314,14 @@ static double time_matmul(struct md_threadpool *tp, enum md_cpu_isa isa, uint32_
     float *Y = malloc(sizeof(float) * (size_t)(n_tok * sh->n_out));
     for (int64_t i = 0; i < n_tok * sh->n_in; i++)
         X[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
-    md_matmul(tp, isa, X, n_tok, sh->n_in, w[0], type, sh->n_out, Y);   /* warm-up */
+    g_matmul(tp, isa, X, n_tok, sh->n_in, w[0], type, sh->n_out, Y);   /* warm-up */
     double v[64];
     int c = 0;
     for (int r = 0; r < reps; r++) {
         int calls = 0;
         double t0 = clk(), dt;
         do {
-            md_matmul(tp, isa, X, n_tok, sh->n_in, w[c], type, sh->n_out, Y);
+            g_matmul(tp, isa, X, n_tok, sh->n_in, w[c], type, sh->n_out, Y);
             c = (c + 1) % copies;
             calls++;
             dt = clk() - t0;
@@ -334,6 +347,38 @@ static uint32_t type_from_name(const char *s)
     return 0xffffffffu;
 }
 
+/* -only kernels: GEMV of every type at 1-4 tokens against the bandwidth */
+static void run_kernels(struct md_threadpool *tp, enum md_cpu_isa best, const char *isa_name,
+                        const char *types_arg, double bw, int reps, int use_cpu_time)
+{
+    struct md_threadpool *tp1 = md_threadpool_new(1);
+    const double bw1 = measure_bw(tp1, best, reps);
+    md_threadpool_free(tp1);
+    printf("read bandwidth: %8.2f GB/s (1 GiB streamed, 1 thread)\n", bw1);
+    const enum md_cpu_isa isa = isa_name ? (!strcmp(isa_name, "avx2") ? MD_ISA_AVX2 :
+                                            !strcmp(isa_name, "scalar") ? MD_ISA_SCALAR : best) : best;
+    const struct shape *sh = &shapes[1];
+    const double wbytes_row = (double)sh->n_out;
+    char tbuf[256];
+    snprintf(tbuf, sizeof tbuf, "%s", types_arg);
+    for (char *save = NULL, *tn = strtok_r(tbuf, ",", &save); tn; tn = strtok_r(NULL, ",", &save)) {
+        const uint32_t type = type_from_name(tn);
+        if (!md_type_supported(type)) continue;
+        const double wbytes = (double)md_type_row_bytes(type, sh->n_in) * wbytes_row;
+        for (int64_t nt = 1; nt <= 4; nt++) {
+            g_matmul = md_matmul;
+            const double te = time_matmul(tp, isa, type, sh, nt, reps, 0.05, use_cpu_time);
+            g_matmul = md_matmul_qdot;
+            const double tq = time_matmul(tp, isa, type, sh, nt, reps, 0.05, use_cpu_time);
+            printf("kernel %-6s %-5s %-24s n_tok=%lld  exact %8.1f us %6.2f GB/s %5.1f%%   "
+                   "qdot %8.1f us %6.2f GB/s %5.1f%% of bw\n",
+                   md_cpu_isa_name(isa), md_type_name(type), sh->name, (long long)nt,
+                   te * 1e6, wbytes / te * 1e-9, 100.0 * wbytes / te * 1e-9 / bw,
+                   tq * 1e6, wbytes / tq * 1e-9, 100.0 * wbytes / tq * 1e-9 / bw);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     int n_threads = 2, reps = 5, use_cpu_time = 0;
@@ -347,12 +392,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "-only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "-in") && i + 1 < argc) one_in = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-cpu")) use_cpu_time = 1;
+        else if (!strcmp(argv[i], "-exact")) g_matmul = md_matmul;
         else if (!strcmp(argv[i], "-out") && i + 1 < argc) one_out = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-isa") && i + 1 < argc) isa_name = argv[++i];
         else if (!strcmp(argv[i], "-type") && i + 1 < argc) snprintf(types_arg, sizeof types_arg, "%s", argv[++i]);
         else {
             fprintf(stderr, "usage: %s [-t threads] [-r reps] [-n n_tok] [-isa scalar|avx2|avx512] "
-                    "[-type F16,Q8_0,...] [-only peak|bw|pool|gemv|gemm|model|sweep|one] [-in n_in] [-out n_out] [-cpu]\n", argv[0]);
+                    "[-type F16,Q8_0,...] [-only peak|bw|pool|gemv|gemm|model|sweep|one] [-in n_in] [-out n_out] [-cpu] [-exact]\n", argv[0]);
             return 2;
         }
     }
@@ -369,13 +415,18 @@ int main(int argc, char **argv)
         printf("peak %-6s FMA: %8.1f GFLOP/s (%d threads)\n", md_cpu_isa_name((enum md_cpu_isa)isa),
                peak[isa], md_threadpool_n_threads(tp));
     }
-    if (!only || !strcmp(only, "bw") || !strcmp(only, "gemv") || !strcmp(only, "model")) {
+    if (!only || !strcmp(only, "bw") || !strcmp(only, "gemv") || !strcmp(only, "model") ||
+        !strcmp(only, "kernels")) {
         bw = measure_bw(tp, best, reps);
         printf("read bandwidth: %8.2f GB/s (1 GiB streamed, %d threads)\n", bw,
                md_threadpool_n_threads(tp));
     }
     if (only && (!strcmp(only, "peak") || !strcmp(only, "bw")))
         goto done;
+    if (only && !strcmp(only, "kernels")) {
+        run_kernels(tp, best, isa_name, types_arg, bw, reps, use_cpu_time);
+        goto done;
+    }
     if (only && !strcmp(only, "pool")) {
         /* dispatch + join cost of an empty job */
         double v[32];

@@ -3,7 +3,10 @@
  * weights, tied output, partial RoPE, linear scaling. Also: token-by-token
  * decoding equals a batched prefill, n_batch chunking, embedding-row input,
  * KV compaction and the per-layer position policy, context-full and abort
- * leaving the cache untouched. */
+ * leaving the cache untouched. The contexts use exact_matmul: these are
+ * checks of the forward's logic against tight f32 bounds, and the default
+ * decode of quantized weights rounds the activations to 8 bits (measured
+ * on its own in test_qdot). */
 #include "md_test.h"
 #include "md_tiny_llm.h"
 #include "llm.h"
@@ -18,6 +21,7 @@ static struct md_context *new_ctx(struct md_model *m, int n_ctx, int n_batch, in
     cp.n_ctx = n_ctx;
     cp.n_batch = n_batch;
     cp.n_threads = n_threads;
+    cp.exact_matmul = true;
     struct md_context *ctx = NULL;
     char err[256];
     int rc = md_context_new(m, &cp, &ctx, err, sizeof err);

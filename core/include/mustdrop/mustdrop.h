@@ -219,6 +219,13 @@ struct md_context_params {
     enum md_kv_type kv_type;
     md_abort_callback abort_callback;   /* NULL: none */
     void *abort_callback_user;
+    /* CPU decode with quantized weights (Q4_0..Q8_0, K quants) quantizes
+     * the activations to 8 bits and uses integer dot products, as
+     * llama.cpp does (false, the default): faster, off the exact product
+     * by the activation rounding (about 2e-3 of sum |w x|, test_qdot).
+     * true: always multiply with the dequantized f32 weights (the
+     * conformance tests compare against that exact forward). */
+    bool exact_matmul;
 };
 
 struct md_context_params md_context_default_params(void);

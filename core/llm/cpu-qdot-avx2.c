@@ -1,0 +1,326 @@
+/* AVX2 integer-dot GEMV kernels (cpu-qdot.h), used on AVX2 and AVX-512
+ * CPUs. Weight values are unpacked to unsigned bytes in registers and
+ * multiplied with the signed 8-bit activations by maddubs (pairs summed
+ * to int16: at most 2 * 63 * 127, never saturating since |q| <= 127),
+ * then madd with the block's 16-bit scale (or 1) sums pairs to int32.
+ * Q4_0/Q5_0/Q8_0 multiply signed weights (|w| times x with w's sign), so
+ * that each int32 lane only holds products of the block: subtracting the
+ * -8/-16 offset through the block sum instead left lanes of opposite sign
+ * that cancel only in the final sum, measured to lose 2% of a result to
+ * f32 rounding when a block's weights are near the offset. The K quants
+ * reduce each super-block's integer sum to a scalar first (exact), then
+ * apply the scales like the reference. One pass over a weight row serves
+ * all n_tok tokens.
+ * Every function carries a target attribute (the file builds with -O2). */
+#include "cpu-qdot.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant.h"
+
+#define TGT __attribute__((target("avx2,fma,f16c")))
+#define INL static inline __attribute__((always_inline)) TGT
+#define MAX_T 8
+
+INL float f16(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+INL int32_t hsum_i32x8(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+INL float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* A legacy block's 32 unsigned values in element order: low nibbles of
+ * qs[0..15], then their high nibbles. */
+INL __m256i nibbles32(const uint8_t *qs)
+{
+    const __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    const __m128i m = _mm_set1_epi8(0x0f);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+}
+
+/* Bit j of qh as 0x10 in byte j (the 5th bit of element j). */
+INL __m256i high_bits32(uint32_t qh)
+{
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
+                                           0x0101010101010101LL, 0);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+INL __m256i dot_u8s8(__m256i u, __m256i s)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* ---- legacy types: one 32-value block per step -------------------------- */
+
+INL void row_legacy(uint32_t type, const int T, const uint8_t *row, int64_t nb,
+                    const struct md_xq32 *const *X, float *y, int64_t ldy)
+{
+    __m256 acc[MAX_T];
+    float macc[MAX_T];
+    for (int t = 0; t < T; t++) {
+        acc[t] = _mm256_setzero_ps();
+        macc[t] = 0.0f;
+    }
+    const int64_t bb = type == MD_TYPE_Q4_0 ? 18 : type == MD_TYPE_Q4_1 ? 20 :
+                       type == MD_TYPE_Q5_0 ? 22 : type == MD_TYPE_Q5_1 ? 24 : 34;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = row + b * bb;
+        _mm_prefetch((const char *)blk + 1024, _MM_HINT_T0);
+        const float dw = f16(blk);
+        float mw = 0.0f;
+        __m256i u, sgn = _mm256_setzero_si256();
+        uint32_t qh;
+        switch (type) {
+        case MD_TYPE_Q4_0:
+            sgn = _mm256_sub_epi8(nibbles32(blk + 2), _mm256_set1_epi8(8));
+            u = _mm256_abs_epi8(sgn);
+            break;
+        case MD_TYPE_Q4_1: u = nibbles32(blk + 4); mw = f16(blk + 2); break;
+        case MD_TYPE_Q5_0:
+            memcpy(&qh, blk + 2, 4);
+            sgn = _mm256_sub_epi8(_mm256_or_si256(nibbles32(blk + 6), high_bits32(qh)), _mm256_set1_epi8(16));
+            u = _mm256_abs_epi8(sgn);
+            break;
+        case MD_TYPE_Q5_1:
+            memcpy(&qh, blk + 4, 4);
+            u = _mm256_or_si256(nibbles32(blk + 8), high_bits32(qh));
+            mw = f16(blk + 2);
+            break;
+        default: { /* Q8_0: |w| times x with w's sign (maddubs wants u8 x s8) */
+            const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 2));
+            u = _mm256_abs_epi8(w);
+            sgn = w;
+            break;
+        }
+        }
+        for (int t = 0; t < T; t++) {
+            const struct md_xq32 *x = X[t] + b;
+            __m256i xv = _mm256_loadu_si256((const __m256i *)x->q);
+            if (type == MD_TYPE_Q4_0 || type == MD_TYPE_Q5_0 || type == MD_TYPE_Q8_0)
+                xv = _mm256_sign_epi8(xv, sgn);
+            const __m256i p = dot_u8s8(u, xv);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * x->d), acc[t]);
+            if (type == MD_TYPE_Q4_1 || type == MD_TYPE_Q5_1)
+                macc[t] += mw * x->d * (float)x->sum;
+        }
+    }
+    for (int t = 0; t < T; t++)
+        y[t * ldy] = hsum8(acc[t]) + macc[t];
+}
+
+/* ---- K quants: one 256-value super-block per step ----------------------- */
+
+/* The 8 scales (bytes 0..7) and 8 mins (bytes 8..15) of a Q4_K/Q5_K
+ * super-block: quant.c's k_scale_min done on 32-bit words. */
+INL __m128i k_scales_mins(const uint8_t *s)
+{
+    uint32_t a, b, c;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + 4, 4);
+    memcpy(&c, s + 8, 4);
+    const uint32_t sc_lo = a & 0x3f3f3f3fu, m_lo = b & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
+    const uint32_t m_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
+    return _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
+}
+
+INL void row_q45_k(const int five, const int T, const uint8_t *row, int64_t nb,
+                   const struct md_xq256 *const *X, float *y, int64_t ldy)
+{
+    float acc[MAX_T];
+    for (int t = 0; t < T; t++)
+        acc[t] = 0.0f;
+    const int64_t bb = five ? 176 : 144;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = row + b * bb;
+        _mm_prefetch((const char *)blk + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + 1024 + 128, _MM_HINT_T0);
+        const float d = f16(blk), dmin = f16(blk + 2);
+        const __m128i scm = k_scales_mins(blk + 4);
+        /* scales as int16, both 128-bit lanes: sc[0..7] */
+        const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scm));
+        const __m128i mins16 = _mm_cvtepu8_epi16(_mm_srli_si128(scm, 8));
+        const uint8_t *qs = blk + (five ? 48 : 16);
+        const __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
+        __m256i isum[MAX_T];
+        for (int t = 0; t < T; t++)
+            isum[t] = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            __m256i lo = _mm256_and_si256(q, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            if (five) {
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(
+                         _mm256_srli_epi16(qh, 2 * c), one), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(
+                         _mm256_srli_epi16(qh, 2 * c + 1), one), 4));
+            }
+            /* broadcast 16-bit scale 2c / 2c+1 */
+            const __m256i s_lo = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c))));
+            const __m256i s_hi = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c + 1))));
+            for (int t = 0; t < T; t++) {
+                const int8_t *xq = X[t][b].q + 64 * c;
+                const __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)xq));
+                const __m256i p_hi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xq + 32)));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(p_lo, s_lo),
+                                                                     _mm256_madd_epi16(p_hi, s_hi)));
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            const struct md_xq256 *x = X[t] + b;
+            const __m128i mm = _mm_madd_epi16(mins16, _mm_loadu_si128((const __m128i *)x->bsum32));
+            const __m256i msum = _mm256_zextsi128_si256(mm);
+            acc[t] += d * x->d * (float)hsum_i32x8(isum[t]) - dmin * x->d * (float)hsum_i32x8(msum);
+        }
+    }
+    for (int t = 0; t < T; t++)
+        y[t * ldy] = acc[t];
+}
+
+INL void row_q6_k(const int T, const uint8_t *row, int64_t nb,
+                  const struct md_xq256 *const *X, float *y, int64_t ldy)
+{
+    float acc[MAX_T];
+    for (int t = 0; t < T; t++)
+        acc[t] = 0.0f;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = row + b * 210;
+        _mm_prefetch((const char *)blk + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + 1024 + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + 1024 + 192, _MM_HINT_T0);
+        const float d = f16(blk + 208);
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)(blk + 192));
+        const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+        __m256i isum[MAX_T];
+        for (int t = 0; t < T; t++)
+            isum[t] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
+            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
+            __m256i u[4];
+            u[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+            u[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+            u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+            u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+            for (int k = 0; k < 4; k++) {
+                /* 32 values = 16-value groups j, j+1 (j = 8h + 2k): scale
+                 * sc[j] in the low 128-bit lane, sc[j+1] in the high one */
+                const int j = 8 * h + 2 * k;
+                const __m128i ctl = _mm_set_epi64x((long long)(0x0101010101010101ULL * (uint64_t)(j + 1)),
+                                                   (long long)(0x0101010101010101ULL * (uint64_t)j));
+                const __m256i s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, ctl));
+                for (int t = 0; t < T; t++) {
+                    const __m256i xv = _mm256_loadu_si256((const __m256i *)(X[t][b].q + 128 * h + 32 * k));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], xv), s));
+                }
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            const struct md_xq256 *x = X[t] + b;
+            /* the -32 offset: 32 * sum_j sc[j] * bsum16[j] */
+            const __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)x->bsum16));
+            const __m256i v = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(off, 5));
+            acc[t] += d * x->d * (float)hsum_i32x8(v);
+        }
+    }
+    for (int t = 0; t < T; t++)
+        y[t * ldy] = acc[t];
+}
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+INL void rows_type(uint32_t type, const int T, const void *XQ, size_t xq_row_bytes, int64_t n_in,
+                   const uint8_t *W, size_t row_bytes, int64_t n_rows, float *Y, int64_t ldy)
+{
+    const void *X[MAX_T];
+    for (int t = 0; t < T; t++)
+        X[t] = (const char *)XQ + (size_t)t * xq_row_bytes;
+    for (int64_t r = 0; r < n_rows; r++) {
+        const uint8_t *row = W + (size_t)r * row_bytes;
+        switch (type) {
+        case MD_TYPE_Q4_K: row_q45_k(0, T, row, n_in / 256, (const struct md_xq256 *const *)X, Y + r, ldy); break;
+        case MD_TYPE_Q5_K: row_q45_k(1, T, row, n_in / 256, (const struct md_xq256 *const *)X, Y + r, ldy); break;
+        case MD_TYPE_Q6_K: row_q6_k(T, row, n_in / 256, (const struct md_xq256 *const *)X, Y + r, ldy); break;
+        default: row_legacy(type, T, row, n_in / 32, (const struct md_xq32 *const *)X, Y + r, ldy); break;
+        }
+    }
+}
+
+#define QDOT_TYPE(TYPE, NAME) \
+    static TGT void qdot_##NAME(int T, const void *XQ, size_t xb, int64_t n_in, \
+                                const uint8_t *W, size_t rb, int64_t n_rows, float *Y, int64_t ldy) \
+    { \
+        switch (T) { \
+        case 1: rows_type(TYPE, 1, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
+        case 2: rows_type(TYPE, 2, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
+        case 3: rows_type(TYPE, 3, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
+        case 4: rows_type(TYPE, 4, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
+        default: /* 5..8 tokens: in two passes */ \
+            rows_type(TYPE, 4, XQ, xb, n_in, W, rb, n_rows, Y, ldy); \
+            qdot_##NAME(T - 4, (const char *)XQ + 4 * xb, xb, n_in, W, rb, n_rows, Y + 4 * ldy, ldy); \
+            break; \
+        } \
+    }
+QDOT_TYPE(MD_TYPE_Q4_0, q4_0)
+QDOT_TYPE(MD_TYPE_Q4_1, q4_1)
+QDOT_TYPE(MD_TYPE_Q5_0, q5_0)
+QDOT_TYPE(MD_TYPE_Q5_1, q5_1)
+QDOT_TYPE(MD_TYPE_Q8_0, q8_0)
+QDOT_TYPE(MD_TYPE_Q4_K, q4_k)
+QDOT_TYPE(MD_TYPE_Q5_K, q5_k)
+QDOT_TYPE(MD_TYPE_Q6_K, q6_k)
+
+bool md_qdot_avx2_has(uint32_t wtype)
+{
+    return md_xq_row_bytes(wtype, 256) > 0;
+}
+
+TGT void md_qdot_avx2(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
+                      int64_t n_in, const uint8_t *W, size_t row_bytes,
+                      int64_t n_rows, float *Y, int64_t ldy)
+{
+    switch (wtype) {
+    case MD_TYPE_Q4_0: qdot_q4_0(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    case MD_TYPE_Q4_1: qdot_q4_1(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    case MD_TYPE_Q5_0: qdot_q5_0(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    case MD_TYPE_Q5_1: qdot_q5_1(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    case MD_TYPE_Q8_0: qdot_q8_0(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    case MD_TYPE_Q4_K: qdot_q4_k(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    case MD_TYPE_Q5_K: qdot_q5_k(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    case MD_TYPE_Q6_K: qdot_q6_k(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    default: break;
+    }
+}
+
+#endif

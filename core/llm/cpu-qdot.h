@@ -1,0 +1,65 @@
+/* Integer-dot GEMV for quantized weights (decode): the activations are
+ * quantized once per row to 8 bits (one scale per 32 values for the legacy
+ * types, per 256 with block sums for the K quants), and each weight block is
+ * multiplied with them in integers, its scales applied once per block. This
+ * is an approximation of the exact product with dequantized weights (the
+ * activation rounding, at most 1/254 of a block's largest value per
+ * element); md_matmul_mode(MD_MATMUL_EXACT) keeps the exact path.
+ * Internal to the CPU backend; not installed. */
+#ifndef MD_CPU_QDOT_H
+#define MD_CPU_QDOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* 32 activations of a legacy-type block: x ~= d * q, sum = sum of q. */
+struct md_xq32 {
+    int8_t q[32];
+    float d;
+    int32_t sum;
+};
+
+/* 256 activations of a K-quant super-block: x ~= d * q; bsum16[i] and
+ * bsum32[i]: sums of q over the i-th 16 and 32 values (the K quants'
+ * sub-block offsets and mins multiply them). */
+struct md_xq256 {
+    int8_t q[256];
+    int16_t bsum16[16];
+    int16_t bsum32[8];
+    float d;
+};
+
+/* Bytes of one quantized activation row of n_in values for weights of
+ * `wtype`; 0 when wtype has no integer-dot path (F32/F16/BF16). */
+size_t md_xq_row_bytes(uint32_t wtype, int64_t n_in);
+
+/* Quantizes n_in floats (a multiple of the type's block) for `wtype`.
+ * Blocks holding a NaN or an infinity get d = NaN (the products are then
+ * NaN, as the exact path's would be), never an undefined conversion. */
+void md_xq_quantize_row(uint32_t wtype, const float *x, int64_t n_in, void *dst);
+
+/* Y[t * ldy + r] = dot(activation row t, weight row r) for t < n_tok,
+ * r < n_rows; activation row t at (const char *)XQ + t * xq_row_bytes.
+ * The integer part of every block product is exact; the scales are applied
+ * in f32 (the ISA kernels sum blocks in another order than the reference,
+ * so results agree to f32 rounding, not bit for bit). */
+typedef void (*md_qdot_fn)(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
+                           int64_t n_in, const uint8_t *W, size_t row_bytes,
+                           int64_t n_rows, float *Y, int64_t ldy);
+
+/* Portable C reference: every type md_xq_row_bytes accepts. */
+void md_qdot_ref(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
+                 int64_t n_in, const uint8_t *W, size_t row_bytes,
+                 int64_t n_rows, float *Y, int64_t ldy);
+
+#if defined(__x86_64__) || defined(__i386__)
+/* AVX2 + FMA + F16C kernels (256-bit maddubs/madd), also used on AVX-512
+ * CPUs; false (nothing done) for a type they do not cover. */
+bool md_qdot_avx2_has(uint32_t wtype);
+void md_qdot_avx2(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
+                  int64_t n_in, const uint8_t *W, size_t row_bytes,
+                  int64_t n_rows, float *Y, int64_t ldy);
+#endif
+
+#endif
