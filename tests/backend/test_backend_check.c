@@ -33,7 +33,7 @@ static void expect_reason(int32_t dev, int rc, const char *want)
     CHECKF(strstr(why, want) != NULL, "check(cuda, %d): '%s' lacks '%s'", (int)dev, why, want);
     if (rc == MD_OK)
         return;
-    struct md_backend_params bp = { 1, NULL, dev };
+    struct md_backend_params bp = { .n_threads = 1, .device = dev };
     struct md_backend stale, *be = &stale;   /* must come back NULL */
     got = md_backend_new("cuda", &bp, &be, err, sizeof err);
     CHECKF(got == rc && be == NULL, "backend_new(cuda, %d): %d", (int)dev, got);
@@ -110,7 +110,7 @@ static void check_fake_devices(void)
     CHECK(md_cuda_device_count(NULL, 0) == 2);
 
     /* An instance keeps its module, reached again for its last error. */
-    struct md_backend_params bp = { 1, NULL, 1 };
+    struct md_backend_params bp = { .n_threads = 1, .device = 1 };
     struct md_backend *be = NULL;
     char err[256];
     CHECKF(md_backend_new("cuda", &bp, &be, err, sizeof err) == MD_OK, "%s", err);
@@ -145,7 +145,7 @@ static void check_real_module(void)
     char want[64];
     snprintf(want, sizeof want, "CUDA device %d does not exist (%d found)", n, n);
     expect_reason(n, MD_ERR_UNSUPPORTED, want);
-    struct md_backend_params bp = { 1, NULL, 0 };
+    struct md_backend_params bp = { .n_threads = 1, .device = 0 };
     struct md_backend *be = NULL;
     CHECKF(md_backend_new("cuda", &bp, &be, why, sizeof why) == MD_OK, "%s", why);
     CHECK(be && be->module && !strcmp(md_backend_cuda_last_error(be), ""));
