@@ -656,7 +656,10 @@ static int clip_block(struct md_reduce_session *s, const float *out, const int32
     b->n_orig = n;
     for (int32_t i = 0; fixed && i < k && fixed[i]; i++)
         b->n_fixed++;
-    return frame_part(s, b);
+    rc = frame_part(s, b);
+    if (rc)
+        md_reduce_block_free(b);
+    return rc;
 }
 
 /* The clip through FlashVID or HoliTom's temporal part, one block a frame. */
