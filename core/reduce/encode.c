@@ -94,7 +94,8 @@ static int encode_pixels(struct md_reduce_session *s, const float *pixels, bool 
     int32_t L = hp->n_layer_run, np = hp->n_patches;
     bool lsm = has(s, MD_REDUCE_MUSTDROP) && s->cfg.md_merge_thresh <= 1.0f &&
                s->cfg.md_merge_layer < L - 1;
-    bool want_score = has(s, MD_REDUCE_MUSTDROP | MD_REDUCE_HIRED | MD_REDUCE_VISIONZIP) ||
+    bool want_score = has(s, MD_REDUCE_MUSTDROP | MD_REDUCE_HIRED | MD_REDUCE_VISIONZIP |
+                             MD_REDUCE_FLASHVID | MD_REDUCE_HOLITOM) ||
                       s->cfg.max_visual_tokens > 0;
     memset(e, 0, sizeof *e);
     e->side = hp->n_side;
@@ -505,6 +506,48 @@ static int add_anyres(struct md_reduce_session *s, const uint8_t *rgb, int32_t w
     return rc;
 }
 
+/* The per-frame part of stage (b) on a block a temporal method made: the
+ * per-frame method (hired, random, uniform, visionzip; cdpruner waits for
+ * the prefill) picks from the rows after the n_fixed leading ones, which
+ * pass through first. Nothing to do without a per-frame method. */
+static int frame_part(struct md_reduce_session *s, struct md_block *b)
+{
+    if (!has(s, MD_REDUCE_HIRED | MD_REDUCE_RANDOM | MD_REDUCE_UNIFORM | MD_REDUCE_VISIONZIP))
+        return MD_OK;
+    int32_t nf = b->n_fixed, n = b->n - nf;
+    if (n <= 0)
+        return MD_OK;
+    size_t E = (size_t)s->E;
+    bool raster = nf == 0 && b->gh * b->gw == b->n;
+    struct md_block sel, out;
+    int rc = select_rows(s, b->embd + (size_t)nf * E, b->score ? b->score + nf : NULL,
+                         b->key ? b->key + nf : NULL, b->src + nf, n, raster ? b->gh : 0,
+                         raster ? b->gw : 0, hired_single_budget(s, n), &sel);
+    if (rc)
+        return rc;
+    rc = block_from(s, b->embd, b->score, b->key, b->src, NULL, nf, 0, 0, &out);
+    if (!rc) {
+        out.n_orig = 0;
+        rc = concat_block(s, &out, &sel);
+    }
+    if (!rc) {   /* with out.n_orig 0, concat_block leaves sel's src as they are */
+        out.n_orig = b->n_orig;
+        out.frame = b->frame;
+        out.n_src = b->n_src;
+        out.n_fixed = nf;
+        if (!b->score) {
+            free(out.score);
+            out.score = NULL;
+        }
+        md_reduce_block_free(b);
+        *b = out;
+    } else {
+        md_reduce_block_free(&out);
+    }
+    md_reduce_block_free(&sel);
+    return rc;
+}
+
 static int grow_frame_bufs(struct md_reduce_session *s, int32_t n)
 {
     if (s->frame_n == n && s->anchor)
@@ -556,12 +599,14 @@ static int dycoke_block(struct md_reduce_session *s, const struct md_encoded *e,
     return rc;
 }
 
+static void flush_stmerge(struct md_reduce_session *s);
+
 static int stmerge_push(struct md_reduce_session *s, const struct md_encoded *e)
 {
     int32_t T = s->cfg.st_frames;
     bool raster = e->n == e->side * e->side;
     if (s->n_pending && (e->n != s->frame_n || !raster))
-        md_reduce_flush_pending(s);
+        flush_stmerge(s);
     if (!s->pending || s->frame_n != e->n) {
         free(s->pending);
         free(s->pending_score);
@@ -578,13 +623,130 @@ static int stmerge_push(struct md_reduce_session *s, const struct md_encoded *e)
     s->pend_gh = s->pend_gw = raster ? e->side : 0;
     s->n_pending++;
     if (s->n_pending == T || !raster)
-        md_reduce_flush_pending(s);
+        flush_stmerge(s);
+    return MD_OK;
+}
+
+/* flashvid, holitom: a clip longer than this is reduced in parts, so a
+ * stream without questions holds bounded memory. */
+#define CLIP_MAX_FRAMES 128
+
+/* Frame f's rows of a temporal method's output (rows o[0..k) of out),
+ * then the per-frame part: one block. A frame left without rows keeps its
+ * highest-scoring raw row (its prompt marker needs one). */
+static int clip_block(struct md_reduce_session *s, const float *out, const int32_t *src,
+                      const bool *fixed, int32_t k, int32_t f, struct md_block *b)
+{
+    int32_t n = s->clip_n, one = 0;
+    const float *sc = s->clip_score + (size_t)f * n;
+    float *score = malloc(sizeof(float) * (size_t)(k > 0 ? k : 1));
+    if (!score)
+        return MD_ERR_NOMEM;
+    for (int32_t i = 0; i < k; i++)
+        score[i] = sc[src[i]];
+    for (int32_t j = 1; k == 0 && j < n; j++)
+        one = sc[j] > sc[one] ? j : one;
+    int rc = k > 0 ? block_from(s, out, score, NULL, src, NULL, k, 0, 0, b)
+                   : block_from(s, s->clip + (size_t)f * n * s->E, sc, NULL, NULL, &one, 1, 0, 0,
+                                b);
+    free(score);
+    if (rc)
+        return rc;
+    b->frame = true;
+    b->n_orig = n;
+    for (int32_t i = 0; fixed && i < k && fixed[i]; i++)
+        b->n_fixed++;
+    rc = frame_part(s, b);
+    if (rc)
+        md_reduce_block_free(b);
+    return rc;
+}
+
+/* The clip through FlashVID or HoliTom's temporal part, one block a frame. */
+static int clip_reduce(struct md_reduce_session *s)
+{
+    int32_t F = s->clip_frames, n = s->clip_n, E = s->E;
+    const struct md_reduce_config *c = &s->cfg;
+    size_t T = (size_t)F * (size_t)n;
+    float *out = malloc(sizeof(float) * T * (size_t)E);
+    int32_t *fr = malloc(sizeof(int32_t) * T), *src = malloc(sizeof(int32_t) * T);
+    bool *fixed = calloc(T, sizeof(bool));
+    int32_t m = -1;
+    if (out && fr && src && fixed && has(s, MD_REDUCE_FLASHVID)) {
+        struct md_flashvid_params p = { c->fv_keep, c->fv_tokens, c->fv_alpha, c->fv_seg_thresh,
+                                        c->fv_temp_thresh, c->fv_expansion, c->fv_min_segs,
+                                        c->fv_adts_v1 };
+        m = md_reduce_flashvid(s->clip, s->clip_score, F, n, E, &p, out, fr, src);
+    } else if (out && fr && src && fixed) {
+        bool per_frame = has(s, MD_REDUCE_HIRED | MD_REDUCE_RANDOM | MD_REDUCE_UNIFORM |
+                                MD_REDUCE_VISIONZIP | MD_REDUCE_CDPRUNER);
+        struct md_holitom_params p = { c->ht_tokens > 0 ? (float)c->ht_tokens / (float)n
+                                                        : c->ht_keep,
+                                       c->ht_tau, c->ht_beta, c->ht_max_window, !per_frame };
+        m = md_reduce_holitom(s->clip, s->clip_score, F, n, E, &p, out, fr, src, fixed);
+    }
+    int rc = m < 0 ? MD_ERR_NOMEM : MD_OK;
+    for (int32_t f = 0, o = 0; !rc && f < F; f++) {
+        int32_t k = 0;
+        while (o + k < m && fr[o + k] == f)
+            k++;
+        struct md_block b;
+        rc = clip_block(s, out + (size_t)o * E, src + o, fixed + o, k, f, &b);
+        if (!rc && (rc = push_block(s, &b)))
+            md_reduce_block_free(&b);
+        o += k;
+    }
+    free(out), free(fr), free(src), free(fixed);
+    return rc;
+}
+
+/* Reduce the frames held for FlashVID / HoliTom; they are gone after,
+ * reduced or (out of memory) not. */
+static int flush_clip(struct md_reduce_session *s)
+{
+    if (s->clip_frames <= 0)
+        return MD_OK;
+    double t0 = md_reduce_now_ms();
+    int rc = clip_reduce(s);
+    s->clip_frames = 0;
+    s->st.ms_select += md_reduce_now_ms() - t0;
+    return rc;
+}
+
+/* Hold a frame for FlashVID / HoliTom, which see the whole clip. A frame
+ * of another size starts a new clip. */
+static int clip_push(struct md_reduce_session *s, const struct md_encoded *e)
+{
+    int rc = MD_OK;
+    if (s->clip_frames && (e->n != s->clip_n || s->clip_frames == CLIP_MAX_FRAMES))
+        rc = flush_clip(s);
+    if (rc)
+        return rc;
+    if (s->clip_n != e->n || s->clip_frames == s->clip_cap) {
+        int32_t cap = s->clip_n != e->n ? 8 : 2 * s->clip_cap;
+        cap = cap > CLIP_MAX_FRAMES ? CLIP_MAX_FRAMES : cap;
+        float *x = realloc(s->clip, sizeof(float) * (size_t)cap * (size_t)e->n * (size_t)s->E);
+        if (x)
+            s->clip = x;
+        float *sc = realloc(s->clip_score, sizeof(float) * (size_t)cap * (size_t)e->n);
+        if (sc)
+            s->clip_score = sc;
+        if (!x || !sc)
+            return MD_ERR_NOMEM;
+        s->clip_cap = cap;
+        s->clip_n = e->n;
+    }
+    size_t o = (size_t)s->clip_frames * (size_t)e->n;
+    memcpy(s->clip + o * (size_t)s->E, e->embd, sizeof(float) * (size_t)e->n * (size_t)s->E);
+    for (int32_t j = 0; j < e->n; j++)
+        s->clip_score[o + (size_t)j] = e->score ? e->score[j] : 0.0f;
+    s->clip_frames++;
     return MD_OK;
 }
 
 /* The frames waiting for a full 3x3xT group are merged with what there is
- * (a shorter group), one block each. */
-void md_reduce_flush_pending(struct md_reduce_session *s)
+ * (a shorter group), one block each; so is a FlashVID / HoliTom clip. */
+static void flush_stmerge(struct md_reduce_session *s)
 {
     int32_t T = s->n_pending, n = s->frame_n;
     s->n_pending = 0;
@@ -616,11 +778,18 @@ void md_reduce_flush_pending(struct md_reduce_session *s)
             continue;
         b.frame = true;
         b.n_orig = n;
-        if (push_block(s, &b))
+        if (frame_part(s, &b) || push_block(s, &b))
             md_reduce_block_free(&b);
     }
     free(keep);
     free(idx);
+}
+
+int md_reduce_flush_pending(struct md_reduce_session *s)
+{
+    int rc = flush_clip(s);
+    flush_stmerge(s);
+    return rc;
 }
 
 /* ---- global cap ----------------------------------------------------------- */
@@ -638,6 +807,8 @@ static int trim_block(struct md_reduce_session *s, struct md_block *b, int32_t k
         stride_pick(b->n, k, idx);
     struct md_block nb;
     int rc = block_from(s, b->embd, b->score, b->key, b->src, idx, k, b->gh, b->gw, &nb);
+    for (int32_t i = 0; !rc && i < k && idx[i] < b->n_fixed; i++)   /* idx ascending */
+        nb.n_fixed++;
     free(idx);
     if (rc)
         return rc;
@@ -890,11 +1061,15 @@ static int add_frame(struct md_reduce_session *s, const struct md_frame *fr)
     }
     struct md_block b;
     memset(&b, 0, sizeof b);
-    if (!rc && has(s, MD_REDUCE_STMERGE)) {
+    if (!rc && has(s, MD_REDUCE_FLASHVID | MD_REDUCE_HOLITOM)) {
+        rc = clip_push(s, &e);
+    } else if (!rc && has(s, MD_REDUCE_STMERGE)) {
         rc = stmerge_push(s, &e);
     } else if (!rc) {
         rc = has(s, MD_REDUCE_DYCOKE) ? dycoke_block(s, &e, s->n_frames, &b)
                                       : select_encoded(s, &e, hired_single_budget(s, e.n), &b);
+        if (!rc && has(s, MD_REDUCE_DYCOKE))
+            rc = frame_part(s, &b);
         b.frame = true;
         if (!rc)
             rc = push_block(s, &b);

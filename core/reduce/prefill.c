@@ -577,17 +577,23 @@ static int cdpruner_select(struct md_reduce_session *s, const char *question, in
     float *L = rc ? NULL : malloc(sizeof(float) * (size_t)max_n * (size_t)max_n);
     rc = rc ? rc : L ? MD_OK : MD_ERR_NOMEM;
     for (int32_t i = 0, o = 0; !rc && i < s->n_blocks; o += s->blocks[i++].n) {
-        int32_t n = s->blocks[i].n;
+        /* a temporal method's fixed leading rows pass; the DPP picks from the rest */
+        int32_t nf = s->blocks[i].n_fixed, n = s->blocks[i].n - nf;
         int32_t k = s->cfg.cd_tokens > 0 ? s->cfg.cd_tokens : (int32_t)lround(s->cfg.cd_keep * n);
         k = k < 1 ? 1 : k > n ? n : k;
-        sel[i] = malloc(sizeof(int32_t) * (size_t)n);
+        sel[i] = malloc(sizeof(int32_t) * (size_t)(nf + n > 0 ? nf + n : 1));
         if (!sel[i]) {
             rc = MD_ERR_NOMEM;
             break;
         }
-        md_reduce_cdpruner_kernel(all + (size_t)o * E, rel + o, n, E, L);
-        n_sel[i] = md_reduce_dpp_greedy(L, n, k, sel[i]);
-        rc = n_sel[i] < 0 ? MD_ERR_NOMEM : MD_OK;
+        for (int32_t j = 0; j < nf; j++)
+            sel[i][j] = j;
+        md_reduce_cdpruner_kernel(all + (size_t)(o + nf) * E, rel + o + nf, n, E, L);
+        int32_t got = n > 0 ? md_reduce_dpp_greedy(L, n, k, sel[i] + nf) : 0;
+        for (int32_t j = 0; j < got; j++)
+            sel[i][nf + j] += nf;
+        n_sel[i] = got < 0 ? -1 : nf + got;
+        rc = got < 0 ? MD_ERR_NOMEM : MD_OK;
     }
     free(L);
     free(q);
@@ -602,8 +608,10 @@ int md_reduce_prefill(struct md_reduce_session *s, const char *tmpl, const char 
     if (!s)
         return MD_ERR_INVALID;
     s->err[0] = '\0';
-    md_reduce_flush_pending(s);
-    int rc = md_reduce_apply_cap(s);
+    int rc = md_reduce_flush_pending(s);
+    if (rc)
+        return md_reduce_fail(s, rc, "prefill: reducing the frames held failed (out of memory)");
+    rc = md_reduce_apply_cap(s);
     if (rc)
         return md_reduce_fail(s, rc, "prefill: applying the cap failed");
     if (s->n_blocks == 0)

@@ -137,4 +137,88 @@ void md_reduce_cdpruner_kernel(const float *x, const float *rel, int32_t n, int3
  * (rho - min + 1e-6) / (max - min); 1 for all when they are all equal. */
 void md_reduce_cdpruner_relevance(const float *x, int32_t n, int32_t D, const float *q, float *rel);
 
+/* ---- DPC-kNN clustering (flashvid.c; FlashVID and HoliTom both use it) ----
+ * Density peaks over kNN (docs/reduction-methods.md §10.3): d_ij =
+ * |x_i - x_j| / sqrt(D), density rho_i = exp(-mean of the knn smallest
+ * d_i.^2, self included), sigma_i = distance to the nearest denser row
+ * (the largest distance of all for the densest). The k_c rows with the
+ * largest rho * sigma (ties: lower index) are the centres, written
+ * ascending into centre[]; assign[i] = the position in centre[] of row i's
+ * nearest centre (a centre its own). Returns k_c clamped to [1, n] (0 when
+ * n = 0), -1 when out of memory. No random tie-break noise. */
+int32_t md_reduce_dpc_knn(const float *x, int32_t n, int32_t D, int32_t k_c, int32_t knn,
+                          int32_t *centre, int32_t *assign);
+
+/* ---- FlashVID (flashvid.c, docs/reduction-methods.md §10) ---- */
+struct md_flashvid_params {
+    float keep;          /* retention r */
+    int32_t tokens;      /* > 0: per-frame budget B directly */
+    float alpha, seg_thresh, temp_thresh, expansion;
+    int32_t min_segs;
+    bool adts_v1;
+};
+/* B, B_adts, B_sttm for frames of n tokens. */
+void md_reduce_flashvid_budget(const struct md_flashvid_params *p, int32_t n, int32_t *b,
+                               int32_t *b_adts, int32_t *b_sttm);
+/* DySeg over frame descriptors g [F][D]: cut after frame f when
+ * cos(g_f, g_f+1) < thresh; fewer than min_segs segments: the least similar
+ * uncut pairs are cut too. start[0..n] = each segment's first frame, then F.
+ * Returns the segment count n (>= 1 for F >= 1). */
+int32_t md_reduce_dyseg(const float *g, int32_t F, int32_t D, float thresh, int32_t min_segs,
+                        int32_t *start);
+/* ADTS on one frame x [n][D]: greedy max-min selection of k rows over the
+ * distance 1 - cos(x_i, x_j) with column j weighted by a[j] (NULL: 1) and,
+ * when rel is not NULL, rel[j] (v2's event relevance). The first pick is the
+ * row farthest from its nearest other row; a row is never picked twice.
+ * idx gets k (clamped to [0, n]) indices ascending. Returns k or -1 (OOM). */
+int32_t md_reduce_adts(const float *x, const float *a, const float *rel, int32_t n, int32_t D,
+                       int32_t k, int32_t *idx);
+/* Tree-based merging of one segment x [F][n][D] (in place): skip [F][n]
+ * flags rows out of it (ADTS picks), neither children nor parents. A row of
+ * frame t > 0 whose best cosine to the non-skipped rows of frame t-1
+ * exceeds thresh joins that row's tree; when fewer than `bound` rows
+ * (skipped ones included) would stay roots, the threshold rises to keep
+ * about bound. Roots' rows become their tree's mean; root[t][j] flags them.
+ * Returns the root count (skipped rows not counted). */
+int32_t md_reduce_tstm(float *x, const bool *skip, int32_t F, int32_t n, int32_t D, float thresh,
+                       int32_t bound, bool *root);
+/* A whole clip x [F][n][D], scores a [F][n] (NULL: equal). Writes the kept
+ * rows (<= F*n) ordered by (frame, index): out rows, out_frame, out_src
+ * (the index in the frame a row stands for: its own or its centre's).
+ * Returns the count or -1 when out of memory. */
+int32_t md_reduce_flashvid(const float *x, const float *a, int32_t F, int32_t n, int32_t D,
+                           const struct md_flashvid_params *p, float *out, int32_t *out_frame,
+                           int32_t *out_src);
+
+/* ---- HoliTom, outer-LLM (holitom.c, docs/reduction-methods.md §11) ---- */
+struct md_holitom_params {
+    float keep;          /* retention r */
+    float tau, beta;
+    int32_t max_window;
+    bool select_dynamic; /* false: dynamic rows stay whole (a per-frame method picks them) */
+};
+/* sigma [F-1][n]: cosine of each position with itself in the next frame. */
+void md_reduce_holitom_sigma(const float *x, int32_t F, int32_t n, int32_t D, float *sigma);
+/* Tokens removed by merging window [s, e] (frames): the positions whose
+ * sigma exceeds tau on every pair inside times (e - s). */
+int64_t md_reduce_holitom_gain(const float *sigma, int32_t n, int32_t s, int32_t e, float tau);
+/* The partition of F frames into windows (at most max_window frames)
+ * with the largest total gain (ties: the shorter window). start[0..w]
+ * as md_reduce_dyseg's; *removed = the gain. Returns w or -1 (OOM). */
+int32_t md_reduce_holitom_windows(const float *sigma, int32_t F, int32_t n, float tau,
+                                  int32_t max_window, int32_t *start, int64_t *removed);
+/* Merge rule: out = beta * x[c] + (1 - beta) * mean of x[m] over members
+ * m != c (out = x[c] without members). */
+void md_reduce_holitom_merge(const float *x, int32_t D, int32_t c, const int32_t *member,
+                             int32_t n_member, float beta, float *out);
+/* A whole clip x [F][n][D], a [F][n] (NULL: equal). Per window: static
+ * positions -> window mean -> DPC-kNN to round(S * r') rows placed in the
+ * window's first frame; dynamic rows per frame: top ceil(S_d * r') by a
+ * (or all, select_dynamic false). Output per frame: its static rows first
+ * (out_static set), then its dynamic rows ascending; out_frame, out_src as
+ * FlashVID's. Returns the count or -1 when out of memory. */
+int32_t md_reduce_holitom(const float *x, const float *a, int32_t F, int32_t n, int32_t D,
+                          const struct md_holitom_params *p, float *out, int32_t *out_frame,
+                          int32_t *out_src, bool *out_static);
+
 #endif

@@ -151,6 +151,8 @@ void md_reduce_session_free(struct md_reduce_session *s)
     free(s->prev);
     free(s->pending);
     free(s->pending_score);
+    free(s->clip);
+    free(s->clip_score);
     free_tracking(s);
     md_reduce_unmark(s);
     free(s->row_vis);
@@ -166,6 +168,7 @@ void md_reduce_reset(struct md_reduce_session *s)
     free_blocks(s);
     s->n_frames = 0;
     s->n_pending = 0;
+    s->clip_frames = 0;
     s->prefilled = false;
     md_reduce_unmark(s);
     md_kv_clear(s->ctx);
@@ -260,5 +263,7 @@ size_t md_reduce_held_bytes(const struct md_reduce_session *s)
         b += sizeof(float) * fn * E;
     if (s->pending)
         b += sizeof(float) * (size_t)s->cfg.st_frames * fn * (E + 1);
+    if (s->clip)
+        b += sizeof(float) * (size_t)s->clip_cap * (size_t)s->clip_n * (E + 1);
     return b;
 }

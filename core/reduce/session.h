@@ -20,6 +20,8 @@ struct md_block {
     int32_t gh, gw;     /* original patch grid (0: not a raster) */
     bool frame;         /* a video frame (OneVision puts frames in one <video> block) */
     int32_t n_src;      /* frames merged into this block (cap frames=); 0 counts as 1 */
+    int32_t n_fixed;    /* leading rows a temporal method made (HoliTom's static rows): the
+                           per-frame part of stage (b) passes them through */
 };
 
 /* A tower run's result for one preprocessed image. */
@@ -53,6 +55,9 @@ struct md_reduce_session {
     float *pending;             /* stmerge: frames waiting for a full group [T][frame_n][E] */
     float *pending_score;       /* [T][frame_n] */
     int32_t n_pending, pend_gh, pend_gw;
+    float *clip;                /* flashvid, holitom: frames waiting for the prefill [F][clip_n][E] */
+    float *clip_score;          /* [F][clip_n] */
+    int32_t clip_frames, clip_cap, clip_n;
 
     /* prompt */
     float *logits;
@@ -101,7 +106,8 @@ void md_reduce_unmark(struct md_reduce_session *s);
 /* ---- encode.c: what the prefill needs of stage (b) ---- */
 /* Apply the global cap to the blocks held (trimming the lowest scores). */
 int md_reduce_apply_cap(struct md_reduce_session *s);
-/* Merge the frames waiting for a full spatio-temporal group. */
-void md_reduce_flush_pending(struct md_reduce_session *s);
+/* Merge the frames waiting for a full spatio-temporal group, reduce the
+ * FlashVID / HoliTom clip held. MD_OK or MD_ERR_NOMEM. */
+int md_reduce_flush_pending(struct md_reduce_session *s);
 
 #endif

@@ -36,6 +36,16 @@ struct md_reduce_config md_reduce_default_config(void)
     c.vz_keep = 0.11f;             /* VisionZip README: 54 + 10 = 64 of 576 */
     c.vz_dominant = 54.0f / 64.0f;
     c.cd_keep = 0.11f;             /* CDPruner scripts: 64 of 576 */
+    c.fv_keep = 0.25f;             /* §10.4, the FlashVID wrapper's defaults */
+    c.fv_alpha = 0.7f;
+    c.fv_seg_thresh = 0.9f;
+    c.fv_min_segs = 8;
+    c.fv_temp_thresh = 0.8f;
+    c.fv_expansion = 1.0f;         /* 1.25 only with the inner-LLM prune (§10.5) */
+    c.ht_keep = 0.1f;              /* §11.4, the HoliTom code's defaults */
+    c.ht_tau = 0.8f;
+    c.ht_beta = 0.6f;
+    c.ht_max_window = 1024;
     c.pos = MD_REDUCE_POS_KEEP;   /* measured (docs/reduction.md, "Positions"); provisional */
     return c;
 }
@@ -183,6 +193,35 @@ static int hired_key(const struct key_ctx *k, struct md_reduce_config *c)
     return unknown_key(k, "budget, alpha, map");
 }
 
+static int flashvid_key(const struct key_ctx *k, struct md_reduce_config *c)
+{
+    if (!strcmp(k->key, "keep")) return float_in(k, 0, 1, &c->fv_keep);
+    if (!strcmp(k->key, "tokens")) return int_in(k, 0, 1e7, &c->fv_tokens);
+    if (!strcmp(k->key, "alpha")) return float_in(k, 0, 1, &c->fv_alpha);
+    if (!strcmp(k->key, "seg")) return float_in(k, -1, 2, &c->fv_seg_thresh);
+    if (!strcmp(k->key, "segs")) return int_in(k, 1, 1e6, &c->fv_min_segs);
+    if (!strcmp(k->key, "temporal")) return float_in(k, -1, 2, &c->fv_temp_thresh);
+    if (!strcmp(k->key, "expansion")) return float_in(k, 0.01, 100, &c->fv_expansion);
+    if (!strcmp(k->key, "adts")) {
+        if (!strcmp(k->val, "v1")) c->fv_adts_v1 = true;
+        else if (!strcmp(k->val, "v2")) c->fv_adts_v1 = false;
+        else return fail(k->err, k->errlen, "flashvid: bad value '%s' for key 'adts' (v1, v2)",
+                         k->val);
+        return MD_OK;
+    }
+    return unknown_key(k, "keep, tokens, alpha, seg, segs, temporal, expansion, adts");
+}
+
+static int holitom_key(const struct key_ctx *k, struct md_reduce_config *c)
+{
+    if (!strcmp(k->key, "keep")) return float_in(k, 0, 1, &c->ht_keep);
+    if (!strcmp(k->key, "tokens")) return int_in(k, 0, 1e7, &c->ht_tokens);
+    if (!strcmp(k->key, "tau")) return float_in(k, -1, 2, &c->ht_tau);
+    if (!strcmp(k->key, "beta")) return float_in(k, 0, 1, &c->ht_beta);
+    if (!strcmp(k->key, "window")) return int_in(k, 1, 1e6, &c->ht_max_window);
+    return unknown_key(k, "keep, tokens, tau, beta, window");
+}
+
 static int method_key(uint32_t m, const struct key_ctx *k, struct md_reduce_config *c)
 {
     switch (m) {
@@ -229,6 +268,8 @@ static int method_key(uint32_t m, const struct key_ctx *k, struct md_reduce_conf
         if (!strcmp(k->key, "keep")) return float_in(k, 0, 1, &c->cd_keep);
         if (!strcmp(k->key, "tokens")) return int_in(k, 0, 1e7, &c->cd_tokens);
         return unknown_key(k, "keep, tokens");
+    case MD_REDUCE_FLASHVID: return flashvid_key(k, c);
+    case MD_REDUCE_HOLITOM: return holitom_key(k, c);
     default:
         if (!strcmp(k->key, "tokens")) return int_in(k, 0, 1e9, &c->max_visual_tokens);
         if (!strcmp(k->key, "frames")) return int_in(k, 1, 1e7, &c->max_visual_frames);
@@ -236,23 +277,31 @@ static int method_key(uint32_t m, const struct key_ctx *k, struct md_reduce_conf
     }
 }
 
+/* Stage (b) has two parts (docs/reduction.md, "Composition"): a temporal
+ * part across frames runs first, then a per-frame part on what each frame
+ * has left. Two methods may share stage (b) when their parts differ. */
+enum { PART_TEMPORAL = 1, PART_FRAME = 2 };
+
 struct method_info {
     const char *name;
     uint32_t bit;      /* 0: the "cap" pseudo-method */
     uint32_t stages;
+    uint32_t parts;    /* of stage (b) */
 };
 
 static const struct method_info METHODS[] = {
-    { "mustdrop", MD_REDUCE_MUSTDROP, MD_STAGE_VISION | MD_STAGE_PREFILL | MD_STAGE_DECODE },
-    { "hired", MD_REDUCE_HIRED, MD_STAGE_SELECT },
-    { "fastv", MD_REDUCE_FASTV, MD_STAGE_PREFILL },
-    { "random", MD_REDUCE_RANDOM, MD_STAGE_SELECT },
-    { "uniform", MD_REDUCE_UNIFORM, MD_STAGE_SELECT },
-    { "dycoke", MD_REDUCE_DYCOKE, MD_STAGE_SELECT },
-    { "stmerge", MD_REDUCE_STMERGE, MD_STAGE_SELECT },
-    { "visionzip", MD_REDUCE_VISIONZIP, MD_STAGE_SELECT },
-    { "cdpruner", MD_REDUCE_CDPRUNER, MD_STAGE_SELECT },
-    { "cap", 0, 0 },
+    { "mustdrop", MD_REDUCE_MUSTDROP, MD_STAGE_VISION | MD_STAGE_PREFILL | MD_STAGE_DECODE, 0 },
+    { "hired", MD_REDUCE_HIRED, MD_STAGE_SELECT, PART_FRAME },
+    { "fastv", MD_REDUCE_FASTV, MD_STAGE_PREFILL, 0 },
+    { "random", MD_REDUCE_RANDOM, MD_STAGE_SELECT, PART_FRAME },
+    { "uniform", MD_REDUCE_UNIFORM, MD_STAGE_SELECT, PART_FRAME },
+    { "dycoke", MD_REDUCE_DYCOKE, MD_STAGE_SELECT, PART_TEMPORAL },
+    { "stmerge", MD_REDUCE_STMERGE, MD_STAGE_SELECT, PART_TEMPORAL },
+    { "visionzip", MD_REDUCE_VISIONZIP, MD_STAGE_SELECT, PART_FRAME },
+    { "cdpruner", MD_REDUCE_CDPRUNER, MD_STAGE_SELECT, PART_FRAME },
+    { "flashvid", MD_REDUCE_FLASHVID, MD_STAGE_SELECT, PART_TEMPORAL | PART_FRAME },
+    { "holitom", MD_REDUCE_HOLITOM, MD_STAGE_SELECT, PART_TEMPORAL },
+    { "cap", 0, 0, 0 },
 };
 #define N_METHODS (sizeof METHODS / sizeof METHODS[0])
 
@@ -317,6 +366,27 @@ static int parse_args(const struct method_info *mi, char *args, struct md_reduce
 }
 
 /* One '+'-separated part: "name" or "name:args". */
+/* Whether method mi may join the stages and stage-(b) parts taken so far
+ * (at[0] stages, at[1] parts); records it when so. */
+static int claim(const struct method_info *mi, uint32_t at[2], char *err, size_t errlen)
+{
+    uint32_t clash = at[0] & mi->stages & ~(uint32_t)MD_STAGE_SELECT;
+    if (!clash && (at[0] & mi->stages & MD_STAGE_SELECT) && (at[1] & mi->parts))
+        clash = MD_STAGE_SELECT;
+    if (clash == MD_STAGE_SELECT)
+        return fail(err, errlen, "method '%s' takes the %s part of stage 'select' like an "
+                    "earlier method; '+' composes one temporal method (dycoke, stmerge, "
+                    "holitom) with one per-frame method (hired, random, uniform, visionzip, "
+                    "cdpruner), flashvid takes both", mi->name,
+                    at[1] & mi->parts & PART_TEMPORAL ? "temporal" : "per-frame");
+    if (clash)
+        return fail(err, errlen, "method '%s' acts at stage '%s' like an earlier method; "
+                    "'+' composes methods of different stages", mi->name, stage_name(clash));
+    at[0] |= mi->stages;
+    at[1] |= mi->parts;
+    return MD_OK;
+}
+
 static int parse_part(char *part, struct md_reduce_config *c, uint32_t *stages, int *pos_given,
                       char *err, size_t errlen)
 {
@@ -329,15 +399,13 @@ static int parse_part(char *part, struct md_reduce_config *c, uint32_t *stages, 
     if (!mi)
         return fail(err, errlen,
                     "unknown method '%s' (mustdrop, hired, fastv, random, uniform, dycoke, "
-                    "stmerge, visionzip, cdpruner, cap, none)", part);
+                    "stmerge, visionzip, cdpruner, flashvid, holitom, cap, none)", part);
     bool again = mi->bit ? (c->methods & mi->bit) != 0 : c->max_visual_tokens != 0;
     if (again)
         return fail(err, errlen, "method '%s' given twice", mi->name);
-    if (*stages & mi->stages)
-        return fail(err, errlen, "method '%s' acts at stage '%s' like an earlier method; "
-                    "'+' composes methods of different stages", mi->name,
-                    stage_name(*stages & mi->stages));
-    *stages |= mi->stages;
+    int rc0 = claim(mi, stages, err, errlen);
+    if (rc0)
+        return rc0;
     c->methods |= mi->bit;
     int rc = colon ? parse_args(mi, colon + 1, c, pos_given, err, errlen) : MD_OK;
     if (!rc && !mi->bit && c->max_visual_tokens <= 0)
@@ -363,20 +431,25 @@ int md_reduce_parse(const char *spec, struct md_reduce_config *cfg, char *err, s
     if (!buf)
         return fail(err, errlen, "out of memory");
     memcpy(buf, spec, len + 1);
-    uint32_t stages = 0;
+    uint32_t stages[2] = { 0, 0 };
     int rc = MD_OK, pos_given = 0;
     char *p = buf;
     for (;;) {
         char *plus = strchr(p, '+');
         if (plus)
             *plus = '\0';
-        rc = *p ? parse_part(p, &c, &stages, &pos_given, err, errlen)
+        rc = *p ? parse_part(p, &c, stages, &pos_given, err, errlen)
                 : fail(err, errlen, "empty method in spec '%s'", spec);
         if (rc || !plus)
             break;
         p = plus + 1;
     }
     free(buf);
+    if (!rc && (c.methods & MD_REDUCE_MUSTDROP) &&
+        (c.methods & (MD_REDUCE_FLASHVID | MD_REDUCE_HOLITOM)))
+        rc = fail(err, errlen, "%s: needs each frame's full patch grid, which mustdrop's merge "
+                  "inside the vision tower breaks; use it without mustdrop (fastv composes)",
+                  c.methods & MD_REDUCE_FLASHVID ? "flashvid" : "holitom");
     if (!rc && pos_given && (c.methods & MD_REDUCE_MUSTDROP) && c.md_kv == MD_REDUCE_KV_FAITHFUL)
         rc = fail(err, errlen, "pos: mustdrop's kv=faithful rotates with per-layer cache lengths, "
                   "so pos= has no effect there; use kv=decode or kv=off to choose positions");
@@ -434,6 +507,20 @@ int md_reduce_format(const struct md_reduce_config *c, char *buf, size_t n)
         SEP();
         PUT("cdpruner:%s%g", c->cd_tokens ? "tokens=" : "keep=",
             c->cd_tokens ? (double)c->cd_tokens : (double)c->cd_keep);
+    }
+    if (c->methods & MD_REDUCE_FLASHVID) {
+        SEP();
+        PUT("flashvid:%s%g,alpha=%g,seg=%g,segs=%d,temporal=%g,expansion=%g,adts=%s",
+            c->fv_tokens ? "tokens=" : "keep=",
+            c->fv_tokens ? (double)c->fv_tokens : (double)c->fv_keep, c->fv_alpha,
+            c->fv_seg_thresh, c->fv_min_segs, c->fv_temp_thresh, c->fv_expansion,
+            c->fv_adts_v1 ? "v1" : "v2");
+    }
+    if (c->methods & MD_REDUCE_HOLITOM) {
+        SEP();
+        PUT("holitom:%s%g,tau=%g,beta=%g,window=%d", c->ht_tokens ? "tokens=" : "keep=",
+            c->ht_tokens ? (double)c->ht_tokens : (double)c->ht_keep, c->ht_tau, c->ht_beta,
+            c->ht_max_window);
     }
     if (c->max_visual_tokens) { SEP(); PUT("cap:tokens=%d", c->max_visual_tokens); }
     if (c->max_visual_tokens && c->max_visual_frames) PUT(",frames=%d", c->max_visual_frames);

@@ -187,6 +187,42 @@ static void video(struct red_fix *f)
     CHECK(frames_tokens(f, "cap:tokens=20", 4, false, true) == 20);
     CHECK(frames_tokens(f, "cap:tokens=2", 4, false, true) == 4);   /* one row per frame minimum */
     CHECK(frames_tokens(f, "random:keep=0.5+cap:tokens=30", 8, false, true) <= 30);
+    /* stage (b) composed: DyCoke first, then random on each frame's survivors */
+    CHECK(frames_tokens(f, "dycoke:k=0.7,window=4+random:keep=0.5", 8, true, true) ==
+          2 * (8 + 3 * 2));
+}
+
+/* FlashVID and HoliTom on the 16-token frames, alone and composed with a
+ * per-frame method (docs/reduction.md, "Composition"): the counts their
+ * budgets give, one block per frame, the question answered. */
+static void video_methods(struct red_fix *f)
+{
+    /* FlashVID, keep 0.25: B = 4 = 3 ADTS + 1 merged a frame at most */
+    int32_t n = frames_tokens(f, "flashvid:keep=0.25", 4, false, true);
+    CHECKF(n >= 4 * 3 && n <= 4 * 4, "flashvid: %d", n);
+    n = frames_tokens(f, "flashvid:keep=0.25,segs=1,pos=renumber", 4, true, false);
+    CHECKF(n >= 4 * 3 && n <= 4 * 4, "flashvid, one segment: %d", n);
+    /* HoliTom, nothing static (tau 2): per-frame top ceil(16 r) alone, the
+     * per-frame method's budget composed */
+    CHECK(frames_tokens(f, "holitom:keep=0.5,tau=2", 4, false, true) == 4 * 8);
+    CHECK(frames_tokens(f, "holitom:keep=0.5,tau=2+visionzip:keep=0.25", 4, false, true) == 4 * 4);
+    CHECK(frames_tokens(f, "holitom:keep=0.5,tau=2+cdpruner:keep=0.25", 4, false, true) == 4 * 4);
+    /* everything static (tau -1): one window, round(16 r') rows in frame 0
+     * (r' = min(0.1 * 4, 1)), a placeholder row in each other frame; the
+     * per-frame method passes HoliTom's rows through */
+    CHECK(frames_tokens(f, "holitom:keep=0.1,tau=-1", 4, false, true) == 6 + 3);
+    CHECK(frames_tokens(f, "holitom:keep=0.1,tau=-1+visionzip:keep=0.25", 4, false, true) == 6 + 3);
+    CHECK(frames_tokens(f, "holitom:keep=0.1,tau=-1+cdpruner:keep=0.25", 4, false, true) == 6 + 3);
+    /* still frames at the default tau: all static as well */
+    CHECK(frames_tokens(f, "holitom:keep=0.1", 4, true, true) == 6 + 3);
+    /* an image is not a clip: the per-frame part alone acts on it */
+    struct run r;
+    if (open_run(f, "holitom+random:keep=0.5", &r)) {
+        CHECK(md_reduce_add_image(r.s, f->img, f->w, f->h, f->w * 3) == MD_OK);
+        CHECK(md_reduce_prefill(r.s, NULL, NULL, RED_QUESTION) == MD_OK);
+        CHECK(md_reduce_stats(r.s)->vis_after_select == 8);
+    }
+    close_run(&r);
 }
 
 /* cap:tokens=N,frames=M over a long stream, frame by frame: never more
@@ -441,6 +477,7 @@ int main(void)
     decode_evict(&f);
     video(&f);
     capped_stream(&f);
+    video_methods(&f);
     new_methods(&f);
     bad_input(&f);
     red_fix_free(&f);

@@ -13,7 +13,9 @@
  *     uniform:tokens=144           dycoke:k=0.7,window=4
  *     stmerge:thresh=0.8           none
  *     visionzip:keep=0.25          cdpruner:tokens=64
+ *     flashvid:keep=0.25           holitom:keep=0.15
  *     dycoke:k=0.7+fastv:k=2,r=0.5 random:keep=0.25,pos=renumber
+ *     holitom:keep=0.25+visionzip:keep=0.25   (stage (b): temporal, then per frame)
  *
  * Typical use (whisper.cpp style):
  *
@@ -63,6 +65,8 @@ enum md_reduce_method {
     MD_REDUCE_STMERGE  = 1 << 6,   /* select (spatio-temporal) */
     MD_REDUCE_VISIONZIP = 1 << 7,  /* vision scores -> select (dominant + contextual) */
     MD_REDUCE_CDPRUNER = 1 << 8,   /* select, conditioned on the question (at prefill) */
+    MD_REDUCE_FLASHVID = 1 << 9,   /* select: per-frame ADTS + spatio-temporal tree merging */
+    MD_REDUCE_HOLITOM  = 1 << 10,  /* select (temporal): holistic segmentation + merging */
 };
 
 /* MustDrop's KV policy (stage C, docs/reduction-methods.md §1.4). */
@@ -131,6 +135,23 @@ struct md_reduce_config {
     /* cdpruner: per image, k = cd_tokens if > 0, else round(cd_keep * n) */
     float cd_keep;                 /* (0.11) */
     int32_t cd_tokens;             /* (0) */
+
+    /* flashvid: per-frame budget B = fv_tokens if > 0, else ceil(fv_keep * expansion * n) */
+    float fv_keep;                 /* (0.25, the reference wrapper's) */
+    int32_t fv_tokens;             /* (0) */
+    float fv_alpha;                /* ADTS share of B (0.7) */
+    float fv_seg_thresh;           /* frame-descriptor cosine below which a segment ends (0.9) */
+    int32_t fv_min_segs;           /* fewest segments (8) */
+    float fv_temp_thresh;          /* tree edge: cosine above this (0.8) */
+    float fv_expansion;            /* (1: no inner-LLM prune here; the reference 1.25 with it) */
+    bool fv_adts_v1;               /* false: attention x event relevance calibration (v2) */
+
+    /* holitom: retention r = ht_tokens / n if > 0, else ht_keep */
+    float ht_keep;                 /* (0.1, the reference's RETAIN_RATIO) */
+    int32_t ht_tokens;             /* (0) */
+    float ht_tau;                  /* same-position cosine for a static token (0.8) */
+    float ht_beta;                 /* merged row = beta * centre + (1-beta) * mean(members) (0.6) */
+    int32_t ht_max_window;         /* longest window in frames (1024: unbounded) */
 
     /* global cap on the visual tokens a session holds; 0 = none */
     int32_t max_visual_tokens;
