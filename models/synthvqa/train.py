@@ -794,7 +794,7 @@ def main() -> None:
         use_attn = tr.get("attn_weight", 0) > 0 and frac < tr.get("attn_until", 1.0)
         use_probe = probe is not None
         ids_cpu, at_cpu = ids, at
-        ids, lab, px, at = ids.to(dev), lab.to(dev), px.to(dev), at.to(dev)
+        ids, lab, at = ids.to(dev), lab.to(dev), at.to(dev)          # px: already there
         with autocast(dev):
             if use_attn or use_probe:
                 logits, feats, attn, hid = forward(model, ids, px, n_used, attentions=use_attn,
@@ -834,7 +834,7 @@ def main() -> None:
         opt.step()
         step += 1
         ema = lm.item() if ema is None else 0.98 * ema + 0.02 * lm.item()
-        if step % 50 == 0:
+        if step % tr.get("log_every", 50) == 0:
             log(f"step {step} lr {lr:.2e} lm {ema:.4f} aux {al.item():.4f} attn {atl_ema or 0:.3f} "
                 f"new {pl_ema or 0:.3f} cell {cl_ema or 0:.3f} "
                 f"elapsed {time.time() - start:.0f} s")
