@@ -538,7 +538,7 @@ def vision_warmup(model, aux_head, frames, aux, rng, tr, n_used, grid, log, dev)
         opt.step()
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if (step + 1) % 200 == 0:
-            with torch.no_grad():
+            with torch.no_grad(), autocast(dev):    # feats are bf16 on CUDA
                 p = aux_head(feats)[..., :N_CLASSES] > 0
                 tp = (p & (at > 0)).sum().item()
                 rec = tp / max(1, (at > 0).sum().item())
