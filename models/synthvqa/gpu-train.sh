@@ -17,6 +17,8 @@
 #   hf.tar.gz.part-*     the HF checkpoint (tar of RUN/hf in pieces of at most
 #                        15 MB: the device tool returns files up to 16 MiB)
 #   env.txt              GPU, Python and package versions
+# train.py runs under `timeout LIMIT_S` (560): past it the log and stdout
+# tail still come back (exit 124), without a checkpoint.
 # Here afterwards: cat DIR/hf.tar.gz.part-* | tar xzf - -C /tmp/dense-run,
 # then export.py /tmp/dense-run/hf and the evaluations (README).
 # The whole call stays under 10 minutes: about 2.5 min of rendering and
@@ -42,7 +44,9 @@ print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_
 
 procs=$(nproc)
 status=0
-$PY models/synthvqa/train.py --config models/synthvqa/config-dense.json --device "$DEVICE" \
+# a hard stop before the device tool's 600 s, so that the log still comes back
+# if rendering or the final evaluation runs long
+timeout "${LIMIT_S:-560}" $PY models/synthvqa/train.py --config models/synthvqa/config-dense.json --device "$DEVICE" \
     --out "$RUN" --minutes "$MINUTES" --set "train.render_procs=$procs" \
     --set "train.cache=\"$RUN/cache\"" "$@" 2>&1 | tail -n 400 > "$OUT/stdout-tail.txt" || status=$?
 cp "$RUN/train.log" "$OUT/train.log" 2>/dev/null || true
