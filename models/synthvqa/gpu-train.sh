@@ -9,7 +9,7 @@
 # Arguments go to train.py after the script's own (e.g. --set train.batch=64);
 # DEVICE=cpu with a few --set runs the same plumbing on a CPU (README).
 #
-# It renders the train and val splits with every core (about 1.6 GB in
+# It renders the train and val splits with every core (about 2.4 GB in
 # memory and in the .npy cache under /tmp), trains with config-dense.json on
 # CUDA for MINUTES (default 5.5) of wall clock, and writes to $OUT:
 #   train.log            the run's log (config, versions, losses, val accuracy)
@@ -17,6 +17,7 @@
 #   hf.tar.gz.part-*     the HF checkpoint (tar of RUN/hf in pieces of at most
 #                        15 MB: the device tool returns files up to 16 MiB)
 #   env.txt              GPU, Python and package versions
+#   stdout-tail.txt      the last 400 lines train.py printed (a traceback)
 # train.py runs under `timeout LIMIT_S` (560): past it the log and stdout
 # tail still come back (exit 124), without a checkpoint.
 # Here afterwards: cat DIR/hf.tar.gz.part-* | tar xzf - -C /tmp/dense-run,
