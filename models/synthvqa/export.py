@@ -9,7 +9,9 @@ for the LLM, the legacy LLaVA image-encoder converter for the mmproj) with
 synthvqa-mmproj-f16.gguf, plus models/synthvqa/manifest.json with their
 sizes and sha256. These are the files a user of llama.cpp would have made
 from the same checkpoint, so the default model exercises the real loading
-path. Refuses to ship more than 40 MB.
+path. Refuses to ship more than 40 MB. `--dest DIR` writes the two files
+and the manifest to DIR instead (a trial export that leaves the shipped
+model alone, e.g. the dense smoke test).
 """
 from __future__ import annotations
 
@@ -30,7 +32,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("hf")
     ap.add_argument("--llama-cpp", help="llama.cpp source dir (default: as convert_hf.py finds it)")
+    ap.add_argument("--dest", default=str(HERE), help="where the GGUFs and manifest.json go "
+                    "(default: models/synthvqa, the shipped model)")
     args = ap.parse_args()
+    dest = Path(args.dest)
+    dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as td:
         cmd = [sys.executable, str(HERE.parent / "convert_hf.py"), args.hf, td, "--outtype", "f16"]
         if args.llama_cpp:
@@ -43,13 +49,13 @@ def main() -> None:
             sys.exit(f"error: {total} bytes > {LIMIT}")
         info = {"files": {}}
         for name, p in files.items():
-            shutil.copy(p, HERE / name)
+            shutil.copy(p, dest / name)
             info["files"][name] = {"bytes": p.stat().st_size,
                                    "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
     cfg = json.loads((Path(args.hf) / "config.json").read_text())
     info["architecture"] = cfg.get("architectures")
     info["made_by"] = "models/synthvqa/train.py then models/synthvqa/export.py"
-    (HERE / "manifest.json").write_text(json.dumps(info, indent=1) + "\n")
+    (dest / "manifest.json").write_text(json.dumps(info, indent=1) + "\n")
     print(f"wrote {', '.join(files)} ({total} bytes)")
 
 

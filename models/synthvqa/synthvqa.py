@@ -25,9 +25,19 @@ made from numpy's SeedSequence([SEED_BASE, s, i]) and nothing else, so a
 split can be regenerated anywhere, bit for bit. The test split is never read
 by the training script.
 
+The dense variant (`--variant dense`, models/synthvqa/README.md "The dense
+variant") is the same task drawn for a tower of 16 px patches (8x8 a frame):
+smaller objects (radius 6 / 10 px instead of 9 / 16, one to four patches for
+a small one) over the same textures plus a drifting striped band and soft
+moving blobs that no question is about. Its clips come from
+SeedSequence([SEED_BASE, s, i, 1]): other clips, while the default variant's
+stay byte-identical.
+
     python3 models/synthvqa/synthvqa.py write --split test --n 250 --out DIR
         writes DIR/clips/*.mp4 (H.264, yuv420p, through the ffmpeg program) and
         DIR/manifest.jsonl (one question per line; see mustdrop-eval)
+    python3 models/synthvqa/synthvqa.py write --variant dense --split test --n 250 --out DIR
+        the same for the dense variant (clips/dense-test-*.mp4)
     python3 models/synthvqa/synthvqa.py sample --out pipelines/shapes.webm
         the bundled sample clip (VP8/WebM for GStreamer's decodebin) and
         pipelines/shapes.json with its questions and answers
@@ -69,6 +79,23 @@ ANSWER_SETS = {"colour_of": tuple(COLOURS), "shape_of": SHAPES, "size_of": tuple
                "count": NUMBERS, "exists": ("yes", "no")}
 
 
+@dataclass(frozen=True)
+class Variant:
+    """What differs between the shipped task and its dense variant."""
+    name: str
+    seed_tag: tuple          # appended to a clip's SeedSequence entropy
+    sizes: dict              # radius in pixels at RENDER per size name
+    moving_background: bool  # a drifting striped band and moving blobs
+
+
+BASE = Variant("base", (), SIZES, False)
+# 16 px patches: a small object (12 px across) covers one to four patches,
+# a large one (20 px) four to nine, so most of a frame's 64 patches are
+# background; the questions' words and answers are unchanged
+DENSE = Variant("dense", (1,), {"small": 6.0, "large": 10.0}, True)
+VARIANTS = {v.name: v for v in (BASE, DENSE)}
+
+
 @dataclass
 class Obj:
     shape: str
@@ -98,10 +125,36 @@ class Obj:
 
 
 @dataclass
+class Band:
+    """A strip of stripes across the frame whose phase drifts with time."""
+    vertical: bool
+    start: int                   # first row (column) of the strip
+    width: int
+    freq: float                  # stripes per RENDER pixels
+    speed: float                 # stripe periods per slot
+    colours: tuple               # two muted RGB colours
+
+
+@dataclass
+class Blob:
+    """A soft muted ellipse drifting at constant speed (wraps around)."""
+    x: float
+    y: float
+    vx: float                    # pixels per slot
+    vy: float
+    rx: float
+    ry: float
+    colour: tuple
+
+
+@dataclass
 class Scene:
     duration: int                # seconds
     objects: list
     background: np.ndarray = field(repr=False)   # [RENDER, RENDER, 3] float32
+    variant: Variant = BASE
+    band: Band | None = None
+    blobs: list = field(default_factory=list)
 
 
 def cell_centre(c: int) -> tuple:
@@ -146,7 +199,32 @@ def make_background(rng) -> np.ndarray:
     return img.astype(np.float32)
 
 
-def make_scene(rng, duration: int | None = None) -> Scene:
+def muted_colour(rng, lo: float, hi: float) -> tuple:
+    """A low-saturation colour (value lo..hi): never one the questions name."""
+    v, s, h = rng.uniform(lo, hi), rng.uniform(0.05, 0.3), rng.uniform(0, 1)
+    return tuple(float(v * (1 + s * np.cos(2 * np.pi * (h + k / 3.0)))) for k in range(3))
+
+
+def make_motion(rng) -> tuple:
+    """The dense variant's moving background: one band, two to four blobs.
+    Blobs are 6..13 px radii, blurred and unsaturated, and never stop: a
+    token that changes between frames is not necessarily an object."""
+    width = int(rng.integers(12, 25))
+    band = Band(bool(rng.random() < 0.5), int(rng.integers(0, RENDER - width)), width,
+                float(rng.uniform(6, 14)), float(rng.uniform(0.2, 0.6)) * (1 if rng.random() < 0.5 else -1),
+                (muted_colour(rng, 50, 120), muted_colour(rng, 110, 170)))
+    blobs = []
+    for _ in range(int(rng.integers(2, 5))):
+        ang = rng.uniform(0, 2 * np.pi)
+        speed = rng.uniform(3, 9)
+        blobs.append(Blob(float(rng.uniform(0, RENDER)), float(rng.uniform(0, RENDER)),
+                          float(speed * np.cos(ang)), float(speed * np.sin(ang)),
+                          float(rng.uniform(6, 13)), float(rng.uniform(6, 13)),
+                          muted_colour(rng, 60, 160)))
+    return band, blobs
+
+
+def make_scene(rng, duration: int | None = None, variant: Variant = BASE) -> Scene:
     d = int(rng.integers(4, 33))
     duration = duration or d
     n_obj = int(rng.integers(2, 5))
@@ -190,7 +268,11 @@ def make_scene(rng, duration: int | None = None) -> Scene:
             move = (m0, m1)
         tint = tuple(int(v) for v in rng.integers(-14, 15, 3))
         objs.append(Obj(shape, colour, size, appear, leave, (x0, y0, x1, y1), move, end_cell, tint))
-    return Scene(duration, objs, make_background(rng))
+    scene = Scene(duration, objs, make_background(rng), variant)
+    if variant.moving_background:
+        # drawn after everything the default variant draws: its clips stay as they were
+        scene.band, scene.blobs = make_motion(rng)
+    return scene
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -220,14 +302,36 @@ def shape_coverage(shape: str, cx: float, cy: float, r: float, x, y) -> np.ndarr
     return np.clip(0.5 - d, 0.0, 1.0)
 
 
+def draw_motion(img: np.ndarray, scene: Scene, t: float) -> None:
+    """The band and the blobs at time t, in place."""
+    b = scene.band
+    axis = np.arange(RENDER, dtype=np.float32) + 0.5
+    m = 0.5 + 0.5 * np.sin(2 * np.pi * (b.freq * axis / RENDER - b.speed * t))
+    c0, c1 = np.array(b.colours[0], np.float32), np.array(b.colours[1], np.float32)
+    stripe = c0 * (1 - m[:, None]) + c1 * m[:, None]                    # [RENDER, 3]
+    if b.vertical:
+        img[:, b.start:b.start + b.width] = stripe[:, None, :]
+    else:
+        img[b.start:b.start + b.width] = stripe[None, :, :]
+    y, x = np.mgrid[0:RENDER, 0:RENDER].astype(np.float32) + 0.5
+    for bl in scene.blobs:
+        cx = (bl.x + bl.vx * t) % (RENDER + 2 * bl.rx) - bl.rx
+        cy = (bl.y + bl.vy * t) % (RENDER + 2 * bl.ry) - bl.ry
+        d2 = ((x - cx) / bl.rx) ** 2 + ((y - cy) / bl.ry) ** 2
+        a = 0.85 * np.clip(1.2 - d2, 0.0, 1.0) ** 0.5 / 1.2 ** 0.5      # soft edge
+        img[:] = img * (1 - a[..., None]) + np.array(bl.colour, np.float32) * a[..., None]
+
+
 def render_frame(scene: Scene, t: float) -> np.ndarray:
     """The frame at time t (in slots) as uint8 [RENDER, RENDER, 3]."""
     img = scene.background.copy()
+    if scene.band is not None:
+        draw_motion(img, scene, t)
     for o in scene.objects:
         p = o.pos(t)
         if p is None:
             continue
-        r = SIZES[o.size]
+        r = scene.variant.sizes[o.size]
         x0 = max(int(p[0] - 2 * r), 0)
         x1 = min(int(p[0] + 2 * r) + 2, RENDER)
         y0 = max(int(p[1] - 2 * r), 0)
@@ -326,8 +430,9 @@ def pick_questions(qs: list, rng, k: int) -> list:
     return out
 
 
-def clip_rng(split: str, index: int):
-    return np.random.default_rng(np.random.SeedSequence([SEED_BASE, SPLITS[split], index]))
+def clip_rng(split: str, index: int, variant: Variant = BASE):
+    return np.random.default_rng(np.random.SeedSequence([SEED_BASE, SPLITS[split], index,
+                                                         *variant.seed_tag]))
 
 
 # ----------------------------------------------------------------------------- text
@@ -394,18 +499,20 @@ def scene_record(scene: Scene) -> dict:
                         for o in scene.objects]}
 
 
-def write_split(split: str, n: int, out: Path, per_clip: int, codec: str) -> None:
+def write_split(split: str, n: int, out: Path, per_clip: int, codec: str,
+                variant: Variant = BASE) -> None:
     (out / "clips").mkdir(parents=True, exist_ok=True)
     ext = "mp4" if codec == "h264" else "webm"
+    prefix = "" if variant is BASE else f"{variant.name}-"
     with open(out / "manifest.jsonl", "w") as mf:
         for i in range(n):
-            rng = clip_rng(split, i)
-            scene = make_scene(rng)
+            rng = clip_rng(split, i, variant)
+            scene = make_scene(rng, variant=variant)
             qs = pick_questions(questions(scene, rng), rng, per_clip)
-            name = f"clips/{split}-{i:06d}.{ext}"
+            name = f"clips/{prefix}{split}-{i:06d}.{ext}"
             write_video(video_frames(scene), out / name, codec)
             for k, (qt, q, a) in enumerate(qs):
-                line = {"id": f"{split}-{i:06d}-{k}", "video": name, "question": q, "answer": a,
+                line = {"id": f"{prefix}{split}-{i:06d}-{k}", "video": name, "question": q, "answer": a,
                         "type": qt}
                 if qt in ANSWER_SETS:   # mustdrop-eval --choices-per-type
                     line["choices"] = "|".join(ANSWER_SETS[qt])
@@ -452,6 +559,8 @@ def main() -> None:
     w.add_argument("--n", type=int, required=True, help="number of clips")
     w.add_argument("--per-clip", type=int, default=2, help="questions per clip (distinct types)")
     w.add_argument("--codec", choices=("h264", "vp8"), default="h264")
+    w.add_argument("--variant", choices=list(VARIANTS), default="base",
+                   help="base: the shipped model's task; dense: for 16 px patches (README)")
     w.add_argument("--out", required=True)
     sm = sub.add_parser("sample", help="write the bundled sample clip (WebM) and its questions")
     sm.add_argument("--out", required=True, help="e.g. pipelines/shapes.webm")
@@ -460,7 +569,8 @@ def main() -> None:
     if args.cmd == "sample":
         write_sample(Path(args.out), args.first)
     elif args.cmd == "write":
-        write_split(args.split, args.n, Path(args.out), args.per_clip, args.codec)
+        write_split(args.split, args.n, Path(args.out), args.per_clip, args.codec,
+                    VARIANTS[args.variant])
 
 
 if __name__ == "__main__":

@@ -23,6 +23,12 @@ hold an object the previous frame did not and which cell each patch is.
 config-tokens.json). Only the train split is used for
 training and the val split for the log; the test split is never read.
 
+A config's "variant" picks the task (synthvqa.py's VARIANTS; config-dense.json:
+the dense variant, 128x128 frames in 16x16 patches). `--device auto|cpu|cuda`
+picks where to train (auto: CUDA when torch sees a GPU); on CUDA the forward
+runs under bf16 autocast. `--set train.clips=400` (repeatable, a JSON value)
+changes one config entry for a run, e.g. a CPU smoke test of a GPU recipe.
+
 Preprocessing is libmustdrop's for a square frame: Pillow bicubic resize of
 the 128x128 video frame to the tower's size, CLIP mean/std. Training frames go through
 a simulated 4:2:0 round trip (BT.601, 2x2 chroma average) and mild noise so
@@ -95,7 +101,7 @@ def patch_targets(scene, t: float, grid: int) -> np.ndarray:
         p = o.pos(t)
         if p is None:
             continue
-        r = S.SIZES[o.size]
+        r = scene.variant.sizes[o.size]
         x0, x1 = max(int(p[0] - 2 * r), 0), min(int(p[0] + 2 * r) + 2, S.RENDER)
         y0, y1 = max(int(p[1] - 2 * r), 0), min(int(p[1] + 2 * r) + 2, S.RENDER)
         y, x = np.mgrid[y0:y1, x0:x1].astype(np.float32) + 0.5
@@ -114,9 +120,10 @@ def patch_targets(scene, t: float, grid: int) -> np.ndarray:
 
 def make_clip(args):
     """One training/val clip: frames [SLOTS, size, size, 3], aux targets, questions."""
-    split, i, size, grid, roundtrip = args
-    rng = S.clip_rng(split, i)
-    scene = S.make_scene(rng)
+    split, i, size, grid, roundtrip, variant = args
+    v = S.VARIANTS[variant]
+    rng = S.clip_rng(split, i, v)
+    scene = S.make_scene(rng, variant=v)
     qs = S.questions(scene, rng)
     frames, aux = [], []
     for k in range(S.SLOTS):
@@ -129,9 +136,10 @@ def make_clip(args):
     return np.stack(frames), np.stack(aux).astype(np.uint8), qs
 
 
-def make_clips(split: str, n: int, size: int, grid: int, procs: int, roundtrip_p: float):
+def make_clips(split: str, n: int, size: int, grid: int, procs: int, roundtrip_p: float,
+               variant: str = "base"):
     rr = random.Random(S.SPLITS[split])
-    jobs = [(split, i, size, grid, rr.random() < roundtrip_p) for i in range(n)]
+    jobs = [(split, i, size, grid, rr.random() < roundtrip_p, variant) for i in range(n)]
     with Pool(procs) as p:
         res = p.map(make_clip, jobs, chunksize=64)
     frames = np.stack([r[0] for r in res])
@@ -144,12 +152,15 @@ def load_or_make(split, n, size, grid, tr, roundtrip_p):
     depend only on the split, n and these settings."""
     import pickle
     cache = tr.get("cache")
-    key = f"{split}-{n}-{size}-{grid}-{roundtrip_p}"
+    variant = tr.get("variant", "base")
+    key = f"{split}-{n}-{size}-{grid}-{roundtrip_p}" + ("" if variant == "base" else f"-{variant}")
     if cache and (Path(cache) / f"{key}.npy").is_file():
         d = Path(cache)
         return (np.load(d / f"{key}.npy", mmap_mode="r"), np.load(d / f"{key}.aux.npy"),
                 pickle.loads((d / f"{key}.q.pkl").read_bytes()))
-    frames, aux, qs = make_clips(split, n, size, grid, tr["threads"], roundtrip_p)
+    # rendering is numpy in worker processes: on a GPU machine use its cores
+    frames, aux, qs = make_clips(split, n, size, grid, tr.get("render_procs", tr["threads"]),
+                                 roundtrip_p, variant)
     if cache:
         d = Path(cache)
         d.mkdir(parents=True, exist_ok=True)
@@ -255,11 +266,13 @@ class Tok:
         return self.cache[key]
 
 
-def pixel_tensor(frames: np.ndarray):
-    """uint8 [..., H, W, 3] -> float [N, 3, H, W] with CLIP's normalization."""
+def pixel_tensor(frames: np.ndarray, device=None):
+    """uint8 [..., H, W, 3] -> float [N, 3, H, W] with CLIP's normalization
+    (on `device`: the uint8 frames travel, a quarter of the floats)."""
     import torch
-    x = torch.from_numpy(frames.reshape(-1, *frames.shape[-3:])).float().div_(255.0)
-    x = (x - torch.from_numpy(CLIP_MEAN)) / torch.from_numpy(CLIP_STD)
+    x = torch.from_numpy(np.ascontiguousarray(frames.reshape(-1, *frames.shape[-3:])))
+    x = x.to(device).float().div_(255.0)
+    x = (x - torch.from_numpy(CLIP_MEAN).to(x.device)) / torch.from_numpy(CLIP_STD).to(x.device)
     return x.permute(0, 3, 1, 2).contiguous()
 
 
@@ -295,7 +308,8 @@ def forward(model, ids, px, n_layers_used: int, attentions: bool = False, hidden
 
 # ----------------------------------------------------------------------------- training
 
-def make_batch(tok, frames, aux, qsets, idx, rng, turns: int = 1, focus=(), focus_p: float = 1.0):
+def make_batch(tok, frames, aux, qsets, idx, rng, turns: int = 1, focus=(), focus_p: float = 1.0,
+               device=None):
     """Token ids, shifted labels, pixels, aux targets and, per sample, the
     questions asked with the positions that predict each answer's tokens. With
     turns > 1 a sample is a conversation about the clip: the first turn is
@@ -332,7 +346,7 @@ def make_batch(tok, frames, aux, qsets, idx, rng, turns: int = 1, focus=(), focu
         lab[b, :len(t)] = torch.tensor(t)
     # shift: position j predicts token j+1
     lab = torch.cat([lab[:, 1:], torch.full((len(idx), 1), -100, dtype=torch.long)], 1)
-    return (ids, lab, pixel_tensor(frames[idx]), torch.from_numpy(aux[idx].astype(np.float32)),
+    return (ids, lab, pixel_tensor(frames[idx], device), torch.from_numpy(aux[idx].astype(np.float32)),
             asked)
 
 
@@ -426,21 +440,29 @@ def attention_loss(attn, asked, aux, ids, layers, head, every_token=()):
     circle disappears" the second and third, and a model supervised only
     at the first one reads the row and guesses the column."""
     import torch
-    B = ids.shape[0]
-    losses = []
+    # the targets are built on the CPU (ids, aux: CPU tensors), then one
+    # gather per layer on attn's device: the same mean as a loop over
+    # (sample, position, layer), without a device sync per term
+    B, L = ids.shape
+    rows, cols, masks = [], [], []
     for b in range(B):
         vis = (ids[b] == IMAGE_ID).nonzero().squeeze(-1)            # visual positions, in order
         for qt, q, a, positions in asked[b]:
             rel = attention_target(qt, q, a, aux[b])
             if not bool(rel.any()):
                 continue
-            target = vis[rel]
+            m = torch.zeros(L, dtype=torch.bool)
+            m[vis[rel]] = True
             for pos in positions if qt in every_token else positions[:1]:
-                for L in layers:
-                    mass = attn[L][b, head, pos, target].sum()
-                    losses.append(-torch.log(mass + 1e-6))
-    if not losses:
+                rows.append(b)
+                cols.append(pos)
+                masks.append(m)
+    if not rows:
         return None
+    dev = attn[layers[0]].device
+    bi, pi = torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)
+    mask = torch.stack(masks).to(dev)
+    losses = [-torch.log((attn[lay][bi, head, pi].float() * mask).sum(-1) + 1e-6) for lay in layers]
     return torch.stack(losses).mean()
 
 
@@ -458,12 +480,13 @@ def new_object_targets(at):
     return new.any(-1).float()
 
 
-def patch_cells(n_patches: int):
-    """[n_patches] the 3x3 cell ("Where does ... stop?") each patch lies in."""
+def patch_cells(n_patches: int, device=None):
+    """[n_patches] the 3x3 cell ("Where does ... stop?") each patch's centre
+    lies in (3x3 patches: the patch itself; 8x8: rows and columns 3, 2, 3)."""
     import torch
     g = int(round(n_patches ** 0.5))
     r, c = torch.arange(g).repeat_interleave(g), torch.arange(g).repeat(g)
-    return (r * 3 // g) * 3 + c * 3 // g
+    return (((2 * r + 1) * 3 // (2 * g)) * 3 + (2 * c + 1) * 3 // (2 * g)).to(device)
 
 
 def aux_targets(at, cells: bool = False):
@@ -475,7 +498,7 @@ def aux_targets(at, cells: bool = False):
     x = at.reshape(*at.shape[:-1], len(S.COLOURS), len(S.SHAPES), len(S.SIZES))
     out = [at, x.amax((-1, -2)), x.amax((-1, -3)), x.amax((-2, -3))]
     if cells:
-        onehot = torch.nn.functional.one_hot(patch_cells(at.shape[-2]), 9).float()
+        onehot = torch.nn.functional.one_hot(patch_cells(at.shape[-2], at.device), 9).float()
         out.append(onehot.expand(*at.shape[:-1], 9))
     return torch.cat(out, -1)
 
@@ -485,11 +508,11 @@ def vision_aux_loss(aux_head, feats, at, pos_weight, cells: bool = False):
     so they are weighted."""
     import torch
     t = aux_targets(at, cells)
-    pw = torch.full((t.shape[-1],), float(pos_weight))
+    pw = torch.full((t.shape[-1],), float(pos_weight), device=t.device)
     return torch.nn.functional.binary_cross_entropy_with_logits(aux_head(feats), t, pos_weight=pw)
 
 
-def vision_warmup(model, aux_head, frames, aux, rng, tr, n_used, grid, log):
+def vision_warmup(model, aux_head, frames, aux, rng, tr, n_used, grid, log, dev):
     """Stage 1: the tower and the auxiliary head alone, on the per-patch
     targets (a few minutes): the LLM then starts from visual tokens that
     already tell objects apart."""
@@ -504,17 +527,18 @@ def vision_warmup(model, aux_head, frames, aux, rng, tr, n_used, grid, log):
         for g in opt.param_groups:
             g["lr"] = lr
         idx = np.sort(rng.choice(len(frames), tr["vision_warmup_clips"], replace=False))
-        px = pixel_tensor(frames[idx])
-        at = torch.from_numpy(aux[idx].astype(np.float32)).reshape(-1, grid * grid, N_CLASSES)
-        feats = vision_features(model, px, n_used)[:, 1:]
-        loss = vision_aux_loss(aux_head, feats, at, tr["aux_pos_weight"], bool(tr.get("aux_cells")))
+        px = pixel_tensor(frames[idx], dev)
+        at = torch.from_numpy(aux[idx].astype(np.float32)).reshape(-1, grid * grid, N_CLASSES).to(dev)
+        with autocast(dev):
+            feats = vision_features(model, px, n_used)[:, 1:]
+            loss = vision_aux_loss(aux_head, feats, at, tr["aux_pos_weight"], bool(tr.get("aux_cells")))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if (step + 1) % 200 == 0:
-            with torch.no_grad():
+            with torch.no_grad(), autocast(dev):    # feats are bf16 on CUDA
                 p = aux_head(feats)[..., :N_CLASSES] > 0
                 tp = (p & (at > 0)).sum().item()
                 rec = tp / max(1, (at > 0).sum().item())
@@ -557,15 +581,26 @@ def pick_typed(qs, rng):
     return [by[t][rng.integers(len(by[t]))]]
 
 
+def autocast(dev):
+    """bf16 autocast on CUDA (the matrix products; losses and softmax stay
+    float32 by autocast's rules), nothing on the CPU."""
+    import contextlib
+    import torch
+    if dev.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def greedy(model, tok, frames, questions, n_layers_used, max_new=8, batch=32):
     """Greedy answers (no KV cache: answers are a few tokens)."""
     import torch
     out = []
     eos = tok.tk.eos_token_id
-    with torch.no_grad():
+    dev = next(model.parameters()).device
+    with torch.no_grad(), autocast(dev):
         for s in range(0, len(questions), batch):
             qb = questions[s:s + batch]
-            px = pixel_tensor(frames[s:s + batch])
+            px = pixel_tensor(frames[s:s + batch], dev)
             seqs = [tok.encode(q, None)[0] for q in qb]
             gen = [[] for _ in qb]
             done = [False] * len(qb)
@@ -576,8 +611,8 @@ def greedy(model, tok, frames, questions, n_layers_used, max_new=8, batch=32):
                 for b, (a, g) in enumerate(zip(seqs, gen)):
                     ids[b, :len(a) + len(g)] = torch.tensor(a + g)
                     last.append(len(a) + len(g) - 1)
-                logits, _ = forward(model, ids, px, n_layers_used)
-                nxt = logits[torch.arange(len(qb)), torch.tensor(last)].argmax(-1).tolist()
+                logits, _ = forward(model, ids.to(dev), px, n_layers_used)
+                nxt = logits[torch.arange(len(qb)), torch.tensor(last)].argmax(-1).cpu().tolist()
                 for b, t in enumerate(nxt):
                     if not done[b]:
                         if t == eos:
@@ -610,10 +645,21 @@ def main() -> None:
     ap.add_argument("--config", default=str(HERE / "config.json"))
     ap.add_argument("--out", required=True)
     ap.add_argument("--minutes", type=float, help="override the config's time budget")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="auto: cuda when torch sees a GPU, else cpu")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                    help="override one config entry, e.g. train.clips=400 or train.threads=1")
     ap.add_argument("--init", help="continue from this checkpoint (an earlier run's OUT/hf): its "
                     "weights and tokenizer; no vision warm-up; the training-only heads start afresh")
     args = ap.parse_args()
     cfg = json.loads(Path(args.config).read_text())
+    for kv in args.set:
+        key, val = kv.split("=", 1)
+        *path, last = key.split(".")
+        d = cfg
+        for k in path:
+            d = d[k]
+        d[last] = json.loads(val)
     if args.minutes:
         cfg["train"]["minutes"] = args.minutes
     out = Path(args.out)
@@ -630,10 +676,13 @@ def main() -> None:
     tr = cfg["train"]
     torch.set_num_threads(tr["threads"])
     torch.manual_seed(cfg["seed"])
+    dev = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                       else "cpu")
     rng = np.random.default_rng(cfg["seed"])
     log(f"config {json.dumps(cfg)}")
     log(f"torch {torch.__version__} transformers {__import__('transformers').__version__} "
-        f"numpy {np.__version__}")
+        f"numpy {np.__version__}; device {dev}"
+        + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""))
 
     hf = out / "hf"
     if args.init:
@@ -658,6 +707,8 @@ def main() -> None:
     aux_cells = bool(tr.get("aux_cells"))
     aux_head = torch.nn.Linear(v["hidden"], N_CLASSES + len(S.COLOURS) + len(S.SHAPES) + len(S.SIZES)
                                + (9 if aux_cells else 0))
+    model.to(dev)
+    aux_head.to(dev)
     log(f"vocab {vocab}; parameters {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M")
 
     t0 = time.time()
@@ -670,12 +721,14 @@ def main() -> None:
     # the training forward must be HF's forward
     model.eval()
     ids, lab, px, _, _ = make_batch(tok, frames, aux, qsets, np.arange(2), rng)
+    ids, px = ids.to(dev), px.to(dev)
     with torch.no_grad():
         a, _ = forward(model, ids, px, n_used)
         b = model(input_ids=ids, pixel_values=px).logits
     err = (a - b).abs().max().item()
     log(f"forward vs HF LlavaForConditionalGeneration: max |diff| {err:.2e}")
-    assert err < 1e-4
+    # float32 on both paths; CUDA kernels may order sums differently
+    assert err < (1e-4 if dev.type == "cpu" else 1e-3)
     model.train()
 
     # (colour, shape, size) class -> the sum of its three words' input
@@ -686,14 +739,17 @@ def main() -> None:
             for sz in S.SIZES:
                 words.append([tok.tk.encode(" " + w, add_special_tokens=False) for w in (c, sh, sz)])
     cell_words = None
-    if tr.get("align_cells") and grid == 3:
-        cell_words = [tok.tk.encode(" " + c, add_special_tokens=False) for c in S.CELLS]
+    if tr.get("align_cells"):
+        # the name of each patch's cell (patch_cells: one patch per cell at
+        # 3x3, a 3/2/3 split of rows and columns at 8x8)
+        cell_words = [tok.tk.encode(" " + S.CELLS[c], add_special_tokens=False)
+                      for c in patch_cells(grid * grid).tolist()]
     # a probe on the visual tokens' hidden states after an early LLM layer:
     # does this patch hold an object the previous frame did not? (training only)
-    probe = torch.nn.Linear(cfg["llm"]["hidden"], 1) if tr.get("new_probe_weight", 0) > 0 else None
+    probe = torch.nn.Linear(cfg["llm"]["hidden"], 1).to(dev) if tr.get("new_probe_weight", 0) > 0 else None
     # and which cell is this patch? (the visual tokens carry no other position
     # the LLM can read: RoPE only gives distances)
-    cell_probe = torch.nn.Linear(cfg["llm"]["hidden"], 9) \
+    cell_probe = torch.nn.Linear(cfg["llm"]["hidden"], 9).to(dev) \
         if probe is not None and tr.get("cell_probe_weight", 0) > 0 else None
     if tr.get("attn_weight", 0) > 0:
         # attention probabilities are needed for the attention loss
@@ -707,7 +763,7 @@ def main() -> None:
     budget = tr["minutes"] * 60.0
     start = time.time()
     if tr.get("vision_warmup_steps", 0) and not args.init:
-        vision_warmup(model, aux_head, frames, aux, rng, tr, n_used, grid, log)
+        vision_warmup(model, aux_head, frames, aux, rng, tr, n_used, grid, log, dev)
         log(f"vision warm-up took {time.time() - start:.0f} s")
     step = 0
     B = tr["batch"]
@@ -733,48 +789,52 @@ def main() -> None:
         for g in opt.param_groups:
             g["lr"] = lr
         ids, lab, px, at, asked = make_batch(tok, frames, aux, qsets, idx, rng, tr.get("turns", 1),
-                                               tuple(tr.get("focus_types", ())), tr.get("focus_p", 1.0))
+                                               tuple(tr.get("focus_types", ())), tr.get("focus_p", 1.0),
+                                               dev)
         use_attn = tr.get("attn_weight", 0) > 0 and frac < tr.get("attn_until", 1.0)
         use_probe = probe is not None
-        if use_attn or use_probe:
-            logits, feats, attn, hid = forward(model, ids, px, n_used, attentions=use_attn,
-                                               hidden=tr["new_probe_layer"] if use_probe else None)
-        else:
-            logits, feats = forward(model, ids, px, n_used)
-        lm = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab.reshape(-1),
-                                               ignore_index=-100)
-        al = vision_aux_loss(aux_head, feats, at.reshape(-1, grid * grid, N_CLASSES),
-                             tr["aux_pos_weight"], aux_cells)
-        w = tr["aux_weight"] * (1.0 - 0.9 * min(frac, 1.0))
-        loss = lm + w * al
-        if tr.get("align_weight", 0) > 0:
-            loss = loss + tr["align_weight"] * (1.0 - 0.9 * min(frac, 1.0)) * align_loss(
-                model, feats, at.reshape(-1, grid * grid, N_CLASSES), words, cell_words)
-        if use_probe:
-            vis = hid[ids == IMAGE_ID].reshape(len(idx), S.SLOTS, grid * grid, -1)
-            pl = torch.nn.functional.binary_cross_entropy_with_logits(
-                probe(vis).squeeze(-1), new_object_targets(at))
-            loss = loss + tr["new_probe_weight"] * pl
-            pl_ema = pl.item() if pl_ema is None else 0.98 * pl_ema + 0.02 * pl.item()
-            if cell_probe is not None:
-                cl = torch.nn.functional.cross_entropy(
-                    cell_probe(vis).reshape(-1, 9),
-                    patch_cells(grid * grid).repeat(len(idx) * S.SLOTS))
-                loss = loss + tr["cell_probe_weight"] * cl
-                cl_ema = cl.item() if cl_ema is None else 0.98 * cl_ema + 0.02 * cl.item()
-        if use_attn:
-            atl = attention_loss(attn, asked, at, ids, tr["attn_layers"], tr["attn_head"],
-                                 tuple(tr.get("attn_every_token", ())))
-            if atl is not None:
-                loss = loss + tr["attn_weight"] * atl
-                atl_ema = atl.item() if atl_ema is None else 0.98 * atl_ema + 0.02 * atl.item()
+        ids_cpu, at_cpu = ids, at
+        ids, lab, at = ids.to(dev), lab.to(dev), at.to(dev)          # px: already there
+        with autocast(dev):
+            if use_attn or use_probe:
+                logits, feats, attn, hid = forward(model, ids, px, n_used, attentions=use_attn,
+                                                   hidden=tr["new_probe_layer"] if use_probe else None)
+            else:
+                logits, feats = forward(model, ids, px, n_used)
+            lm = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab.reshape(-1),
+                                                   ignore_index=-100)
+            al = vision_aux_loss(aux_head, feats, at.reshape(-1, grid * grid, N_CLASSES),
+                                 tr["aux_pos_weight"], aux_cells)
+            w = tr["aux_weight"] * (1.0 - 0.9 * min(frac, 1.0))
+            loss = lm + w * al
+            if tr.get("align_weight", 0) > 0:
+                loss = loss + tr["align_weight"] * (1.0 - 0.9 * min(frac, 1.0)) * align_loss(
+                    model, feats, at.reshape(-1, grid * grid, N_CLASSES), words, cell_words)
+            if use_probe:
+                vis = hid[ids == IMAGE_ID].reshape(len(idx), S.SLOTS, grid * grid, -1)
+                pl = torch.nn.functional.binary_cross_entropy_with_logits(
+                    probe(vis).squeeze(-1), new_object_targets(at))
+                loss = loss + tr["new_probe_weight"] * pl
+                pl_ema = pl.item() if pl_ema is None else 0.98 * pl_ema + 0.02 * pl.item()
+                if cell_probe is not None:
+                    cl = torch.nn.functional.cross_entropy(
+                        cell_probe(vis).reshape(-1, 9),
+                        patch_cells(grid * grid, dev).repeat(len(idx) * S.SLOTS))
+                    loss = loss + tr["cell_probe_weight"] * cl
+                    cl_ema = cl.item() if cl_ema is None else 0.98 * cl_ema + 0.02 * cl.item()
+            if use_attn:
+                atl = attention_loss(attn, asked, at_cpu, ids_cpu, tr["attn_layers"], tr["attn_head"],
+                                     tuple(tr.get("attn_every_token", ())))
+                if atl is not None:
+                    loss = loss + tr["attn_weight"] * atl
+                    atl_ema = atl.item() if atl_ema is None else 0.98 * atl_ema + 0.02 * atl.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
         ema = lm.item() if ema is None else 0.98 * ema + 0.02 * lm.item()
-        if step % 50 == 0:
+        if step % tr.get("log_every", 50) == 0:
             log(f"step {step} lr {lr:.2e} lm {ema:.4f} aux {al.item():.4f} attn {atl_ema or 0:.3f} "
                 f"new {pl_ema or 0:.3f} cell {cl_ema or 0:.3f} "
                 f"elapsed {time.time() - start:.0f} s")
@@ -788,7 +848,7 @@ def main() -> None:
         " ".join(f"{k}={v[1]}/{v[0]}" for k, v in sorted(per.items())))
     (out / "val.json").write_text(json.dumps({"accuracy": acc, "per_type": per, "steps": step}, indent=1))
     model.model.language_model.set_attn_implementation("sdpa")
-    model.save_pretrained(str(hf))
+    model.to("cpu").save_pretrained(str(hf))
     log(f"saved {hf} after {step} steps, {(time.time() - start) / 60:.1f} min of training")
 
 
