@@ -720,26 +720,30 @@ static int matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum m
                       bool qdot, const float *X, int64_t n_tok, int64_t n_in,
                       const void *W, uint32_t wtype, int64_t n_out, float *Y);
 
+/* One call with scratch of its own. */
+static int matmul_once(struct md_threadpool *tp, enum md_cpu_isa isa, bool qdot,
+                       const float *X, int64_t n_tok, int64_t n_in,
+                       const void *W, uint32_t wtype, int64_t n_out, float *Y)
+{
+    struct md_scratch local[2] = { { NULL, 0 }, { NULL, 0 } };
+    int rc = matmul_run(tp, local, isa, qdot, X, n_tok, n_in, W, wtype, n_out, Y);
+    free(local[0].buf);
+    free(local[1].buf);
+    return rc;
+}
+
 int md_matmul(struct md_threadpool *tp, enum md_cpu_isa isa,
               const float *X, int64_t n_tok, int64_t n_in,
               const void *W, uint32_t wtype, int64_t n_out, float *Y)
 {
-    struct md_scratch local[2] = { { NULL, 0 }, { NULL, 0 } };
-    int rc = matmul_run(tp, local, isa, false, X, n_tok, n_in, W, wtype, n_out, Y);
-    free(local[0].buf);
-    free(local[1].buf);
-    return rc;
+    return matmul_once(tp, isa, false, X, n_tok, n_in, W, wtype, n_out, Y);
 }
 
 int md_matmul_qdot(struct md_threadpool *tp, enum md_cpu_isa isa,
                    const float *X, int64_t n_tok, int64_t n_in,
                    const void *W, uint32_t wtype, int64_t n_out, float *Y)
 {
-    struct md_scratch local[2] = { { NULL, 0 }, { NULL, 0 } };
-    int rc = matmul_run(tp, local, isa, true, X, n_tok, n_in, W, wtype, n_out, Y);
-    free(local[0].buf);
-    free(local[1].buf);
-    return rc;
+    return matmul_once(tp, isa, true, X, n_tok, n_in, W, wtype, n_out, Y);
 }
 
 int md_matmul_st(struct md_matmul_scratch *s, enum md_cpu_isa isa,
