@@ -186,12 +186,23 @@ static int generate(struct md_vqa_stream *s, struct md_reduce_session *rs,
             tok = allowed_pick(c, vocab, tok, n_vocab);
         if (tok < 0 || ((!ask->ignore_eos || c) && md_vocab_is_eog(vocab, tok)))
             break;
-        char piece[256];
-        int32_t np = md_token_to_piece(vocab, tok, piece, sizeof piece, false);
-        if (np > 0 && np <= (int32_t)sizeof piece && (rc = text_add(&t, piece, (size_t)np)))
-            break;
-        if (c)
+        /* a piece longer than the buffer (a hostile vocab) is fetched whole,
+         * never cut: the grammar's mask judged all of its bytes */
+        char small[256], *piece = small;
+        int32_t np = md_token_to_piece(vocab, tok, small, sizeof small, false);
+        if (np > (int32_t)sizeof small) {
+            piece = malloc((size_t)np);
+            rc = piece ? MD_OK : MD_ERR_NOMEM;
+            np = piece ? md_token_to_piece(vocab, tok, piece, np, false) : 0;
+        }
+        if (!rc && np > 0)
+            rc = text_add(&t, piece, (size_t)np);
+        if (!rc && c && np > 0)
             md_gstate_feed_bytes(c->g, &c->st, piece, (size_t)np);   /* the mask let it in */
+        if (piece != small)
+            free(piece);
+        if (rc)
+            break;
         out->generated_tokens++;
         if (ask->on_token) {
             char *so_far = repair_utf8(t.buf, t.len, true);
