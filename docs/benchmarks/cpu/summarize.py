@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Summarize a docs/benchmarks/cpu/run.sh output folder as a Markdown table:
-mustdrop and llama.cpp tok/s (mean over the rounds), their ratio, and each
-against the machine's measured ceiling (decode: read bandwidth / bytes per
-token; prefill: FMA peak / FLOPs per token). Standard library only."""
+"""Summarize a docs/benchmarks/cpu/run.sh or side-by-side.sh output folder as
+a Markdown table: mustdrop and llama.cpp tok/s (mean over the rounds), their
+ratio, and each against the machine's measured ceiling (decode: read
+bandwidth / bytes read per token; prefill: FMA peak / FLOPs per token).
+Standard library only."""
 import json
 import re
 import sys
@@ -17,41 +18,60 @@ bw = float(bw_m.group(1)) if bw_m else float("nan")
 # The 0.27B shape: per token, decode reads every layer matrix and the output
 # matrix once (token_embd contributes one row); prefill costs 2 FLOPs per
 # weight of the layers (logits only for the last row, as both engines do).
+# Bytes per weight come from the file's size (llama-bench's model_size), so
+# mixed formats (Q4_K_M) count their real mix; decode at depth D also reads
+# the F16 K and V caches (2 * L * E * 2 bytes per cached token).
 E, L, F, V = 1024, 16, 2816, 32000
 layer_w = L * (4 * E * E + 3 * E * F)
-bytes_per_w = {"f16": 2.0, "q8_0": 34 / 32}
+all_w = layer_w + 2 * E * V
+TYPES = ("f16", "q8_0", "q4_k_m", "q4_0")
 
 
 def mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+def test_name(r):
+    """llama-bench's row as mustdrop-bench names it: pp512, tg128, tg128@d2048."""
+    name = f"pp{r['n_prompt']}" if r["n_gen"] == 0 else f"tg{r['n_gen']}"
+    return name + (f"@d{r['n_depth']}" if r.get("n_depth", 0) else "")
+
+
 def load(engine, t):
-    res = {"pp512": [], "tg128": []}
+    """{test: mean tok/s over rounds}, and the model's size in bytes."""
+    res, size = {}, None
     for f in sorted(out.glob(f"{engine}-{t}-*.json")):
         d = json.loads(f.read_text())
+        rows = d["results"] if engine == "mustdrop" else d
         if engine == "mustdrop":
-            for r in d["results"]:
-                res[r["test"]].append(r["avg_ts"])
-        else:
-            for r in d:
-                key = f"pp{r['n_prompt']}" if r["n_gen"] == 0 else f"tg{r['n_gen']}"
-                res[key].append(r["avg_ts"])
-    return {k: mean(v) for k, v in res.items()}
+            size = d.get("model_size", size)
+        for r in rows:
+            key = r["test"] if engine == "mustdrop" else test_name(r)
+            res.setdefault(key, []).append(r["avg_ts"])
+            size = r.get("model_size", size)
+    return {k: mean(v) for k, v in res.items()}, size
+
+
+def bound(test, size):
+    """tok/s if the test ran at the measured ceiling."""
+    if test.startswith("pp"):
+        return peak * 1e9 / (2.0 * layer_w)
+    depth = int(test.split("@d")[1]) if "@d" in test else 0
+    read = size * (layer_w + E * V) / all_w + depth * 2 * L * E * 2
+    return bw * 1e9 / read
 
 
 print(f"Ceilings measured in the same run: FMA peak {peak:.1f} GFLOP/s, "
-      f"read bandwidth {bw:.2f} GB/s (2 threads).\n")
+      f"read bandwidth {bw:.2f} GB/s.\n")
 print("| weights | test | mustdrop tok/s | llama.cpp tok/s | mustdrop / llama.cpp | "
       "mustdrop % of ceiling | llama.cpp % of ceiling |")
 print("|---|---|---:|---:|---:|---:|---:|")
-for t in ("f16", "q8_0"):
-    md, lc = load("mustdrop", t), load("llamacpp", t)
-    for test in ("pp512", "tg128"):
-        if test == "pp512":
-            bound = peak * 1e9 / (2.0 * layer_w)   # tok/s if every FLOP ran at peak
-        else:
-            bound = bw * 1e9 / ((layer_w + E * V) * bytes_per_w[t])
-        a, b = md[test], lc[test]
+for t in TYPES:
+    md, size = load("mustdrop", t)
+    lc, lsize = load("llamacpp", t)
+    size = lsize or size
+    for test in sorted(set(md) | set(lc), key=lambda s: (s[:2] != "pp", len(s), s)):
+        a, b = md.get(test, float("nan")), lc.get(test, float("nan"))
+        c = bound(test, size) if size else float("nan")
         print(f"| {t.upper()} | {test} | {a:.1f} | {b:.1f} | {a / b:.2f} | "
-              f"{100 * a / bound:.0f}% | {100 * b / bound:.0f}% |")
+              f"{100 * a / c:.0f}% | {100 * b / c:.0f}% |")
