@@ -30,7 +30,7 @@ trap 'rm -rf "$tmp"' EXIT
     echo "date: $(date -u +%FT%TZ)"
     echo "host: $(uname -srm)"
     lscpu | grep -E '^(Model name|CPU\(s\)|Thread\(s\) per core|L1d cache|L2 cache|L3 cache|Flags):' \
-        | sed -e 's/  */ /g' -e '/^Flags/s/^\(Flags:\).*\( avx512[^ ]*\).*$/&/'
+        | sed 's/  */ /g'
     echo "mustdrop commit: $(git -C "$here" rev-parse HEAD)$(git -C "$here" diff --quiet HEAD -- core || echo ' (core/ modified)')"
     echo "llama.cpp: $("$lb" --version 2>&1 | grep -i commit | head -1) (llama-cpp-python 0.3.36 sdist)"
     echo "settings: threads $threads, reps $reps, rounds $rounds, depth $depth, types $types"
@@ -44,18 +44,18 @@ f16=$tmp/llama-0.27b-f16.gguf
 "$mb" --synthetic llama-0.27b --type f16 --write "$f16" -r 0 > /dev/null
 for t in $types; do
     [ "$t" = f16 ] && continue
-    "$lbin/llama-quantize" "$f16" "$tmp/llama-0.27b-$t.gguf" "${t^^}" "$threads" \
+    "$lbin/llama-quantize" "$f16" "$tmp/llama-0.27b-$t.gguf" "${t^^}" "$threads"
         > "$out/quantize-$t.log" 2>&1
 done
 
-# One engine's run of one test set: NAME ARGS... (llama-bench writes JSON to
+# Both engines on one file, llama.cpp first: TYPE TAG ROUND BENCH-ARGS... (llama-bench writes JSON to
 # stdout, mustdrop-bench to --json).
 run_pair() {
     local t=$1 tag=$2 round=$3; shift 3
     local m=$tmp/llama-0.27b-$t.gguf
-    "$lb" -m "$m" "$@" -t "$threads" -r "$reps" -o json \
+    "$lb" -m "$m" "$@" -t "$threads" -r "$reps" -o json
         > "$out/llamacpp-$t-$tag-$round.json" 2> "$out/llamacpp-$t-$tag-$round.log"
-    "$mb" -m "$m" "$@" -t "$threads" -r "$reps" \
+    "$mb" -m "$m" "$@" -t "$threads" -r "$reps"
         --json "$out/mustdrop-$t-$tag-$round.json" > "$out/mustdrop-$t-$tag-$round.txt" 2>&1
 }
 for round in $(seq 1 "$rounds"); do
