@@ -16,30 +16,9 @@
 
 #include "cpu-kernels.h"
 #include "quant.h"
+#include "md_test_quant.h"
 
 #define TOL 1e-5
-
-struct rng { uint64_t s; };
-
-static uint32_t rng_u32(struct rng *r)
-{
-    r->s ^= r->s << 13;
-    r->s ^= r->s >> 7;
-    r->s ^= r->s << 17;
-    return (uint32_t)(r->s >> 11);
-}
-
-static float rng_f(struct rng *r, float lo, float hi)
-{
-    return lo + (hi - lo) * (float)(rng_u32(r) & 0xffffff) / (float)0x1000000;
-}
-
-static void put_f16(uint8_t *p, float v)
-{
-    uint16_t h = md_fp32_to_fp16(v);
-    p[0] = (uint8_t)h;
-    p[1] = (uint8_t)(h >> 8);
-}
 
 /* Random weights of `type`, n_out rows of n_in: fp16 scale fields hold
  * finite values, the other bytes are random. */
