@@ -791,12 +791,22 @@ static bool listed(int32_t id, const int32_t *ids, int32_t n)
     return false;
 }
 
+/* Does [at, at + n) overlap one of the literal spans? */
+static bool in_literal(const struct md_text_span *lit, int32_t n_lit, size_t at, size_t n)
+{
+    for (int32_t i = 0; i < n_lit; i++)
+        if (at < lit[i].off + lit[i].len && lit[i].off < at + n)
+            return true;
+    return false;
+}
+
 /* Split the raw fragments around every occurrence of the special tokens,
  * longest token first (llama.cpp's tokenizer_st_partition), except those
- * listed in as_text. */
+ * listed in as_text, and control tokens whose text overlaps a literal span
+ * (they stay text there, as with parse_special false). */
 static int partition(const struct md_vocab *v, const uint8_t *s, size_t len,
                      bool parse_special, const int32_t *as_text, int32_t n_as_text,
-                     struct frags *cur)
+                     const struct md_text_span *lit, int32_t n_lit, struct frags *cur)
 {
     if (len == 0)
         return 0;
@@ -836,12 +846,17 @@ static int partition(const struct md_vocab *v, const uint8_t *s, size_t len,
                 rc = frags_push(&nxt, f.off, f.len, f.tok);
                 continue;
             }
-            size_t b = f.off, l = f.len;
-            while (l > 0 && !rc) {
-                const uint8_t *m = find_bytes(s + b, l, tx, t->len);
+            const bool control = t->type == MD_TOKEN_CONTROL || t->type == MD_TOKEN_UNKNOWN;
+            size_t b = f.off, l = f.len, from = b;   /* search from `from`, cut from b */
+            while (from < b + l && !rc) {
+                const uint8_t *m = find_bytes(s + from, b + l - from, tx, t->len);
                 if (!m)
                     break;
                 const size_t mo = (size_t)(m - s);
+                if (control && in_literal(lit, n_lit, mo, t->len)) {
+                    from = mo + 1;
+                    continue;
+                }
                 size_t ll = mo - b;
                 if (t->attr & MD_ATTR_LSTRIP)
                     while (ll > 0 && ascii_space(s[b + ll - 1]))
@@ -858,6 +873,7 @@ static int partition(const struct md_vocab *v, const uint8_t *s, size_t len,
                         b++;
                         l--;
                     }
+                from = b;
             }
             if (l > 0 && !rc)
                 rc = frags_push(&nxt, (uint32_t)b, (uint32_t)l, -1);
@@ -880,15 +896,24 @@ int64_t md_tokenize_except(const struct md_vocab *v, const char *text, size_t le
                            bool add_special, bool parse_special, const int32_t *as_text,
                            int32_t n_as_text, int32_t *out, int64_t n_max)
 {
+    return md_tokenize_literal(v, text, len, add_special, parse_special, as_text, n_as_text,
+                               NULL, 0, out, n_max);
+}
+
+int64_t md_tokenize_literal(const struct md_vocab *v, const char *text, size_t len,
+                            bool add_special, bool parse_special, const int32_t *as_text,
+                            int32_t n_as_text, const struct md_text_span *literal,
+                            int32_t n_literal, int32_t *out, int64_t n_max)
+{
     if (!v || (!text && len > 0) || n_max < 0 || (!out && n_max > 0) || n_as_text < 0 ||
-        (!as_text && n_as_text > 0))
+        (!as_text && n_as_text > 0) || n_literal < 0 || (!literal && n_literal > 0))
         return -1;
     if (len > MD_TOK_MAX_INPUT)
         return -1;
     const uint8_t *s = (const uint8_t *)text;
     struct frags fr = { NULL, 0, 0 };
     struct md_ids ids = { NULL, 0, 0 };
-    int rc = partition(v, s, len, parse_special, as_text, n_as_text, &fr);
+    int rc = partition(v, s, len, parse_special, as_text, n_as_text, literal, n_literal, &fr);
 
     if (!rc && add_special && v->add_bos && v->bos >= 0)
         rc = md_ids_push(&ids, v->bos);

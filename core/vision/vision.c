@@ -363,19 +363,40 @@ static struct marker_ids find_marker_ids(const struct md_vocab *vocab)
     return m;
 }
 
-/* Append the tokens of one piece of text (no BOS/EOS). Marker text in a
+/* What the caller typed into the prompt: the question, the system text. */
+struct typed {
+    struct md_text_span span[2];
+    int32_t n;
+};
+
+/* Append the tokens of text[seg, seg + len) (no BOS/EOS). Marker text in a
  * piece was typed by the caller (question, system text), so it must not
- * become the marker token: it is tokenized as the plain text it is. */
-static int tokenize_append(const struct md_vocab *vocab, const char *text, size_t len,
-                           const struct marker_ids *m, struct id_buf *b)
+ * become the marker token: it is tokenized as the plain text it is; other
+ * control-token text ("</s>", "<|im_end|>") is text inside the typed spans
+ * only, where it would otherwise end or restart the conversation. */
+static int tokenize_append(const struct md_vocab *vocab, const char *text, size_t seg, size_t len,
+                           const struct marker_ids *m, const struct typed *typed,
+                           struct id_buf *b)
 {
-    int64_t need = md_tokenize_except(vocab, text, len, false, true, m->id, m->n, NULL, 0);
+    struct md_text_span lit[2];
+    int32_t n_lit = 0;
+    for (int32_t i = 0; i < typed->n; i++) {
+        size_t lo = typed->span[i].off, hi = lo + typed->span[i].len;
+        lo = lo > seg ? lo : seg;
+        hi = hi < seg + len ? hi : seg + len;
+        if (lo < hi)
+            lit[n_lit++] = (struct md_text_span){ lo - seg, hi - lo };
+    }
+    const char *p = text + seg;
+    int64_t need = md_tokenize_literal(vocab, p, len, false, true, m->id, m->n, lit, n_lit,
+                                       NULL, 0);
     if (need < 0)
         return MD_ERR_INVALID;
     int rc = reserve(b, need);
     if (rc)
         return rc;
-    if (md_tokenize_except(vocab, text, len, false, true, m->id, m->n, b->v + b->n, need) != need)
+    if (md_tokenize_literal(vocab, p, len, false, true, m->id, m->n, lit, n_lit, b->v + b->n,
+                            need) != need)
         return MD_ERR_INVALID;
     b->n += need;
     return MD_OK;
@@ -460,7 +481,7 @@ static int render(const char *tmpl, const struct md_model *model, const char *sy
  * vocabulary stores as an ordinary token, or lacks, works the same; llama.cpp's
  * multimodal library splits its prompts the same way. */
 static int prompt_ids(const struct md_vocab *vocab, const char *text, size_t user_at,
-                      int32_t n_blocks, struct id_buf *b)
+                      int32_t n_blocks, const struct typed *typed, struct id_buf *b)
 {
     struct marker_ids m = find_marker_ids(vocab);
     int rc = MD_OK;
@@ -469,16 +490,50 @@ static int prompt_ids(const struct md_vocab *vocab, const char *text, size_t use
     size_t seg = 0;
     for (int32_t k = 0; !rc && k < n_blocks; k++) {
         size_t at = user_at + (MARKER_LEN + 1) * (size_t)k;
-        rc = tokenize_append(vocab, text + seg, at - seg, &m, b);
+        rc = tokenize_append(vocab, text, seg, at - seg, &m, typed, b);
         if (!rc)
             rc = push_id(b, MD_TOKEN_EMBD);
         seg = at + MARKER_LEN;
     }
     if (!rc)
-        rc = tokenize_append(vocab, text + seg, strlen(text + seg), &m, b);
+        rc = tokenize_append(vocab, text, seg, strlen(text + seg), &m, typed, b);
     if (!rc && md_vocab_add_eos(vocab) && md_vocab_eos(vocab) >= 0)
         rc = push_id(b, md_vocab_eos(vocab));
     return rc;
+}
+
+/* Where the question and the system text lie in the rendered prompt. The
+ * question follows the block markers in the user turn; the system text is
+ * found the way render finds the turn: rendered again shifted by one byte.
+ * A template that drops or rewrites the system text gives no span for it. */
+static int find_typed(const char *tmpl, const struct md_model *model, const char *system,
+                      const char *turn, const char *question, const char *text, size_t user_at,
+                      int32_t n_blocks, struct typed *typed)
+{
+    typed->n = 0;
+    size_t q_at = user_at + (MARKER_LEN + 1) * (size_t)n_blocks, qlen = strlen(question);
+    if (qlen && !strncmp(text + q_at, question, qlen))
+        typed->span[typed->n++] = (struct md_text_span){ q_at, qlen };
+    size_t slen = system ? strlen(system) : 0;
+    if (!slen)
+        return MD_OK;
+    char *shifted_sys = malloc(slen + 2);
+    if (!shifted_sys)
+        return MD_ERR_NOMEM;
+    shifted_sys[0] = system[0] == '#' ? '$' : '#';
+    memcpy(shifted_sys + 1, system, slen + 1);
+    int rc;
+    char *shifted = format(tmpl, model, shifted_sys, turn + 1, &rc);
+    free(shifted_sys);
+    if (rc)
+        return rc;
+    size_t at = 0;
+    while (text[at] && text[at] == shifted[at])
+        at++;
+    free(shifted);
+    if (text[at] && !strncmp(text + at, system, slen))
+        typed->span[typed->n++] = (struct md_text_span){ at, slen };
+    return MD_OK;
 }
 
 /* SPM vocabularies put a space before every piece of text they tokenize,
@@ -556,10 +611,13 @@ int md_vision_prompt_build_multi(const struct md_model *model, const char *tmpl,
     size_t user_at = 0;
     int rc = turn ? render(tmpl, model, system, turn, n_blocks, &text, &user_at, err, errlen)
                   : MD_ERR_NOMEM;
+    struct typed typed;
+    if (!rc)
+        rc = find_typed(tmpl, model, system, turn, question, text, user_at, n_blocks, &typed);
     free(turn);
     struct id_buf b = { NULL, 0, 0 };
     if (!rc)
-        rc = prompt_ids(vocab, text, user_at, n_blocks, &b);
+        rc = prompt_ids(vocab, text, user_at, n_blocks, &typed, &b);
     free(text);
     if (!rc)
         drop_space_after_image(vocab, &b);

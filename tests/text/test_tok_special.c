@@ -161,6 +161,33 @@ static void test_llama_spm(void)
         CHECK(md_tokenize_except(v, "a", 1, false, true, NULL, 0, NULL, 0) ==
               md_tokenize(v, "a", 1, false, true, NULL, 0));
     }
+    /* literal spans: control text inside one is text, outside it a token,
+     * and without control text in the spans nothing changes */
+    {
+        const char *text = "a</s>b</s>c";
+        struct md_text_span first = { 1, 4 }, tail = { 10, 1 }, across = { 0, 3 };
+        int32_t got[64];
+        int64_t n = md_tokenize_literal(v, text, strlen(text), false, true, NULL, 0, &first, 1,
+                                        got, 64);
+        struct seq want = { .n = 0 };
+        seq_text(&want, v, "a</s>b", false);
+        seq_id(&want, 2);
+        seq_text(&want, v, "c", false);
+        CHECK(n == want.n && !memcmp(got, want.v, sizeof(int32_t) * (size_t)n));
+        struct seq all = { .n = 0 };
+        seq_text(&all, v, "a", false);
+        seq_id(&all, 2);
+        seq_text(&all, v, "b", false);
+        seq_id(&all, 2);
+        seq_text(&all, v, "c", false);
+        n = md_tokenize_literal(v, text, strlen(text), false, true, NULL, 0, &tail, 1, got, 64);
+        CHECK(n == all.n && !memcmp(got, all.v, sizeof(int32_t) * (size_t)n));
+        /* a span that only overlaps the control text still keeps it text */
+        n = md_tokenize_literal(v, text, strlen(text), false, true, NULL, 0, &across, 1, got, 64);
+        CHECK(n == want.n && !memcmp(got, want.v, sizeof(int32_t) * (size_t)n));
+        CHECK(md_tokenize_literal(v, text, 3, false, true, NULL, 0, NULL, 1, NULL, 0) == -1);
+        CHECK(md_tokenize_literal(v, text, 3, false, true, NULL, 0, &first, -1, NULL, 0) == -1);
+    }
     EXPECT_DETOK(v, "<s>[INST] hi [/INST]", false, "[INST] hi [/INST]");
     EXPECT_DETOK(v, "<s>[INST] hi [/INST]", true, "<s>[INST] hi [/INST]");
     EXPECT_DETOK(v, "<unk>", true, "<unk>");
