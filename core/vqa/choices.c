@@ -80,12 +80,15 @@ int md_vqa_choices_parse(const char *list, char ***out, int32_t *n, char *err, s
 
 /* ---- the tokens of a choice ---- */
 
-static int32_t *tokens(const struct md_vocab *vocab, const char *text, int64_t *n)
+/* Tokens of text, control tokens matched only outside the literal spans
+ * (the question and the choice are typed text, as in the prompt: vision.c). */
+static int32_t *tokens(const struct md_vocab *vocab, const char *text,
+                       const struct md_text_span *lit, int32_t n_lit, int64_t *n)
 {
     size_t len = strlen(text);
-    int64_t k = md_tokenize(vocab, text, len, false, true, NULL, 0);
+    int64_t k = md_tokenize_literal(vocab, text, len, false, true, NULL, 0, lit, n_lit, NULL, 0);
     int32_t *t = k >= 0 ? malloc(sizeof *t * (size_t)(k + 1)) : NULL;
-    if (t && md_tokenize(vocab, text, len, false, true, t, k) != k) {
+    if (t && md_tokenize_literal(vocab, text, len, false, true, NULL, 0, lit, n_lit, t, k) != k) {
         free(t);
         t = NULL;
     }
@@ -123,8 +126,8 @@ static int prompt_tail(const struct md_vqa *v, const struct md_vqa_ask *ask, cha
  * prompt stays as it was prefilled, as it would for generation, and the
  * answer is tokenized alone (for SPM with a space prefix, the prefix is the
  * separating space). */
-static int choice_tokens(const struct md_vqa *v, const char *segment, const char *sep,
-                         const char *c, int32_t **out, int64_t *n)
+static int choice_tokens(const struct md_vqa *v, const char *segment, size_t question_len,
+                         const char *sep, const char *c, int32_t **out, int64_t *n)
 {
     const struct md_vocab *vocab = md_model_vocab(v->model);
     size_t len = strlen(segment) + strlen(sep) + strlen(c) + 1;
@@ -132,8 +135,11 @@ static int choice_tokens(const struct md_vqa *v, const char *segment, const char
     if (!full)
         return MD_ERR_NOMEM;
     snprintf(full, len, "%s%s%s", segment, sep, c);
+    /* the segment is "\n" + question + the template's tail */
+    struct md_text_span lit[2] = { { 1, question_len },
+                                   { strlen(segment) + strlen(sep), strlen(c) } };
     int64_t np, nq;
-    int32_t *p = tokens(vocab, segment, &np), *q = tokens(vocab, full, &nq);
+    int32_t *p = tokens(vocab, segment, lit, 1, &np), *q = tokens(vocab, full, lit, 2, &nq);
     int rc = p && q ? MD_OK : MD_ERR_NOMEM;
     *out = NULL;
     if (!rc && nq > np && !memcmp(p, q, sizeof *p * (size_t)np)) {
@@ -146,7 +152,8 @@ static int choice_tokens(const struct md_vqa *v, const char *segment, const char
         snprintf(full, len, "%s%s", spm_space ? "" : sep, c);
         vqa_log(v, MD_LOG_DEBUG, "choice '%s' merges with the prompt's last token: scored "
                 "as its own tokens", c);
-        *out = tokens(vocab, full, n);
+        struct md_text_span whole = { 0, strlen(full) };
+        *out = tokens(vocab, full, &whole, 1, n);
         rc = *out ? MD_OK : MD_ERR_NOMEM;
     }
     free(full);
@@ -215,14 +222,13 @@ static int collect_eog(struct scorer *sc, const struct md_vocab *vocab)
     return MD_OK;
 }
 
-/* Every choice's tokens, checked: none may be a control token (a choice
- * holding "</s>" would end the answer inside it), and all must fit the
- * context after the prompt. */
+/* Every choice's tokens, checked: each has some and fits the context after
+ * the prompt. (A choice's control-token text, "</s>", is its text: it is
+ * a literal span, so it cannot end the answer inside it.) */
 static int all_tokens(struct md_vqa_stream *s, const struct md_vqa_ask *ask, int32_t prompt,
                       int32_t **toks, int64_t *n, char *err, size_t errlen)
 {
     struct md_vqa *v = s->vqa;
-    const struct md_vocab *vocab = md_model_vocab(v->model);
     char *segment = NULL;
     const char *sep;
     int rc = prompt_tail(v, ask, &segment, &sep);
@@ -230,13 +236,8 @@ static int all_tokens(struct md_vqa_stream *s, const struct md_vqa_ask *ask, int
         snprintf(err, errlen, "unknown chat template '%s'",
                  ask->chat_template ? ask->chat_template : "auto");
     for (int32_t i = 0; !rc && i < ask->n_choices; i++) {
-        rc = choice_tokens(v, segment, sep, ask->choices[i], &toks[i], &n[i]);
-        for (int64_t j = 0; !rc && j < n[i]; j++)
-            if (md_vocab_token_type(vocab, toks[i][j]) == MD_TOKEN_CONTROL) {
-                snprintf(err, errlen, "choice %d ('%s') holds a special token's text", i,
-                         ask->choices[i]);
-                rc = MD_ERR_INVALID;
-            }
+        rc = choice_tokens(v, segment, strlen(ask->question), sep, ask->choices[i], &toks[i],
+                           &n[i]);
         if (!rc && n[i] == 0) {
             snprintf(err, errlen, "choice %d ('%s') has no tokens", i, ask->choices[i]);
             rc = MD_ERR_INVALID;

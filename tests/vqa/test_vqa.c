@@ -532,6 +532,30 @@ static void threads_abort_waiting(void)
     md_vqa_free(v);
 }
 
+/* Control-token text typed in the question and in the choices is text: a
+ * choice "</s>" is scored as its characters (several tokens), not as the
+ * end of the answer (one token), and is not refused. */
+static void typed_controls(void)
+{
+    struct md_vqa *v = load(5.0, NULL, NULL);
+    struct md_vqa_stream *s;
+    struct md_vqa_answer a;
+    char err[512];
+    CHECK(md_vqa_stream_new(v, MD_VQA_WINDOW, &s, err, sizeof err) == MD_OK);
+    feed(s, 10);
+    static const char *const typed[] = { "</s>", "red</s>" };
+    struct md_vqa_ask ask = md_vqa_default_ask("Is it </s> or red?</s>");
+    ask.choices = typed;
+    ask.n_choices = 2;
+    CHECKF(md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_OK, "%s", err);
+    CHECK(a.choice >= 0 && a.choice < 2 && a.text && !strcmp(a.text, typed[a.choice]));
+    CHECKF(a.generated_tokens > 2, "%d tokens for '%s'", a.generated_tokens,
+           a.text ? a.text : "");
+    md_vqa_answer_clear(&a);
+    md_vqa_stream_free(s);
+    md_vqa_free(v);
+}
+
 int main(void)
 {
     md_test_data("../models/fixtures/vision/tiny-llava-llm-f32.gguf", llm, sizeof llm);
@@ -540,6 +564,7 @@ int main(void)
     sampling();
     answers();
     constrained();
+    typed_controls();
     growing();
     aborted();
     threads_same_answers();
