@@ -27,9 +27,18 @@ struct _MdvEngine
   struct md_vqa *vqa;
   gint users;                   /* atomic: changed under engines_lock */
   GstElement *loader;           /* during the load only: gets its warnings */
+  /* under engines_lock: TRUE while the loader loads (outside the lock);
+   * then the load's result, which elements that waited for it share */
+  gboolean loading;
+  int load_rc;
+  gchar *load_err;
 };
 
+/* The table, and engines_loaded signalled when any load ends. A load runs
+ * outside the lock: elements of other engines neither wait for it nor
+ * for each other's loads; elements of the same engine wait for it. */
 static GMutex engines_lock;
+static GCond engines_loaded;
 static GList *engines;          /* MdvEngine*, under engines_lock */
 
 static gchar *
@@ -145,6 +154,59 @@ find_locked (const MdvEngineKey * k, gchar ** why)
   return NULL;
 }
 
+static void
+engine_free (MdvEngine * e)
+{
+  md_vqa_free (e->vqa);
+  key_clear (&e->key);
+  g_free (e->load_err);
+  g_free (e);
+}
+
+/* Wait (holding the table's lock) for e's load; MD_OK, or its error. */
+static int
+wait_loaded_locked (MdvEngine * e, char *err, size_t errlen)
+{
+  while (e->loading)
+    g_cond_wait (&engines_loaded, &engines_lock);
+  if (e->load_rc == MD_OK)
+    return MD_OK;
+  g_strlcpy (err, e->load_err ? e->load_err : "", errlen);
+  return e->load_rc;
+}
+
+/* Load e's md_vqa (without the table's lock), then publish the result. */
+static int
+load (GstElement * element, MdvEngine * e, const struct md_vqa_params *params,
+    MdvEngineLoadingFunc loading, char *err, size_t errlen)
+{
+  struct md_vqa_params p = *params;
+  p.log = engine_log;
+  p.log_user = e;
+  if (loading)
+    loading (element);
+  struct md_vqa *vqa = NULL;
+  int rc = md_vqa_load (&p, &vqa, err, errlen);
+
+  g_mutex_lock (&engines_lock);
+  e->loader = NULL;
+  e->vqa = vqa;
+  e->loading = FALSE;
+  e->load_rc = rc;
+  if (rc != MD_OK) {
+    /* out of the table: the next element to ask tries again; those that
+     * waited get this error, and the last of them frees e */
+    e->load_err = g_strdup (err);
+    engines = g_list_remove (engines, e);
+  }
+  gboolean last = rc != MD_OK && g_atomic_int_dec_and_test (&e->users);
+  g_cond_broadcast (&engines_loaded);
+  g_mutex_unlock (&engines_lock);
+  if (last)
+    engine_free (e);
+  return rc;
+}
+
 int
 mdv_engines_acquire (GstElement * element, const gchar * name,
     const struct md_vqa_params *params, gboolean growing,
@@ -153,16 +215,23 @@ mdv_engines_acquire (GstElement * element, const gchar * name,
   MdvEngineKey k;
   gchar *why = NULL;
 
+  *out = NULL;
   key_init (&k, name, params, growing);
   g_mutex_lock (&engines_lock);
   MdvEngine *e = find_locked (&k, &why);
   if (e) {
-    g_atomic_int_inc (&e->users);
     key_clear (&k);
+    g_free (why);
+    g_atomic_int_inc (&e->users);
+    int rc = wait_loaded_locked (e, err, errlen);
+    gboolean last = rc != MD_OK && g_atomic_int_dec_and_test (&e->users);
     g_mutex_unlock (&engines_lock);
+    if (last)
+      engine_free (e);
+    if (rc != MD_OK)
+      return rc;
     GST_INFO_OBJECT (element, "sharing the loaded engine of %s (%d elements)",
         e->key.model, g_atomic_int_get (&e->users));
-    g_free (why);
     *out = e;
     return MD_OK;
   }
@@ -170,29 +239,18 @@ mdv_engines_acquire (GstElement * element, const gchar * name,
     GST_INFO_OBJECT (element, "a separate engine for %s: %s", k.model, why);
   g_free (why);
 
-  /* loaded under the table's lock: an element naming the same engine waits
+  /* in the table before it loads: an element naming the same engine waits
    * for this load instead of starting its own */
   e = g_new0 (MdvEngine, 1);
   e->key = k;
   e->users = 1;
   e->loader = element;
-  struct md_vqa_params p = *params;
-  p.log = engine_log;
-  p.log_user = e;
-  if (loading)
-    loading (element);
-  int rc = md_vqa_load (&p, &e->vqa, err, errlen);
-  e->loader = NULL;
-  if (rc == MD_OK) {
-    engines = g_list_prepend (engines, e);
-  }
+  e->loading = TRUE;
+  engines = g_list_prepend (engines, e);
   g_mutex_unlock (&engines_lock);
-  if (rc != MD_OK) {
-    key_clear (&e->key);
-    g_free (e);
-    e = NULL;
-  }
-  *out = e;
+
+  int rc = load (element, e, params, loading, err, errlen);
+  *out = rc == MD_OK ? e : NULL;
   return rc;
 }
 
@@ -202,7 +260,7 @@ mdv_engine_vqa (const MdvEngine * e)
   return e ? e->vqa : NULL;
 }
 
-/* Without the table's lock: a bus handler may ask while a load holds it. */
+/* An atomic read, without the table's lock (a bus handler may ask). */
 guint
 mdv_engine_users (const MdvEngine * e)
 {
@@ -219,9 +277,6 @@ mdv_engines_release (MdvEngine * e)
   if (last)
     engines = g_list_remove (engines, e);
   g_mutex_unlock (&engines_lock);
-  if (!last)
-    return;
-  md_vqa_free (e->vqa);
-  key_clear (&e->key);
-  g_free (e);
+  if (last)
+    engine_free (e);
 }

@@ -1516,6 +1516,59 @@ GST_START_TEST (test_shared_one_stops)
 
 GST_END_TEST;
 
+/* One pipeline whose element names the mmproj as its LLM, started on its
+ * own thread: returns the error's text (or NULL). */
+static gpointer
+start_bad_model (gpointer unused)
+{
+  gchar *l = g_strdup_printf ("videotestsrc num-buffers=10 "
+      "! video/x-raw,format=RGB,width=32,height=24,framerate=10/1 "
+      "! mustdropvqa model=%s mmproj=%s threads=1 ! fakesink", mmproj_path,
+      mmproj_path);
+  GstElement *p = gst_parse_launch (l, NULL);
+  g_free (l);
+  GstBus *bus = gst_element_get_bus (p);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  GstMessage *m = gst_bus_timed_pop_filtered (bus, MSG_TIMEOUT,
+      GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+  gchar *text = NULL;
+  if (m && GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+    GError *e;
+    gst_message_parse_error (m, &e, NULL);
+    text = g_strdup (e->message);
+    g_error_free (e);
+  }
+  if (m)
+    gst_message_unref (m);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+  return text;
+}
+
+/* Elements of one engine whose load fails, started at once (those that
+ * find the load under way wait for it): each gets the load's cause as its
+ * error; nothing is left in the table, so a good engine loads after. */
+GST_START_TEST (test_shared_load_error)
+{
+  GThread *t[4];
+  for (guint i = 0; i < 4; i++)
+    t[i] = g_thread_new ("bad-model", start_bad_model, NULL);
+  for (guint i = 0; i < 4; i++) {
+    gchar *text = g_thread_join (t[i]);
+    fail_unless (text && strstr (text, "not a language model"), "error %u: %s",
+        i, text ? text : "(none)");
+    g_free (text);
+  }
+  BranchRun r;
+  run_branches (0, 1, NULL, &r);
+  fail_unless_equals_int (r.loads, 1);
+  fail_unless_equals_int (r.users[0], 1);
+  branch_run_clear (&r);
+}
+
+GST_END_TEST;
+
 /* A flooding element (a window every 0.1 s, 30 of them queued at once) and
  * one with three 1 s windows share an engine: the turns alternate, so the
  * second's answers come early, not after the flood. */
@@ -1604,6 +1657,7 @@ mustdropvqa_suite (void)
   tcase_add_test (ts, test_shared_engine_eight);
   tcase_add_test (ts, test_engine_name_separates);
   tcase_add_test (ts, test_shared_one_stops);
+  tcase_add_test (ts, test_shared_load_error);
   tcase_add_test (ts, test_shared_fair_to_slow_stream);
 
   /* one hour of 1 fps video */
