@@ -6,7 +6,7 @@
 #
 #   docs/benchmarks/cpu/build-llamacpp.sh [DIR]     (default: build-llamacpp/ at the repo root)
 #
-# Network is needed once, for pip's download; the tarball is kept in DIR/sdist.
+# Network is needed once, to download the sdist from PyPI; it is kept in DIR/sdist.
 set -euo pipefail
 version=0.3.36
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,10 +17,23 @@ src=$dir/llama_cpp_python-$version/vendor/llama.cpp
 bin=$dir/build/bin
 
 if [ ! -f "$tarball" ]; then
-    pip=(/usr/bin/python3 -m pip)
-    "${pip[@]}" --version > /dev/null 2>&1 || pip=(pip)
-    "${pip[@]}" download "llama-cpp-python==$version" --no-binary :all: --no-deps \
-        -d "$dir/sdist" >&2
+    # The sdist file itself, checked against PyPI's SHA-256 (pip download
+    # would build the package's build dependencies from source just to read
+    # its metadata).
+    mkdir -p "$dir/sdist"
+    /usr/bin/python3 - "$version" "$tarball" >&2 <<'PY'
+import hashlib, json, sys, urllib.request
+version, dest = sys.argv[1], sys.argv[2]
+name = f"llama_cpp_python-{version}.tar.gz"
+index = urllib.request.Request("https://pypi.org/simple/llama-cpp-python/",
+                               headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+(sdist,) = [f for f in json.load(urllib.request.urlopen(index))["files"] if f["filename"] == name]
+data = urllib.request.urlopen(sdist["url"]).read()
+if hashlib.sha256(data).hexdigest() != sdist["hashes"]["sha256"]:
+    sys.exit(f"{name}: SHA-256 does not match PyPI's")
+open(dest + ".part", "wb").write(data)
+PY
+    mv "$tarball.part" "$tarball"
 fi
 [ -d "$src" ] || tar -xzf "$tarball" -C "$dir"
 # OpenMP on: it is llama.cpp's default CPU threading, so the comparison is

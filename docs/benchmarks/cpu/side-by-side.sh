@@ -8,6 +8,11 @@
 # same settings: pp512 and tg128 (-p 512 -n 128), and tg128 after DEPTH
 # cached tokens (-p 0 -n 128 -d DEPTH; both engines' -d). The machine's
 # ceilings (FMA peak, read bandwidth) are measured in the same run.
+# The vision path last (VISION=1, the default): a random CLIP-L/336 mmproj
+# (projector to the LLM's width) plus the F16 LLM, one 336x336 PNG, one
+# answer token, Vicuna template (mustdrop's default for LLaVA-1.5; the
+# synthetic GGUF names none), whole process, llama-mtmd-cli and `mustdrop --image`
+# alternately, REPS x ROUNDS pairs of wall times (vision.tsv).
 #
 #   docs/benchmarks/cpu/side-by-side.sh BUILD_DIR [OUT_DIR]
 #
@@ -19,8 +24,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=$(realpath "$1")
 out=$(mkdir -p "${2:-$here/$(date -u +%F)-sbs}" && cd "${2:-$here/$(date -u +%F)-sbs}" && pwd)
 threads=${THREADS:-2} reps=${REPS:-3} rounds=${ROUNDS:-1} depth=${DEPTH:-2048}
-types=${TYPES:-f16 q8_0 q4_k_m q4_0}
-lbin=$("$here/build-llamacpp.sh" ${LLAMACPP_DIR:+"$LLAMACPP_DIR"})
+types=${TYPES:-f16 q8_0 q4_k_m q4_0} vision=${VISION:-1}
+lbin=$(WITH_MTMD=$vision "$here/build-llamacpp.sh" ${LLAMACPP_DIR:+"$LLAMACPP_DIR"})
 lb=$lbin/llama-bench
 mb=$build/core/cli/mustdrop-bench
 tmp=$(mktemp -d)
@@ -64,5 +69,27 @@ for round in $(seq 1 "$rounds"); do
         [ "$depth" -gt 0 ] && run_pair "$t" depth "$round" -p 0 -n 128 -d "$depth"
     done
 done
+
+# The vision path: wall time of the whole process (load, image, tower,
+# projector, prefill, one token) for each engine, alternating.
+wall() {   # LOG CMD...: seconds CMD took, its output in LOG
+    local log=$1 t0=$EPOCHREALTIME; shift
+    "$@" > "$log" 2>&1 || { echo "failed: $* (see $log)" >&2; return 1; }
+    awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'
+}
+if [ "$vision" = 1 ]; then
+    mmproj=$tmp/clip-l-336-f16.gguf img=$tmp/frame.png q="What is in the image?"
+    "$mb" --synthetic-vision clip-l-336 --proj-dim 1024 --type f16 --write "$mmproj" -r 0 > /dev/null
+    ffmpeg -loglevel error -f lavfi -i testsrc2=size=336x336 -frames:v 1 "$img"
+    printf 'pair\tllama-mtmd-cli s\tmustdrop s\n' > "$out/vision.tsv"
+    for i in $(seq 1 $((reps * rounds))); do
+        a=$(wall "$out/vision-llamacpp-$i.log" "$lbin/llama-mtmd-cli" -m "$f16" \
+            --mmproj "$mmproj" --image "$img" -p "$q" -n 1 --temp 0 -t "$threads" \
+            --chat-template vicuna)
+        b=$(wall "$out/vision-mustdrop-$i.log" "$build/core/cli/mustdrop" -m "$f16" \
+            --mmproj "$mmproj" --image "$img" --question "$q" -n 1 -t "$threads")
+        printf '%s\t%s\t%s\n' "$i" "$a" "$b" >> "$out/vision.tsv"
+    done
+fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
 /usr/bin/python3 "$here/summarize.py" "$out" | tee "$out/summary.md"

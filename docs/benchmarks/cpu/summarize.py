@@ -6,6 +6,7 @@ bandwidth / bytes read per token; prefill: FMA peak / FLOPs per token).
 Standard library only."""
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -75,3 +76,19 @@ for t in TYPES:
         c = bound(test, size) if size else float("nan")
         print(f"| {t.upper()} | {test} | {a:.1f} | {b:.1f} | {a / b:.2f} | "
               f"{100 * a / c:.0f}% | {100 * b / c:.0f}% |")
+
+# The vision path (side-by-side.sh with VISION=1): whole-process wall time of
+# one image, one answer token; the median of the pairs, and each pair's ratio.
+vt = out / "vision.tsv"
+if vt.exists():
+    rows = [line.split("\t") for line in vt.read_text().splitlines()[1:] if line.strip()]
+    pairs = [(float(a), float(b)) for _, a, b in rows if a and b]
+    if pairs:
+        a, b = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+        ratios = ", ".join(f"{p[0] / p[1]:.2f}" for p in pairs)
+        print("\nVision path (CLIP-L/336 mmproj + this F16 LLM, one 336x336 image, one answer "
+              "token, whole process; median of the pairs):\n")
+        print("| llama-mtmd-cli s | mustdrop --image s | llama.cpp / mustdrop (speed-up) | "
+              "each pair's |")
+        print("|---:|---:|---:|---|")
+        print(f"| {a:.2f} | {b:.2f} | {a / b:.2f} | {ratios} |")
