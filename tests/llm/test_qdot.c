@@ -31,6 +31,7 @@
 
 #include "cpu-kernels.h"
 #include "cpu-qdot.h"
+#include "cpu-qgemm.h"
 #include "quant.h"
 #include "md_test_quant.h"
 
@@ -212,6 +213,107 @@ static void check_type(struct rng *r, uint32_t type, int64_t n_in, int64_t n_out
     free(terms);
 }
 
+/* The integer-dot GEMM (cpu-qgemm.h) at prefill sizes: its AVX-512 VNNI
+ * kernel on packed panels (every tile width 1..8, a partial last panel)
+ * and md_matmul_qgemm (pools, token counts past one L2 chunk) against the
+ * reference GEMV on the same quantized rows, with check_type's f32
+ * tolerance; e gets the error of the GEMM against the exact product. */
+static void check_gemm(struct rng *r, uint32_t type, int64_t n_in, int64_t n_out, bool spread,
+                       struct md_threadpool **pools, enum md_cpu_isa isa, struct errs *e)
+{
+    const int64_t n_tok = 45, rb = md_type_row_bytes(type, n_in);
+    const size_t xb = md_xq_row_bytes(type, n_in);
+    uint8_t *W = make_weights(r, type, n_in, n_out);
+    float *X = malloc(sizeof(float) * (size_t)(n_tok * n_in));
+    float *Wf = malloc(sizeof(float) * (size_t)(n_in * n_out));
+    double *wt = malloc(sizeof(double) * (size_t)(n_in * n_out));
+    char *XQ = malloc(xb * (size_t)n_tok);
+    float *Yref = malloc(sizeof(float) * (size_t)(n_tok * n_out));
+    float *Y = malloc(sizeof(float) * (size_t)(n_tok * n_out));
+    double *tol = malloc(sizeof(double) * (size_t)(n_tok * n_out));
+    void *panel = aligned_alloc(64, (md_qgemm_panel_bytes(type, n_in) + 63) / 64 * 64);
+    if (!X || !Wf || !wt || !XQ || !Yref || !Y || !tol || !panel) abort();
+    for (int64_t t = 0; t < n_tok; t++) {
+        make_x(r, X + t * n_in, n_in, spread);
+        md_xq_quantize_row(type, X + t * n_in, n_in, XQ + t * xb);
+    }
+    for (int64_t o = 0; o < n_out; o++) {
+        md_dequantize_row(type, W + o * rb, Wf + o * n_in, n_in);
+        for (int64_t i = 0; i < n_in; i++)
+            wt[o * n_in + i] = w_terms(type, W + o * rb, i, Wf[o * n_in + i]);
+    }
+    md_qdot_ref(type, XQ, (int)n_tok, xb, n_in, W, (size_t)rb, n_out, Yref, n_out);
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t o = 0; o < n_out; o++) {
+            double s = 0;
+            for (int64_t i = 0; i < n_in; i++)
+                s += wt[o * n_in + i] * fabs(xq_value(type, XQ + t * xb, i));
+            tol[t * n_out + o] = 1e-5 * s + 1e-30;
+        }
+#if defined(__x86_64__) || defined(__i386__)
+    const bool vnni = isa >= MD_ISA_AVX512 && md_qgemm_avx512vnni_usable();
+    for (int64_t o0 = 0; vnni && o0 < n_out; o0 += MD_QGEMM_NR) {
+        const int nrows = (int)(n_out - o0 < MD_QGEMM_NR ? n_out - o0 : MD_QGEMM_NR);
+        md_qgemm_pack(type, W + o0 * rb, (size_t)rb, nrows, n_in, panel);
+        for (int64_t T = 1; T <= n_tok; T += (T < 9 ? 1 : n_tok - 9)) {
+            for (int64_t i = 0; i < n_tok * n_out; i++)
+                Y[i] = -12345.0f;   /* the kernel stores only its nrows columns */
+            md_qgemm_avx512vnni(type, panel, n_in, XQ, T, xb, Y + o0, n_out, nrows);
+            for (int64_t t = 0; t < n_tok; t++)
+                for (int64_t o = 0; o < n_out; o++) {
+                    const float y = Y[t * n_out + o], ref = Yref[t * n_out + o];
+                    if (t >= T || o < o0 || o >= o0 + nrows)
+                        CHECKF(y == -12345.0f, "%s kernel T=%lld wrote t=%lld o=%lld", md_type_name(type),
+                               (long long)T, (long long)t, (long long)o);
+                    else
+                        CHECKF(fabs((double)y - ref) <= tol[t * n_out + o],
+                               "%s kernel T=%lld t=%lld o=%lld: %g vs ref %g", md_type_name(type),
+                               (long long)T, (long long)t, (long long)o, y, ref);
+                }
+        }
+    }
+#else
+    const bool vnni = false;
+#endif
+    /* the driver: the GEMM where it applies, else exactly md_matmul */
+    float *Yexact = malloc(sizeof(float) * (size_t)(n_tok * n_out));
+    if (!Yexact) abort();
+    for (int p = -1; p < 3; p++)
+        for (int64_t T = 9; T <= n_tok; T += n_tok - 9) {
+            CHECK(md_matmul_qgemm(p < 0 ? NULL : pools[p], isa, X, T, n_in, W, type, n_out, Y) == 0);
+            if (!vnni) {
+                CHECK(md_matmul(p < 0 ? NULL : pools[p], isa, X, T, n_in, W, type, n_out, Yexact) == 0);
+                CHECK(memcmp(Y, Yexact, sizeof(float) * (size_t)(T * n_out)) == 0);
+                continue;
+            }
+            for (int64_t i = 0; i < T * n_out; i++)
+                CHECKF(fabs((double)Y[i] - Yref[i]) <= tol[i], "%s md_matmul_qgemm pool=%d T=%lld i=%lld: %g vs %g",
+                       md_type_name(type), p, (long long)T, (long long)i, Y[i], Yref[i]);
+        }
+    /* error of the last product (all tokens) against the exact one */
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t o = 0; o < n_out; o++) {
+            double exact = 0, mag = 0;
+            for (int64_t i = 0; i < n_in; i++) {
+                exact += (double)Wf[o * n_in + i] * X[t * n_in + i];
+                mag += fabs((double)Wf[o * n_in + i] * X[t * n_in + i]);
+            }
+            const double err = fabs((double)Y[t * n_out + o] - exact);
+            if (mag > 0 && err / mag > e->max_rel)
+                e->max_rel = err / mag;
+        }
+    free(Yexact);
+    free(W);
+    free(X);
+    free(Wf);
+    free(wt);
+    free(XQ);
+    free(Yref);
+    free(Y);
+    free(tol);
+    free(panel);
+}
+
 static void check_nan(uint32_t type)
 {
     const int64_t n_in = 512, n_out = 4;
@@ -248,6 +350,11 @@ int main(void)
                "%.2e (1e-6..1e4 blocks); at most %.0f%% of the bound\n",
                md_type_name(type), one.max_rel, spread.max_rel,
                100.0 * (one.max_of_bound > spread.max_of_bound ? one.max_of_bound : spread.max_of_bound));
+        struct errs g1 = { 0, 0 }, g2 = { 0, 0 };
+        check_gemm(&r, type, n_in, 37, false, pools, isa, &g1);
+        check_gemm(&r, type, n_in, 37, true, pools, isa, &g2);
+        printf("%-5s prefill GEMM (45 tokens) error / sum|w x| against the exact product: max %.2e "
+               "(one magnitude), %.2e (1e-6..1e4 blocks)\n", md_type_name(type), g1.max_rel, g2.max_rel);
         check_nan(type);
     }
     /* unquantized types are not approximated */
