@@ -60,6 +60,13 @@ bool md_qdot_avx2_has(uint32_t wtype);
 void md_qdot_avx2(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
                   int64_t n_in, const uint8_t *W, size_t row_bytes,
                   int64_t n_rows, float *Y, int64_t ldy);
+/* AVX-512 (F, BW, VL, DQ) + VNNI kernels: Q4_0, Q8_0, Q4_K, Q5_K, Q6_K;
+ * the caller checks the CPU (md_qgemm_avx512vnni_usable in cpu-qgemm.h)
+ * and md_qdot_avx512vnni_has(wtype). */
+bool md_qdot_avx512vnni_has(uint32_t wtype);
+void md_qdot_avx512vnni(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
+                        int64_t n_in, const uint8_t *W, size_t row_bytes,
+                        int64_t n_rows, float *Y, int64_t ldy);
 #endif
 
 #endif

@@ -1,6 +1,6 @@
 /* Integer-dot GEMM (cpu-qgemm.h): panel packing in portable C and the
  * driver that quantizes the activations once and splits the product into
- * (token chunk, panel group) work items. The block layouts are those of
+ * work items of a few panels each, all tokens. The block layouts are those of
  * quant.c (ggml's), read as in cpu-qdot.c's reference. */
 #include "cpu-qgemm.h"
 
@@ -150,10 +150,12 @@ void md_qgemm_pack(uint32_t wtype, const uint8_t *W, size_t row_bytes, int nrows
 
 /* ---- driver --------------------------------------------------------------- */
 
-/* Smallest n_tok that takes the GEMM; fewer go to md_matmul_qdot's GEMV. */
+/* Smallest n_tok that takes the GEMM; fewer take the GEMV. */
 #ifndef MD_QGEMM_MIN_TOK
 #define MD_QGEMM_MIN_TOK 9
 #endif
+/* Largest n_tok of the GEMV (the md_qdot_fn kernels take up to 8). */
+#define MD_GEMV_TOK 8
 /* Bytes of quantized activations one work item multiplies with each of
  * its panels (kept in L2 while the panels pass over them). */
 #ifndef MD_QGEMM_X_BYTES
@@ -171,9 +173,9 @@ struct qgemm_job {
     float *Y;
     char *xq;                 /* n_tok quantized rows */
     size_t xq_row_bytes;
-    char *panels;             /* one panel per thread */
+    char *panels;             /* QGEMM_PANELS_PER_ITEM panels per thread */
     size_t panel_bytes;
-    int64_t tok_per_item, n_tchunks, n_pgroups, n_items;
+    int64_t tok_per_chunk, n_items;
     atomic_llong next;
 };
 
@@ -184,18 +186,29 @@ static void quantize_task(void *arg, int ith, int nth)
         md_xq_quantize_row(j->wtype, j->X + t * j->n_in, j->n_in, j->xq + (size_t)t * j->xq_row_bytes);
 }
 
-static void gemm_item(struct qgemm_job *j, void *panel, int64_t it)
+/* Work item `it`: a group of panels, packed once, times every token,
+ * chunk by chunk (a chunk of activations stays in L2 while the packed
+ * panels pass over it). */
+static void gemm_item(struct qgemm_job *j, char *panels, int64_t it)
 {
-    const int64_t p0 = it / j->n_tchunks * QGEMM_PANELS_PER_ITEM;
-    const int64_t t0 = it % j->n_tchunks * j->tok_per_item;
-    const int64_t nt = j->n_tok - t0 < j->tok_per_item ? j->n_tok - t0 : j->tok_per_item;
+    const int64_t p0 = it * QGEMM_PANELS_PER_ITEM;
     const int64_t n_panels = (j->n_out + MD_QGEMM_NR - 1) / MD_QGEMM_NR;
-    for (int64_t p = p0; p < p0 + QGEMM_PANELS_PER_ITEM && p < n_panels; p++) {
-        const int64_t o0 = p * MD_QGEMM_NR;
+    const int64_t np = n_panels - p0 < QGEMM_PANELS_PER_ITEM ? n_panels - p0 : QGEMM_PANELS_PER_ITEM;
+    for (int64_t p = 0; p < np; p++) {
+        const int64_t o0 = (p0 + p) * MD_QGEMM_NR;
         const int nrows = (int)(j->n_out - o0 < MD_QGEMM_NR ? j->n_out - o0 : MD_QGEMM_NR);
-        md_qgemm_pack(j->wtype, j->W + (size_t)o0 * j->row_bytes, j->row_bytes, nrows, j->n_in, panel);
-        md_qgemm_avx512vnni(j->wtype, panel, j->n_in, j->xq + (size_t)t0 * j->xq_row_bytes, nt,
-                            j->xq_row_bytes, j->Y + t0 * j->n_out + o0, j->n_out, nrows);
+        md_qgemm_pack(j->wtype, j->W + (size_t)o0 * j->row_bytes, j->row_bytes, nrows, j->n_in,
+                      panels + (size_t)p * j->panel_bytes);
+    }
+    for (int64_t t0 = 0; t0 < j->n_tok; t0 += j->tok_per_chunk) {
+        const int64_t nt = j->n_tok - t0 < j->tok_per_chunk ? j->n_tok - t0 : j->tok_per_chunk;
+        for (int64_t p = 0; p < np; p++) {
+            const int64_t o0 = (p0 + p) * MD_QGEMM_NR;
+            const int nrows = (int)(j->n_out - o0 < MD_QGEMM_NR ? j->n_out - o0 : MD_QGEMM_NR);
+            md_qgemm_avx512vnni(j->wtype, panels + (size_t)p * j->panel_bytes, j->n_in,
+                                j->xq + (size_t)t0 * j->xq_row_bytes, nt, j->xq_row_bytes,
+                                j->Y + t0 * j->n_out + o0, j->n_out, nrows);
+        }
     }
 }
 
@@ -203,12 +216,40 @@ static void gemm_task(void *arg, int ith, int nth)
 {
     struct qgemm_job *j = arg;
     (void)nth;
-    void *panel = j->panels + (size_t)ith * j->panel_bytes;
+    char *panels = j->panels + (size_t)ith * QGEMM_PANELS_PER_ITEM * j->panel_bytes;
     for (;;) {
         const int64_t it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (it >= j->n_items)
             break;
-        gemm_item(j, panel, it);
+        gemm_item(j, panels, it);
+    }
+}
+
+/* ---- GEMV (n_tok <= 8) with the AVX-512 VNNI kernels of cpu-qdot.h ------- */
+
+struct qgemv_job {
+    uint32_t wtype;
+    int n_tok;
+    int64_t n_in, n_out, chunk, n_items;
+    const uint8_t *W;
+    size_t row_bytes;
+    float *Y;
+    const char *xq;
+    size_t xq_row_bytes;
+    atomic_llong next;
+};
+
+static void gemv_task(void *arg, int ith, int nth)
+{
+    struct qgemv_job *j = arg;
+    (void)ith, (void)nth;
+    for (;;) {
+        const int64_t it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (it >= j->n_items)
+            break;
+        const int64_t r0 = it * j->chunk, r1 = r0 + j->chunk < j->n_out ? r0 + j->chunk : j->n_out;
+        md_qdot_avx512vnni(j->wtype, j->xq, j->n_tok, j->xq_row_bytes, j->n_in, j->W + (size_t)r0 * j->row_bytes,
+                           j->row_bytes, r1 - r0, j->Y + r0, j->n_out);
     }
 }
 
@@ -220,17 +261,55 @@ static void run_tasks(struct md_threadpool *tp, void (*fn)(void *, int, int), vo
         md_threadpool_run(tp, fn, arg);
 }
 
+/* Whether md_matmul_qgemm computes this product itself (the GEMM, or the
+ * AVX-512 GEMV for the types it has) rather than md_matmul_qdot. */
 static bool qgemm_applies(enum md_cpu_isa isa, uint32_t wtype, int64_t n_tok, int64_t n_in, int64_t n_out)
 {
 #if defined(__x86_64__) || defined(__i386__)
     const int64_t be = md_type_block_elems(wtype);
-    return isa == MD_ISA_AVX512 && n_tok >= MD_QGEMM_MIN_TOK && n_out > 0 && n_in > 0 &&
-           md_qgemm_panel_bytes(wtype, MD_QK_K) > 0 && be > 0 && n_in % be == 0 &&
-           md_qgemm_avx512vnni_usable();
+    if (isa != MD_ISA_AVX512 || n_tok <= 0 || n_out <= 0 || n_in <= 0 || be <= 0 || n_in % be != 0 ||
+        md_qgemm_panel_bytes(wtype, MD_QK_K) == 0)
+        return false;
+    if (n_tok < MD_QGEMM_MIN_TOK && (n_tok > MD_GEMV_TOK || !md_qdot_avx512vnni_has(wtype)))
+        return false;
+    return md_qgemm_avx512vnni_usable();
 #else
     (void)isa, (void)wtype, (void)n_tok, (void)n_in, (void)n_out;
     return false;
 #endif
+}
+
+/* GEMV rows per work item: about 8 items per thread, 32..512 rows (as
+ * cpu-kernels.c's GEMV: long runs keep the prefetchers streaming). */
+static int64_t gemv_chunk(int64_t n_out, int nth)
+{
+    int64_t c = (n_out / (8 * (int64_t)nth) + 15) / 16 * 16;
+    return c < 32 ? 32 : c > 512 ? 512 : c;
+}
+
+static int gemv(struct md_threadpool *tp, const float *X, int64_t n_tok, int64_t n_in,
+                const uint8_t *W, uint32_t wtype, int64_t n_out, float *Y)
+{
+    struct qgemv_job j = {
+        .wtype = wtype, .n_tok = (int)n_tok, .n_in = n_in, .n_out = n_out, .W = W,
+        .row_bytes = (size_t)md_type_row_bytes(wtype, n_in), .Y = Y,
+        .xq_row_bytes = md_xq_row_bytes(wtype, n_in),
+        .chunk = gemv_chunk(n_out, md_threadpool_n_threads(tp)),
+    };
+    j.n_items = (n_out + j.chunk - 1) / j.chunk;
+    atomic_init(&j.next, 0);
+    char *xq = malloc(j.xq_row_bytes * (size_t)n_tok);
+    if (!xq)
+        return MD_ERR_NOMEM;
+    for (int64_t t = 0; t < n_tok; t++)
+        md_xq_quantize_row(wtype, X + t * n_in, n_in, xq + (size_t)t * j.xq_row_bytes);
+    j.xq = xq;
+    if (j.n_items == 1)
+        gemv_task(&j, 0, 1);
+    else
+        run_tasks(tp, gemv_task, &j);
+    free(xq);
+    return MD_OK;
 }
 
 int md_matmul_qgemm(struct md_threadpool *tp, enum md_cpu_isa isa,
@@ -239,6 +318,8 @@ int md_matmul_qgemm(struct md_threadpool *tp, enum md_cpu_isa isa,
 {
     if (!qgemm_applies(isa, wtype, n_tok, n_in, n_out))
         return md_matmul_qdot(tp, isa, X, n_tok, n_in, W, wtype, n_out, Y);
+    if (n_tok < MD_QGEMM_MIN_TOK)
+        return gemv(tp, X, n_tok, n_in, W, wtype, n_out, Y);
     const int nth = md_threadpool_n_threads(tp);
     struct qgemm_job j = {
         .wtype = wtype, .X = X, .n_tok = n_tok, .n_in = n_in, .n_out = n_out, .W = W,
@@ -246,17 +327,15 @@ int md_matmul_qgemm(struct md_threadpool *tp, enum md_cpu_isa isa,
         .xq_row_bytes = md_xq_row_bytes(wtype, n_in),
         .panel_bytes = (md_qgemm_panel_bytes(wtype, n_in) + 63) & ~(size_t)63,
     };
-    j.tok_per_item = (int64_t)(MD_QGEMM_X_BYTES / j.xq_row_bytes);
-    if (j.tok_per_item < 8) j.tok_per_item = 8;
-    j.tok_per_item = j.tok_per_item / 8 * 8;
-    j.n_tchunks = (n_tok + j.tok_per_item - 1) / j.tok_per_item;
-    j.tok_per_item = (n_tok + j.n_tchunks - 1) / j.n_tchunks;   /* even chunks */
+    j.tok_per_chunk = (int64_t)(MD_QGEMM_X_BYTES / j.xq_row_bytes);
+    if (j.tok_per_chunk < 8) j.tok_per_chunk = 8;
+    const int64_t n_chunks = (n_tok + j.tok_per_chunk - 1) / j.tok_per_chunk;
+    j.tok_per_chunk = ((n_tok + n_chunks - 1) / n_chunks + 7) / 8 * 8;   /* even, whole tiles */
     const int64_t n_panels = (n_out + MD_QGEMM_NR - 1) / MD_QGEMM_NR;
-    j.n_pgroups = (n_panels + QGEMM_PANELS_PER_ITEM - 1) / QGEMM_PANELS_PER_ITEM;
-    j.n_items = j.n_pgroups * j.n_tchunks;
+    j.n_items = (n_panels + QGEMM_PANELS_PER_ITEM - 1) / QGEMM_PANELS_PER_ITEM;
     atomic_init(&j.next, 0);
     j.xq = aligned_alloc(64, (j.xq_row_bytes * (size_t)n_tok + 63) & ~(size_t)63);
-    j.panels = aligned_alloc(64, j.panel_bytes * (size_t)nth);
+    j.panels = aligned_alloc(64, j.panel_bytes * QGEMM_PANELS_PER_ITEM * (size_t)nth);
     if (!j.xq || !j.panels) {
         free(j.xq);
         free(j.panels);

@@ -61,10 +61,12 @@ void md_qgemm_avx512vnni(uint32_t wtype, const void *panel, int64_t n_in, const 
 #endif
 
 /* md_matmul_qdot, except that with an AVX-512 VNNI CPU (isa
- * MD_ISA_AVX512) prefill-sized products (n_tok > 8) of quantized weights
- * use the integer-dot GEMM above instead of dequantized f32 panels: off
- * the exact product by the activation rounding, like the GEMV (measured
- * in test_qdot). Other CPUs, types and shapes: exactly md_matmul_qdot. */
+ * MD_ISA_AVX512) products of quantized weights use the integer-dot GEMM
+ * above for n_tok > 8 (instead of dequantized f32 panels) and the AVX-512
+ * VNNI GEMV (md_qdot_avx512vnni) for n_tok <= 8 and the types it has: off
+ * the exact product by the activation rounding, like md_matmul_qdot's GEMV
+ * (measured in test_qdot). Other CPUs, types and shapes: exactly
+ * md_matmul_qdot. */
 int md_matmul_qgemm(struct md_threadpool *tp, enum md_cpu_isa isa,
                     const float *X, int64_t n_tok, int64_t n_in,
                     const void *W, uint32_t wtype, int64_t n_out, float *Y);

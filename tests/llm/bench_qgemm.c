@@ -1,6 +1,7 @@
 /* Micro-benchmark of the integer-dot GEMM (built, never run as a test).
  *
- *   bench_qgemm [-t threads] [-r reps] [-n n_tok] [-type Q4_0,Q4_K,...]
+ *   bench_qgemm [-t threads] [-r reps] [-n n_tok] [-type Q4_0,Q4_K,...] [-cpu 1]
+ *   bench_qgemm -gemv 1 [-type ...] [-r reps]
  *
  * For each type, the matmuls of one layer of the 0.27B LLaMA of
  * docs/benchmarks (n_embd 1024, n_ff 2816: q, k, v, o at 1024 x 1024,
@@ -8,7 +9,9 @@
  * (default 512), through md_matmul_qdot (dequantized f32 panels for
  * n_tok > 8) and md_matmul_qgemm (integer dots where the CPU has AVX-512
  * VNNI), in ms per layer and GFLOP/s (2 n_in n_out n_tok per product);
- * medians over the repetitions, wall time. */
+ * medians over the repetitions, wall time (-cpu 1: process CPU time, for
+ * single-thread tuning on a shared machine; not a wall-clock figure). */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 #include <time.h>
 
 #include "cpu-kernels.h"
+#include "cpu-qdot.h"
 #include "cpu-qgemm.h"
 #include "quant.h"
 
@@ -24,6 +28,20 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static bool use_cpu_time;
+
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double clock_s(void)
+{
+    return use_cpu_time ? cpu_s() : now_s();
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -82,13 +100,13 @@ static double time_layer(matmul_fn fn, struct md_threadpool *tp, enum md_cpu_isa
     double *ts = malloc(sizeof(double) * (size_t)reps);
     if (!ts) abort();
     for (int r = -1; r < reps; r++) {   /* r = -1: warm-up */
-        const double t0 = now_s();
+        const double t0 = clock_s();
         for (size_t s = 0; s < sizeof layer / sizeof layer[0]; s++)
             for (int c = 0; c < layer[s].count; c++)
                 if (fn(tp, isa, X, n_tok, layer[s].n_in, W[s], type, layer[s].n_out, Y) != 0)
                     abort();
         if (r >= 0)
-            ts[r] = now_s() - t0;
+            ts[r] = clock_s() - t0;
     }
     qsort(ts, (size_t)reps, sizeof(double), cmp_d);
     const double med = ts[reps / 2];
@@ -96,18 +114,78 @@ static double time_layer(matmul_fn fn, struct md_threadpool *tp, enum md_cpu_isa
     return med;
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+/* GEMV kernels on one thread with W in L2 (n_in 1024, 128 rows): GB/s of
+ * weights they sustain when memory is not the limit, to compare with the
+ * read bandwidth per core (bytes-moved arithmetic: a kernel at the memory
+ * bound needs comfortably more). */
+static void bench_gemv_l2(const char *types, int reps)
+{
+    const int64_t n_in = 1024, n_out = 128;
+    printf("GEMV kernels, W in L2 (%lld x %lld), 1 thread, CPU time, GB/s of weights\n",
+           (long long)n_in, (long long)n_out);
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", types);
+    for (char *name = strtok(buf, ","); name; name = strtok(NULL, ",")) {
+        uint32_t type = 0;
+        while (type < 64 && (!md_type_supported(type) || strcmp(md_type_name(type), name)))
+            type++;
+        if (type == 64 || md_xq_row_bytes(type, n_in) == 0)
+            continue;
+        void *W = make_weights(type, n_in, n_out);
+        const size_t rb = (size_t)md_type_row_bytes(type, n_in), xb = md_xq_row_bytes(type, n_in);
+        float X[4 * 1024], Y[4 * 128];
+        char *XQ = malloc(4 * xb);
+        if (!XQ) abort();
+        for (int i = 0; i < 4 * 1024; i++)
+            X[i] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
+        for (int t = 0; t < 4; t++)
+            md_xq_quantize_row(type, X + t * n_in, n_in, XQ + t * xb);
+        for (int T = 1; T <= 4; T++) {
+            double best[2] = { 1e30, 1e30 };
+            for (int k = 0; k < 2; k++)
+                for (int r = 0; r < reps; r++) {
+                    const double t0 = cpu_s();
+                    for (int i = 0; i < 200; i++) {
+                        if (k == 0)
+                            md_qdot_avx2(type, XQ, T, xb, n_in, W, rb, n_out, Y, n_out);
+                        else if (md_qdot_avx512vnni_has(type))
+                            md_qdot_avx512vnni(type, XQ, T, xb, n_in, W, rb, n_out, Y, n_out);
+                    }
+                    const double dt = (cpu_s() - t0) / 200;
+                    best[k] = dt < best[k] ? dt : best[k];
+                }
+            const double bytes = (double)(rb * (size_t)n_out);
+            printf("%-5s n_tok=%d  avx2 %6.1f GB/s   avx512vnni %6.1f GB/s\n", name, T,
+                   bytes / best[0] * 1e-9, md_qdot_avx512vnni_has(type) ? bytes / best[1] * 1e-9 : 0.0);
+        }
+        free(XQ);
+        free(W);
+    }
+}
+#endif
+
 int main(int argc, char **argv)
 {
     int n_threads = 2, reps = 7;
     int64_t n_tok = 512;
+    bool gemv = false;
     const char *types = "Q4_0,Q8_0,Q4_K,Q6_K,Q5_K,Q4_1,Q5_0,Q5_1";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-t")) n_threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-r")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-n")) n_tok = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "-type")) types = argv[i + 1];
+        else if (!strcmp(argv[i], "-cpu")) use_cpu_time = atoi(argv[i + 1]) != 0;
+        else if (!strcmp(argv[i], "-gemv")) gemv = atoi(argv[i + 1]) != 0;
         else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
     }
+#if defined(__x86_64__) || defined(__i386__)
+    if (gemv) {
+        bench_gemv_l2(types, reps);
+        return 0;
+    }
+#endif
     const enum md_cpu_isa isa = md_cpu_isa_detect();
     struct md_threadpool *tp = md_threadpool_new(n_threads);
     float *X = malloc(sizeof(float) * (size_t)(n_tok * 2816));
@@ -118,8 +196,8 @@ int main(int argc, char **argv)
     double flop = 0;
     for (size_t s = 0; s < sizeof layer / sizeof layer[0]; s++)
         flop += 2.0 * (double)(layer[s].n_in * layer[s].n_out * layer[s].count) * (double)n_tok;
-    printf("isa %s, %d threads, %lld tokens, one 0.27B LLaMA layer (%.2f GFLOP)\n",
-           md_cpu_isa_name(isa), n_threads, (long long)n_tok, flop * 1e-9);
+    printf("isa %s, %d threads, %lld tokens, one 0.27B LLaMA layer (%.2f GFLOP), %s time\n",
+           md_cpu_isa_name(isa), n_threads, (long long)n_tok, flop * 1e-9, use_cpu_time ? "CPU" : "wall");
     printf("%-5s %12s %12s %14s %14s %8s\n", "type", "f32 ms", "int8 ms", "f32 GFLOP/s", "int8 GFLOP/s", "speedup");
     char buf[256];
     snprintf(buf, sizeof buf, "%s", types);

@@ -118,6 +118,31 @@ static double w_terms(uint32_t type, const uint8_t *row, int64_t i, float w)
 
 struct errs { double max_rel; double max_of_bound; };
 
+/* An ISA GEMV kernel against the reference's Yref, tokens 1..n_tok. */
+static void check_kernel(const char *name, md_qdot_fn fn, uint32_t type, const float *X, const char *XQ,
+                         int n_tok, int64_t n_in, const uint8_t *W, int64_t n_out, const float *Wf,
+                         const float *Yref)
+{
+    const int64_t rb = md_type_row_bytes(type, n_in);
+    const size_t xb = md_xq_row_bytes(type, n_in);
+    float *Y = malloc(sizeof(float) * (size_t)(n_tok * n_out));
+    if (!Y) abort();
+    (void)X;
+    for (int T = 1; T <= n_tok; T++) {
+        fn(type, XQ, T, xb, n_in, W, (size_t)rb, n_out, Y, n_out);
+        for (int t = 0; t < T; t++)
+            for (int64_t o = 0; o < n_out; o++) {
+                double s = 0;
+                for (int64_t i = 0; i < n_in; i++)
+                    s += w_terms(type, W + o * rb, i, Wf[o * n_in + i]) * fabs(xq_value(type, XQ + t * xb, i));
+                const double d = fabs((double)Y[t * n_out + o] - Yref[t * n_out + o]);
+                CHECKF(d <= 1e-5 * s + 1e-30, "%s %s T=%d t=%d o=%lld: %g vs ref %g (terms %g)",
+                       md_type_name(type), name, T, t, (long long)o, Y[t * n_out + o], Yref[t * n_out + o], s);
+            }
+    }
+    free(Y);
+}
+
 static void check_type(struct rng *r, uint32_t type, int64_t n_in, int64_t n_out, bool spread,
                        struct md_threadpool **pools, enum md_cpu_isa max_isa, struct errs *e)
 {
@@ -142,22 +167,10 @@ static void check_type(struct rng *r, uint32_t type, int64_t n_in, int64_t n_out
 
     /* 1. ISA kernels against the reference */
 #if defined(__x86_64__) || defined(__i386__)
-    if (max_isa >= MD_ISA_AVX2 && md_qdot_avx2_has(type)) {
-        for (int T = 1; T <= n_tok; T++) {
-            md_qdot_avx2(type, XQ, T, xb, n_in, W, (size_t)rb, n_out, Y, n_out);
-            for (int t = 0; t < T; t++)
-                for (int64_t o = 0; o < n_out; o++) {
-                    double s = 0;
-                    for (int64_t i = 0; i < n_in; i++)
-                        s += w_terms(type, W + o * rb, i, Wf[o * n_in + i]) *
-                             fabs(xq_value(type, XQ + t * xb, i));
-                    const double d = fabs((double)Y[t * n_out + o] - Yref[t * n_out + o]);
-                    CHECKF(d <= 1e-5 * s + 1e-30, "%s avx2 T=%d t=%d o=%lld: %g vs ref %g (terms %g)",
-                           md_type_name(type), T, t, (long long)o, Y[t * n_out + o],
-                           Yref[t * n_out + o], s);
-                }
-        }
-    }
+    if (max_isa >= MD_ISA_AVX2 && md_qdot_avx2_has(type))
+        check_kernel("avx2", md_qdot_avx2, type, X, XQ, n_tok, n_in, W, n_out, Wf, Yref);
+    if (max_isa >= MD_ISA_AVX512 && md_qgemm_avx512vnni_usable() && md_qdot_avx512vnni_has(type))
+        check_kernel("avx512vnni", md_qdot_avx512vnni, type, X, XQ, n_tok, n_in, W, n_out, Wf, Yref);
 #else
     (void)max_isa;
 #endif
@@ -193,16 +206,18 @@ static void check_type(struct rng *r, uint32_t type, int64_t n_in, int64_t n_out
     for (int isa = MD_ISA_SCALAR; isa <= (int)max_isa; isa++)
         for (int p = -1; p < 3; p++)
             for (int T = 1; T <= n_tok; T += (T < 4 ? 1 : 4)) {
-                CHECK(md_matmul_qdot(p < 0 ? NULL : pools[p], (enum md_cpu_isa)isa, X, T, n_in, W,
-                                     type, n_out, Y) == 0);
-                for (int t = 0; t < T; t++)
-                    for (int64_t o = 0; o < n_out; o++) {
-                        const double ref = Yref[t * n_out + o];
-                        const double d = fabs((double)Y[t * n_out + o] - ref);
-                        CHECKF(d <= 1e-5 * terms[t * n_out + o] + 1e-30,
-                               "%s md_matmul_qdot isa=%d pool=%d T=%d: %g vs %g", md_type_name(type),
-                               isa, p, T, Y[t * n_out + o], ref);
-                    }
+                for (int q = 0; q < 2; q++) {
+                    CHECK((q ? md_matmul_qgemm : md_matmul_qdot)(p < 0 ? NULL : pools[p], (enum md_cpu_isa)isa,
+                                                                 X, T, n_in, W, type, n_out, Y) == 0);
+                    for (int t = 0; t < T; t++)
+                        for (int64_t o = 0; o < n_out; o++) {
+                            const double ref = Yref[t * n_out + o];
+                            const double d = fabs((double)Y[t * n_out + o] - ref);
+                            CHECKF(d <= 1e-5 * terms[t * n_out + o] + 1e-30,
+                                   "%s %s isa=%d pool=%d T=%d: %g vs %g", md_type_name(type),
+                                   q ? "md_matmul_qgemm" : "md_matmul_qdot", isa, p, T, Y[t * n_out + o], ref);
+                        }
+                }
             }
     free(W);
     free(X);
