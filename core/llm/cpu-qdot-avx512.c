@@ -3,9 +3,12 @@
  * rows. They do what cpu-qdot-avx2.c does with half the instructions per
  * weight byte, which is what keeps a GEMV at the memory bound on a core
  * that also has to unpack nibbles:
- * - Q4_0/Q8_0: two blocks per 512-bit vector; vpdpbusd multiplies |w|
- *   with x carrying w's sign (exact per block, as in the AVX2 kernels),
- *   and both blocks' scales are applied in one multiply.
+ * - Q4_0/Q8_0: two blocks per 512-bit vector; vpdpbusd multiplies the
+ *   unsigned weights (Q8_0: + 128) with x, starting each 32-bit lane from
+ *   its share of the offset (md_xq64): the lane ends as the exact dot of
+ *   its 4 signed weights with x, the value the AVX2 kernels' sign trick
+ *   gives, without per-token sign work; both blocks' scales are applied
+ *   in one multiply.
  * - K quants: one 64-value vector per step (Q4_K/Q5_K: the low and high
  *   nibbles of 32 bytes, i.e. two sub-blocks; Q6_K: four 16-value
  *   groups), maddubs to int16 pairs, then vpdpwssd with the group scales;
@@ -39,83 +42,77 @@ INL float f16(const uint8_t *p)
 
 /* ---- Q4_0 and Q8_0: blocks b and b+1 in one vector ----------------------- */
 
-/* Signed weights of two Q4_0 blocks (u - 8), in activation order: 128-bit
- * lanes = low nibbles of block 0, its high nibbles, then block 1's. */
+/* Unsigned weights of Q4_0 blocks b0 and b1 (NULL: none, zeros), in
+ * activation order: 128-bit lanes = low nibbles of b0, its high nibbles,
+ * then b1's; value = u - 8. */
 INL __m512i q4_0_pair(const uint8_t *b0, const uint8_t *b1)
 {
     const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2)));
-    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b1 + 2)));
+    const __m256i b = b1 ? _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b1 + 2)))
+                         : _mm256_setzero_si256();
     const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
     const long long k4 = 0x0004000400040004LL;   /* shift of each 16-bit word */
     const __m512i sh = _mm512_set_epi64(k4, k4, 0, 0, k4, k4, 0, 0);   /* 128-bit lanes 1, 3 */
-    const __m512i u = _mm512_and_si512(_mm512_srlv_epi16(v, sh), _mm512_set1_epi8(0x0f));
-    return _mm512_sub_epi8(u, _mm512_set1_epi8(8));
+    return _mm512_and_si512(_mm512_srlv_epi16(v, sh), _mm512_set1_epi8(0x0f));
 }
 
+/* Q8_0: the int8 values + 128 (value = u - 128). */
 INL __m512i q8_0_pair(const uint8_t *b0, const uint8_t *b1)
 {
     const __m256i a = _mm256_loadu_si256((const __m256i *)(b0 + 2));
-    return _mm512_inserti64x4(_mm512_castsi256_si512(a), _mm256_loadu_si256((const __m256i *)(b1 + 2)), 1);
+    const __m256i b = b1 ? _mm256_loadu_si256((const __m256i *)(b1 + 2)) : _mm256_setzero_si256();
+    return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1), _mm512_set1_epi8((char)0x80));
 }
 
-/* (s0, s1) broadcast to the lanes of block 0 (0..7) and block 1 (8..15). */
-INL __m512 pair_lanes(__m128 s)
+/* The scales of b0 and b1 (NULL: 0) in lanes 0..7 and 8..15. */
+INL __m512 scale_lanes(const uint8_t *b0, const uint8_t *b1)
 {
+    const uint32_t h = ld16(b0) | (b1 ? (uint32_t)ld16(b1) << 16 : 0u);
     const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s));
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h))));
+}
+
+INL void pair_step(const bool q8, const int T, const uint8_t *b0, const uint8_t *b1,
+                   const struct md_xq64 *const *X, int64_t i, __m512 *acc)
+{
+    const __m512i u = q8 ? q8_0_pair(b0, b1) : q4_0_pair(b0, b1);
+    const __m512 dw = scale_lanes(b0, b1);
+    for (int t = 0; t < T; t++) {
+        const struct md_xq64 *x = X[t] + i;
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)x->off), u,
+                                              _mm512_loadu_si512((const void *)x->q));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, _mm512_loadu_ps(x->d)), acc[t]);
+    }
 }
 
 INL void row_q4_0_q8_0(const bool q8, const int T, const uint8_t *row, int64_t nb,
-                       const struct md_xq32 *const *X, float *y, int64_t ldy)
+                       const struct md_xq64 *const *X, float *y, int64_t ldy)
 {
     const int64_t bb = q8 ? 34 : 18;
-    __m512 acc[MAX_T];
-    float tail[MAX_T];
-    for (int t = 0; t < T; t++) {
-        acc[t] = _mm512_setzero_ps();
-        tail[t] = 0.0f;
-    }
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const uint8_t *b0 = row + b * bb, *b1 = b0 + bb;
-        _mm_prefetch((const char *)b0 + 1024, _MM_HINT_T0);
-        if (q8)
-            _mm_prefetch((const char *)b0 + 1024 + 64, _MM_HINT_T0);
-        const __m512i w = q8 ? q8_0_pair(b0, b1) : q4_0_pair(b0, b1);
-        const __mmask64 neg = _mm512_movepi8_mask(w);
-        const __m512i u = _mm512_abs_epi8(w);
-        const __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(ld16(b0) | (uint32_t)ld16(b1) << 16)));
-        for (int t = 0; t < T; t++) {
-            const struct md_xq32 *x = X[t] + b;
-            __m512i xv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[0].q)),
-                                            _mm256_loadu_si256((const __m256i *)x[1].q), 1);
-            xv = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
-            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, xv);
-            const __m128 s = _mm_mul_ps(dw, _mm_insert_ps(_mm_load_ss(&x[0].d), _mm_load_ss(&x[1].d), 0x10));
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), pair_lanes(s), acc[t]);
-        }
-    }
-    if (b < nb) {   /* an odd last block, with 256-bit vectors */
-        const uint8_t *blk = row + b * bb;
-        __m256i w;
-        if (q8) {
-            w = _mm256_loadu_si256((const __m256i *)(blk + 2));
-        } else {
-            const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
-            const __m128i m = _mm_set1_epi8(0x0f);
-            w = _mm256_sub_epi8(_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m)),
-                                _mm256_set1_epi8(8));
-        }
-        const __m256i u = _mm256_abs_epi8(w);
-        for (int t = 0; t < T; t++) {
-            const struct md_xq32 *x = X[t] + b;
-            const __m256i xv = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x->q), w);
-            const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, xv);
-            tail[t] = f16(blk) * x->d * (float)_mm512_reduce_add_epi32(_mm512_zextsi256_si512(p));
-        }
-    }
+    /* two sets of accumulators: with one, the f32 add of each pair waits
+     * for the previous pair's (the loop ran at that latency) */
+    __m512 acc[MAX_T], acc2[MAX_T];
     for (int t = 0; t < T; t++)
-        y[t * ldy] = _mm512_reduce_add_ps(acc[t]) + tail[t];
+        acc[t] = acc2[t] = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        const uint8_t *b0 = row + b * bb;
+        _mm_prefetch((const char *)b0 + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)b0 + 1024 + 64, _MM_HINT_T0);
+        if (q8) {
+            _mm_prefetch((const char *)b0 + 1024 + 128, _MM_HINT_T0);
+        }
+        pair_step(q8, T, b0, b0 + bb, X, b / 2, acc);
+        pair_step(q8, T, b0 + 2 * bb, b0 + 3 * bb, X, b / 2 + 1, acc2);
+    }
+    if (b + 2 <= nb) {
+        pair_step(q8, T, row + b * bb, row + (b + 1) * bb, X, b / 2, acc);
+        b += 2;
+    }
+    if (b < nb)   /* an odd last block: nothing read past it */
+        pair_step(q8, T, row + b * bb, NULL, X, b / 2, acc2);
+    for (int t = 0; t < T; t++)
+        y[t * ldy] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t], acc2[t]));
 }
 
 /* ---- K quants: 64 values per step ---------------------------------------- */
@@ -264,8 +261,8 @@ INL void rows_type(uint32_t type, const int T, const void *XQ, size_t xq_row_byt
     for (int64_t r = 0; r < n_rows; r++) {
         const uint8_t *row = W + (size_t)r * row_bytes;
         switch (type) {
-        case MD_TYPE_Q4_0: row_q4_0_q8_0(false, T, row, n_in / 32, (const struct md_xq32 *const *)X, Y + r, ldy); break;
-        case MD_TYPE_Q8_0: row_q4_0_q8_0(true, T, row, n_in / 32, (const struct md_xq32 *const *)X, Y + r, ldy); break;
+        case MD_TYPE_Q4_0: row_q4_0_q8_0(false, T, row, n_in / 32, (const struct md_xq64 *const *)X, Y + r, ldy); break;
+        case MD_TYPE_Q8_0: row_q4_0_q8_0(true, T, row, n_in / 32, (const struct md_xq64 *const *)X, Y + r, ldy); break;
         case MD_TYPE_Q4_K: row_q45_k(false, T, row, n_in / 256, xk, Y + r, ldy); break;
         case MD_TYPE_Q5_K: row_q45_k(true, T, row, n_in / 256, xk, Y + r, ldy); break;
         default: row_q6_k(T, row, n_in / 256, xk, Y + r, ldy); break;

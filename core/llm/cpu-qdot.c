@@ -82,6 +82,35 @@ void md_xq_quantize_row(uint32_t wtype, const float *x, int64_t n_in, void *dst)
     }
 }
 
+size_t md_xq_avx512_row_bytes(uint32_t wtype, int64_t n_in)
+{
+    if (wtype == MD_TYPE_Q4_0 || wtype == MD_TYPE_Q8_0)
+        return (size_t)((n_in / MD_QK + 1) / 2) * sizeof(struct md_xq64);
+    return is_k_quant(wtype) ? md_xq_row_bytes(wtype, n_in) : 0;
+}
+
+void md_xq_avx512_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst)
+{
+    if (is_k_quant(wtype)) {
+        memcpy(dst, xq, md_xq_row_bytes(wtype, n_in));
+        return;
+    }
+    const int32_t w_off = wtype == MD_TYPE_Q8_0 ? 128 : 8;
+    const struct md_xq32 *src = xq;
+    struct md_xq64 *d = dst;
+    memset(dst, 0, md_xq_avx512_row_bytes(wtype, n_in));
+    for (int64_t b = 0; b < n_in / MD_QK; b++) {
+        struct md_xq64 *p = d + b / 2;
+        const int h = (int)(b % 2);
+        memcpy(p->q + 32 * h, src[b].q, 32);
+        for (int l = 0; l < 8; l++) {
+            const int8_t *q = src[b].q + 4 * l;
+            p->off[8 * h + l] = -w_off * (q[0] + q[1] + q[2] + q[3]);
+            p->d[8 * h + l] = src[b].d;
+        }
+    }
+}
+
 /* ---- reference block products ------------------------------------------ */
 
 static inline float rd_f16(const uint8_t *p)

@@ -293,16 +293,20 @@ static int gemv(struct md_threadpool *tp, const float *X, int64_t n_tok, int64_t
     struct qgemv_job j = {
         .wtype = wtype, .n_tok = (int)n_tok, .n_in = n_in, .n_out = n_out, .W = W,
         .row_bytes = (size_t)md_type_row_bytes(wtype, n_in), .Y = Y,
-        .xq_row_bytes = md_xq_row_bytes(wtype, n_in),
+        .xq_row_bytes = md_xq_avx512_row_bytes(wtype, n_in),
         .chunk = gemv_chunk(n_out, md_threadpool_n_threads(tp)),
     };
     j.n_items = (n_out + j.chunk - 1) / j.chunk;
     atomic_init(&j.next, 0);
-    char *xq = malloc(j.xq_row_bytes * (size_t)n_tok);
+    const size_t qb = md_xq_row_bytes(wtype, n_in);
+    char *xq = malloc(j.xq_row_bytes * (size_t)n_tok + qb);
     if (!xq)
         return MD_ERR_NOMEM;
-    for (int64_t t = 0; t < n_tok; t++)
-        md_xq_quantize_row(wtype, X + t * n_in, n_in, xq + (size_t)t * j.xq_row_bytes);
+    char *q = xq + j.xq_row_bytes * (size_t)n_tok;   /* one md_xq row, converted */
+    for (int64_t t = 0; t < n_tok; t++) {
+        md_xq_quantize_row(wtype, X + t * n_in, n_in, q);
+        md_xq_avx512_row(wtype, q, n_in, xq + (size_t)t * j.xq_row_bytes);
+    }
     j.xq = xq;
     if (j.n_items == 1)
         gemv_task(&j, 0, 1);

@@ -135,12 +135,16 @@ static void bench_gemv_l2(const char *types, int reps)
         void *W = make_weights(type, n_in, n_out);
         const size_t rb = (size_t)md_type_row_bytes(type, n_in), xb = md_xq_row_bytes(type, n_in);
         float X[4 * 1024], Y[4 * 128];
-        char *XQ = malloc(4 * xb);
-        if (!XQ) abort();
+        const size_t ab = md_xq_avx512_row_bytes(type, n_in);
+        char *XQ = malloc(4 * xb), *XA = malloc(4 * ab + 1);
+        if (!XQ || !XA) abort();
         for (int i = 0; i < 4 * 1024; i++)
             X[i] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
-        for (int t = 0; t < 4; t++)
+        for (int t = 0; t < 4; t++) {
             md_xq_quantize_row(type, X + t * n_in, n_in, XQ + t * xb);
+            if (ab)
+                md_xq_avx512_row(type, XQ + t * xb, n_in, XA + t * ab);
+        }
         for (int T = 1; T <= 4; T++) {
             double best[2] = { 1e30, 1e30 };
             for (int k = 0; k < 2; k++)
@@ -150,7 +154,7 @@ static void bench_gemv_l2(const char *types, int reps)
                         if (k == 0)
                             md_qdot_avx2(type, XQ, T, xb, n_in, W, rb, n_out, Y, n_out);
                         else if (md_qdot_avx512vnni_has(type))
-                            md_qdot_avx512vnni(type, XQ, T, xb, n_in, W, rb, n_out, Y, n_out);
+                            md_qdot_avx512vnni(type, XA, T, ab, n_in, W, rb, n_out, Y, n_out);
                     }
                     const double dt = (cpu_s() - t0) / 200;
                     best[k] = dt < best[k] ? dt : best[k];
@@ -160,6 +164,7 @@ static void bench_gemv_l2(const char *types, int reps)
                    bytes / best[0] * 1e-9, md_qdot_avx512vnni_has(type) ? bytes / best[1] * 1e-9 : 0.0);
         }
         free(XQ);
+        free(XA);
         free(W);
     }
 }
