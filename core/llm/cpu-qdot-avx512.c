@@ -3,12 +3,13 @@
  * rows. They do what cpu-qdot-avx2.c does with half the instructions per
  * weight byte, which is what keeps a GEMV at the memory bound on a core
  * that also has to unpack nibbles:
- * - Q4_0/Q8_0: two blocks per 512-bit vector; vpdpbusd multiplies the
- *   unsigned weights (Q8_0: + 128) with x, starting each 32-bit lane from
- *   its share of the offset (md_xq64): the lane ends as the exact dot of
- *   its 4 signed weights with x, the value the AVX2 kernels' sign trick
- *   gives, without per-token sign work; both blocks' scales are applied
- *   in one multiply.
+ * - Q4_0 (four blocks per vector: their low nibbles, then their high
+ *   ones, into the same lanes) and Q8_0 (two blocks per vector):
+ *   vpdpbusd multiplies the unsigned weights (Q8_0: + 128) with x,
+ *   starting each 32-bit lane from its share of the offset (md_xq128,
+ *   md_xq64): the lane ends as the exact dot of its signed weights with x
+ *   (the AVX2 kernels' sign trick gives such lanes too), without
+ *   per-token sign work; the blocks' scales are applied in one multiply.
  * - K quants: one 64-value vector per step (Q4_K/Q5_K: the low and high
  *   nibbles of 32 bytes, i.e. two sub-blocks; Q6_K: four 16-value
  *   groups), maddubs to int16 pairs, then vpdpwssd with the group scales;
@@ -40,23 +41,81 @@ INL float f16(const uint8_t *p)
     return _cvtsh_ss(ld16(p));
 }
 
-/* ---- Q4_0 and Q8_0: blocks b and b+1 in one vector ----------------------- */
+/* ---- Q4_0: blocks b..b+3 in one vector ---------------------------------- */
 
-/* Unsigned weights of Q4_0 blocks b0 and b1 (NULL: none, zeros), in
- * activation order: 128-bit lanes = low nibbles of b0, its high nibbles,
- * then b1's; value = u - 8. */
-INL __m512i q4_0_pair(const uint8_t *b0, const uint8_t *b1)
+/* The nibbles of n <= 4 Q4_0 blocks from b0 (missing ones zero) by
+ * 128-bit lane: block k's qs in lane k. */
+INL __m512i q4_0_quad(const uint8_t *b0, int n)
 {
-    const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2)));
-    const __m256i b = b1 ? _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b1 + 2)))
-                         : _mm256_setzero_si256();
-    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
-    const long long k4 = 0x0004000400040004LL;   /* shift of each 16-bit word */
-    const __m512i sh = _mm512_set_epi64(k4, k4, 0, 0, k4, k4, 0, 0);   /* 128-bit lanes 1, 3 */
-    return _mm512_and_si512(_mm512_srlv_epi16(v, sh), _mm512_set1_epi8(0x0f));
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(b0 + 2)));
+    const __m128i z = _mm_setzero_si128();
+    v = _mm512_inserti32x4(v, n > 1 ? _mm_loadu_si128((const __m128i *)(b0 + 20)) : z, 1);
+    v = _mm512_inserti32x4(v, n > 2 ? _mm_loadu_si128((const __m128i *)(b0 + 38)) : z, 2);
+    return _mm512_inserti32x4(v, n > 3 ? _mm_loadu_si128((const __m128i *)(b0 + 56)) : z, 3);
 }
 
-/* Q8_0: the int8 values + 128 (value = u - 128). */
+/* Block k's scale in lanes 4k..4k+3 (n <= 4 blocks from b0, the rest 0):
+ * with 4 blocks, one load of their first 64 bytes holds all 4 scales. */
+INL __m512 q4_0_quad_scales(const uint8_t *b0, int n)
+{
+    __m256i h;
+    if (n == 4) {
+        const __m512i idx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                             27, 27, 27, 27, 18, 18, 18, 18, 9, 9, 9, 9, 0, 0, 0, 0);
+        h = _mm512_castsi512_si256(_mm512_permutexvar_epi16(idx, _mm512_loadu_si512((const void *)b0)));
+    } else {
+        uint16_t s[4] = { 0, 0, 0, 0 };
+        for (int k = 0; k < n; k++)
+            s[k] = ld16(b0 + 18 * k);
+        h = _mm256_set_epi16((short)s[3], (short)s[3], (short)s[3], (short)s[3], (short)s[2], (short)s[2],
+                             (short)s[2], (short)s[2], (short)s[1], (short)s[1], (short)s[1], (short)s[1],
+                             (short)s[0], (short)s[0], (short)s[0], (short)s[0]);
+    }
+    return _mm512_cvtph_ps(h);
+}
+
+INL void quad_step(const int T, const uint8_t *b0, int n, const struct md_xq128 *const *X, int64_t i,
+                   __m512 *acc)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i v = q4_0_quad(b0, n);
+    const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    const __m512 dw = q4_0_quad_scales(b0, n);
+    for (int t = 0; t < T; t++) {
+        const struct md_xq128 *x = X[t] + i;
+        __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)x->off), lo,
+                                        _mm512_loadu_si512((const void *)x->lo));
+        p = _mm512_dpbusd_epi32(p, hi, _mm512_loadu_si512((const void *)x->hi));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, _mm512_loadu_ps(x->d)), acc[t]);
+    }
+}
+
+INL void row_q4_0(const int T, const uint8_t *row, int64_t nb, const struct md_xq128 *const *X,
+                  float *y, int64_t ldy)
+{
+    /* two sets of accumulators: with one, the f32 add of each step waits
+     * for the previous step's (the loop ran at that latency) */
+    __m512 acc[MAX_T], acc2[MAX_T];
+    for (int t = 0; t < T; t++)
+        acc[t] = acc2[t] = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        const uint8_t *b0 = row + b * 18;
+        _mm_prefetch((const char *)b0 + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)b0 + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)b0 + 1024 + 128, _MM_HINT_T0);
+        quad_step(T, b0, 4, X, b / 4, acc);
+        quad_step(T, b0 + 72, 4, X, b / 4 + 1, acc2);
+    }
+    for (; b < nb; b += 4)   /* the last 1..7 blocks: nothing read past them */
+        quad_step(T, row + b * 18, nb - b < 4 ? (int)(nb - b) : 4, X, b / 4, acc);
+    for (int t = 0; t < T; t++)
+        y[t * ldy] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t], acc2[t]));
+}
+
+/* ---- Q8_0: blocks b and b+1 in one vector --------------------------------- */
+
+/* The int8 values of b0 and b1 (NULL: none, zeros) + 128 (value = u - 128). */
 INL __m512i q8_0_pair(const uint8_t *b0, const uint8_t *b1)
 {
     const __m256i a = _mm256_loadu_si256((const __m256i *)(b0 + 2));
@@ -72,10 +131,10 @@ INL __m512 scale_lanes(const uint8_t *b0, const uint8_t *b1)
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h))));
 }
 
-INL void pair_step(const bool q8, const int T, const uint8_t *b0, const uint8_t *b1,
-                   const struct md_xq64 *const *X, int64_t i, __m512 *acc)
+INL void pair_step(const int T, const uint8_t *b0, const uint8_t *b1, const struct md_xq64 *const *X,
+                   int64_t i, __m512 *acc)
 {
-    const __m512i u = q8 ? q8_0_pair(b0, b1) : q4_0_pair(b0, b1);
+    const __m512i u = q8_0_pair(b0, b1);
     const __m512 dw = scale_lanes(b0, b1);
     for (int t = 0; t < T; t++) {
         const struct md_xq64 *x = X[t] + i;
@@ -85,32 +144,27 @@ INL void pair_step(const bool q8, const int T, const uint8_t *b0, const uint8_t 
     }
 }
 
-INL void row_q4_0_q8_0(const bool q8, const int T, const uint8_t *row, int64_t nb,
-                       const struct md_xq64 *const *X, float *y, int64_t ldy)
+INL void row_q8_0(const int T, const uint8_t *row, int64_t nb, const struct md_xq64 *const *X,
+                  float *y, int64_t ldy)
 {
-    const int64_t bb = q8 ? 34 : 18;
-    /* two sets of accumulators: with one, the f32 add of each pair waits
-     * for the previous pair's (the loop ran at that latency) */
-    __m512 acc[MAX_T], acc2[MAX_T];
+    __m512 acc[MAX_T], acc2[MAX_T];   /* two sets, as in row_q4_0 */
     for (int t = 0; t < T; t++)
         acc[t] = acc2[t] = _mm512_setzero_ps();
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
-        const uint8_t *b0 = row + b * bb;
+        const uint8_t *b0 = row + b * 34;
         _mm_prefetch((const char *)b0 + 1024, _MM_HINT_T0);
         _mm_prefetch((const char *)b0 + 1024 + 64, _MM_HINT_T0);
-        if (q8) {
-            _mm_prefetch((const char *)b0 + 1024 + 128, _MM_HINT_T0);
-        }
-        pair_step(q8, T, b0, b0 + bb, X, b / 2, acc);
-        pair_step(q8, T, b0 + 2 * bb, b0 + 3 * bb, X, b / 2 + 1, acc2);
+        _mm_prefetch((const char *)b0 + 1024 + 128, _MM_HINT_T0);
+        pair_step(T, b0, b0 + 34, X, b / 2, acc);
+        pair_step(T, b0 + 68, b0 + 102, X, b / 2 + 1, acc2);
     }
     if (b + 2 <= nb) {
-        pair_step(q8, T, row + b * bb, row + (b + 1) * bb, X, b / 2, acc);
+        pair_step(T, row + b * 34, row + (b + 1) * 34, X, b / 2, acc);
         b += 2;
     }
     if (b < nb)   /* an odd last block: nothing read past it */
-        pair_step(q8, T, row + b * bb, NULL, X, b / 2, acc2);
+        pair_step(T, row + b * 34, NULL, X, b / 2, acc2);
     for (int t = 0; t < T; t++)
         y[t * ldy] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t], acc2[t]));
 }
@@ -261,8 +315,8 @@ INL void rows_type(uint32_t type, const int T, const void *XQ, size_t xq_row_byt
     for (int64_t r = 0; r < n_rows; r++) {
         const uint8_t *row = W + (size_t)r * row_bytes;
         switch (type) {
-        case MD_TYPE_Q4_0: row_q4_0_q8_0(false, T, row, n_in / 32, (const struct md_xq64 *const *)X, Y + r, ldy); break;
-        case MD_TYPE_Q8_0: row_q4_0_q8_0(true, T, row, n_in / 32, (const struct md_xq64 *const *)X, Y + r, ldy); break;
+        case MD_TYPE_Q4_0: row_q4_0(T, row, n_in / 32, (const struct md_xq128 *const *)X, Y + r, ldy); break;
+        case MD_TYPE_Q8_0: row_q8_0(T, row, n_in / 32, (const struct md_xq64 *const *)X, Y + r, ldy); break;
         case MD_TYPE_Q4_K: row_q45_k(false, T, row, n_in / 256, xk, Y + r, ldy); break;
         case MD_TYPE_Q5_K: row_q45_k(true, T, row, n_in / 256, xk, Y + r, ldy); break;
         default: row_q6_k(T, row, n_in / 256, xk, Y + r, ldy); break;

@@ -30,14 +30,24 @@ struct md_xq256 {
     float d;
 };
 
-/* Two Q4_0/Q8_0 activation blocks as the AVX-512 GEMV reads them: every
- * 32-bit lane l (values 4l..4l+3) with its start value off[l] = -(weight
- * offset: 8 for Q4_0, 128 for Q8_0 whose kernel adds 128 to the int8
- * weights) * (q[4l] + .. + q[4l+3]) and its block's scale d[l], so that
- * the kernel needs no sign trick and no per-block broadcasts. An odd last
- * block is followed by zeros. */
+/* Two Q8_0 activation blocks as the AVX-512 GEMV reads them: every
+ * 32-bit lane l (values 4l..4l+3) with its start value off[l] = -128 *
+ * (q[4l] + .. + q[4l+3]) (the kernel adds 128 to the int8 weights) and
+ * its block's scale d[l], so that the kernel needs no sign trick and no
+ * per-block broadcasts. An odd last block is followed by zeros. */
 struct md_xq64 {
     int8_t q[64];
+    int32_t off[16];
+    float d[16];
+};
+
+/* Four Q4_0 activation blocks k = 0..3 for the AVX-512 GEMV, in the order
+ * of 4 blocks' low and high nibbles: lo[16k + j] = q_k[j], hi[16k + j] =
+ * q_k[16 + j] (j < 16); lane l = 4k + m gets off[l] = -8 * (the sum of
+ * lo[4l..4l+3] and hi[4l..4l+3]) and d[l] = d_k. Missing blocks are zero. */
+struct md_xq128 {
+    int8_t lo[64];
+    int8_t hi[64];
     int32_t off[16];
     float d[16];
 };
@@ -61,8 +71,8 @@ typedef void (*md_qdot_fn)(uint32_t wtype, const void *XQ, int n_tok, size_t xq_
                            int64_t n_rows, float *Y, int64_t ldy);
 
 /* The activation row of md_qdot_avx512vnni from a row of
- * md_xq_quantize_row (same values): md_xq64 pairs for Q4_0/Q8_0, a copy
- * for the K quants; 0 bytes for the other types. */
+ * md_xq_quantize_row (same values): md_xq128 for Q4_0, md_xq64 for Q8_0,
+ * a copy for the K quants; 0 bytes for the other types. */
 size_t md_xq_avx512_row_bytes(uint32_t wtype, int64_t n_in);
 void md_xq_avx512_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst);
 

@@ -384,6 +384,13 @@ int main(void)
                "(one magnitude), %.2e (1e-6..1e4 blocks)\n", md_type_name(type), g1.max_rel, g2.max_rel);
         check_nan(type);
     }
+    /* rows of 1..14 legacy blocks: every tail of the kernels' 2-, 4- and
+     * 8-block steps */
+    for (size_t ti = 0; ti < 5; ti++)
+        for (int nblk = 1; nblk <= 14; nblk++) {
+            struct errs tails = { 0, 0 };
+            check_type(&r, qtypes[ti], 32 * nblk, 19, nblk % 2 == 0, pools, isa, &tails);
+        }
     /* unquantized types are not approximated */
     {
         const int64_t n_in = 64, n_out = 5;
