@@ -150,6 +150,8 @@ void md_qgemm_pack(uint32_t wtype, const uint8_t *W, size_t row_bytes, int nrows
 
 /* ---- driver --------------------------------------------------------------- */
 
+#if defined(__x86_64__) || defined(__i386__)
+
 /* Smallest n_tok that takes the GEMM; fewer take the GEMV. */
 #ifndef MD_QGEMM_MIN_TOK
 #define MD_QGEMM_MIN_TOK 9
@@ -265,7 +267,6 @@ static void run_tasks(struct md_threadpool *tp, void (*fn)(void *, int, int), vo
  * AVX-512 GEMV for the types it has) rather than md_matmul_qdot. */
 static bool qgemm_applies(enum md_cpu_isa isa, uint32_t wtype, int64_t n_tok, int64_t n_in, int64_t n_out)
 {
-#if defined(__x86_64__) || defined(__i386__)
     const int64_t be = md_type_block_elems(wtype);
     if (isa != MD_ISA_AVX512 || n_tok <= 0 || n_out <= 0 || n_in <= 0 || be <= 0 || n_in % be != 0 ||
         md_qgemm_panel_bytes(wtype, MD_QK_K) == 0)
@@ -273,10 +274,6 @@ static bool qgemm_applies(enum md_cpu_isa isa, uint32_t wtype, int64_t n_tok, in
     if (n_tok < MD_QGEMM_MIN_TOK && (n_tok > MD_GEMV_TOK || !md_qdot_avx512vnni_has(wtype)))
         return false;
     return md_qgemm_avx512vnni_usable();
-#else
-    (void)isa, (void)wtype, (void)n_tok, (void)n_in, (void)n_out;
-    return false;
-#endif
 }
 
 /* GEMV rows per work item: about 8 items per thread, 32..512 rows (as
@@ -316,14 +313,9 @@ static int gemv(struct md_threadpool *tp, const float *X, int64_t n_tok, int64_t
     return MD_OK;
 }
 
-int md_matmul_qgemm(struct md_threadpool *tp, enum md_cpu_isa isa,
-                    const float *X, int64_t n_tok, int64_t n_in,
-                    const void *W, uint32_t wtype, int64_t n_out, float *Y)
+static int gemm(struct md_threadpool *tp, const float *X, int64_t n_tok, int64_t n_in,
+                const uint8_t *W, uint32_t wtype, int64_t n_out, float *Y)
 {
-    if (!qgemm_applies(isa, wtype, n_tok, n_in, n_out))
-        return md_matmul_qdot(tp, isa, X, n_tok, n_in, W, wtype, n_out, Y);
-    if (n_tok < MD_QGEMM_MIN_TOK)
-        return gemv(tp, X, n_tok, n_in, W, wtype, n_out, Y);
     const int nth = md_threadpool_n_threads(tp);
     struct qgemm_job j = {
         .wtype = wtype, .X = X, .n_tok = n_tok, .n_in = n_in, .n_out = n_out, .W = W,
@@ -350,4 +342,18 @@ int md_matmul_qgemm(struct md_threadpool *tp, enum md_cpu_isa isa,
     free(j.xq);
     free(j.panels);
     return MD_OK;
+}
+
+#endif
+
+int md_matmul_qgemm(struct md_threadpool *tp, enum md_cpu_isa isa,
+                    const float *X, int64_t n_tok, int64_t n_in,
+                    const void *W, uint32_t wtype, int64_t n_out, float *Y)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (qgemm_applies(isa, wtype, n_tok, n_in, n_out))
+        return n_tok < MD_QGEMM_MIN_TOK ? gemv(tp, X, n_tok, n_in, W, wtype, n_out, Y)
+                                        : gemm(tp, X, n_tok, n_in, W, wtype, n_out, Y);
+#endif
+    return md_matmul_qdot(tp, isa, X, n_tok, n_in, W, wtype, n_out, Y);
 }
