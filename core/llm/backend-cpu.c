@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "cpu-kernels.h"
+#include "cpu-qgemm.h"
 #include "mustdrop.h"
 
 struct md_backend_cpu {
@@ -16,7 +17,7 @@ struct md_backend_cpu {
     struct md_threadpool *tp;
     enum md_cpu_isa isa;
     int n_threads;
-    bool exact_matmul;       /* md_matmul instead of md_matmul_qdot */
+    bool exact_matmul;       /* md_matmul instead of md_matmul_qgemm */
     float *scratch;          /* attention work space, n_threads slices */
     size_t scratch_per_thread;
     struct md_matmul_scratch **mm;   /* [n_threads]: attention's per-head products */
@@ -139,8 +140,8 @@ static int cpu_matmul(struct md_backend *be, const struct md_tensor *x, const st
         return MD_ERR_INVALID;
     if (n == 0)
         return MD_OK;
-    int rc = (c->exact_matmul ? md_matmul : md_matmul_qdot)(c->tp, c->isa, x->data, n, n_in,
-                                                            w->data, w->type, n_out, y->data);
+    int rc = (c->exact_matmul ? md_matmul : md_matmul_qgemm)(c->tp, c->isa, x->data, n, n_in,
+                                                             w->data, w->type, n_out, y->data);
     if (rc)
         return rc;
     if (bias) {

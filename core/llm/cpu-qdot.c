@@ -82,6 +82,52 @@ void md_xq_quantize_row(uint32_t wtype, const float *x, int64_t n_in, void *dst)
     }
 }
 
+size_t md_xq_avx512_row_bytes(uint32_t wtype, int64_t n_in)
+{
+    if (wtype == MD_TYPE_Q4_0)
+        return (size_t)((n_in / MD_QK + 3) / 4) * sizeof(struct md_xq128);
+    if (wtype == MD_TYPE_Q8_0)
+        return (size_t)((n_in / MD_QK + 1) / 2) * sizeof(struct md_xq64);
+    return is_k_quant(wtype) ? md_xq_row_bytes(wtype, n_in) : 0;
+}
+
+static void xq128_block(const struct md_xq32 *src, int k, struct md_xq128 *p)
+{
+    memcpy(p->lo + 16 * k, src->q, 16);
+    memcpy(p->hi + 16 * k, src->q + 16, 16);
+    for (int m = 0; m < 4; m++) {
+        const int8_t *lo = src->q + 4 * m, *hi = src->q + 16 + 4 * m;
+        p->off[4 * k + m] = -8 * (lo[0] + lo[1] + lo[2] + lo[3] + hi[0] + hi[1] + hi[2] + hi[3]);
+        p->d[4 * k + m] = src->d;
+    }
+}
+
+static void xq64_block(const struct md_xq32 *src, int h, struct md_xq64 *p)
+{
+    memcpy(p->q + 32 * h, src->q, 32);
+    for (int l = 0; l < 8; l++) {
+        const int8_t *q = src->q + 4 * l;
+        p->off[8 * h + l] = -128 * (q[0] + q[1] + q[2] + q[3]);
+        p->d[8 * h + l] = src->d;
+    }
+}
+
+void md_xq_avx512_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst)
+{
+    if (is_k_quant(wtype)) {
+        memcpy(dst, xq, md_xq_row_bytes(wtype, n_in));
+        return;
+    }
+    const struct md_xq32 *src = xq;
+    memset(dst, 0, md_xq_avx512_row_bytes(wtype, n_in));
+    for (int64_t b = 0; b < n_in / MD_QK; b++) {
+        if (wtype == MD_TYPE_Q4_0)
+            xq128_block(src + b, (int)(b % 4), (struct md_xq128 *)dst + b / 4);
+        else
+            xq64_block(src + b, (int)(b % 2), (struct md_xq64 *)dst + b / 2);
+    }
+}
+
 /* ---- reference block products ------------------------------------------ */
 
 static inline float rd_f16(const uint8_t *p)

@@ -30,6 +30,28 @@ struct md_xq256 {
     float d;
 };
 
+/* Two Q8_0 activation blocks as the AVX-512 GEMV reads them: every
+ * 32-bit lane l (values 4l..4l+3) with its start value off[l] = -128 *
+ * (q[4l] + .. + q[4l+3]) (the kernel adds 128 to the int8 weights) and
+ * its block's scale d[l], so that the kernel needs no sign trick and no
+ * per-block broadcasts. An odd last block is followed by zeros. */
+struct md_xq64 {
+    int8_t q[64];
+    int32_t off[16];
+    float d[16];
+};
+
+/* Four Q4_0 activation blocks k = 0..3 for the AVX-512 GEMV, in the order
+ * of 4 blocks' low and high nibbles: lo[16k + j] = q_k[j], hi[16k + j] =
+ * q_k[16 + j] (j < 16); lane l = 4k + m gets off[l] = -8 * (the sum of
+ * lo[4l..4l+3] and hi[4l..4l+3]) and d[l] = d_k. Missing blocks are zero. */
+struct md_xq128 {
+    int8_t lo[64];
+    int8_t hi[64];
+    int32_t off[16];
+    float d[16];
+};
+
 /* Bytes of one quantized activation row of n_in values for weights of
  * `wtype`; 0 when wtype has no integer-dot path (F32/F16/BF16). */
 size_t md_xq_row_bytes(uint32_t wtype, int64_t n_in);
@@ -48,6 +70,12 @@ typedef void (*md_qdot_fn)(uint32_t wtype, const void *XQ, int n_tok, size_t xq_
                            int64_t n_in, const uint8_t *W, size_t row_bytes,
                            int64_t n_rows, float *Y, int64_t ldy);
 
+/* The activation row of md_qdot_avx512vnni from a row of
+ * md_xq_quantize_row (same values): md_xq128 for Q4_0, md_xq64 for Q8_0,
+ * a copy for the K quants; 0 bytes for the other types. */
+size_t md_xq_avx512_row_bytes(uint32_t wtype, int64_t n_in);
+void md_xq_avx512_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst);
+
 /* Portable C reference: every type md_xq_row_bytes accepts. */
 void md_qdot_ref(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
                  int64_t n_in, const uint8_t *W, size_t row_bytes,
@@ -60,6 +88,14 @@ bool md_qdot_avx2_has(uint32_t wtype);
 void md_qdot_avx2(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
                   int64_t n_in, const uint8_t *W, size_t row_bytes,
                   int64_t n_rows, float *Y, int64_t ldy);
+/* AVX-512 (F, BW, VL, DQ) + VNNI kernels: Q4_0, Q8_0, Q4_K, Q5_K, Q6_K;
+ * the caller checks the CPU (md_qgemm_avx512vnni_usable in cpu-qgemm.h)
+ * and md_qdot_avx512vnni_has(wtype). Their activation rows are made by
+ * md_xq_avx512_row (md_xq_avx512_row_bytes each). */
+bool md_qdot_avx512vnni_has(uint32_t wtype);
+void md_qdot_avx512vnni(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
+                        int64_t n_in, const uint8_t *W, size_t row_bytes,
+                        int64_t n_rows, float *Y, int64_t ldy);
 #endif
 
 #endif

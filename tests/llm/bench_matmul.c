@@ -15,7 +15,7 @@
  * (prefill) of that model: an upper bound on its tok/s from matmul alone.
  * Figures are medians over the repetitions.
  *
- * Decode products of quantized weights use md_matmul_qdot (activations
+ * Products of quantized weights use md_matmul_qgemm (activations
  * quantized to 8 bits, integer dots), as the engine does by default;
  * -exact times md_matmul (weights dequantized to f32) instead. "-only
  * kernels" prints the read bandwidth on 1 and on all threads, then every
@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "cpu-kernels.h"
+#include "cpu-qgemm.h"
 #include "quant.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -286,7 +287,7 @@ static const struct shape shapes[] = {
 
 typedef int (*matmul_fn)(struct md_threadpool *, enum md_cpu_isa, const float *, int64_t, int64_t,
                          const void *, uint32_t, int64_t, float *);
-static matmul_fn g_matmul = md_matmul_qdot;
+static matmul_fn g_matmul = md_matmul_qgemm;
 
 /* seconds per call, median; W rotated through `copies` distinct buffers */
 static double time_matmul(struct md_threadpool *tp, enum md_cpu_isa isa, uint32_t type,
@@ -368,7 +369,7 @@ static void run_kernels(struct md_threadpool *tp, enum md_cpu_isa best, const ch
         for (int64_t nt = 1; nt <= 4; nt++) {
             g_matmul = md_matmul;
             const double te = time_matmul(tp, isa, type, sh, nt, reps, 0.05, use_cpu_time);
-            g_matmul = md_matmul_qdot;
+            g_matmul = md_matmul_qgemm;
             const double tq = time_matmul(tp, isa, type, sh, nt, reps, 0.05, use_cpu_time);
             printf("kernel %-6s %-5s %-24s n_tok=%lld  exact %8.1f us %6.2f GB/s %5.1f%%   "
                    "qdot %8.1f us %6.2f GB/s %5.1f%% of bw\n",

@@ -90,6 +90,7 @@ static void check_model(const struct tiny_cfg *cfg, const char *what, double tol
     struct md_context_params cp = md_context_default_params();
     cp.n_ctx = 64;
     cp.kv_type = MD_KV_F16;
+    cp.exact_matmul = true;   /* like new_ctx: only the cache's rounding here */
     CHECK(md_context_new(m, &cp, &ctx, err, sizeof err) == MD_OK);
     CHECK(md_decode(ctx, toks, N_TOK, false) == MD_OK);
     double e16 = tiny_max_rel(md_get_logits(ctx, -1), ref + (size_t)(N_TOK - 1) * nv, nv);

@@ -1,0 +1,368 @@
+/* AVX-512 VNNI integer-dot GEMV kernels (cpu-qdot.h) for Q4_0, Q8_0,
+ * Q4_K, Q5_K and Q6_K, on the GGUF row layout and the md_xq activation
+ * rows. They do what cpu-qdot-avx2.c does with half the instructions per
+ * weight byte, which is what keeps a GEMV at the memory bound on a core
+ * that also has to unpack nibbles:
+ * - Q4_0 (four blocks per vector: their low nibbles, then their high
+ *   ones, into the same lanes) and Q8_0 (two blocks per vector):
+ *   vpdpbusd multiplies the unsigned weights (Q8_0: + 128) with x,
+ *   starting each 32-bit lane from its share of the offset (md_xq128,
+ *   md_xq64): the lane ends as the exact dot of its signed weights with x
+ *   (the AVX2 kernels' sign trick gives such lanes too), without
+ *   per-token sign work; the blocks' scales are applied in one multiply.
+ * - K quants: one 64-value vector per step (Q4_K/Q5_K: the low and high
+ *   nibbles of 32 bytes, i.e. two sub-blocks; Q6_K: four 16-value
+ *   groups), maddubs to int16 pairs, then vpdpwssd with the group scales;
+ *   the super-block's integer sum is converted once and accumulated in
+ *   f32 lanes, reduced once per row.
+ * Every function carries a target attribute (the file builds with -O2). */
+#include "cpu-qdot.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant.h"
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+#define INL static inline __attribute__((always_inline)) TGT
+#define MAX_T 4
+
+INL uint16_t ld16(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return h;
+}
+
+INL float f16(const uint8_t *p)
+{
+    return _cvtsh_ss(ld16(p));
+}
+
+/* ---- Q4_0: blocks b..b+3 in one vector ---------------------------------- */
+
+/* The nibbles of n <= 4 Q4_0 blocks from b0 (missing ones zero) by
+ * 128-bit lane: block k's qs in lane k. */
+INL __m512i q4_0_quad(const uint8_t *b0, int n)
+{
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(b0 + 2)));
+    const __m128i z = _mm_setzero_si128();
+    v = _mm512_inserti32x4(v, n > 1 ? _mm_loadu_si128((const __m128i *)(b0 + 20)) : z, 1);
+    v = _mm512_inserti32x4(v, n > 2 ? _mm_loadu_si128((const __m128i *)(b0 + 38)) : z, 2);
+    return _mm512_inserti32x4(v, n > 3 ? _mm_loadu_si128((const __m128i *)(b0 + 56)) : z, 3);
+}
+
+/* Block k's scale in lanes 4k..4k+3 (n <= 4 blocks from b0, the rest 0):
+ * with 4 blocks, one load of their first 64 bytes holds all 4 scales. */
+INL __m512 q4_0_quad_scales(const uint8_t *b0, int n)
+{
+    __m256i h;
+    if (n == 4) {
+        const __m512i idx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                             27, 27, 27, 27, 18, 18, 18, 18, 9, 9, 9, 9, 0, 0, 0, 0);
+        h = _mm512_castsi512_si256(_mm512_permutexvar_epi16(idx, _mm512_loadu_si512((const void *)b0)));
+    } else {
+        uint16_t s[4] = { 0, 0, 0, 0 };
+        for (int k = 0; k < n; k++)
+            s[k] = ld16(b0 + 18 * k);
+        h = _mm256_set_epi16((short)s[3], (short)s[3], (short)s[3], (short)s[3], (short)s[2], (short)s[2],
+                             (short)s[2], (short)s[2], (short)s[1], (short)s[1], (short)s[1], (short)s[1],
+                             (short)s[0], (short)s[0], (short)s[0], (short)s[0]);
+    }
+    return _mm512_cvtph_ps(h);
+}
+
+INL void quad_step(const int T, const uint8_t *b0, int n, const struct md_xq128 *const *X, int64_t i,
+                   __m512 *acc)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i v = q4_0_quad(b0, n);
+    const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    const __m512 dw = q4_0_quad_scales(b0, n);
+    for (int t = 0; t < T; t++) {
+        const struct md_xq128 *x = X[t] + i;
+        __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)x->off), lo,
+                                        _mm512_loadu_si512((const void *)x->lo));
+        p = _mm512_dpbusd_epi32(p, hi, _mm512_loadu_si512((const void *)x->hi));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, _mm512_loadu_ps(x->d)), acc[t]);
+    }
+}
+
+INL void row_q4_0(const int T, const uint8_t *row, int64_t nb, const struct md_xq128 *const *X,
+                  float *y, int64_t ldy)
+{
+    /* two sets of accumulators: with one, the f32 add of each step waits
+     * for the previous step's (the loop ran at that latency) */
+    __m512 acc[MAX_T], acc2[MAX_T];
+    for (int t = 0; t < T; t++)
+        acc[t] = acc2[t] = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        const uint8_t *b0 = row + b * 18;
+        _mm_prefetch((const char *)b0 + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)b0 + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)b0 + 1024 + 128, _MM_HINT_T0);
+        quad_step(T, b0, 4, X, b / 4, acc);
+        quad_step(T, b0 + 72, 4, X, b / 4 + 1, acc2);
+    }
+    for (; b < nb; b += 4)   /* the last 1..7 blocks: nothing read past them */
+        quad_step(T, row + b * 18, nb - b < 4 ? (int)(nb - b) : 4, X, b / 4, acc);
+    for (int t = 0; t < T; t++)
+        y[t * ldy] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t], acc2[t]));
+}
+
+/* ---- Q8_0: blocks b and b+1 in one vector --------------------------------- */
+
+/* The int8 values of b0 and b1 (NULL: none, zeros) + 128 (value = u - 128). */
+INL __m512i q8_0_pair(const uint8_t *b0, const uint8_t *b1)
+{
+    const __m256i a = _mm256_loadu_si256((const __m256i *)(b0 + 2));
+    const __m256i b = b1 ? _mm256_loadu_si256((const __m256i *)(b1 + 2)) : _mm256_setzero_si256();
+    return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1), _mm512_set1_epi8((char)0x80));
+}
+
+/* The scales of b0 and b1 (NULL: 0) in lanes 0..7 and 8..15. */
+INL __m512 scale_lanes(const uint8_t *b0, const uint8_t *b1)
+{
+    const uint32_t h = ld16(b0) | (b1 ? (uint32_t)ld16(b1) << 16 : 0u);
+    const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h))));
+}
+
+INL void pair_step(const int T, const uint8_t *b0, const uint8_t *b1, const struct md_xq64 *const *X,
+                   int64_t i, __m512 *acc)
+{
+    const __m512i u = q8_0_pair(b0, b1);
+    const __m512 dw = scale_lanes(b0, b1);
+    for (int t = 0; t < T; t++) {
+        const struct md_xq64 *x = X[t] + i;
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)x->off), u,
+                                              _mm512_loadu_si512((const void *)x->q));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, _mm512_loadu_ps(x->d)), acc[t]);
+    }
+}
+
+INL void row_q8_0(const int T, const uint8_t *row, int64_t nb, const struct md_xq64 *const *X,
+                  float *y, int64_t ldy)
+{
+    __m512 acc[MAX_T], acc2[MAX_T];   /* two sets, as in row_q4_0 */
+    for (int t = 0; t < T; t++)
+        acc[t] = acc2[t] = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        const uint8_t *b0 = row + b * 34;
+        _mm_prefetch((const char *)b0 + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)b0 + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)b0 + 1024 + 128, _MM_HINT_T0);
+        pair_step(T, b0, b0 + 34, X, b / 2, acc);
+        pair_step(T, b0 + 68, b0 + 102, X, b / 2 + 1, acc2);
+    }
+    if (b + 2 <= nb) {
+        pair_step(T, row + b * 34, row + (b + 1) * 34, X, b / 2, acc);
+        b += 2;
+    }
+    if (b < nb)   /* an odd last block: nothing read past it */
+        pair_step(T, row + b * 34, NULL, X, b / 2, acc2);
+    for (int t = 0; t < T; t++)
+        y[t * ldy] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t], acc2[t]));
+}
+
+/* ---- K quants: 64 values per step ---------------------------------------- */
+
+/* The 8 scales (bytes 0..7) and 8 mins (bytes 8..15) of a Q4_K/Q5_K
+ * super-block: quant.c's k_scale_min done on 32-bit words. */
+INL __m128i k_scales_mins(const uint8_t *s)
+{
+    uint32_t a, b, c;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + 4, 4);
+    memcpy(&c, s + 8, 4);
+    const uint32_t sc_lo = a & 0x3f3f3f3fu, m_lo = b & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
+    const uint32_t m_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
+    return _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
+}
+
+/* Words 0..15 of a vector = scale g0, words 16..31 = scale g1 (of 16
+ * int16 scales in sc16). */
+INL __m512i scale_pair(__m256i sc16, int g0, int g1)
+{
+    const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi16((short)g0), _mm256_set1_epi16((short)g1), 1);
+    return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(sc16));
+}
+
+/* Scales of 4 consecutive 16-value groups g..g+3, 8 words each. */
+INL __m512i scale_quad(__m256i sc16, int g)
+{
+    const __m512i idx = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16((short)(g + 1)), _mm_set1_epi16((short)g))),
+        _mm256_set_m128i(_mm_set1_epi16((short)(g + 3)), _mm_set1_epi16((short)(g + 2))), 1);
+    return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(sc16));
+}
+
+INL void row_q45_k(const bool five, const int T, const uint8_t *row, int64_t nb,
+                   const struct md_xq256 *const *X, float *y, int64_t ldy)
+{
+    const int64_t bb = five ? 176 : 144;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[MAX_T];
+    __m128 macc[MAX_T];
+    for (int t = 0; t < T; t++) {
+        acc[t] = _mm512_setzero_ps();
+        macc[t] = _mm_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = row + b * bb;
+        _mm_prefetch((const char *)blk + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + 1024 + 128, _MM_HINT_T0);
+        const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(ld16(blk) | (uint32_t)ld16(blk + 2) << 16)));
+        const __m128i scm = k_scales_mins(blk + 4);
+        const __m256i sc16 = _mm256_cvtepu8_epi16(scm);   /* words 0..7 scales, 8..15 mins */
+        const __m128i mins16 = _mm256_extracti128_si256(sc16, 1);
+        const uint8_t *qs = blk + (five ? 48 : 16);
+        const __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
+        __m512i isum[MAX_T];
+        for (int t = 0; t < T; t++)
+            isum[t] = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) {
+            /* sub-blocks 2c (low nibbles) and 2c+1 (high nibbles) */
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            __m512i u = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1), m4);
+            if (five) {
+                const __m256i one = _mm256_set1_epi8(1);
+                const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one);
+                const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one);
+                u = _mm512_or_si512(u, _mm512_slli_epi16(_mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1), 4));
+            }
+            const __m512i s = scale_pair(sc16, 2 * c, 2 * c + 1);
+            for (int t = 0; t < T; t++) {
+                const __m512i xv = _mm512_loadu_si512((const void *)(X[t][b].q + 64 * c));
+                isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(u, xv), s);
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            const struct md_xq256 *x = X[t] + b;
+            const __m128 dx = _mm_mul_ps(dd, _mm_set1_ps(x->d));   /* d dx, dmin dx */
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_set1_ps(_mm_cvtss_f32(dx)), acc[t]);
+            const __m128i mm = _mm_madd_epi16(mins16, _mm_loadu_si128((const __m128i *)x->bsum32));
+            macc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(mm), _mm_shuffle_ps(dx, dx, 0x55), macc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        __m128 m = _mm_add_ps(macc[t], _mm_movehl_ps(macc[t], macc[t]));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        y[t * ldy] = _mm512_reduce_add_ps(acc[t]) - _mm_cvtss_f32(m);
+    }
+}
+
+INL void row_q6_k(const int T, const uint8_t *row, int64_t nb,
+                  const struct md_xq256 *const *X, float *y, int64_t ldy)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(0x30);
+    __m512 acc[MAX_T];
+    for (int t = 0; t < T; t++)
+        acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = row + b * 210;
+        _mm_prefetch((const char *)blk + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + 1024 + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + 1024 + 192, _MM_HINT_T0);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 192)));
+        __m512i isum[MAX_T];
+        for (int t = 0; t < T; t++)
+            isum[t] = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            /* ql0 | ql1 (values 128h + l and 128h + 32 + l), their 5th/6th
+             * bits from qh (pairs 0, 1) and, for the high nibbles, pairs 2, 3 */
+            const __m512i ql = _mm512_loadu_si512((const void *)(blk + 64 * h));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
+            const __m512i qh2 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+            const __m512i lo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_slli_epi16(qh2, 4), m3));
+            const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(qh2, m3));
+            const __m512i s_lo = scale_quad(sc16, 8 * h), s_hi = scale_quad(sc16, 8 * h + 4);
+            for (int t = 0; t < T; t++) {
+                const int8_t *xq = X[t][b].q + 128 * h;
+                isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(lo, _mm512_loadu_si512((const void *)xq)), s_lo);
+                isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(hi, _mm512_loadu_si512((const void *)(xq + 64))), s_hi);
+            }
+        }
+        const float d = f16(blk + 208);
+        const __m256i sc_off = _mm256_slli_epi16(sc16, 5);   /* the -32 offset: 32 sc[g] bsum16[g] */
+        for (int t = 0; t < T; t++) {
+            const struct md_xq256 *x = X[t] + b;
+            const __m256i off = _mm256_madd_epi16(sc_off, _mm256_loadu_si256((const __m256i *)x->bsum16));
+            const __m512i v = _mm512_sub_epi32(isum[t], _mm512_zextsi256_si512(off));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_set1_ps(d * x->d), acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++)
+        y[t * ldy] = _mm512_reduce_add_ps(acc[t]);
+}
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+INL void rows_type(uint32_t type, const int T, const void *XQ, size_t xq_row_bytes, int64_t n_in,
+                   const uint8_t *W, size_t row_bytes, int64_t n_rows, float *Y, int64_t ldy)
+{
+    const void *X[MAX_T];
+    for (int t = 0; t < T; t++)
+        X[t] = (const char *)XQ + (size_t)t * xq_row_bytes;
+    const struct md_xq256 *const *xk = (const struct md_xq256 *const *)X;
+    for (int64_t r = 0; r < n_rows; r++) {
+        const uint8_t *row = W + (size_t)r * row_bytes;
+        switch (type) {
+        case MD_TYPE_Q4_0: row_q4_0(T, row, n_in / 32, (const struct md_xq128 *const *)X, Y + r, ldy); break;
+        case MD_TYPE_Q8_0: row_q8_0(T, row, n_in / 32, (const struct md_xq64 *const *)X, Y + r, ldy); break;
+        case MD_TYPE_Q4_K: row_q45_k(false, T, row, n_in / 256, xk, Y + r, ldy); break;
+        case MD_TYPE_Q5_K: row_q45_k(true, T, row, n_in / 256, xk, Y + r, ldy); break;
+        default: row_q6_k(T, row, n_in / 256, xk, Y + r, ldy); break;
+        }
+    }
+}
+
+#define QDOT_TYPE(TYPE, NAME) \
+    static TGT void qdot_##NAME(int T, const void *XQ, size_t xb, int64_t n_in, \
+                                const uint8_t *W, size_t rb, int64_t n_rows, float *Y, int64_t ldy) \
+    { \
+        switch (T) { \
+        case 1: rows_type(TYPE, 1, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
+        case 2: rows_type(TYPE, 2, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
+        case 3: rows_type(TYPE, 3, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
+        case 4: rows_type(TYPE, 4, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
+        default: /* 5..8 tokens: in two passes */ \
+            rows_type(TYPE, 4, XQ, xb, n_in, W, rb, n_rows, Y, ldy); \
+            qdot_##NAME(T - 4, (const char *)XQ + 4 * xb, xb, n_in, W, rb, n_rows, Y + 4 * ldy, ldy); \
+            break; \
+        } \
+    }
+QDOT_TYPE(MD_TYPE_Q4_0, q4_0)
+QDOT_TYPE(MD_TYPE_Q8_0, q8_0)
+QDOT_TYPE(MD_TYPE_Q4_K, q4_k)
+QDOT_TYPE(MD_TYPE_Q5_K, q5_k)
+QDOT_TYPE(MD_TYPE_Q6_K, q6_k)
+
+bool md_qdot_avx512vnni_has(uint32_t wtype)
+{
+    return wtype == MD_TYPE_Q4_0 || wtype == MD_TYPE_Q8_0 || wtype == MD_TYPE_Q4_K ||
+           wtype == MD_TYPE_Q5_K || wtype == MD_TYPE_Q6_K;
+}
+
+TGT void md_qdot_avx512vnni(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
+                            int64_t n_in, const uint8_t *W, size_t row_bytes,
+                            int64_t n_rows, float *Y, int64_t ldy)
+{
+    switch (wtype) {
+    case MD_TYPE_Q4_0: qdot_q4_0(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    case MD_TYPE_Q8_0: qdot_q8_0(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    case MD_TYPE_Q4_K: qdot_q4_k(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    case MD_TYPE_Q5_K: qdot_q5_k(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    case MD_TYPE_Q6_K: qdot_q6_k(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    default: break;
+    }
+}
+
+#endif
