@@ -7,8 +7,9 @@
  *
  * Measures the machine first: FMA peak (a register-only FMA loop on every
  * thread) and streaming read bandwidth (1 GiB, every thread reading its
- * part, the best of at least 8 passes as STREAM reports), then decode GEMV (n_tok = 1, weights rotated through 512 MiB so
- * they come from DRAM) in GB/s of weights and % of the measured bandwidth,
+ * part, the best of at least 8 passes as STREAM reports), then decode
+ * GEMV (n_tok = 1, weights rotated through 512 MiB so they come from
+ * DRAM) in GB/s of weights and % of the measured bandwidth,
  * and prefill GEMM (n_tok = 512) in GFLOP/s and % of the measured peak, at
  * the shapes of a 0.27B LLaMA (n_embd 1024, n_ff 2816, vocab 32000). The
  * "model" lines add up the matmuls of one token (decode) / 512 tokens
