@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cpu-attn.h"
 #include "cpu-kernels.h"
 #include "cpu-qgemm.h"
 #include "mustdrop.h"
@@ -482,87 +483,15 @@ static int cpu_softmax(struct md_backend *be, const struct md_tensor *x, float s
 
 /* ---- attention ------------------------------------------------------- */
 
-struct attn_job {
-    const struct md_attn_params *p;
-    enum md_cpu_isa isa;
-    const float *q;
-    const void *k, *v;
-    bool kv_f16;
-    int64_t kv_stride;      /* elements per cache row */
-    float *out, *lse;
-    float *scratch;         /* per thread: n_kv scores + 2 * head_dim */
-    size_t scratch_per_thread;
-};
-
-/* Dot product of a query head with one cache row's head slice. */
-static float dot_kv(const float *q, const void *kv, bool f16, int64_t off, int32_t d,
-                    float *tmp)
-{
-    if (!f16)
-        return md_dot_f32(q, (const float *)kv + off, d);
-    const uint16_t *h = (const uint16_t *)kv + off;
-    for (int32_t i = 0; i < d; i++)
-        tmp[i] = md_fp16_to_fp32(h[i]);
-    return md_dot_f32(q, tmp, d);
-}
-
-static void axpy_kv(float *acc, float a, const void *kv, bool f16, int64_t off, int32_t d)
-{
-    if (f16) {
-        const uint16_t *h = (const uint16_t *)kv + off;
-        for (int32_t i = 0; i < d; i++)
-            acc[i] += a * md_fp16_to_fp32(h[i]);
-    } else {
-        const float *f = (const float *)kv + off;
-        for (int32_t i = 0; i < d; i++)
-            acc[i] += a * f[i];
-    }
-}
-
-/* One (head, query) pair: a numerically stable softmax over the visible
- * keys, then the weighted sum of values. */
-static void attn_one(const struct attn_job *j, int32_t h, int32_t i, float *s)
-{
-    const struct md_attn_params *p = j->p;
-    int32_t d = p->head_dim;
-    int32_t hk = h / (p->n_head / p->n_head_kv);
-    int32_t nv = p->causal ? p->q_start + i + 1 : p->n_kv;
-    if (nv > p->n_kv)
-        nv = p->n_kv;
-    float *acc = s + p->n_kv, *tmp = acc + d;
-    const float *q = j->q + (int64_t)i * p->n_head * d + (int64_t)h * d;
-    float m = -INFINITY;
-    for (int32_t t = 0; t < nv; t++) {
-        s[t] = p->scale * dot_kv(q, j->k, j->kv_f16, t * j->kv_stride + (int64_t)hk * d, d, tmp);
-        m = fmaxf(m, s[t]);
-    }
-    double sum = nv > 0 ? exp_sum(j->isa, s, nv, m) : 0.0;
-    memset(acc, 0, sizeof(float) * (size_t)d);
-    for (int32_t t = 0; t < nv; t++)
-        axpy_kv(acc, s[t], j->v, j->kv_f16, t * j->kv_stride + (int64_t)hk * d, d);
-    float *o = j->out + (int64_t)i * p->n_head * d + (int64_t)h * d;
-    /* A query that sees no key (only possible with a q_start < -1) gets 0. */
-    float inv = nv > 0 ? (float)(1.0 / sum) : 0.0f;
-    for (int32_t e = 0; e < d; e++)
-        o[e] = acc[e] * inv;
-    if (j->lse)
-        j->lse[(int64_t)h * p->n_q + i] = nv > 0 ? m + (float)log(sum) : -INFINITY;
-}
-
-static void attn_worker(void *arg, int ith, int nth)
-{
-    const struct attn_job *j = arg;
-    int64_t n_items = (int64_t)j->p->n_head * j->p->n_q, a, b;
-    split_rows(n_items, ith, nth, &a, &b);
-    float *s = j->scratch + j->scratch_per_thread * (size_t)ith;
-    for (int64_t it = a; it < b; it++)
-        attn_one(j, (int32_t)(it / j->p->n_q), (int32_t)(it % j->p->n_q), s);
-}
+/* Decode (fewer than ATTN_MIN_BLOCKED_Q queries) goes to md_attn_decode
+ * (cpu-attn.c): blocks of keys across threads, every head of a cache row
+ * read in order, online softmax. */
 
 /* ---- prefill attention as two matrix products per (head, query block) --
- * For many queries, the per-pair loops above run at a few GFLOP/s. Here
- * blocks of QB queries of one head are multiplied with that head's keys and
- * values through md_matmul (packed GEMM kernels): S = Q K^T, a row-wise
+ * For many queries, dot products key by key (md_attn_decode) leave the FMA
+ * units mostly idle. Here blocks of QB queries of one head are multiplied
+ * with that head's keys and values through md_matmul (packed GEMM
+ * kernels): S = Q K^T, a row-wise
  * stable softmax (masked causally by index, LSE kept), then O = P V.
  * A work item is a run of query blocks of one head: K and V^T are gathered
  * into contiguous f32 panels (converting F16 caches) once per item, for the
@@ -736,12 +665,13 @@ static int cpu_attention(struct md_backend *be, const struct md_attn_params *p,
         cpu_run(c, attn_blk_worker, &jb);
         return atomic_load(&jb.failed) ? MD_ERR_NOMEM : MD_OK;
     }
-    rc = attn_scratch(c, (size_t)p->n_kv + 2 * (size_t)p->head_dim + 16);
+    struct md_threadpool *tp = c->tp && c->n_threads > 1 ? c->tp : NULL;
+    size_t work = md_attn_decode_work(p, tp ? c->n_threads : 1);
+    rc = attn_scratch(c, (work + (size_t)c->n_threads - 1) / (size_t)c->n_threads);
     if (rc)
         return rc;
-    struct attn_job j = { p, c->isa, q->data, k->data, v->data, f16, row_kv,
-                          out->data, lse ? lse->data : NULL, c->scratch, c->scratch_per_thread };
-    cpu_run(c, attn_worker, &j);
+    md_attn_decode(tp, c->isa, p, q->data, k->data, v->data, f16, row_kv, out->data,
+                   lse ? lse->data : NULL, c->scratch);
     return MD_OK;
 }
 

@@ -289,10 +289,18 @@ const struct md_gemm_isa md_gemm_isa_avx512 = {
 
 /* Software prefetch distance along a row, bytes: the hardware prefetcher
  * alone lets the multi-token kernels stall on W (n_tok = 8 from DRAM:
- * 4 KiB ahead measured ~2x faster; neutral for one token). Prefetching past
- * the end of W is harmless. */
+ * 4 KiB ahead measured ~2x faster). Below GEMV_FAR_PREFETCH_TOK tokens the
+ * prefetch goes to the line about to be loaded instead: on AMD EPYC (Zen 4,
+ * one thread, W from DRAM, with the 4 sums below) F16 then reads 21 GB/s
+ * at one token and 13-15 at 3-4, against 11-12.6 and 9 with 4 KiB ahead
+ * and 15 / 8-10 with no prefetch; distances of 128 B to 1 KiB fall in
+ * between (docs/benchmarks/cpu/2026-12-07-attn). Prefetching past the end
+ * of W is harmless. */
 #ifndef GEMV_PREFETCH
 #define GEMV_PREFETCH 4096
+#endif
+#ifndef GEMV_FAR_PREFETCH_TOK
+#define GEMV_FAR_PREFETCH_TOK 5
 #endif
 
 INL float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
@@ -310,11 +318,12 @@ INL void gemv_row_elem(uint32_t type, const int T, const int U, const float *X,
             acc[t][u] = _mm512_setzero_ps();
     int64_t k = 0;
     const int esz = type == MD_TYPE_F32 ? 4 : 2;
+    const int64_t ahead = T >= GEMV_FAR_PREFETCH_TOK ? GEMV_PREFETCH : 0;
     for (; k + 16 * U <= n_in; k += 16 * U) {
 #pragma GCC unroll 16
         for (int u = 0; u < U; u++) {
             if ((16 * u * esz) % 64 == 0)
-                _mm_prefetch((const char *)row + (k + 16 * u) * esz + GEMV_PREFETCH, _MM_HINT_T0);
+                _mm_prefetch((const char *)row + (k + 16 * u) * esz + ahead, _MM_HINT_T0);
             const __m512 w = load16_full(type, row, k + 16 * u);
 #pragma GCC unroll 16
             for (int t = 0; t < T; t++)
@@ -400,12 +409,14 @@ INL void gemv_row_q8_0(const int T, const int U, const float *X,
 INL void gemv_type(uint32_t type, const int T, const float *X, int64_t n_in,
                    const uint8_t *W, size_t row_bytes, int64_t n_rows, float *Y, int64_t ldy)
 {
-    const int U = T == 1 ? 4 : T <= 4 ? 2 : 1;
+    /* F16/BF16/F32 keep 4 independent sums a token up to 4 tokens (with 2,
+     * F16 at 3-4 tokens read W at 6 GB/s, with 4 at 10-11; one thread) */
+    const int U_q8 = T == 1 ? 4 : T <= 4 ? 2 : 1, U_elem = T <= 4 ? 4 : 1;
     for (int64_t o = 0; o < n_rows; o++) {
         if (type == MD_TYPE_Q8_0)
-            gemv_row_q8_0(T, U, X, n_in, W + (size_t)o * row_bytes, Y + o, ldy);
+            gemv_row_q8_0(T, U_q8, X, n_in, W + (size_t)o * row_bytes, Y + o, ldy);
         else
-            gemv_row_elem(type, T, U, X, n_in, W + (size_t)o * row_bytes, Y + o, ldy);
+            gemv_row_elem(type, T, U_elem, X, n_in, W + (size_t)o * row_bytes, Y + o, ldy);
     }
 }
 

@@ -1,9 +1,13 @@
 /* The backend's attention against naive softmax(QK^T * scale) V in double:
  * causal by cache index with the batch appended at q_start, GQA / MQA,
  * non-causal, F16 caches, log-sum-exp output (and that it recovers the
- * attention probabilities), and shape errors. */
+ * attention probabilities), and shape errors; on every ISA the CPU has
+ * (portable, AVX2, AVX-512) and 1 and 3 threads. Decode (1-7 rows,
+ * cpu-attn.c) is checked at depths 1..3000 across its chunk (32 keys) and
+ * block (256) edges, GQA ratios 1, 2, 4, 7 and MQA, head sizes 8..128. */
 #include "md_test.h"
 #include "backend.h"
+#include "cpu-kernels.h"
 
 static double lcg(uint64_t *s)
 {
@@ -25,6 +29,12 @@ static void naive(const struct md_attn_params *p, const float *q, const float *k
         for (int h = 0; h < p->n_head; h++) {
             int hk = h / (p->n_head / p->n_head_kv);
             int nv = p->causal ? p->q_start + i + 1 : p->n_kv;
+            if (nv <= 0) {   /* sees no key: output 0, LSE -inf */
+                for (int e = 0; e < hd; e++)
+                    r->o[i * rq + h * hd + e] = 0;
+                r->lse[h * p->n_q + i] = -INFINITY;
+                continue;
+            }
             double mx = -INFINITY, sum = 0;
             for (int j = 0; j < nv; j++) {
                 double d = 0;
@@ -47,10 +57,11 @@ static void naive(const struct md_attn_params *p, const float *q, const float *k
     free(s);
 }
 
-static void run_case(struct md_backend *be, int n_q, int n_kv, int n_head, int n_head_kv, int hd,
-                     bool causal, uint32_t kv_type)
+/* n_q queries at cache indices q_start.. (causal) against n_kv entries. */
+static void run_case_at(struct md_backend *be, int n_q, int n_kv, int q_start, int n_head,
+                        int n_head_kv, int hd, bool causal, uint32_t kv_type)
 {
-    struct md_attn_params p = { n_q, n_kv, n_kv - n_q, n_head, n_head_kv, hd,
+    struct md_attn_params p = { n_q, n_kv, q_start, n_head, n_head_kv, hd,
                                 1.0f / sqrtf((float)hd), causal };
     int rq = n_head * hd, rkv = n_head_kv * hd, cap = n_kv + 5;
     uint64_t s = (uint64_t)(n_q * 131 + n_kv * 7 + n_head + hd + causal);
@@ -90,14 +101,16 @@ static void run_case(struct md_backend *be, int n_q, int n_kv, int n_head, int n
     for (int i = 0; i < n_q * rq; i++)
         eo = fmax(eo, fabs(o[i] - r.o[i]));
     for (int i = 0; i < n_head * n_q; i++)
-        el = fmax(el, fabs(lse[i] - r.lse[i]) / fmax(1.0, fabs(r.lse[i])));
-    CHECKF(eo < 2e-5 && el < 2e-6, "n_q %d n_kv %d heads %d/%d hd %d causal %d %s: out %g lse %g",
-           n_q, n_kv, n_head, n_head_kv, hd, causal, md_type_name(kv_type), eo, el);
+        el = isinf(r.lse[i]) ? (lse[i] == r.lse[i] ? el : INFINITY)
+                             : fmax(el, fabs(lse[i] - r.lse[i]) / fmax(1.0, fabs(r.lse[i])));
+    CHECKF(eo < 2e-5 && el < 2e-6,
+           "n_q %d n_kv %d q_start %d heads %d/%d hd %d causal %d %s: out %g lse %g", n_q, n_kv,
+           q_start, n_head, n_head_kv, hd, causal, md_type_name(kv_type), eo, el);
 
     /* probabilities from the LSE sum to one over the visible keys */
     int i = n_q - 1, h = n_head - 1, hk = h / (n_head / n_head_kv);
     int nv = causal ? p.q_start + i + 1 : n_kv;
-    double psum = 0;
+    double psum = nv > 0 ? 0 : 1;
     for (int j = 0; j < nv; j++) {
         double d = 0;
         for (int e = 0; e < hd; e++)
@@ -125,6 +138,31 @@ static void run_case(struct md_backend *be, int n_q, int n_kv, int n_head, int n
     for (size_t t = 0; t < 6; t++)
         be->ops->tensor_free(be, ts[t]);
     free(q); free(k); free(v); free(o); free(lse); free(r.o); free(r.lse);
+}
+
+/* The batch appended last: queries at n_kv - n_q ... n_kv - 1. */
+static void run_case(struct md_backend *be, int n_q, int n_kv, int n_head, int n_head_kv, int hd,
+                     bool causal, uint32_t kv_type)
+{
+    run_case_at(be, n_q, n_kv, n_kv - n_q, n_head, n_head_kv, hd, causal, kv_type);
+}
+
+/* Decode and few-row batches (the md_attn_decode path). */
+static void decode_cases(struct md_backend *be)
+{
+    static const int depths[] = { 1, 2, 31, 32, 33, 255, 256, 257, 1000, 2049, 3000 };
+    for (size_t i = 0; i < sizeof depths / sizeof depths[0]; i++) {
+        uint32_t t = i % 2 ? MD_TYPE_F16 : MD_TYPE_F32, u = i % 2 ? MD_TYPE_F32 : MD_TYPE_F16;
+        run_case(be, 1, depths[i], 16, 16, 64, true, t);    /* the 0.27B LLaMA's heads */
+        run_case(be, 1, depths[i], 14, 2, 64, true, u);     /* GQA 7 (Qwen2-0.5B) */
+    }
+    run_case(be, 1, 1500, 8, 2, 128, true, MD_TYPE_F16);    /* GQA 4, wide heads */
+    run_case(be, 1, 777, 4, 1, 40, true, MD_TYPE_F32);      /* MQA, 40 = 2.5 vectors */
+    run_case(be, 3, 700, 8, 4, 128, true, MD_TYPE_F16);     /* a few rows appended */
+    run_case_at(be, 7, 300, 200, 4, 1, 40, true, MD_TYPE_F32);   /* entries after the batch unseen */
+    run_case_at(be, 2, 600, 333, 6, 3, 24, true, MD_TYPE_F16);
+    run_case(be, 5, 260, 6, 3, 8, false, MD_TYPE_F16);      /* non-causal: all keys */
+    run_case_at(be, 3, 4, -2, 2, 1, 16, true, MD_TYPE_F32); /* rows 0, 1 see no key */
 }
 
 /* Causality is by index: a query at cache index c sees 0..c even when
@@ -165,10 +203,17 @@ static void check_mask_by_index(struct md_backend *be)
 
 int main(void)
 {
+    static const char *const isas[] = { "scalar", "avx2", "avx512" };
     struct md_backend *be;
     char err[128];
-    for (int threads = 1; threads <= 3; threads += 2) {
-        struct md_backend_params bp = { .n_threads = threads };
+    for (int run = 0; run < 6; run++) {
+        int isa = run / 2, threads = run % 2 ? 3 : 1;
+        if (isa > (int)md_cpu_isa_detect()) {
+            printf("attention: no %s on this CPU, its kernels not run\n", isas[isa]);
+            run++;
+            continue;
+        }
+        struct md_backend_params bp = { .n_threads = threads, .isa = isas[isa] };
         CHECKF(md_backend_new("cpu", &bp, &be, err, sizeof err) == MD_OK, "%s", err);
         run_case(be, 5, 5, 4, 4, 16, true, MD_TYPE_F32);      /* prefill from empty */
         run_case(be, 4, 13, 8, 2, 16, true, MD_TYPE_F32);     /* GQA, cache has history */
@@ -184,6 +229,7 @@ int main(void)
         run_case(be, 70, 70, 3, 1, 40, false, MD_TYPE_F32);
         run_case(be, 65, 90, 2, 2, 8, false, MD_TYPE_F16);
         run_case(be, 200, 230, 1, 1, 16, true, MD_TYPE_F32);  /* fewer heads than threads: chunks of blocks */
+        decode_cases(be);
         check_mask_by_index(be);
         md_backend_free(be);
     }
