@@ -472,7 +472,9 @@ bool vqa_window_fits(const struct md_vqa_stream *s, const struct md_vqa_ask *ask
 {
     int64_t q, text = vqa_prompt_tokens(s->vqa, ask->chat_template, ask->question, ask->system,
                                         &q);
-    return frames_that_fit(s, n_ctx, text + VQA_BATCH_MARGIN, q, max_new, NULL, 0) >=
+    /* max_new counted as text: the count never gives the answer's room
+     * away (frames_that_fit does when little is left) */
+    return frames_that_fit(s, n_ctx, text + VQA_BATCH_MARGIN + max_new, q, 0, NULL, 0) >=
            count_frames(s);
 }
 

@@ -278,8 +278,11 @@ int md_decode_embd(struct md_context *ctx, const float *embd, int32_t n, bool al
  * attention stay each context's own. ctxs[0] runs the step: its backend,
  * threads and buffers (so n <= its n_batch); the others must use the same
  * kernels (isa, exact_matmul). Each context's logits come from
- * md_get_logits(ctxs[i], -1) as after md_decode of one token, and on the
- * CPU they are the ones that md_decode gives (the rows never mix). Every
+ * md_get_logits(ctxs[i], -1) as after md_decode of one token. Rows never
+ * mix: on the CPU, with quantized weights (integer dots) they are bit for
+ * bit what md_decode gives; with F32/F16/BF16 weights or exact_matmul the
+ * GEMV kernel's order of summation depends on how many rows share a pass,
+ * so they may differ in the last bits (about 1e-6 of their scale). Every
  * context's decode timing counts the whole step.
  * Returns MD_OK or a negative status, and on any error no cache has
  * changed: MD_ERR_INVALID for bad arguments (a NULL or repeated context,
