@@ -4,6 +4,8 @@
  *
  *   mustdrop-bench -m model.gguf [-p 512] [-n 128] [-r 5] [-t 2] [--json out.json]
  *   mustdrop-bench --synthetic llama-0.27b --type f16 [--write synth.gguf]
+ *   mustdrop-bench --synthetic llama-0.27b --seqs 1,2,4,8,16 -n 32 -d 64
+ *                  (batched decode across sequences, mustdrop-bench-multi.c)
  *   mustdrop-bench --vision mmproj.gguf [--image-size 336] [--batch 1,8] [-r 5]
  *   mustdrop-bench --synthetic-vision clip-l-336 --type f16 [--batch 1,8]
  *   mustdrop-bench --synthetic-vision clip-l-336 --proj-dim 1024 --write mmproj.gguf -r 0
@@ -23,6 +25,7 @@
 #include <time.h>
 
 #include "bench-reduce.h"
+#include "mustdrop-bench-multi.h"
 #include "device.h"
 #include "gguf-writer.h"
 #include "mustdrop-vision.h"
@@ -53,6 +56,7 @@ struct bench_args {
     int proj_dim;             /* synthetic projector output width (0: the preset's) */
     int batch[8], n_batch;
     int depth;                /* tokens in the cache before each tgN (-d) */
+    int seqs[8], n_seqs;      /* --seqs: sequence counts of the batched decode test */
     struct cli_device dev;    /* --device (default cpu: a figure names its device) */
 };
 
@@ -99,6 +103,9 @@ static void usage(FILE *f)
         "  --isa NAME         auto, scalar, avx2, avx512\n"
         "  --device D         cpu (default), cuda, cuda:N or auto\n"
         "  --json FILE        write the results as JSON\n"
+        "  --seqs S[,S...]    instead: -n decode steps of S sequences (1..64) stepped\n"
+        "                     together (md_decode_multi) against the same S one after\n"
+        "                     another, each after -d cached tokens\n"
         "\n"
         "vision encoder (frames/s of preprocessing + tower + projector):\n"
         "  --vision FILE      an mmproj GGUF\n"
@@ -155,6 +162,16 @@ static int parse_args(int argc, char **argv, struct bench_args *a)
                 if (a->n_batch == 8) bad = 1;
                 else bad = parse_pos_int(tok, &a->batch[a->n_batch++]) || a->batch[a->n_batch - 1] < 1 ||
                            a->batch[a->n_batch - 1] > 256;
+            }
+        }
+        else if (!strcmp(o, "--seqs")) {
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", v);
+            a->n_seqs = 0;
+            for (char *tok = strtok(buf, ","); tok && !bad; tok = strtok(NULL, ",")) {
+                if (a->n_seqs == 8) bad = 1;
+                else bad = parse_pos_int(tok, &a->seqs[a->n_seqs++]) || a->seqs[a->n_seqs - 1] < 1 ||
+                           a->seqs[a->n_seqs - 1] > 64;
             }
         }
         else if (!strcmp(o, "-n")) bad = parse_pos_int(v, &a->tg);
@@ -750,6 +767,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "mustdrop-bench: cannot load the model: %s\n", err);
         free(image);
         return 1;
+    }
+    if (a.n_seqs) {
+        struct md_context_params cp = md_context_default_params();
+        cp.n_threads = a.n_threads;
+        cp.isa = a.isa;
+        if (cp.n_threads <= 0) cp.n_threads = md_context_default_params().n_threads;
+        struct bench_multi_opts o = { a.seqs, a.n_seqs, a.tg > 0 ? a.tg : 1, a.depth,
+                                      a.reps > 0 ? a.reps : 1, &cp };
+        int st = md_bench_multi(model, &o, stdout);
+        printf("\ndevice: %s\n", a.dev.used);
+        md_model_free(model);
+        free(image);
+        return st;
     }
     int max_pp = a.tg;
     for (int i = 0; i < a.n_pp; i++) if (a.pp[i] > max_pp) max_pp = a.pp[i];

@@ -13,19 +13,6 @@
 
 #include "llm.h"
 
-/* A view of the first n elements of 1-D tensor t starting at element off. */
-static struct md_tensor vec_view(const struct md_tensor *t, int64_t off, int64_t n)
-{
-    struct md_tensor v = *t;
-    size_t es = t->type == MD_TYPE_I32 || t->type == MD_TYPE_F32 ? 4 : 2;
-    v.data = (char *)t->data + es * (size_t)off;
-    v.ne[0] = n;
-    v.ne[1] = v.ne[2] = v.ne[3] = 1;
-    v.nbytes = es * (size_t)n;
-    v.owned = false;
-    return v;
-}
-
 static struct md_tensor rows(const struct md_tensor *t, int64_t n)
 {
     return md_tensor_rows(t, 0, n);
@@ -46,7 +33,7 @@ static int64_t embd_rows_before(const struct md_batch *b, int32_t row0)
     return n;
 }
 
-static int check_room(struct md_context *ctx, int32_t n)
+int md_llm_check_room(struct md_context *ctx, int32_t n)
 {
     const struct md_kv_cache *kv = ctx->kv;
     for (int32_t il = 0; il < kv->n_layer; il++)
@@ -74,7 +61,7 @@ static int embed_rows(struct md_context *ctx, const struct md_batch *b, int32_t 
             memcpy(ctx->ids_host, b->tokens + row0 + i, sizeof(int32_t) * (size_t)(j - i));
             TRY(be->ops->tensor_set(be, &ctx->ids, 0, ctx->ids_host,
                                     sizeof(int32_t) * (size_t)(j - i)));
-            struct md_tensor ids = vec_view(&ctx->ids, 0, j - i);
+            struct md_tensor ids = md_llm_vec_view(&ctx->ids, 0, j - i);
             struct md_tensor dst = md_tensor_rows(&ctx->x, i, j - i);
             TRY(be->ops->get_rows(be, &m->tok_embd, &ids, &dst));
         } else {
@@ -101,7 +88,7 @@ int md_llm_begin(struct md_context *ctx, const struct md_batch *b, int32_t row0,
                                 : "row %d: token id %d out of range [0, %d)",
                                 row0 + i, t, m->hp.n_vocab);
     }
-    TRY(check_room(ctx, n));
+    TRY(md_llm_check_room(ctx, n));
     int rc = embed_rows(ctx, b, row0, n);
     if (rc)
         return md_llm_error(ctx, rc, "backend failed embedding the batch");
@@ -119,6 +106,33 @@ int md_llm_begin(struct md_context *ctx, const struct md_batch *b, int32_t row0,
 }
 
 /* ---- one transformer block ------------------------------------------- */
+
+int md_llm_matmul(struct md_context *ctx, const struct md_tensor *x, const struct md_tensor *w,
+                  const struct md_tensor *bias, struct md_tensor *y)
+{
+    struct md_backend *be = ctx->be;
+    int64_t n = md_tensor_nrows(x), g = ctx->mm_rows > 0 ? ctx->mm_rows : n;
+    if (g >= n)
+        return be->ops->matmul(be, x, w, bias, y);
+    for (int64_t r = 0; r < n; r += g) {
+        int64_t c = n - r < g ? n - r : g;
+        struct md_tensor xg = md_tensor_rows(x, r, c), yg = md_tensor_rows(y, r, c);
+        TRY(be->ops->matmul(be, &xg, w, bias, &yg));
+    }
+    return MD_OK;
+}
+
+struct md_rope_params md_llm_rope_params(const struct md_context *ctx, int32_t n_head)
+{
+    const struct md_model *m = ctx->model;
+    const struct md_hparams *hp = &m->hp;
+    struct md_rope_params rp = {
+        .n_head = n_head, .head_dim = hp->head_dim, .n_rot = hp->n_rot,
+        .mode = hp->rope_mode, .freq_base = hp->rope_freq_base, .freq_scale = hp->rope_freq_scale,
+        .freq_factors = md_tensor_present(&m->rope_freqs) ? &m->rope_freqs : NULL,
+    };
+    return rp;
+}
 
 /* Upload the positions layer il rotates with, if they differ from what the
  * pos tensor already holds (usually they do not, after layer 0). */
@@ -154,12 +168,8 @@ static int attention_block(struct md_context *ctx, int32_t il)
 
     int32_t *pos = ctx->ids_host;   /* scratch: ids are not needed after begin */
     TRY(layer_positions(ctx, il, pos));
-    struct md_tensor pos_t = vec_view(&ctx->pos, 0, n);
-    struct md_rope_params rp = {
-        .n_head = hp->n_head, .head_dim = hp->head_dim, .n_rot = hp->n_rot,
-        .mode = hp->rope_mode, .freq_base = hp->rope_freq_base, .freq_scale = hp->rope_freq_scale,
-        .freq_factors = md_tensor_present(&m->rope_freqs) ? &m->rope_freqs : NULL,
-    };
+    struct md_tensor pos_t = md_llm_vec_view(&ctx->pos, 0, n);
+    struct md_rope_params rp = md_llm_rope_params(ctx, hp->n_head);
     TRY(be->ops->rope(be, &q, &pos_t, &rp));
     rp.n_head = hp->n_head_kv;
     TRY(be->ops->rope(be, &k, &pos_t, &rp));
@@ -181,7 +191,7 @@ static int attention_block(struct md_context *ctx, int32_t il)
     return be->ops->add(be, &x, &xb, &x);
 }
 
-static int ffn_block(struct md_context *ctx, int32_t il)
+int md_llm_ffn_block(struct md_context *ctx, int32_t il)
 {
     struct md_backend *be = ctx->be;
     const struct md_layer *L = &ctx->model->layers[il];
@@ -190,10 +200,10 @@ static int ffn_block(struct md_context *ctx, int32_t il)
     struct md_tensor hb = rows(&ctx->hb, n), hb2 = rows(&ctx->hb2, n);
 
     TRY(be->ops->rms_norm(be, &x, &L->ffn_norm, ctx->model->hp.rms_eps, &xb));
-    TRY(be->ops->matmul(be, &xb, &L->ffn_gate, NULL, &hb));
-    TRY(be->ops->matmul(be, &xb, &L->ffn_up, NULL, &hb2));
+    TRY(md_llm_matmul(ctx, &xb, &L->ffn_gate, NULL, &hb));
+    TRY(md_llm_matmul(ctx, &xb, &L->ffn_up, NULL, &hb2));
     TRY(be->ops->glu(be, MD_UNARY_SILU, &hb, &hb2, &hb));
-    TRY(be->ops->matmul(be, &hb, &L->ffn_down, NULL, &xb));
+    TRY(md_llm_matmul(ctx, &hb, &L->ffn_down, NULL, &xb));
     return be->ops->add(be, &x, &xb, &x);
 }
 
@@ -203,7 +213,7 @@ int md_llm_layer(struct md_context *ctx, int32_t il)
         return md_llm_error(ctx, MD_ERR_INVALID, "layer %d with %d rows in flight", il, ctx->n_rows);
     int rc = attention_block(ctx, il);
     if (!rc)
-        rc = ffn_block(ctx, il);
+        rc = md_llm_ffn_block(ctx, il);
     if (rc == MD_ERR_CONTEXT_FULL)
         return md_llm_error(ctx, rc, "context full at layer %d", il);
     if (rc)
@@ -236,7 +246,7 @@ int md_llm_keep_rows(struct md_context *ctx, const int32_t *idx, int32_t n)
 /* ---- end: logits ----------------------------------------------------- */
 
 /* Make the device logits chunk hold at least want rows (grown once). */
-static int ensure_out_rows(struct md_context *ctx, int32_t want)
+int md_llm_ensure_out_rows(struct md_context *ctx, int32_t want)
 {
     if (ctx->out_rows >= want)
         return MD_OK;
@@ -258,7 +268,7 @@ static int output_logits(struct md_context *ctx, bool all, float *logits)
     TRY(be->ops->rms_norm(be, &x, &m->output_norm, m->hp.rms_eps, &xb));
     /* Chunks bound the device buffer: n_batch x n_vocab would be huge. */
     const int32_t chunk = 32;
-    TRY(ensure_out_rows(ctx, n_out < chunk ? n_out : chunk));
+    TRY(md_llm_ensure_out_rows(ctx, n_out < chunk ? n_out : chunk));
     for (int32_t r = 0; r < n_out; r += ctx->out_rows) {
         int32_t c = n_out - r < ctx->out_rows ? n_out - r : ctx->out_rows;
         struct md_tensor xc = md_tensor_rows(&ctx->xb, r, c), oc = rows(&ctx->out, c);
@@ -284,14 +294,14 @@ int md_llm_end(struct md_context *ctx, bool all, float *logits)
 
 /* ---- decode calls ---------------------------------------------------- */
 
-static double now_ms(void)
+double md_llm_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static int ensure_logits(struct md_context *ctx, int32_t want)
+int md_llm_ensure_logits(struct md_context *ctx, int32_t want)
 {
     if (ctx->logits_cap >= want)
         return MD_OK;
@@ -303,7 +313,7 @@ static int ensure_logits(struct md_context *ctx, int32_t want)
     return MD_OK;
 }
 
-static bool aborted(const struct md_context *ctx)
+bool md_llm_aborted(const struct md_context *ctx)
 {
     return ctx->params.abort_callback && ctx->params.abort_callback(ctx->params.abort_callback_user);
 }
@@ -314,7 +324,7 @@ static int decode_chunk(struct md_context *ctx, const struct md_batch *b, int32_
 {
     TRY(md_llm_begin(ctx, b, row0, n));
     for (int32_t il = 0; il < ctx->model->hp.n_layer; il++) {
-        if (aborted(ctx))
+        if (md_llm_aborted(ctx))
             return md_llm_error(ctx, MD_ERR_ABORTED, "decode aborted by the callback at layer %d", il);
         TRY(md_llm_layer(ctx, il));
     }
@@ -328,12 +338,12 @@ int md_decode_batch(struct md_context *ctx, const struct md_batch *b)
     ctx->err[0] = '\0';
     if (!b || b->n <= 0 || (!b->tokens && !b->embd))
         return md_llm_error(ctx, MD_ERR_INVALID, "empty batch or no tokens and no embeddings");
-    double t0 = now_ms();
+    double t0 = md_llm_now_ms();
     int32_t n = b->n, nb = ctx->params.n_batch, n_vocab = ctx->model->hp.n_vocab;
     ctx->n_logits = 0;
     ctx->n_last_rows = 0;
-    TRY(check_room(ctx, n));
-    TRY(ensure_logits(ctx, b->all_logits ? n : 1));
+    TRY(md_llm_check_room(ctx, n));
+    TRY(md_llm_ensure_logits(ctx, b->all_logits ? n : 1));
     md_kv_snapshot_take(ctx->kv, &ctx->snap);
     int rc = MD_OK;
     for (int32_t row0 = 0; row0 < n && !rc; row0 += nb) {
@@ -350,7 +360,7 @@ int md_decode_batch(struct md_context *ctx, const struct md_batch *b)
     }
     ctx->n_logits = b->all_logits ? n : 1;
     ctx->n_last_rows = n;
-    double dt = now_ms() - t0;
+    double dt = md_llm_now_ms() - t0;
     if (n > 1) {
         ctx->timings.prefill_ms += dt;
         ctx->timings.n_prefill += n;

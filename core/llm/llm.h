@@ -57,6 +57,7 @@ struct md_context {
     int32_t *ids_host;       /* [n_batch] */
     int32_t next_seq_pos;    /* kv->seq_pos once the batch ends */
     int32_t last_layer;      /* layer whose q/lse are in the buffers, -1 none */
+    int32_t mm_rows;         /* rows per matmul call, 0: all at once (decode-multi.c) */
 
     /* Logits of the last decode call (host). */
     float *logits;           /* [logits_cap][n_vocab] */
@@ -67,6 +68,19 @@ struct md_context {
     struct md_timings timings;
     char err[256];
 };
+
+/* A view of the first n elements of 1-D tensor t starting at element off. */
+static inline struct md_tensor md_llm_vec_view(const struct md_tensor *t, int64_t off, int64_t n)
+{
+    struct md_tensor v = *t;
+    size_t es = t->type == MD_TYPE_I32 || t->type == MD_TYPE_F32 ? 4 : 2;
+    v.data = (char *)t->data + es * (size_t)off;
+    v.ne[0] = n;
+    v.ne[1] = v.ne[2] = v.ne[3] = 1;
+    v.nbytes = es * (size_t)n;
+    v.owned = false;
+    return v;
+}
 
 /* Set ctx->err and return rc. */
 int md_llm_error(struct md_context *ctx, int rc, const char *fmt, ...)
@@ -85,6 +99,43 @@ int md_llm_keep_rows(struct md_context *ctx, const int32_t *idx, int32_t n);
  * every row in flight when all, else the last one; logits may be NULL.
  * Advances the shared sequence position. */
 int md_llm_end(struct md_context *ctx, bool all, float *logits);
+
+/* Pieces of the forward shared with the multi-sequence step (decode-multi.c). */
+/* MD_OK, or MD_ERR_CONTEXT_FULL (with the layer in ctx->err) when some
+ * layer lacks room for n more entries. */
+int md_llm_check_room(struct md_context *ctx, int32_t n);
+/* y = x w (+ bias) on ctx's backend, in calls of at most ctx->mm_rows rows. */
+int md_llm_matmul(struct md_context *ctx, const struct md_tensor *x, const struct md_tensor *w,
+                  const struct md_tensor *bias, struct md_tensor *y);
+struct md_rope_params md_llm_rope_params(const struct md_context *ctx, int32_t n_head);
+/* The feed-forward half of block il on the rows in flight. */
+int md_llm_ffn_block(struct md_context *ctx, int32_t il);
+int md_llm_ensure_out_rows(struct md_context *ctx, int32_t want);
+int md_llm_ensure_logits(struct md_context *ctx, int32_t want);
+bool md_llm_aborted(const struct md_context *ctx);
+double md_llm_now_ms(void);
+
+/* The multi-sequence decode step (md_decode_multi) in steps, for reduction
+ * sessions: ctxs[0] (the lead) computes one token for each of the n
+ * contexts on its backend, its buffers holding the n stacked rows (row i is
+ * ctxs[i]'s token); each context keeps its own cache. Callers snapshot
+ * every context's cache first and restore them all on an error.
+ *     md_llm_multi_begin(ctxs, tokens, n);
+ *     for (il = 0; il < n_layer; il++) md_llm_multi_layer(ctxs, n, il, want_lse);
+ *     md_llm_multi_end(ctxs, n, logits);
+ * On an error every context has a message: the one at fault its own, the
+ * others one naming it (a failure of the shared pass is the lead's). */
+int md_llm_multi_begin(struct md_context *const *ctxs, const int32_t *tokens, int32_t n);
+/* Block il for every row; with want_lse each row's attention log-sum-exp is
+ * kept for md_llm_multi_lse. */
+int md_llm_multi_layer(struct md_context *const *ctxs, int32_t n, int32_t il, bool want_lse);
+/* Logits of row i into logits[i] (n_vocab floats; NULL: ctxs[i]'s own
+ * logits buffer, which md_get_logits returns). */
+int md_llm_multi_end(struct md_context *const *ctxs, int32_t n, float *const *logits);
+/* Row i's post-RoPE query [1][n_head*head_dim] and log-sum-exp [n_head][1]
+ * after the last md_llm_multi_layer (backend tensors of the lead). */
+struct md_tensor md_llm_multi_q(const struct md_context *lead, int32_t i);
+struct md_tensor md_llm_multi_lse(const struct md_context *lead, int32_t i);
 
 /* What the last md_llm_layer left for reduction code (backend tensors). */
 int32_t md_llm_n_rows(const struct md_context *ctx);

@@ -48,12 +48,15 @@ static void layer_view_free(struct layer_view *v)
     free(v->k);
 }
 
-/* cols: ascending cache entries the block will read. */
-static int layer_view_read(struct md_context *ctx, int32_t il, int32_t q0, const int32_t *cols,
-                           int32_t n_cols, struct layer_view *v)
+/* cols: ascending cache entries the block will read; q [n][H*d] and lse
+ * [H][n] (backend tensors of be) are what the layer left for its n rows. */
+static int layer_view_read_from(struct md_context *ctx, struct md_backend *be,
+                                const struct md_tensor *q, const struct md_tensor *lse, int32_t n,
+                                int32_t il, int32_t q0, const int32_t *cols, int32_t n_cols,
+                                struct layer_view *v)
 {
     const struct md_hparams *hp = &ctx->model->hp;
-    int32_t n = md_llm_n_rows(ctx), nq_rows = n - q0;
+    int32_t nq_rows = n - q0;
     int32_t k0 = n_cols ? cols[0] : 0, n_k = n_cols ? cols[n_cols - 1] - k0 + 1 : 0;
     size_t nq = (size_t)hp->n_head * hp->head_dim, nk = (size_t)ctx->kv->n_embd_kv;
     v->n_rows = n;
@@ -64,15 +67,23 @@ static int layer_view_read(struct md_context *ctx, int32_t il, int32_t q0, const
     v->k = malloc(sizeof(float) * nk * (size_t)(n_k > 0 ? n_k : 1));
     if (!v->q || !v->lse || !v->k || q0 < 0 || nq_rows <= 0)
         return v->q && v->lse && v->k ? MD_ERR_INVALID : MD_ERR_NOMEM;
-    struct md_tensor q = md_llm_q(ctx), lse = md_llm_lse(ctx);
-    int rc = ctx->be->ops->tensor_get(ctx->be, &q, sizeof(float) * nq * (size_t)q0, v->q,
-                                      sizeof(float) * nq * (size_t)nq_rows);
+    /* q and lse first: reading through be waits for its work, which may
+     * have written ctx's keys (a multi-sequence step) */
+    int rc = be->ops->tensor_get(be, q, sizeof(float) * nq * (size_t)q0, v->q,
+                                 sizeof(float) * nq * (size_t)nq_rows);
     if (!rc)
-        rc = ctx->be->ops->tensor_get(ctx->be, &lse, 0, v->lse,
-                                      sizeof(float) * (size_t)hp->n_head * (size_t)n);
+        rc = be->ops->tensor_get(be, lse, 0, v->lse, sizeof(float) * (size_t)hp->n_head * (size_t)n);
     if (!rc && n_k > 0)
         rc = read_keys(ctx, il, k0, n_k, v->k);
     return rc;
+}
+
+/* The same for the rows of ctx's own last md_llm_layer. */
+static int layer_view_read(struct md_context *ctx, int32_t il, int32_t q0, const int32_t *cols,
+                           int32_t n_cols, struct layer_view *v)
+{
+    struct md_tensor q = md_llm_q(ctx), lse = md_llm_lse(ctx);
+    return layer_view_read_from(ctx, ctx->be, &q, &lse, md_llm_n_rows(ctx), il, q0, cols, n_cols, v);
 }
 
 /* Probabilities [n_q][n_cols] of the view's query rows over cache entries
@@ -653,10 +664,23 @@ int md_reduce_prefill(struct md_reduce_session *s, const char *tmpl, const char 
 
 /* ---- decode ------------------------------------------------------------------- */
 
+/* Where a decode row's query and log-sum-exps are: the session's own
+ * context after md_llm_layer, or a row of a multi-sequence step's lead. */
+struct decode_row {
+    struct md_backend *be;
+    struct md_tensor q, lse;
+};
+
+static struct decode_row own_row(struct md_context *ctx)
+{
+    struct decode_row r = { ctx->be, md_llm_q(ctx), md_llm_lse(ctx) };
+    return r;
+}
+
 /* MustDrop C, decode mode: track the largest attention each vision entry
  * receives from the generated tokens (mean over heads) in layers from the
  * first pruning layer on. */
-static int track_attention(struct md_reduce_session *s, int32_t il)
+static int track_attention(struct md_reduce_session *s, int32_t il, const struct decode_row *row)
 {
     struct md_kv_cache *kv = md_context_kv(s->ctx);
     int32_t len = md_kv_cache_len(kv, il), nv = 0;
@@ -673,7 +697,7 @@ static int track_attention(struct md_reduce_session *s, int32_t il)
         return MD_OK;
     }
     if (!rc)
-        rc = layer_view_read(s->ctx, il, 0, cols, nv, &v);
+        rc = layer_view_read_from(s->ctx, row->be, &row->q, &row->lse, 1, il, 0, cols, nv, &v);
     if (!rc)
         rc = probs_block(s->ctx, &v, 1, cols, nv, a);
     for (int32_t j = 0; !rc && j < nv; j++)
@@ -717,24 +741,57 @@ static bool evicting(const struct md_reduce_session *s)
     return has(s, MD_REDUCE_MUSTDROP) && s->cfg.md_kv == MD_REDUCE_KV_DECODE && !s->marked;
 }
 
+/* Whether layer il's decode row feeds the eviction tracker. */
+static bool tracking(const struct md_reduce_session *s, int32_t il)
+{
+    return evicting(s) && il >= (s->md_n_layers ? s->md_layers[0] : 0);
+}
+
+/* Bookkeeping for the entry layer il just appended at e0 (the generated
+ * token), then the tracker when it runs. */
+static int after_layer(struct md_reduce_session *s, int32_t il, int32_t e0, const struct decode_row *row)
+{
+    struct md_llm_dims d = md_reduce_llm_dims(&s->ctx->model->hp);
+    s->ent[il][e0] = -1;
+    s->att_max[il][e0] = 0.0f;
+    s->st.flops_decode += md_reduce_flops_llm_decode(&d, e0 + 1);
+    return tracking(s, il) ? track_attention(s, il, row) : MD_OK;
+}
+
 static int decode_layers(struct md_reduce_session *s)
 {
     struct md_kv_cache *kv = md_context_kv(s->ctx);
-    struct md_llm_dims d = md_reduce_llm_dims(&s->ctx->model->hp);
-    int32_t first = s->md_n_layers ? s->md_layers[0] : 0;
     int rc = MD_OK;
     for (int32_t il = 0; il < s->n_layer && !rc; il++) {
         int32_t e0 = md_kv_cache_len(kv, il);
         rc = md_llm_layer(s->ctx, il);
         if (!rc) {
-            s->ent[il][e0] = -1;
-            s->att_max[il][e0] = 0.0f;
-            s->st.flops_decode += md_reduce_flops_llm_decode(&d, e0 + 1);
+            struct decode_row row = own_row(s->ctx);
+            rc = after_layer(s, il, e0, &row);
         }
-        if (!rc && evicting(s) && il >= first)
-            rc = track_attention(s, il);
     }
     return rc;
+}
+
+/* After a decoded token: stats, and eviction when it is due. */
+static int decode_done(struct md_reduce_session *s, double t0)
+{
+    struct md_llm_dims d = md_reduce_llm_dims(&s->ctx->model->hp);
+    s->st.flops_decode += md_reduce_flops_logits(&d);
+    s->st.n_generated++;
+    int rc = MD_OK;
+    if (evicting(s) && ++s->since_evict >= s->cfg.md_evict_every) {
+        s->since_evict = 0;
+        rc = evict(s);
+    }
+    struct md_kv_cache *kv = md_context_kv(s->ctx);
+    int32_t last = s->n_layer - 1, c = 0;
+    for (int32_t i = 0; i < md_kv_cache_len(kv, last); i++)
+        c += s->ent[last][i] >= 0 && s->row_vis[s->ent[last][i]];
+    s->st.vis_kv_after_decode = c;
+    s->st.kv_bytes_decode = md_kv_cache_bytes(kv);
+    s->st.ms_decode += md_reduce_now_ms() - t0;
+    return rc ? md_reduce_fail(s, rc, "decode: eviction failed") : MD_OK;
 }
 
 int md_reduce_decode(struct md_reduce_session *s, int32_t token)
@@ -756,20 +813,104 @@ int md_reduce_decode(struct md_reduce_session *s, int32_t token)
         md_kv_snapshot_restore(s->ctx->kv, &s->ctx->snap);
         return md_reduce_fail(s, rc, "decode: %s", md_context_error(s->ctx));
     }
-    struct md_llm_dims d = md_reduce_llm_dims(&s->ctx->model->hp);
-    s->st.flops_decode += md_reduce_flops_logits(&d);
-    s->st.n_generated++;
-    if (evicting(s) && ++s->since_evict >= s->cfg.md_evict_every) {
-        s->since_evict = 0;
-        rc = evict(s);
-    }
-    struct md_kv_cache *kv = md_context_kv(s->ctx);
-    int32_t last = s->n_layer - 1, c = 0;
-    for (int32_t i = 0; i < md_kv_cache_len(kv, last); i++)
-        c += s->ent[last][i] >= 0 && s->row_vis[s->ent[last][i]];
-    s->st.vis_kv_after_decode = c;
-    s->st.kv_bytes_decode = md_kv_cache_bytes(kv);
-    s->st.ms_decode += md_reduce_now_ms() - t0;
-    return rc ? md_reduce_fail(s, rc, "decode: eviction failed") : MD_OK;
+    return decode_done(s, t0);
 }
 
+/* ---- several sessions in one step ------------------------------------------- */
+
+/* Every layer of the step, each session's bookkeeping after it. *bad: the
+ * session whose bookkeeping failed, -1 when the step itself did (its
+ * contexts hold the messages). */
+static int multi_layers(struct md_reduce_session *const *ss, struct md_context *const *ctxs,
+                        int32_t n, int32_t *e0, int32_t *bad)
+{
+    struct md_context *lead = ctxs[0];
+    for (int32_t il = 0; il < ss[0]->n_layer; il++) {
+        bool want_lse = false;
+        for (int32_t i = 0; i < n; i++) {
+            e0[i] = md_kv_cache_len(md_context_kv(ctxs[i]), il);
+            want_lse |= tracking(ss[i], il);
+        }
+        *bad = -1;
+        int rc = md_llm_multi_layer(ctxs, n, il, want_lse);
+        for (int32_t i = 0; !rc && i < n; i++) {
+            struct decode_row row = { lead->be, md_llm_multi_q(lead, i), md_llm_multi_lse(lead, i) };
+            *bad = i;
+            rc = after_layer(ss[i], il, e0[i], &row);
+        }
+        if (rc)
+            return rc;
+    }
+    return MD_OK;
+}
+
+/* The step failed: every session says why (its context's words, or which
+ * session's tracker failed). */
+static int multi_failed(struct md_reduce_session *const *ss, struct md_context *const *ctxs,
+                        int32_t n, int32_t bad, int rc)
+{
+    for (int32_t i = 0; i < n; i++) {
+        if (bad < 0)
+            md_reduce_fail(ss[i], rc, "decode: %s", md_context_error(ctxs[i]));
+        else if (i == bad)
+            md_reduce_fail(ss[i], rc, "decode: tracking attention failed (%s)", md_status_str(rc));
+        else
+            md_reduce_fail(ss[i], rc, "decode: sequence %d of the step failed tracking attention", bad);
+    }
+    return rc;
+}
+
+static int multi_step(struct md_reduce_session *const *ss, struct md_context *const *ctxs,
+                      const int32_t *tokens, int32_t n, int32_t *e0, float **logits)
+{
+    int rc = md_llm_multi_begin(ctxs, tokens, n);
+    if (rc)
+        return multi_failed(ss, ctxs, n, -1, rc);
+    for (int32_t i = 0; i < n; i++) {
+        md_kv_snapshot_take(ctxs[i]->kv, &ctxs[i]->snap);
+        logits[i] = ss[i]->logits;
+    }
+    int32_t bad = -1;
+    rc = multi_layers(ss, ctxs, n, e0, &bad);
+    if (!rc)
+        rc = md_llm_multi_end(ctxs, n, logits);
+    ctxs[0]->n_rows = 0;
+    if (!rc)
+        return MD_OK;
+    for (int32_t i = 0; i < n; i++)
+        md_kv_snapshot_restore(ctxs[i]->kv, &ctxs[i]->snap);
+    return multi_failed(ss, ctxs, n, bad, rc);
+}
+
+int md_reduce_decode_multi(struct md_reduce_session *const *ss, const int32_t *tokens, int32_t n)
+{
+    if (!ss || n <= 0)
+        return MD_ERR_INVALID;
+    for (int32_t i = 0; i < n; i++)
+        if (!ss[i])
+            return ss[0] && i ? md_reduce_fail(ss[0], MD_ERR_INVALID, "decode: session %d of %d is NULL", i, n)
+                              : MD_ERR_INVALID;
+    if (!tokens)
+        return md_reduce_fail(ss[0], MD_ERR_INVALID, "decode: tokens is NULL");
+    for (int32_t i = 0; i < n; i++)
+        if (!ss[i]->prefilled)
+            return md_reduce_fail(ss[i], MD_ERR_INVALID,
+                                  "decode before a successful prefill (sequence %d of a step)", i);
+    double t0 = md_reduce_now_ms();
+    struct md_context **ctxs = malloc(sizeof *ctxs * (size_t)n);
+    int32_t *e0 = malloc(sizeof *e0 * (size_t)n);
+    float **logits = malloc(sizeof *logits * (size_t)n);
+    int rc = ctxs && e0 && logits ? MD_OK : md_reduce_fail(ss[0], MD_ERR_NOMEM, "decode: out of memory");
+    for (int32_t i = 0; !rc && i < n; i++)
+        ctxs[i] = ss[i]->ctx;
+    if (!rc && (rc = multi_step(ss, ctxs, tokens, n, e0, logits)) == MD_OK)
+        for (int32_t i = 0; i < n; i++) {   /* each session's own; the first failure is returned */
+            int rc_i = decode_done(ss[i], t0);
+            if (rc_i && !rc)
+                rc = rc_i;
+        }
+    free(ctxs);
+    free(e0);
+    free(logits);
+    return rc;
+}

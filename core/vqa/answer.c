@@ -153,79 +153,130 @@ static int32_t allowed_pick(const struct constraint *c, const struct md_vocab *v
     return -1;
 }
 
-/* Generate after a prefill: up to max_new tokens, stopping at the end of
- * generation, on_token's refusal or an abort; with c, only tokens the
- * grammar takes, until the value closes. */
-static int generate(struct md_vqa_stream *s, struct md_reduce_session *rs,
-                    const struct md_vqa_ask *ask, int32_t max_new, struct constraint *c,
-                    struct md_vqa_answer *out, char *err, size_t errlen)
+int vqa_gen_init(struct vqa_gen *g, struct md_vqa_stream *s, struct md_reduce_session *rs,
+                 const struct md_vqa_ask *ask, int32_t max_new, struct md_vqa_answer *out,
+                 char *err, size_t errlen)
 {
-    struct md_vqa *v = s->vqa;
-    const struct md_vocab *vocab = md_model_vocab(v->model);
-    int32_t n_vocab = md_model_n_vocab(v->model);
-    struct md_sampler *smp = md_sampler_new(&ask->sampling);
-    if (!smp) {
+    *g = (struct vqa_gen){ .s = s, .rs = rs, .ask = ask, .max_new = max_new, .out = out,
+                           .err = err, .errlen = errlen };
+    g->smp = md_sampler_new(&ask->sampling);
+    if (!g->smp) {
         snprintf(err, errlen, "invalid sampling parameters");
         return MD_ERR_INVALID;
     }
     struct text t = { 0 };
     int rc = text_add(&t, "", 0);
-    for (int32_t i = 0; !rc && i < max_new; i++) {
-        if (vqa_aborted(v)) {
-            rc = MD_ERR_ABORTED;
-            break;
+    g->text = t.buf;
+    g->len = t.len;
+    g->cap = t.cap;
+    return rc;
+}
+
+static bool gen_aborted(const struct vqa_gen *g)
+{
+    const struct md_vqa_stream *s = g->s;
+    return vqa_aborted(s->vqa) || (g->own_abort && s->abort && s->abort(s->abort_user));
+}
+
+/* The piece of tok added to the text (and fed to the grammar). */
+static int gen_add_piece(struct vqa_gen *g, int32_t tok)
+{
+    const struct md_vocab *vocab = md_model_vocab(g->s->vqa->model);
+    struct text t = { g->text, g->len, g->cap };
+    /* a piece longer than the buffer (a hostile vocab) is fetched whole,
+     * never cut: the grammar's mask judged all of its bytes */
+    char small[256], *piece = small;
+    int32_t np = md_token_to_piece(vocab, tok, small, sizeof small, false);
+    int rc = MD_OK;
+    if (np > (int32_t)sizeof small) {
+        piece = malloc((size_t)np);
+        rc = piece ? MD_OK : MD_ERR_NOMEM;
+        np = piece ? md_token_to_piece(vocab, tok, piece, np, false) : 0;
+    }
+    if (!rc && np > 0)
+        rc = text_add(&t, piece, (size_t)np);
+    if (!rc && g->c && np > 0)
+        md_gstate_feed_bytes(g->c->g, &g->c->st, piece, (size_t)np);   /* the mask let it in */
+    if (piece != small)
+        free(piece);
+    g->text = t.buf;
+    g->len = t.len;
+    g->cap = t.cap;
+    return rc;
+}
+
+/* Up to max_new tokens, stopping at the end of generation, on_token's
+ * refusal or an abort; with a constraint, only tokens the grammar takes,
+ * until the value closes. */
+int vqa_gen_next(struct vqa_gen *g, int32_t *tok_out)
+{
+    struct md_vqa *v = g->s->vqa;
+    const struct md_vocab *vocab = md_model_vocab(v->model);
+    int32_t n_vocab = md_model_n_vocab(v->model);
+    struct constraint *c = g->c;
+    *tok_out = -1;
+    if (g->i >= g->max_new)
+        return MD_OK;
+    if (gen_aborted(g))
+        return MD_ERR_ABORTED;
+    if (c && md_gstate_finished(&c->st))
+        return MD_OK;
+    const float *logits = md_reduce_logits(g->rs);
+    int rc;
+    if (c && (rc = constrain(c, vocab, logits, n_vocab, g->err, g->errlen)))
+        return rc;
+    int32_t tok = md_sampler_sample(g->smp, c ? c->logits : logits, n_vocab);
+    if (c)
+        tok = allowed_pick(c, vocab, tok, n_vocab);
+    if (tok < 0 || ((!g->ask->ignore_eos || c) && md_vocab_is_eog(vocab, tok)))
+        return MD_OK;
+    if ((rc = gen_add_piece(g, tok)))
+        return rc;
+    g->out->generated_tokens++;
+    if (g->ask->on_token) {
+        char *so_far = repair_utf8(g->text, g->len, true);
+        bool go_on = !so_far || g->ask->on_token(so_far, tok, g->ask->token_user);
+        free(so_far);
+        if (!go_on) {
+            g->out->stopped = true;
+            return MD_OK;
         }
-        if (c && md_gstate_finished(&c->st))
-            break;
-        const float *logits = md_reduce_logits(rs);
-        if (c && (rc = constrain(c, vocab, logits, n_vocab, err, errlen)))
-            break;
-        logits = c ? c->logits : logits;
-        int32_t tok = md_sampler_sample(smp, logits, n_vocab);
-        if (c)
-            tok = allowed_pick(c, vocab, tok, n_vocab);
-        if (tok < 0 || ((!ask->ignore_eos || c) && md_vocab_is_eog(vocab, tok)))
-            break;
-        /* a piece longer than the buffer (a hostile vocab) is fetched whole,
-         * never cut: the grammar's mask judged all of its bytes */
-        char small[256], *piece = small;
-        int32_t np = md_token_to_piece(vocab, tok, small, sizeof small, false);
-        if (np > (int32_t)sizeof small) {
-            piece = malloc((size_t)np);
-            rc = piece ? MD_OK : MD_ERR_NOMEM;
-            np = piece ? md_token_to_piece(vocab, tok, piece, np, false) : 0;
-        }
-        if (!rc && np > 0)
-            rc = text_add(&t, piece, (size_t)np);
-        if (!rc && c && np > 0)
-            md_gstate_feed_bytes(c->g, &c->st, piece, (size_t)np);   /* the mask let it in */
-        if (piece != small)
-            free(piece);
-        if (rc)
-            break;
-        out->generated_tokens++;
-        if (ask->on_token) {
-            char *so_far = repair_utf8(t.buf, t.len, true);
-            bool go_on = !so_far || ask->on_token(so_far, tok, ask->token_user);
-            free(so_far);
-            if (!go_on) {
-                out->stopped = true;
-                break;
-            }
-        }
-        if (i + 1 >= max_new) {
-            out->stopped = true;
-            break;
-        }
+    }
+    if (++g->i >= g->max_new) {
+        g->out->stopped = true;
+        return MD_OK;
+    }
+    *tok_out = tok;
+    return MD_OK;
+}
+
+int vqa_gen_end(struct vqa_gen *g, int rc)
+{
+    md_sampler_free(g->smp);
+    if (!rc && !(g->out->text = finish_text(g->text, g->len)))
+        rc = MD_ERR_NOMEM;
+    free(g->text);
+    g->smp = NULL;
+    g->text = NULL;
+    return rc;
+}
+
+/* Generate after a prefill, one token decoded at a time. */
+static int generate(struct md_vqa_stream *s, struct md_reduce_session *rs,
+                    const struct md_vqa_ask *ask, int32_t max_new, struct constraint *c,
+                    struct md_vqa_answer *out, char *err, size_t errlen)
+{
+    struct vqa_gen g;
+    int rc = vqa_gen_init(&g, s, rs, ask, max_new, out, err, errlen);
+    if (rc == MD_ERR_INVALID)
+        return rc;
+    g.c = c;
+    for (int32_t tok; !rc && !(rc = vqa_gen_next(&g, &tok)) && tok >= 0;) {
         rc = md_reduce_decode(rs, tok);
         if (rc && rc != MD_ERR_ABORTED)
             snprintf(err, errlen, "decode: %s", md_reduce_error(rs));
     }
-    md_sampler_free(smp);
-    if (!rc && !(out->text = finish_text(t.buf, t.len)))
-        rc = MD_ERR_NOMEM;
-    free(t.buf);
-    return rc;
+    return vqa_gen_end(&g, rc);
 }
 
 /* Build the engine's pieces once. */
@@ -294,11 +345,11 @@ static int32_t count_frames(const struct md_vqa_stream *s)
 /* How many of a window's frames fit the context beside the text and an
  * answer (images always go in whole); -1 with err when not even one does,
  * or the images alone do not. */
-static int32_t frames_that_fit(const struct md_vqa_stream *s, int64_t text, int64_t q,
-                               int32_t max_new, char *err, size_t errlen)
+static int32_t frames_that_fit(const struct md_vqa_stream *s, int32_t n_ctx, int64_t text,
+                               int64_t q, int32_t max_new, char *err, size_t errlen)
 {
     const struct md_vqa *v = s->vqa;
-    int32_t n_ctx = md_context_n_ctx(v->ctx), n_frames = count_frames(s);
+    int32_t n_frames = count_frames(s);
     /* OneVision: one <video> block (its marker text and newline row once);
      * the others: one <image> block a frame */
     bool one_block = md_vision_video_is_block(v->vision);
@@ -312,7 +363,8 @@ static int32_t frames_that_fit(const struct md_vqa_stream *s, int64_t text, int6
         room = (int64_t)n_ctx - text - images - VQA_ANSWER_MIN;
     int32_t fit = room - block >= per ? (int32_t)((room - block) / per) : 0;
     if (room < 0 || (n_frames > 0 && fit == 0)) {
-        vqa_no_room(v, q, text, images + (n_frames > 0 ? per + block : 0), err, errlen);
+        if (err)
+            vqa_no_room(v, q, text, images + (n_frames > 0 ? per + block : 0), err, errlen);
         return -1;
     }
     return fit;
@@ -355,8 +407,8 @@ static int add_blocks(struct md_vqa_stream *s, struct md_reduce_session *rs, int
     return rc;
 }
 
-static void fill_stats(const struct md_vqa_stream *s, const struct md_reduce_session *rs,
-                       struct md_vqa_answer *out)
+void vqa_fill_stats(const struct md_vqa_stream *s, const struct md_reduce_session *rs,
+                    struct md_vqa_answer *out)
 {
     const struct md_reduce_stats *st = md_reduce_stats(rs);
     out->stats = *st;
@@ -374,10 +426,10 @@ static void fill_stats(const struct md_vqa_stream *s, const struct md_reduce_ses
 
 /* Window: the session starts empty and takes the blocks that fit (at most
  * `fit` frames), then the prompt is prefilled. */
-static int prefill_window(struct md_vqa_stream *s, const struct md_vqa_ask *ask, int32_t fit,
-                          struct md_vqa_answer *out, char *err, size_t errlen)
+static int prefill_window(struct md_vqa_stream *s, struct md_reduce_session *rs,
+                          const struct md_vqa_ask *ask, int32_t fit, struct md_vqa_answer *out,
+                          char *err, size_t errlen)
 {
-    struct md_reduce_session *rs = s->vqa->window_session;
     md_reduce_reset(rs);
     out->frames = 0;
     int rc = add_blocks(s, rs, fit, out);
@@ -392,21 +444,38 @@ static int prefill_window(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
 /* The frames that fit by the count, fewer when the prompt still came out
  * longer than the context (the count of the template's text is an
  * estimate around the blocks). */
-static int prepare_window(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
-                          int32_t max_new, struct md_vqa_answer *out, char *err, size_t errlen)
+int vqa_prepare_window(struct md_vqa_stream *s, struct md_reduce_session *rs, int32_t n_ctx,
+                       const struct md_vqa_ask *ask, int32_t max_new, struct md_vqa_answer *out,
+                       char *err, size_t errlen)
 {
     int64_t q, text = vqa_prompt_tokens(s->vqa, ask->chat_template, ask->question, ask->system,
                                         &q);
-    int32_t fit = frames_that_fit(s, text, q, max_new, err, errlen);
+    int32_t fit = frames_that_fit(s, n_ctx, text, q, max_new, err, errlen);
     if (fit < 0)
         return MD_ERR_CONTEXT_FULL;
-    int rc = prefill_window(s, ask, fit, out, err, errlen);
+    int rc = prefill_window(s, rs, ask, fit, out, err, errlen);
     for (int tries = 0; rc == MD_ERR_CONTEXT_FULL && fit > 1 && tries < 3; tries++) {
         fit = fit * 3 / 4;
         vqa_log(s->vqa, MD_LOG_INFO, "the prompt did not fit the context: %d frames", fit);
-        rc = prefill_window(s, ask, fit, out, err, errlen);
+        rc = prefill_window(s, rs, ask, fit, out, err, errlen);
     }
     return rc;
+}
+
+/* Room the template's text may take beyond the count (its text around the
+ * blocks is an estimate): a window joins a batch only with this to spare,
+ * so that its prompt never needs the retry above. */
+#define VQA_BATCH_MARGIN 64
+
+bool vqa_window_fits(const struct md_vqa_stream *s, const struct md_vqa_ask *ask, int32_t max_new,
+                     int32_t n_ctx)
+{
+    int64_t q, text = vqa_prompt_tokens(s->vqa, ask->chat_template, ask->question, ask->system,
+                                        &q);
+    /* max_new counted as text: the count never gives the answer's room
+     * away (frames_that_fit does when little is left) */
+    return frames_that_fit(s, n_ctx, text + VQA_BATCH_MARGIN + max_new, q, 0, NULL, 0) >=
+           count_frames(s);
 }
 
 /* The ask's constraint, checked before any work: choices are texts a
@@ -447,7 +516,7 @@ static int answer_in_turn(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
     int rc;
     struct md_reduce_session *rs = s->mode == MD_VQA_WINDOW ? v->window_session : s->session;
     if (s->mode == MD_VQA_WINDOW) {
-        rc = prepare_window(s, ask, max_new, out, err, errlen);
+        rc = vqa_prepare_window(s, rs, md_context_n_ctx(v->ctx), ask, max_new, out, err, errlen);
     } else {
         out->frames = s->n_added;
         out->first_pts_ns = s->first_pts;
@@ -457,7 +526,7 @@ static int answer_in_turn(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
             snprintf(err, errlen, "%s", md_reduce_error(rs));
     }
     if (!rc) {
-        fill_stats(s, rs, out);
+        vqa_fill_stats(s, rs, out);
         int32_t room = md_context_n_ctx(v->ctx) - out->prompt_tokens;
         if (room < 1) {
             snprintf(err, errlen, "the prompt (%d tokens) fills the context (%d)",
@@ -471,8 +540,14 @@ static int answer_in_turn(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
             rc = generate(s, rs, ask, max_new < room ? max_new : room, NULL, out, err, errlen);
         }
     }
+    return vqa_answer_end(s, rs, rc, out, err, errlen);
+}
+
+int vqa_answer_end(struct md_vqa_stream *s, struct md_reduce_session *rs, int rc,
+                   struct md_vqa_answer *out, char *err, size_t errlen)
+{
     if (!rc) {
-        fill_stats(s, rs, out);
+        vqa_fill_stats(s, rs, out);
     } else {
         if (rc == MD_ERR_ABORTED)
             snprintf(err, errlen, "aborted");
@@ -505,12 +580,20 @@ int md_vqa_answer(struct md_vqa_stream *s, const struct md_vqa_ask *ask,
         return MD_ERR_INVALID;
     }
     int32_t max_new = ask->max_new_tokens > 0 ? ask->max_new_tokens : v->params.max_new_tokens;
-    rc = vqa_turn_take(s, true);
+    struct vqa_job job = { .s = s, .ask = ask, .max_new = max_new, .out = out, .err = err,
+                           .errlen = errlen };
+    bool batchable = vqa_batchable(s, ask, max_new);
+    rc = vqa_turn_take(s, true, batchable ? &job : NULL);
+    if (rc == VQA_JOB_DONE)   /* another request's turn answered it */
+        return job.rc;
     if (rc) {
         snprintf(err, errlen, "aborted");
         return rc;
     }
-    rc = answer_in_turn(s, ask, max_new, out, err, errlen);
+    struct vqa_job *others[VQA_MAX_BATCH];
+    int32_t n = batchable ? vqa_jobs_claim(v, vqa_client(s), others, v->params.max_batch - 1) : 0;
+    out->batched = 1 + n;
+    rc = n ? vqa_answer_batch(&job, others, n) : answer_in_turn(s, ask, max_new, out, err, errlen);
     vqa_turn_give(v);
     return rc;
 }

@@ -14,7 +14,7 @@ struct md_vqa_params md_vqa_default_params(void)
 {
     struct md_vqa_params p = {
         .device = "auto", .reduce = "none", .sample_fps = 1.0, .max_frames = 8,
-        .max_new_tokens = 64,
+        .max_new_tokens = 64, .max_batch = 8,
     };
     return p;
 }
@@ -123,20 +123,39 @@ static void wait_ms(struct vqa_turns *t, int ms)
  * element leaves the queue within this. */
 #define VQA_ABORT_POLL_MS 10
 
-int vqa_turn_take(struct md_vqa_stream *s, bool abortable)
+const void *vqa_client(const struct md_vqa_stream *s)
+{
+    return s->client ? s->client : s;
+}
+
+/* A job a holder took: wait until it is done (the holder checks the
+ * stream's abort while it runs it). Mutex held. */
+static int wait_done(struct vqa_turns *t, struct vqa_job *job)
+{
+    while (!job->done)
+        pthread_cond_wait(&t->cv, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+    return VQA_JOB_DONE;
+}
+
+int vqa_turn_take(struct md_vqa_stream *s, bool abortable, struct vqa_job *job)
 {
     md_abort_callback abort = abortable ? s->abort : NULL;
     struct vqa_turns *t = &s->vqa->turns;
-    struct vqa_waiter w = { .client = s->client ? s->client : s };
+    struct vqa_waiter w = { .client = vqa_client(s), .job = job };
     int rc = MD_OK;
     pthread_mutex_lock(&t->mu);
     join_line(t, &w);
     while (t->busy || next_in_line(t) != &w) {
+        if (job && job->claimed)   /* taken out of the line by a holder */
+            return wait_done(t, job);
         if (abort) {
             /* the caller's callback runs without the queue's lock */
             pthread_mutex_unlock(&t->mu);
             bool stop = abort(s->abort_user);
             pthread_mutex_lock(&t->mu);
+            if (job && job->claimed)
+                return wait_done(t, job);
             if (stop) {
                 rc = MD_ERR_ABORTED;
                 break;
@@ -159,6 +178,49 @@ int vqa_turn_take(struct md_vqa_stream *s, bool abortable)
     }
     pthread_mutex_unlock(&t->mu);
     return rc;
+}
+
+/* The waiting job the line would serve first, of a client not in the
+ * batch yet. Mutex held. */
+static struct vqa_waiter *next_job(const struct vqa_turns *t, const void *const *clients,
+                                   int32_t n_clients)
+{
+    struct vqa_waiter *best = NULL;
+    for (struct vqa_waiter *w = t->waiters; w; w = w->next) {
+        bool in = !w->job;
+        for (int32_t i = 0; !in && i < n_clients; i++)
+            in = clients[i] == w->client;
+        if (!in && (!best || w->key < best->key || (w->key == best->key && w->seq < best->seq)))
+            best = w;
+    }
+    return best;
+}
+
+int32_t vqa_jobs_claim(struct md_vqa *v, const void *holder, struct vqa_job **jobs, int32_t max)
+{
+    struct vqa_turns *t = &v->turns;
+    const void *clients[VQA_MAX_BATCH] = { holder };
+    int32_t n = 0;
+    pthread_mutex_lock(&t->mu);
+    for (struct vqa_waiter *w; n < max && n + 1 < VQA_MAX_BATCH &&
+                               (w = next_job(t, clients, n + 1)) != NULL;) {
+        leave_line(t, w);
+        w->job->claimed = true;
+        clients[n + 1] = w->client;
+        jobs[n++] = w->job;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+void vqa_job_done(struct md_vqa *v, struct vqa_job *job, int rc)
+{
+    struct vqa_turns *t = &v->turns;
+    pthread_mutex_lock(&t->mu);
+    job->rc = rc;
+    job->done = true;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
 }
 
 void vqa_turn_give(struct md_vqa *v)
@@ -378,10 +440,19 @@ static int32_t auto_n_ctx(const struct md_vqa *v)
     return (int32_t)(train > 0 && n > train ? train : n);
 }
 
-static int new_context(struct md_vqa *v, char *err, size_t errlen)
+int32_t vqa_slot_n_ctx(const struct md_vqa *v)
+{
+    int64_t need = (int64_t)v->params.max_frames * (vqa_frame_tokens(v) + VQA_BLOCK_TEXT) +
+                   v->params.max_new_tokens + 512;
+    int32_t n_ctx = md_context_n_ctx(v->ctx);
+    return need < n_ctx ? (int32_t)need : n_ctx;
+}
+
+int vqa_context_new(struct md_vqa *v, int32_t n_ctx, struct md_context **out, char *err,
+                    size_t errlen)
 {
     struct md_context_params cp = md_context_default_params();
-    cp.n_ctx = v->params.n_ctx ? v->params.n_ctx : auto_n_ctx(v);
+    cp.n_ctx = n_ctx;
     cp.n_threads = v->params.n_threads;
     cp.isa = v->params.isa;
     cp.abort_callback = engine_abort;
@@ -390,7 +461,13 @@ static int new_context(struct md_vqa *v, char *err, size_t errlen)
      * prompts go through in chunks */
     if (md_reduce_stages(&v->cfg) & MD_STAGE_PREFILL)
         cp.n_batch = 1 << 24;
-    return md_context_new(v->model, &cp, &v->ctx, err, errlen);
+    return md_context_new(v->model, &cp, out, err, errlen);
+}
+
+static int new_context(struct md_vqa *v, char *err, size_t errlen)
+{
+    return vqa_context_new(v, v->params.n_ctx ? v->params.n_ctx : auto_n_ctx(v), &v->ctx, err,
+                           errlen);
 }
 
 static int resolve_files(struct md_vqa *v, const struct md_vqa_params *p, char *err, size_t errlen)
@@ -426,11 +503,12 @@ static int check_params(struct md_vqa *v, char *err, size_t errlen)
         return MD_ERR_INVALID;
     }
     if (p->sample_fps < 0 || p->max_frames < 1 || p->max_new_tokens < 1 || p->n_ctx < 0 ||
-        p->max_visual_tokens < 0 || p->n_threads < 0) {
+        p->max_visual_tokens < 0 || p->n_threads < 0 || p->max_batch < 0 ||
+        p->max_batch > VQA_MAX_BATCH) {
         snprintf(err, errlen, "invalid parameters: sample_fps %g, max_frames %d, "
-                 "max_new_tokens %d, n_ctx %d, max_visual_tokens %d, n_threads %d",
-                 p->sample_fps, p->max_frames, p->max_new_tokens, p->n_ctx,
-                 p->max_visual_tokens, p->n_threads);
+                 "max_new_tokens %d, n_ctx %d, max_visual_tokens %d, n_threads %d, "
+                 "max_batch %d (0..%d)", p->sample_fps, p->max_frames, p->max_new_tokens,
+                 p->n_ctx, p->max_visual_tokens, p->n_threads, p->max_batch, VQA_MAX_BATCH);
         return MD_ERR_INVALID;
     }
     md_reduce_format(&v->cfg, v->spec, sizeof v->spec);
@@ -521,6 +599,7 @@ void md_vqa_free(struct md_vqa *v)
 {
     if (!v)
         return;
+    vqa_slots_free(v);
     md_reduce_session_free(v->window_session);
     md_pieces_free(v->pieces);
     md_context_free(v->ctx);

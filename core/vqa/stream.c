@@ -127,7 +127,7 @@ void md_vqa_stream_reset(struct md_vqa_stream *s)
     s->err[0] = '\0';
     if (s->session) {
         /* the reset clears the engine's KV cache: not under another's answer */
-        vqa_turn_take(s, false);
+        vqa_turn_take(s, false, NULL);
         md_reduce_reset(s->session);
         vqa_turn_give(s->vqa);
     }
@@ -257,7 +257,7 @@ int md_vqa_stream_add(struct md_vqa_stream *s, const struct md_frame *f)
     if (s->mode == MD_VQA_WINDOW) {
         rc = hold(s, f->rgb, f->width, f->height, f->stride, f->pts_ns, false);
     } else {
-        if (vqa_turn_take(s, true))
+        if (vqa_turn_take(s, true, NULL))
             return fail(s, MD_ERR_ABORTED, "aborted");
         double t0 = now_ms();
         rc = vqa_aborted(s->vqa) ? MD_ERR_ABORTED : md_reduce_add_frames(s->session, f, 1);

@@ -19,12 +19,29 @@
 /* A growing stream's cap when neither max_visual_tokens nor the spec sets one. */
 #define VQA_AUTO_VISUAL_TOKENS 1024
 
+/* Most answers one turn decodes together (md_vqa_params.max_batch's cap). */
+#define VQA_MAX_BATCH 64
+
+/* A window answer that the turn holder may take into its batch (batch.c):
+ * the request's arguments, and its result once done. */
+struct vqa_job {
+    struct md_vqa_stream *s;
+    const struct md_vqa_ask *ask;
+    int32_t max_new;
+    struct md_vqa_answer *out;
+    char *err;
+    size_t errlen;
+    int rc;
+    bool claimed, done;                 /* under the turns' mutex */
+};
+
 /* A request waiting for the engine's turn (engine.c): served by the
  * smallest key, then by arrival; a client's requests get rising keys, so
  * clients take turns and each client's requests keep their order. */
 struct vqa_waiter {
     const void *client;
     uint64_t key, seq;
+    struct vqa_job *job;                /* NULL: it cannot join a batch */
     struct vqa_waiter *next;
 };
 
@@ -41,6 +58,13 @@ struct vqa_turns {
     /* the holder's abort (read by the holder's thread only) */
     md_abort_callback abort;
     void *abort_user;
+};
+
+/* An extra context for a batch's second and later answers, made when a
+ * batch first needs it and kept, with the session over it. */
+struct vqa_slot {
+    struct md_context *ctx;
+    struct md_reduce_session *rs;
 };
 
 struct md_vqa {
@@ -61,6 +85,8 @@ struct md_vqa {
      * constrained to a JSON schema (grammar.h) */
     struct md_pieces *pieces;
     struct vqa_turns turns;
+    /* batch.c: contexts for answers decoded beside the window session's */
+    struct vqa_slot slots[VQA_MAX_BATCH - 1];
 };
 
 /* A frame or still image a window stream holds (its own RGB copy). */
@@ -100,9 +126,19 @@ void vqa_log(const struct md_vqa *v, enum md_log_level level, const char *fmt, .
 bool vqa_aborted(const struct md_vqa *v);
 /* Wait for the stream's turn on the engine: MD_OK (give it back with
  * vqa_turn_give), or, when abortable, MD_ERR_ABORTED if the stream's abort
- * fires first. */
-int vqa_turn_take(struct md_vqa_stream *s, bool abortable);
+ * fires first. With a job, a turn holder may take it into its batch while it
+ * waits: then VQA_JOB_DONE once the holder has finished it (job->rc). */
+#define VQA_JOB_DONE 1
+int vqa_turn_take(struct md_vqa_stream *s, bool abortable, struct vqa_job *job);
 void vqa_turn_give(struct md_vqa *v);
+/* The holder takes up to max waiting jobs into its batch, in the order the
+ * line would serve them, one per client (its own client's are left): they
+ * leave the line. Returns how many. */
+int32_t vqa_jobs_claim(struct md_vqa *v, const void *holder, struct vqa_job **jobs, int32_t max);
+/* A claimed job is finished: its thread returns with rc. */
+void vqa_job_done(struct md_vqa *v, struct vqa_job *job, int rc);
+/* The client a stream's requests queue as. */
+const void *vqa_client(const struct md_vqa_stream *s);
 /* Tokens of text alone (no BOS, no special tokens). */
 int64_t vqa_text_tokens(const struct md_vqa *v, const char *text);
 /* The prompt's text tokens: the chat template (tmpl: NULL = the model's)
@@ -113,8 +149,62 @@ int64_t vqa_prompt_tokens(const struct md_vqa *v, const char *tmpl, const char *
  * question when the rest would fit without it, else the context. */
 void vqa_no_room(const struct md_vqa *v, int64_t question_tokens, int64_t text_tokens,
                  int64_t need, char *err, size_t errlen);
+/* A context on the engine's model with its settings (threads, isa, abort,
+ * n_batch), of n_ctx entries. */
+int vqa_context_new(struct md_vqa *v, int32_t n_ctx, struct md_context **out, char *err,
+                    size_t errlen);
+/* The size of a batch slot's context: max_frames frames, max_new_tokens and
+ * a prompt's text (the engine's own size when that is smaller). */
+int32_t vqa_slot_n_ctx(const struct md_vqa *v);
 /* The reduction config of the engine's spec, as a session needs it. */
 struct md_reduce_config vqa_config(const struct md_vqa *v);
+
+/* answer.c: the pieces of an answer batch.c runs for several streams. */
+/* Encode and prefill a window's frames into rs (the frames that fit
+ * n_ctx); err says why not. */
+int vqa_prepare_window(struct md_vqa_stream *s, struct md_reduce_session *rs, int32_t n_ctx,
+                       const struct md_vqa_ask *ask, int32_t max_new, struct md_vqa_answer *out,
+                       char *err, size_t errlen);
+/* Whether every frame a window holds fits a context of n_ctx with the
+ * prompt, an answer of max_new and a margin, so no frame is left out. */
+bool vqa_window_fits(const struct md_vqa_stream *s, const struct md_vqa_ask *ask, int32_t max_new,
+                     int32_t n_ctx);
+void vqa_fill_stats(const struct md_vqa_stream *s, const struct md_reduce_session *rs,
+                    struct md_vqa_answer *out);
+/* The end of an answer: stats on success, else the words and a clean out. */
+int vqa_answer_end(struct md_vqa_stream *s, struct md_reduce_session *rs, int rc,
+                   struct md_vqa_answer *out, char *err, size_t errlen);
+
+/* Free generation after a prefill, one token at a time (answer.c). */
+struct vqa_gen {
+    struct md_vqa_stream *s;
+    struct md_reduce_session *rs;
+    const struct md_vqa_ask *ask;
+    struct constraint *c;               /* NULL: free text */
+    struct md_sampler *smp;
+    char *text;
+    size_t len, cap;
+    int32_t i, max_new;
+    bool own_abort;                     /* check the stream's abort too (a batch member) */
+    struct md_vqa_answer *out;
+    char *err;
+    size_t errlen;
+};
+int vqa_gen_init(struct vqa_gen *g, struct md_vqa_stream *s, struct md_reduce_session *rs,
+                 const struct md_vqa_ask *ask, int32_t max_new, struct md_vqa_answer *out,
+                 char *err, size_t errlen);
+/* Pick the next token from rs's logits and add it to the text: *tok is
+ * the token to decode next, or -1 when the answer is complete. */
+int vqa_gen_next(struct vqa_gen *g, int32_t *tok);
+/* out->text from what was generated (when rc is MD_OK); frees g. */
+int vqa_gen_end(struct vqa_gen *g, int rc);
+
+/* batch.c: answer the holder's job together with n others it claimed from
+ * the line (each finished with vqa_job_done); returns the holder's rc. */
+int vqa_answer_batch(struct vqa_job *own, struct vqa_job **others, int32_t n);
+/* Whether a request may join a batch (a window, free text, max_batch > 1). */
+bool vqa_batchable(const struct md_vqa_stream *s, const struct md_vqa_ask *ask, int32_t max_new);
+void vqa_slots_free(struct md_vqa *v);
 
 /* choices.c: after the prefill, the choice the model gives the highest
  * probability (out->text, choice, value, generated_tokens). */

@@ -356,6 +356,7 @@ struct asker {
     volatile int hold_for;
     volatile int started;
     volatile int stop;          /* its abort */
+    int batched;                /* the answer's batched */
     pthread_t thread;
 };
 
@@ -396,6 +397,7 @@ static void *asker_main(void *user)
     ask.on_token = asker_token;
     ask.token_user = a;
     a->rc = md_vqa_answer(a->s, &ask, &out, err, sizeof err);
+    a->batched = out.batched;
     snprintf(a->text, sizeof a->text, "%s", a->rc == MD_OK ? out.text : err);
     md_vqa_answer_clear(&out);
     return NULL;
@@ -457,6 +459,88 @@ static void threads_same_answers(void)
     CHECK(md_vqa_waiting(v) == 0);
     for (int i = 0; i < 4; i++)
         md_vqa_stream_free(a[i].s);
+    md_vqa_free(v);
+}
+
+/* Window answers of four clients waiting behind a turn are taken by the
+ * next holder into one batch (decoded in lock-step on four contexts), and
+ * each gets the text it gets alone; with max_batch 1 they go one by one. */
+static void batched_round(struct md_vqa *v, int want_batched)
+{
+    struct asker hold, a[4];
+    char alone[4][256];
+    asker_init(&hold, v, 'H', 10, NULL);
+    for (int i = 0; i < 4; i++) {
+        asker_init(&a[i], v, (char)('a' + i), 40 + 50 * i, NULL);
+        asker_main(&a[i]);
+        CHECKF(a[i].rc == MD_OK && a[i].batched == 1 && a[i].text[0], "alone %d: rc %d, batched %d: %s",
+               i, a[i].rc, a[i].batched, a[i].text);
+        snprintf(alone[i], sizeof alone[i], "%s", a[i].text);
+        a[i].started = 0;
+    }
+    n_order = 0;
+    memset(order, 0, sizeof order);
+    hold.hold_for = 4;
+    asker_start(&hold);
+    for (int i = 0; i < 20000 && !hold.started; i++)
+        usleep(1000);
+    for (int i = 0; i < 4; i++) {
+        asker_start(&a[i]);
+        if (i < 3)   /* the fourth lets the holder go: the line empties at once */
+            wait_until(waiting_is, v, i + 1);
+    }
+    pthread_join(hold.thread, NULL);
+    CHECK(hold.rc == MD_OK && hold.batched == 1);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(a[i].thread, NULL);
+        CHECKF(a[i].rc == MD_OK && !strcmp(a[i].text, alone[i]),
+               "stream %d batched: \"%s\", alone: \"%s\"", i, a[i].text, alone[i]);
+        CHECKF(a[i].batched == want_batched, "stream %d: batched %d, want %d", i, a[i].batched,
+               want_batched);
+        md_vqa_stream_free(a[i].s);
+    }
+    printf("batched %d: \"%s\" \"%s\" \"%s\" \"%s\"\n", want_batched, alone[0], alone[1], alone[2], alone[3]);
+    /* the batch's first tokens come in line order, after the holder's */
+    CHECKF(!strcmp(order, "Habcd"), "first tokens in the order \"%s\"", order);
+    CHECK(md_vqa_waiting(v) == 0);
+    md_vqa_stream_free(hold.s);
+}
+
+static void threads_batched(void)
+{
+    struct md_vqa *v = load(5.0, "none", NULL);
+    CHECK(md_vqa_params(v)->max_batch == 8);
+    batched_round(v, 4);
+    batched_round(v, 4);   /* the contexts made for the first batch serve again */
+    md_vqa_free(v);
+    struct md_vqa_params p = md_vqa_default_params();
+    char err[512];
+    p.model = llm;
+    p.mmproj = mmproj;
+    p.n_threads = 1;
+    p.sample_fps = 5.0;
+    p.max_new_tokens = 6;
+    p.max_batch = 1;
+    v = NULL;
+    CHECKF(md_vqa_load(&p, &v, err, sizeof err) == MD_OK, "%s", err);
+    if (v)
+        batched_round(v, 1);
+    md_vqa_free(v);
+    p.max_batch = 65;
+    CHECK(md_vqa_load(&p, &v, err, sizeof err) == MD_ERR_INVALID);
+    CHECKF(strstr(err, "max_batch 65 (0..64)"), "%s", err);
+    /* the bundled model (F16 weights: the float GEMV's sums may differ in
+     * the last bits between one row and several, the greedy text must not) */
+    char llm16[1024], mmproj16[1024];
+    p = md_vqa_default_params();
+    p.model = md_test_data("../models/synthvqa/synthvqa-llm-f16.gguf", llm16, sizeof llm16);
+    p.mmproj = md_test_data("../models/synthvqa/synthvqa-mmproj-f16.gguf", mmproj16, sizeof mmproj16);
+    p.n_threads = 1;
+    p.sample_fps = 5.0;
+    v = NULL;
+    CHECKF(md_vqa_load(&p, &v, err, sizeof err) == MD_OK, "%s", err);
+    if (v)
+        batched_round(v, 4);
     md_vqa_free(v);
 }
 
@@ -570,5 +654,6 @@ int main(void)
     threads_same_answers();
     threads_fair_turns();
     threads_abort_waiting();
+    threads_batched();
     return md_test_finish("vqa");
 }

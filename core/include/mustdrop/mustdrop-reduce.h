@@ -271,6 +271,13 @@ int md_reduce_prefill_batch(struct md_reduce_session *s, const struct md_batch *
 const float *md_reduce_logits(const struct md_reduce_session *s);
 /* One generated token through the model, with stage (d). */
 int md_reduce_decode(struct md_reduce_session *s, int32_t token);
+/* md_reduce_decode for n sessions at once, one token each, in one
+ * multi-sequence step (md_decode_multi: the sessions' contexts must qualify
+ * for it; sessions[0]'s context runs the step). Each session's stage (d)
+ * and stats are its own, as after md_reduce_decode. On an error no
+ * session's cache has changed and every session says what failed. */
+int md_reduce_decode_multi(struct md_reduce_session *const *sessions, const int32_t *tokens,
+                           int32_t n);
 /* Forget the blocks (start a new image/video); the cache is cleared. */
 void md_reduce_reset(struct md_reduce_session *s);
 

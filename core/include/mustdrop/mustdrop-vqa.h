@@ -103,6 +103,20 @@ struct md_vqa_params {
     void *abort_user;
     md_log_callback log;            /* NULL: messages are dropped */
     void *log_user;
+    /* Window answers from different clients waiting at once are decoded
+     * together, up to this many (8; 0 or 1: one at a time): the turn holder
+     * takes them from the queue, encodes and prefills each in turn, then
+     * decodes them in lock-step, one pass over the weights per token for
+     * all (md_decode_multi), each in a context of its own, made when first
+     * needed and kept (sized for max_frames frames, the prompt and the
+     * answer; its KV cache is allocated whole). A window joins only when
+     * all its frames fit that context; answers constrained to choices or a
+     * JSON schema, and growing streams, go one at a time. A batched
+     * answer's on_token runs on the thread of the request holding the
+     * turn. With quantized weights batching changes no answer bit for bit;
+     * with F16/F32 weights logits may differ in the last bits
+     * (docs/streams.md). */
+    int32_t max_batch;
 };
 
 struct md_vqa_params md_vqa_default_params(void);
@@ -327,6 +341,8 @@ struct md_vqa_answer {
     int32_t prompt_tokens;
     int32_t generated_tokens;
     bool stopped;                   /* generation ended by max_new_tokens or on_token */
+    int32_t batched;                /* answers generated together with it, itself included
+                                       (1: alone; md_vqa_params.max_batch) */
     char reduce[256];               /* the spec in force (growing: with its cap) */
     struct md_vqa_timings timings;
     struct md_reduce_stats stats;   /* the reduction session's figures */

@@ -271,6 +271,27 @@ int md_decode_batch(struct md_context *ctx, const struct md_batch *batch);
 int md_decode(struct md_context *ctx, const int32_t *tokens, int32_t n, bool all_logits);
 int md_decode_embd(struct md_context *ctx, const float *embd, int32_t n, bool all_logits);
 
+/* One decode step for n sequences at once: ctxs[i] (n distinct contexts of
+ * one model, each with its own KV cache) takes tokens[i] at its next
+ * position, and the n rows go through each weight product together, one
+ * pass over the weights for all of them; RoPE positions, the K/V append and
+ * attention stay each context's own. ctxs[0] runs the step: its backend,
+ * threads and buffers (so n <= its n_batch); the others must use the same
+ * kernels (isa, exact_matmul). Each context's logits come from
+ * md_get_logits(ctxs[i], -1) as after md_decode of one token. Rows never
+ * mix: on the CPU, with quantized weights (integer dots) they are bit for
+ * bit what md_decode gives; with F32/F16/BF16 weights or exact_matmul the
+ * GEMV kernel's order of summation depends on how many rows share a pass,
+ * so they may differ in the last bits (about 1e-6 of their scale). Every
+ * context's decode timing counts the whole step.
+ * Returns MD_OK or a negative status, and on any error no cache has
+ * changed: MD_ERR_INVALID for bad arguments (a NULL or repeated context,
+ * another model, a token out of range), MD_ERR_CONTEXT_FULL when one
+ * context has no room, MD_ERR_ABORTED when one's abort callback fired. The
+ * context at fault has the message (md_context_error); the others say which
+ * sequence it was, so a caller can drop that one and step the rest. */
+int md_decode_multi(struct md_context *const *ctxs, const int32_t *tokens, int32_t n);
+
 /* Logits (n_vocab floats) of row i of the last decode call; i = -1 is its
  * last row. NULL if that row has none (all_logits was false) or i is out of
  * range. Valid until the next decode. */
