@@ -16,7 +16,8 @@
 #
 #   docs/benchmarks/cpu/side-by-side.sh BUILD_DIR [OUT_DIR]
 #
-# BUILD_DIR: a release build of this repository (mustdrop-bench, bench_matmul).
+# BUILD_DIR: a release build of this repository (mustdrop-bench, bench_matmul;
+# with FFmpeg when VISION=1: `mustdrop --image` reads the PNG with it).
 # Environment: THREADS (2), REPS (3), ROUNDS (1), DEPTH (2048; 0 skips the
 # depth test), TYPES ("f16 q8_0 q4_k_m q4_0"), LLAMACPP_DIR (build-llamacpp/).
 set -euo pipefail
@@ -25,6 +26,11 @@ build=$(realpath "$1")
 out=$(mkdir -p "${2:-$here/$(date -u +%F)-sbs}" && cd "${2:-$here/$(date -u +%F)-sbs}" && pwd)
 threads=${THREADS:-2} reps=${REPS:-3} rounds=${ROUNDS:-1} depth=${DEPTH:-2048}
 types=${TYPES:-f16 q8_0 q4_k_m q4_0} vision=${VISION:-1}
+if [ "$vision" = 1 ] && "$build/core/cli/mustdrop" --image /nonexistent.png --question x 2>&1 |
+        grep -q "without FFmpeg"; then
+    echo "$build has no FFmpeg: configure it with -Dffmpeg=enabled, or VISION=0" >&2
+    exit 1
+fi
 lbin=$(WITH_MTMD=$vision "$here/build-llamacpp.sh" ${LLAMACPP_DIR:+"$LLAMACPP_DIR"})
 lb=$lbin/llama-bench
 mb=$build/core/cli/mustdrop-bench
@@ -49,7 +55,7 @@ f16=$tmp/llama-0.27b-f16.gguf
 "$mb" --synthetic llama-0.27b --type f16 --write "$f16" -r 0 > /dev/null
 for t in $types; do
     [ "$t" = f16 ] && continue
-    "$lbin/llama-quantize" "$f16" "$tmp/llama-0.27b-$t.gguf" "${t^^}" "$threads"
+    "$lbin/llama-quantize" "$f16" "$tmp/llama-0.27b-$t.gguf" "${t^^}" "$threads" \
         > "$out/quantize-$t.log" 2>&1
 done
 
@@ -58,9 +64,9 @@ done
 run_pair() {
     local t=$1 tag=$2 round=$3; shift 3
     local m=$tmp/llama-0.27b-$t.gguf
-    "$lb" -m "$m" "$@" -t "$threads" -r "$reps" -o json
+    "$lb" -m "$m" "$@" -t "$threads" -r "$reps" -o json \
         > "$out/llamacpp-$t-$tag-$round.json" 2> "$out/llamacpp-$t-$tag-$round.log"
-    "$mb" -m "$m" "$@" -t "$threads" -r "$reps"
+    "$mb" -m "$m" "$@" -t "$threads" -r "$reps" \
         --json "$out/mustdrop-$t-$tag-$round.json" > "$out/mustdrop-$t-$tag-$round.txt" 2>&1
 }
 for round in $(seq 1 "$rounds"); do
