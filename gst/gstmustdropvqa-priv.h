@@ -55,7 +55,7 @@ typedef struct
   gchar *engine_name;
   guint mqtt_queue;
   gdouble sample_fps, window, window_overlap, temperature;
-  guint max_frames, max_new_tokens, threads, context_size, max_pending;
+  guint max_frames, max_new_tokens, threads, context_size, max_pending, max_batch;
   guint max_visual_tokens;
   guint64 seed;
   GstMustdropTextTiming text_timing;

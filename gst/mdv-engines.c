@@ -17,7 +17,7 @@ GST_DEBUG_CATEGORY_EXTERN (mustdrop_vqa_debug);
 typedef struct
 {
   gchar *name, *model, *mmproj, *device, *reduce, *isa, *question_hint;
-  gint n_threads, n_ctx, max_visual_tokens, max_frames, max_new_tokens;
+  gint n_threads, n_ctx, max_visual_tokens, max_frames, max_new_tokens, max_batch;
   gdouble sample_fps;
 } MdvEngineKey;
 
@@ -66,6 +66,7 @@ key_init (MdvEngineKey * k, const gchar * name, const struct md_vqa_params *p,
   k->max_visual_tokens = p->max_visual_tokens;
   k->max_frames = p->max_frames;
   k->max_new_tokens = p->max_new_tokens;
+  k->max_batch = p->max_batch;
   k->sample_fps = p->sample_fps;
 }
 
@@ -106,6 +107,7 @@ key_difference (const MdvEngineKey * a, const MdvEngineKey * b)
   DIFF_NUM (sample_fps, "sample-fps");
   DIFF_NUM (max_new_tokens, "max-new-tokens");
   DIFF_NUM (max_visual_tokens, "max-visual-tokens");
+  DIFF_NUM (max_batch, "max-batch");
   DIFF_STR (question_hint, "window=0 question and system-prompt");
 #undef DIFF_STR
 #undef DIFF_NUM

@@ -71,7 +71,8 @@ mdv_result_structure (const MdvResult * r, gboolean stats)
   if (stats)
     gst_structure_set (s, "encode-ms", G_TYPE_DOUBLE, a->timings.encode_ms,
         "prefill-ms", G_TYPE_DOUBLE, a->timings.prefill_ms,
-        "decode-ms", G_TYPE_DOUBLE, a->timings.decode_ms, NULL);
+        "decode-ms", G_TYPE_DOUBLE, a->timings.decode_ms,
+        "batched", G_TYPE_UINT, (guint) a->batched, NULL);
   return s;
 }
 

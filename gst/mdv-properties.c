@@ -18,6 +18,7 @@
 #define DEFAULT_STATS FALSE
 #define DEFAULT_STREAM_TOKENS FALSE
 #define DEFAULT_CONTEXT_SIZE 0
+#define DEFAULT_MAX_BATCH 8
 #define DEFAULT_CUSTOM_META FALSE
 #define DEFAULT_MAX_VISUAL_TOKENS 0
 #define DEFAULT_MQTT_TOPIC "mustdrop/{host}/{stream}"
@@ -41,6 +42,7 @@ enum
   PROP_DEVICE,
   PROP_THREADS,
   PROP_CONTEXT_SIZE,
+  PROP_MAX_BATCH,
   PROP_MAX_PENDING,
   PROP_TEXT_TIMING,
   PROP_STATS,
@@ -79,6 +81,7 @@ mdv_settings_init (MdvSettings * s)
   s->seed = DEFAULT_SEED;
   s->threads = DEFAULT_THREADS;
   s->context_size = DEFAULT_CONTEXT_SIZE;
+  s->max_batch = DEFAULT_MAX_BATCH;
   s->max_pending = DEFAULT_MAX_PENDING;
   s->text_timing = DEFAULT_TEXT_TIMING;
   s->stats = DEFAULT_STATS;
@@ -330,6 +333,9 @@ mdv_set_property (GObject * object, guint prop_id,
     case PROP_CONTEXT_SIZE:
       s->context_size = g_value_get_uint (value);
       break;
+    case PROP_MAX_BATCH:
+      s->max_batch = g_value_get_uint (value);
+      break;
     case PROP_MAX_PENDING:
       s->max_pending = g_value_get_uint (value);
       break;
@@ -461,6 +467,9 @@ mdv_get_property (GObject * object, guint prop_id,
       break;
     case PROP_CONTEXT_SIZE:
       g_value_set_uint (value, s->context_size);
+      break;
+    case PROP_MAX_BATCH:
+      g_value_set_uint (value, s->max_batch);
       break;
     case PROP_MAX_PENDING:
       g_value_set_uint (value, s->max_pending);
@@ -634,6 +643,12 @@ mdv_install_properties (GObjectClass * gobject_class)
       g_param_spec_uint ("context-size", "Context size",
           "KV-cache tokens (0 = min(model context, 4096)); frames that do not "
           "fit are subsampled", 0, 1 << 20, DEFAULT_CONTEXT_SIZE, ready));
+  g_object_class_install_property (gobject_class, PROP_MAX_BATCH,
+      g_param_spec_uint ("max-batch", "Max batch",
+          "Window answers of elements sharing the engine that are waiting at "
+          "once are decoded together, up to this many (one pass over the "
+          "weights per token for all; 1 = one at a time)", 1, 64,
+          DEFAULT_MAX_BATCH, ready));
   g_object_class_install_property (gobject_class, PROP_MAX_PENDING,
       g_param_spec_uint ("max-pending", "Max pending",
           "Closed windows waiting for inference; beyond it the oldest waiting "

@@ -120,6 +120,7 @@ engine_params (GstMustdropVqa * self)
   p.device = s->device;
   p.n_threads = (int32_t) s->threads;
   p.n_ctx = (int32_t) s->context_size;
+  p.max_batch = (int32_t) s->max_batch;
   p.reduce = s->reduce;
   p.max_visual_tokens = (int32_t) s->max_visual_tokens;
   p.sample_fps = s->sample_fps;
