@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """Streams per machine (docs/streams.md): N live 30 fps 320x240 sources
 through N mustdropvqa elements (window=4, sample-fps=2, the bundled model)
-in one process, the elements sharing one engine or each with its own
-(engine-name=e<i>), N = 1, 2, 4, ... until neither keeps up.
+in one process, the elements sharing one engine (shared: answers of
+several streams decoded together, max-batch=8; unbatched: max-batch=1) or
+each with its own (separate: engine-name=e<i>), N = 1, 2, 4, ... until none
+keeps up.
 
     /usr/bin/python3 docs/benchmarks/streams/run.py BUILD OUTDIR [SECONDS] [MAX_N]
 
@@ -33,14 +35,14 @@ def child(n, mode, seconds):
     Gst.init(None)
     branches = []
     for i in range(n):
-        name = f" engine-name=e{i}" if mode == "separate" else ""
+        name = {"separate": f" engine-name=e{i}", "unbatched": " max-batch=1"}.get(mode, "")
         branches.append(
             f"videotestsrc is-live=true pattern={i % 20} "
             "! video/x-raw,width=320,height=240,framerate=30/1 "
             f"! mustdropvqa name=v{i} window={WINDOW_S:g} sample-fps=2 stats=true{name} "
             f"! fakesink name=s{i} sync=true signal-handoffs=true")
     pipe = Gst.parse_launch(" ".join(branches))
-    lat, late = [], [0.0]
+    lat, late, batched = [], [0.0], []
     dropped = {}
     missed = 0
 
@@ -70,6 +72,9 @@ def child(n, mode, seconds):
                 d = now_rt() - end / 1e9
                 lat.append(d)
                 missed += d > WINDOW_S
+                ok, b = s.get_uint("batched")
+                if ok:
+                    batched.append(b)
             elif s.get_name() == "mustdrop-stats":
                 ok, dr = s.get_uint64("dropped")
                 dropped[src] = dr
@@ -98,6 +103,8 @@ def child(n, mode, seconds):
         "n": n, "mode": mode, "seconds": seconds, "answers": len(lat),
         "windows_expected": n * int(seconds / WINDOW_S - 1),
         "missed": missed, "dropped": sum(dropped.values()),
+        "batched_max": max(batched) if batched else None,
+        "batched_mean": round(sum(batched) / len(batched), 2) if batched else None,
         "p50_s": pct(0.5), "p95_s": pct(0.95), "max_video_late_s": round(late[0], 3),
         "cpu_s": round((t1.user - t0.user) + (t1.system - t0.system), 2),
         "rss_kib": kib.get("VmRSS"), "peak_rss_kib": kib.get("VmHWM"),
@@ -119,7 +126,7 @@ def main():
     n = 1
     while n <= max_n:
         up = False
-        for mode in ("shared", "separate") if n > 1 else ("shared",):
+        for mode in ("shared", "unbatched", "separate") if n > 1 else ("shared", "unbatched"):
             p = subprocess.run([sys.executable, __file__, "--child", str(n), mode, str(seconds)],
                                env=env, capture_output=True, text=True)
             line = (p.stdout.strip().splitlines() or ['{"error": "no output"}'])[-1]
@@ -139,7 +146,7 @@ def main():
         n *= 2
     with open(os.path.join(out, "summary.txt"), "w") as f:
         f.write("N  mode      answers/expected missed dropped p50_s p95_s video_late_s "
-                "cpu_s rss_MiB peak_MiB loadavg1 keeps_up\n")
+                "cpu_s rss_MiB peak_MiB batched_mean loadavg1 keeps_up\n")
         for r in rows:
             if "error" in r:
                 f.write(f"{r['n']:<2} {r['mode']:<9} error: {r['error']}\n")
@@ -147,7 +154,8 @@ def main():
             f.write(f"{r['n']:<2} {r['mode']:<9} {r['answers']:>3}/{r['windows_expected']:<3}"
                     f"            {r['missed']:>3} {r['dropped']:>7} {r['p50_s']} {r['p95_s']} "
                     f"{r['max_video_late_s']} {r['cpu_s']} {r['rss_kib'] / 1024:.0f} "
-                    f"{r['peak_rss_kib'] / 1024:.0f} {r['loadavg'][0]:.2f} {r['keeps_up']}\n")
+                    f"{r['peak_rss_kib'] / 1024:.0f} {r.get('batched_mean')} "
+                    f"{r['loadavg'][0]:.2f} {r['keeps_up']}\n")
 
 
 if __name__ == "__main__":
