@@ -277,21 +277,7 @@ INL void rows_type(uint32_t type, const int T, const void *XQ, size_t xq_row_byt
     }
 }
 
-#define QDOT_TYPE(TYPE, NAME) \
-    static TGT void qdot_##NAME(int T, const void *XQ, size_t xb, int64_t n_in, \
-                                const uint8_t *W, size_t rb, int64_t n_rows, float *Y, int64_t ldy) \
-    { \
-        switch (T) { \
-        case 1: rows_type(TYPE, 1, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
-        case 2: rows_type(TYPE, 2, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
-        case 3: rows_type(TYPE, 3, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
-        case 4: rows_type(TYPE, 4, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
-        default: /* 5..8 tokens: in two passes */ \
-            rows_type(TYPE, 4, XQ, xb, n_in, W, rb, n_rows, Y, ldy); \
-            qdot_##NAME(T - 4, (const char *)XQ + 4 * xb, xb, n_in, W, rb, n_rows, Y + 4 * ldy, ldy); \
-            break; \
-        } \
-    }
+#define QDOT_TYPE(TYPE, NAME) MD_QDOT_BY_ROWS(TYPE, NAME, TGT)
 QDOT_TYPE(MD_TYPE_Q4_0, q4_0)
 QDOT_TYPE(MD_TYPE_Q4_1, q4_1)
 QDOT_TYPE(MD_TYPE_Q5_0, q5_0)

@@ -192,20 +192,6 @@ static float row_legacy(uint32_t wtype, const uint8_t *row, const struct md_xq32
     return acc;
 }
 
-/* The 6-bit scales and mins of a Q4_K/Q5_K super-block (quant.c's
- * k_scale_min for j = 0..7). */
-static void k_scales(const uint8_t *s, int sc[8], int m[8])
-{
-    for (int j = 0; j < 8; j++) {
-        if (j < 4) {
-            sc[j] = s[j] & 63;
-            m[j] = s[j + 4] & 63;
-        } else {
-            sc[j] = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-            m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-        }
-    }
-}
 
 /* Q4_K (qh NULL) and Q5_K: 64-value chunk c holds sub-blocks 2c (low
  * nibbles of qs[32c..32c+31]) and 2c+1 (high nibbles), bit 2c / 2c+1 of
@@ -213,7 +199,7 @@ static void k_scales(const uint8_t *s, int sc[8], int m[8])
 static float sb_q45_k(const uint8_t *blk, bool five, const struct md_xq256 *x)
 {
     int sc[8], m[8];
-    k_scales(blk + 4, sc, m);
+    md_k_scales(blk + 4, sc, m);
     const uint8_t *qh = blk + 16, *qs = blk + (five ? 48 : 16);
     int32_t isum = 0, msum = 0;
     for (int c = 0; c < 4; c++) {

@@ -98,4 +98,39 @@ void md_qdot_avx512vnni(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row
                         int64_t n_rows, float *Y, int64_t ldy);
 #endif
 
+/* The 6-bit scales and mins of the 8 sub-blocks of a Q4_K/Q5_K
+ * super-block, from its 12 scale bytes s (quant.c's k_scale_min for
+ * j = 0..7). */
+static inline void md_k_scales(const uint8_t *s, int sc[8], int m[8])
+{
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            sc[j] = s[j] & 63;
+            m[j] = s[j + 4] & 63;
+        } else {
+            sc[j] = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+            m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        }
+    }
+}
+
+/* A kernel file's md_qdot_fn for TYPE, qdot_NAME, from its
+ * rows_type(TYPE, T, ...) for T = 1..4 (a compile-time T); 5..8 tokens
+ * run as two passes over W. ATTR: the file's target attribute. */
+#define MD_QDOT_BY_ROWS(TYPE, NAME, ATTR) \
+    static ATTR void qdot_##NAME(int T, const void *XQ, size_t xb, int64_t n_in, \
+                                 const uint8_t *W, size_t rb, int64_t n_rows, float *Y, int64_t ldy) \
+    { \
+        switch (T) { \
+        case 1: rows_type(TYPE, 1, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
+        case 2: rows_type(TYPE, 2, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
+        case 3: rows_type(TYPE, 3, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
+        case 4: rows_type(TYPE, 4, XQ, xb, n_in, W, rb, n_rows, Y, ldy); break; \
+        default: \
+            rows_type(TYPE, 4, XQ, xb, n_in, W, rb, n_rows, Y, ldy); \
+            qdot_##NAME(T - 4, (const char *)XQ + 4 * xb, xb, n_in, W, rb, n_rows, Y + 4 * ldy, ldy); \
+            break; \
+        } \
+    }
+
 #endif

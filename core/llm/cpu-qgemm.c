@@ -63,20 +63,6 @@ static float unpack_legacy(uint32_t wtype, const uint8_t *blk, uint8_t u[32], fl
     return m;
 }
 
-/* The 6-bit scales and mins of a Q4_K/Q5_K super-block (quant.c's
- * k_scale_min). */
-static void k_scales(const uint8_t *s, int sc[8], int m[8])
-{
-    for (int j = 0; j < 8; j++) {
-        if (j < 4) {
-            sc[j] = s[j] & 63;
-            m[j] = s[j + 4] & 63;
-        } else {
-            sc[j] = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-            m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-        }
-    }
-}
 
 /* One row's super-block into lane r of b: values, scales and mins per
  * 16-value group (a Q4_K/Q5_K 32-value sub-block is two groups with one
@@ -104,7 +90,7 @@ static void pack_k(uint32_t wtype, const uint8_t *blk, int r, struct md_qgemm_bl
         const bool five = wtype == MD_TYPE_Q5_K;
         const uint8_t *qh = blk + 16, *qs = blk + (five ? 48 : 16);
         int s8[8], m8[8];
-        k_scales(blk + 4, s8, m8);
+        md_k_scales(blk + 4, s8, m8);
         for (int c = 0; c < 4; c++)
             for (int l = 0; l < 32; l++) {
                 const int hb = five ? qh[l] >> (2 * c) : 0;
