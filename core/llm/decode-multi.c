@@ -136,12 +136,7 @@ static int layer_positions(struct md_context *const *ctxs, int32_t n, int32_t il
         const struct md_kv_layer *L = &ctxs[i]->kv->layers[il];
         pos[i] = L->policy == MD_KV_POS_LAYER_LEN ? L->n : lead->row_pos[i];
     }
-    if (lead->n_layer_pos == n && !memcmp(pos, lead->layer_pos, sizeof(int32_t) * (size_t)n))
-        return MD_OK;
-    TRY(lead->be->ops->tensor_set(lead->be, &lead->pos, 0, pos, sizeof(int32_t) * (size_t)n));
-    memcpy(lead->layer_pos, pos, sizeof(int32_t) * (size_t)n);
-    lead->n_layer_pos = n;
-    return MD_OK;
+    return md_llm_set_positions(lead, pos, n);
 }
 
 /* Row i of the lead's k and v onto ctx's layer il, through the lead's

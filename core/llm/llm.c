@@ -142,6 +142,11 @@ static int layer_positions(struct md_context *ctx, int32_t il, int32_t *pos)
     int32_t n = ctx->n_rows;
     for (int32_t i = 0; i < n; i++)
         pos[i] = L->policy == MD_KV_POS_LAYER_LEN ? L->n + i : ctx->row_pos[i];
+    return md_llm_set_positions(ctx, pos, n);
+}
+
+int md_llm_set_positions(struct md_context *ctx, const int32_t *pos, int32_t n)
+{
     if (ctx->n_layer_pos == n && !memcmp(pos, ctx->layer_pos, sizeof(int32_t) * (size_t)n))
         return MD_OK;
     TRY(ctx->be->ops->tensor_set(ctx->be, &ctx->pos, 0, pos, sizeof(int32_t) * (size_t)n));

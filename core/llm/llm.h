@@ -104,6 +104,9 @@ int md_llm_end(struct md_context *ctx, bool all, float *logits);
 /* MD_OK, or MD_ERR_CONTEXT_FULL (with the layer in ctx->err) when some
  * layer lacks room for n more entries. */
 int md_llm_check_room(struct md_context *ctx, int32_t n);
+/* Make ctx's pos tensor hold pos[0..n) (n <= n_batch), uploading only when
+ * it holds something else (usually not, after layer 0). */
+int md_llm_set_positions(struct md_context *ctx, const int32_t *pos, int32_t n);
 /* y = x w (+ bias) on ctx's backend, in calls of at most ctx->mm_rows rows. */
 int md_llm_matmul(struct md_context *ctx, const struct md_tensor *x, const struct md_tensor *w,
                   const struct md_tensor *bias, struct md_tensor *y);
