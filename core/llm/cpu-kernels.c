@@ -261,6 +261,11 @@ int md_threadpool_n_threads(const struct md_threadpool *tp)
     return tp ? tp->n_threads : 1;
 }
 
+void *md_threadpool_caller_scratch(struct md_threadpool *tp, size_t bytes)
+{
+    return tp ? scratch_get(&tp->slots[0].scratch[0], bytes) : NULL;
+}
+
 void md_threadpool_run(struct md_threadpool *tp, void (*fn)(void *arg, int ith, int nth), void *arg)
 {
     if (!tp || tp->n_threads == 1) {

@@ -17,6 +17,13 @@ struct md_threadpool;
 struct md_threadpool *md_threadpool_new(int n_threads);
 void md_threadpool_free(struct md_threadpool *tp);
 int md_threadpool_n_threads(const struct md_threadpool *tp);
+/* The calling thread's buffer of tp, the one md_matmul fills before it
+ * dispatches (quantized or packed activations): 64-byte aligned, at least
+ * `bytes`, kept and grown on demand (contents not kept when it grows).
+ * For the other kernels of the backend that run one product at a time on
+ * the pool, so that they allocate nothing in steady state either. NULL when
+ * tp is NULL or memory is exhausted. */
+void *md_threadpool_caller_scratch(struct md_threadpool *tp, size_t bytes);
 /* Run fn(arg, ith, nth) for ith = 0..nth-1 in parallel and wait for all.
  * Each ith runs exactly once, but not necessarily on its own thread: an
  * index no worker has picked up yet (preempted worker) is run by the caller

@@ -241,12 +241,13 @@ static void gemv_task(void *arg, int ith, int nth)
     }
 }
 
-static void run_tasks(struct md_threadpool *tp, void (*fn)(void *, int, int), void *arg)
+/* A 64-byte aligned buffer of `bytes`: tp's caller buffer (kept between
+ * calls: the decode path allocates nothing), or without a pool one of our
+ * own, returned in *own for the caller to free. */
+static void *buffer(struct md_threadpool *tp, size_t bytes, void **own)
 {
-    if (md_threadpool_n_threads(tp) == 1)
-        fn(arg, 0, 1);
-    else
-        md_threadpool_run(tp, fn, arg);
+    *own = tp ? NULL : aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    return tp ? md_threadpool_caller_scratch(tp, bytes) : *own;
 }
 
 /* Whether md_matmul_qgemm computes this product itself (the GEMM, or the
@@ -282,7 +283,8 @@ static int gemv(struct md_threadpool *tp, const float *X, int64_t n_tok, int64_t
     j.n_items = (n_out + j.chunk - 1) / j.chunk;
     atomic_init(&j.next, 0);
     const size_t qb = md_xq_row_bytes(wtype, n_in);
-    char *xq = malloc(j.xq_row_bytes * (size_t)n_tok + qb);
+    void *own;
+    char *xq = buffer(tp, j.xq_row_bytes * (size_t)n_tok + qb, &own);
     if (!xq)
         return MD_ERR_NOMEM;
     char *q = xq + j.xq_row_bytes * (size_t)n_tok;   /* one md_xq row, converted */
@@ -294,8 +296,8 @@ static int gemv(struct md_threadpool *tp, const float *X, int64_t n_tok, int64_t
     if (j.n_items == 1)
         gemv_task(&j, 0, 1);
     else
-        run_tasks(tp, gemv_task, &j);
-    free(xq);
+        md_threadpool_run(tp, gemv_task, &j);
+    free(own);
     return MD_OK;
 }
 
@@ -316,17 +318,17 @@ static int gemm(struct md_threadpool *tp, const float *X, int64_t n_tok, int64_t
     const int64_t n_panels = (n_out + MD_QGEMM_NR - 1) / MD_QGEMM_NR;
     j.n_items = (n_panels + QGEMM_PANELS_PER_ITEM - 1) / QGEMM_PANELS_PER_ITEM;
     atomic_init(&j.next, 0);
-    j.xq = aligned_alloc(64, (j.xq_row_bytes * (size_t)n_tok + 63) & ~(size_t)63);
-    j.panels = aligned_alloc(64, j.panel_bytes * QGEMM_PANELS_PER_ITEM * (size_t)nth);
-    if (!j.xq || !j.panels) {
-        free(j.xq);
-        free(j.panels);
+    /* the quantized X, then each thread's panels, in one buffer */
+    const size_t xq_bytes = (j.xq_row_bytes * (size_t)n_tok + 63) & ~(size_t)63;
+    void *own;
+    char *buf = buffer(tp, xq_bytes + j.panel_bytes * QGEMM_PANELS_PER_ITEM * (size_t)nth, &own);
+    if (!buf)
         return MD_ERR_NOMEM;
-    }
-    run_tasks(tp, quantize_task, &j);
-    run_tasks(tp, gemm_task, &j);
-    free(j.xq);
-    free(j.panels);
+    j.xq = buf;
+    j.panels = buf + xq_bytes;
+    md_threadpool_run(tp, quantize_task, &j);
+    md_threadpool_run(tp, gemm_task, &j);
+    free(own);
     return MD_OK;
 }
 
