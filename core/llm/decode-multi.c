@@ -118,25 +118,17 @@ int md_llm_multi_begin(struct md_context *const *ctxs, const int32_t *tokens, in
 
 /* ---- one block --------------------------------------------------------- */
 
-static int matmul_rows(struct md_context *lead, const struct md_tensor *x, const struct md_tensor *w,
-                       const struct md_tensor *bias, struct md_tensor *y)
-{
-    lead->mm_rows = MULTI_MM_ROWS;
-    int rc = md_llm_matmul(lead, x, w, bias, y);
-    lead->mm_rows = 0;
-    return rc;
-}
-
-/* Upload each row's position for layer il (its own context's policy). */
-static int layer_positions(struct md_context *const *ctxs, int32_t n, int32_t il)
+/* Each row's position for layer il (its own context's policy), in the
+ * lead's ids_host (the ids are embedded by now). */
+static const int32_t *layer_positions(struct md_context *const *ctxs, int32_t n, int32_t il)
 {
     struct md_context *lead = ctxs[0];
-    int32_t *pos = lead->ids_host;   /* scratch: the ids are embedded */
+    int32_t *pos = lead->ids_host;
     for (int32_t i = 0; i < n; i++) {
         const struct md_kv_layer *L = &ctxs[i]->kv->layers[il];
         pos[i] = L->policy == MD_KV_POS_LAYER_LEN ? L->n : lead->row_pos[i];
     }
-    return md_llm_set_positions(lead, pos, n);
+    return pos;
 }
 
 /* Row i of the lead's k and v onto ctx's layer il, through the lead's
@@ -194,29 +186,18 @@ static int attention_rows(struct md_context *const *ctxs, int32_t n, int32_t il,
 {
     struct md_context *lead = ctxs[0];
     struct md_backend *be = lead->be;
-    const struct md_hparams *hp = &lead->model->hp;
     const struct md_layer *L = &lead->model->layers[il];
     struct md_tensor x = md_tensor_rows(&lead->x, 0, n), xb = md_tensor_rows(&lead->xb, 0, n);
-    struct md_tensor q = md_tensor_rows(&lead->q, 0, n), k = md_tensor_rows(&lead->k, 0, n);
-    struct md_tensor v = md_tensor_rows(&lead->v, 0, n), att = md_tensor_rows(&lead->att, 0, n);
+    struct md_tensor att = md_tensor_rows(&lead->att, 0, n);
 
-    TRY(be->ops->rms_norm(be, &x, &L->attn_norm, hp->rms_eps, &xb));
-    TRY(matmul_rows(lead, &xb, &L->wq, md_tensor_present(&L->bq) ? &L->bq : NULL, &q));
-    TRY(matmul_rows(lead, &xb, &L->wk, md_tensor_present(&L->bk) ? &L->bk : NULL, &k));
-    TRY(matmul_rows(lead, &xb, &L->wv, md_tensor_present(&L->bv) ? &L->bv : NULL, &v));
-    TRY(layer_positions(ctxs, n, il));
-    struct md_tensor pos = md_llm_vec_view(&lead->pos, 0, n);
-    struct md_rope_params rp = md_llm_rope_params(lead, hp->n_head);
-    TRY(be->ops->rope(be, &q, &pos, &rp));
-    rp.n_head = hp->n_head_kv;
-    TRY(be->ops->rope(be, &k, &pos, &rp));
+    TRY(md_llm_qkv(lead, il, layer_positions(ctxs, n, il)));
     for (int32_t i = 0; i < n; i++) {
         *bad = i;
         TRY(append_row(lead, ctxs[i], il, i));
         TRY(attend_row(ctxs, i, il, want_lse));
     }
     *bad = 0;
-    TRY(matmul_rows(lead, &att, &L->wo, md_tensor_present(&L->bo) ? &L->bo : NULL, &xb));
+    TRY(md_llm_matmul(lead, &att, &L->wo, md_tensor_present(&L->bo) ? &L->bo : NULL, &xb));
     return be->ops->add(be, &x, &xb, &x);
 }
 
@@ -228,12 +209,11 @@ int md_llm_multi_layer(struct md_context *const *ctxs, int32_t n, int32_t il, bo
                        "multi-sequence layer %d with %d rows in flight, %d sequences", il,
                        lead->n_rows, n));
     int32_t bad = 0;
+    lead->mm_rows = MULTI_MM_ROWS;
     int rc = attention_rows(ctxs, n, il, want_lse, &bad);
-    if (!rc) {
-        lead->mm_rows = MULTI_MM_ROWS;
+    if (!rc)
         rc = md_llm_ffn_block(lead, il);
-        lead->mm_rows = 0;
-    }
+    lead->mm_rows = 0;
     if (rc == MD_ERR_CONTEXT_FULL)
         return fail_at(ctxs, n, bad, md_llm_error(ctxs[bad], rc, "context full at layer %d: %d of %d entries",
                                                   il, ctxs[bad]->kv->layers[il].n,

@@ -134,15 +134,12 @@ struct md_rope_params md_llm_rope_params(const struct md_context *ctx, int32_t n
     return rp;
 }
 
-/* Upload the positions layer il rotates with, if they differ from what the
- * pos tensor already holds (usually they do not, after layer 0). */
-static int layer_positions(struct md_context *ctx, int32_t il, int32_t *pos)
+/* The positions layer il rotates the rows in flight with. */
+static void layer_positions(const struct md_context *ctx, int32_t il, int32_t *pos)
 {
     const struct md_kv_layer *L = &ctx->kv->layers[il];
-    int32_t n = ctx->n_rows;
-    for (int32_t i = 0; i < n; i++)
+    for (int32_t i = 0; i < ctx->n_rows; i++)
         pos[i] = L->policy == MD_KV_POS_LAYER_LEN ? L->n + i : ctx->row_pos[i];
-    return md_llm_set_positions(ctx, pos, n);
 }
 
 int md_llm_set_positions(struct md_context *ctx, const int32_t *pos, int32_t n)
@@ -155,29 +152,40 @@ int md_llm_set_positions(struct md_context *ctx, const int32_t *pos, int32_t n)
     return MD_OK;
 }
 
+int md_llm_qkv(struct md_context *ctx, int32_t il, const int32_t *pos)
+{
+    struct md_backend *be = ctx->be;
+    const struct md_hparams *hp = &ctx->model->hp;
+    const struct md_layer *L = &ctx->model->layers[il];
+    int32_t n = ctx->n_rows;
+    struct md_tensor x = rows(&ctx->x, n), xb = rows(&ctx->xb, n);
+    struct md_tensor q = rows(&ctx->q, n), k = rows(&ctx->k, n), v = rows(&ctx->v, n);
+
+    TRY(be->ops->rms_norm(be, &x, &L->attn_norm, hp->rms_eps, &xb));
+    TRY(md_llm_matmul(ctx, &xb, &L->wq, md_tensor_present(&L->bq) ? &L->bq : NULL, &q));
+    TRY(md_llm_matmul(ctx, &xb, &L->wk, md_tensor_present(&L->bk) ? &L->bk : NULL, &k));
+    TRY(md_llm_matmul(ctx, &xb, &L->wv, md_tensor_present(&L->bv) ? &L->bv : NULL, &v));
+    TRY(md_llm_set_positions(ctx, pos, n));
+    struct md_tensor pos_t = md_llm_vec_view(&ctx->pos, 0, n);
+    struct md_rope_params rp = md_llm_rope_params(ctx, hp->n_head);
+    TRY(be->ops->rope(be, &q, &pos_t, &rp));
+    rp.n_head = hp->n_head_kv;
+    return be->ops->rope(be, &k, &pos_t, &rp);
+}
+
 static int attention_block(struct md_context *ctx, int32_t il)
 {
     struct md_backend *be = ctx->be;
-    const struct md_model *m = ctx->model;
-    const struct md_hparams *hp = &m->hp;
-    const struct md_layer *L = &m->layers[il];
+    const struct md_hparams *hp = &ctx->model->hp;
+    const struct md_layer *L = &ctx->model->layers[il];
     int32_t n = ctx->n_rows;
     struct md_tensor x = rows(&ctx->x, n), xb = rows(&ctx->xb, n);
     struct md_tensor q = rows(&ctx->q, n), k = rows(&ctx->k, n), v = rows(&ctx->v, n);
     struct md_tensor att = rows(&ctx->att, n);
 
-    TRY(be->ops->rms_norm(be, &x, &L->attn_norm, hp->rms_eps, &xb));
-    TRY(be->ops->matmul(be, &xb, &L->wq, md_tensor_present(&L->bq) ? &L->bq : NULL, &q));
-    TRY(be->ops->matmul(be, &xb, &L->wk, md_tensor_present(&L->bk) ? &L->bk : NULL, &k));
-    TRY(be->ops->matmul(be, &xb, &L->wv, md_tensor_present(&L->bv) ? &L->bv : NULL, &v));
-
     int32_t *pos = ctx->ids_host;   /* scratch: ids are not needed after begin */
-    TRY(layer_positions(ctx, il, pos));
-    struct md_tensor pos_t = md_llm_vec_view(&ctx->pos, 0, n);
-    struct md_rope_params rp = md_llm_rope_params(ctx, hp->n_head);
-    TRY(be->ops->rope(be, &q, &pos_t, &rp));
-    rp.n_head = hp->n_head_kv;
-    TRY(be->ops->rope(be, &k, &pos_t, &rp));
+    layer_positions(ctx, il, pos);
+    TRY(md_llm_qkv(ctx, il, pos));
 
     /* Append first, then attend: the batch sees itself through the cache. */
     TRY(md_kv_cache_append(ctx->kv, il, &k, &v, ctx->layer_pos));
@@ -192,7 +200,7 @@ static int attention_block(struct md_context *ctx, int32_t il)
     lse.ne[1] = hp->n_head;
     TRY(be->ops->attention(be, &ap, &q, &C->k, &C->v, &att, &lse));
 
-    TRY(be->ops->matmul(be, &att, &L->wo, md_tensor_present(&L->bo) ? &L->bo : NULL, &xb));
+    TRY(md_llm_matmul(ctx, &att, &L->wo, md_tensor_present(&L->bo) ? &L->bo : NULL, &xb));
     return be->ops->add(be, &x, &xb, &x);
 }
 

@@ -111,6 +111,10 @@ int md_llm_set_positions(struct md_context *ctx, const int32_t *pos, int32_t n);
 int md_llm_matmul(struct md_context *ctx, const struct md_tensor *x, const struct md_tensor *w,
                   const struct md_tensor *bias, struct md_tensor *y);
 struct md_rope_params md_llm_rope_params(const struct md_context *ctx, int32_t n_head);
+/* Block il up to its attention, on the n_rows rows in flight: xb = the
+ * attention norm of x, q, k, v their projections, q and k rotated at
+ * pos[0..n_rows) (uploaded when the pos tensor holds others). */
+int md_llm_qkv(struct md_context *ctx, int32_t il, const int32_t *pos);
 /* The feed-forward half of block il on the rows in flight. */
 int md_llm_ffn_block(struct md_context *ctx, int32_t il);
 int md_llm_ensure_out_rows(struct md_context *ctx, int32_t want);
