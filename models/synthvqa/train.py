@@ -529,7 +529,7 @@ def vision_warmup(model, aux_head, frames, aux, rng, tr, n_used, grid, log, dev)
         idx = np.sort(rng.choice(len(frames), tr["vision_warmup_clips"], replace=False))
         px = pixel_tensor(frames[idx], dev)
         at = torch.from_numpy(aux[idx].astype(np.float32)).reshape(-1, grid * grid, N_CLASSES).to(dev)
-        with autocast(dev):
+        with autocast(dev, bool(tr.get("cpu_bf16"))):
             feats = vision_features(model, px, n_used)[:, 1:]
             loss = vision_aux_loss(aux_head, feats, at, tr["aux_pos_weight"], bool(tr.get("aux_cells")))
         opt.zero_grad(set_to_none=True)
@@ -538,7 +538,7 @@ def vision_warmup(model, aux_head, frames, aux, rng, tr, n_used, grid, log, dev)
         opt.step()
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if (step + 1) % 200 == 0:
-            with torch.no_grad(), autocast(dev):    # feats are bf16 on CUDA
+            with torch.no_grad(), autocast(dev, bool(tr.get("cpu_bf16"))):    # feats may be bf16
                 p = aux_head(feats)[..., :N_CLASSES] > 0
                 tp = (p & (at > 0)).sum().item()
                 rec = tp / max(1, (at > 0).sum().item())
@@ -581,13 +581,16 @@ def pick_typed(qs, rng):
     return [by[t][rng.integers(len(by[t]))]]
 
 
-def autocast(dev):
+def autocast(dev, cpu_bf16: bool = False):
     """bf16 autocast on CUDA (the matrix products; losses and softmax stay
-    float32 by autocast's rules), nothing on the CPU."""
+    float32 by autocast's rules); on the CPU only when asked (`cpu_bf16`:
+    CPUs with AVX-512 BF16 multiply bf16 faster; evaluation stays float32)."""
     import contextlib
     import torch
     if dev.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if cpu_bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -638,6 +641,27 @@ def evaluate(model, tok, frames, qlist, n_layers_used):
     n = sum(v[0] for v in per.values())
     ok = sum(v[1] for v in per.values())
     return ok / max(n, 1), per, pred
+
+
+def save_checkpoint(model, hf: Path) -> None:
+    """The plain LLaVA weights (training-only heads are not kept), saved with
+    SDPA attention as the exporter and eval_torch.py expect; written to a
+    temporary directory and renamed, so a run cut off mid-save leaves the
+    previous checkpoint whole."""
+    import shutil
+    impl = model.model.language_model.config._attn_implementation
+    dev = next(model.parameters()).device
+    model.model.language_model.set_attn_implementation("sdpa")
+    tmp = hf.with_name(hf.name + ".saving")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.to("cpu").save_pretrained(str(tmp))
+    model.to(dev)
+    model.model.language_model.set_attn_implementation(impl)
+    for f in hf.iterdir() if hf.is_dir() else ():
+        if f.name.startswith("tokenizer") or f.name.startswith("special_tokens"):
+            shutil.copy(f, tmp / f.name)
+    shutil.rmtree(hf, ignore_errors=True)
+    tmp.rename(hf)
 
 
 def main() -> None:
@@ -770,6 +794,7 @@ def main() -> None:
     order = rng.permutation(len(frames))
     pos = 0
     next_eval = start + tr["eval_every_min"] * 60
+    next_save = start + tr.get("save_every_min", float("inf")) * 60
     ema = None
     atl_ema = None
     pl_ema = None
@@ -795,7 +820,7 @@ def main() -> None:
         use_probe = probe is not None
         ids_cpu, at_cpu = ids, at
         ids, lab, at = ids.to(dev), lab.to(dev), at.to(dev)          # px: already there
-        with autocast(dev):
+        with autocast(dev, bool(tr.get("cpu_bf16"))):
             if use_attn or use_probe:
                 logits, feats, attn, hid = forward(model, ids, px, n_used, attentions=use_attn,
                                                    hidden=tr["new_probe_layer"] if use_probe else None)
@@ -843,12 +868,16 @@ def main() -> None:
             log(f"val step {step}: accuracy {acc * 100:.1f}% " +
                 " ".join(f"{k}={v[1]}/{v[0]}" for k, v in sorted(per.items())))
             next_eval = time.time() + tr["eval_every_min"] * 60
+        if time.time() > next_save:
+            # a checkpoint `--init` can continue from, should the run be cut off
+            save_checkpoint(model, hf)
+            log(f"checkpoint {hf} at step {step}")
+            next_save = time.time() + tr["save_every_min"] * 60
     acc, per, pred = evaluate(model, tok, vf, vlist, n_used)
     log(f"final val: accuracy {acc * 100:.1f}% " +
         " ".join(f"{k}={v[1]}/{v[0]}" for k, v in sorted(per.items())))
     (out / "val.json").write_text(json.dumps({"accuracy": acc, "per_type": per, "steps": step}, indent=1))
-    model.model.language_model.set_attn_implementation("sdpa")
-    model.to("cpu").save_pretrained(str(hf))
+    save_checkpoint(model, hf)
     log(f"saved {hf} after {step} steps, {(time.time() - start) / 60:.1f} min of training")
 
 
