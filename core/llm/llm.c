@@ -98,11 +98,17 @@ int md_llm_begin(struct md_context *ctx, const struct md_batch *b, int32_t row0,
         if (ctx->row_pos[i] > max_pos)
             max_pos = ctx->row_pos[i];
     }
-    ctx->n_rows = n;
+    ctx->n_rows = ctx->n_out = n;
+    ctx->cut_last = false;
     ctx->next_seq_pos = max_pos + 1;
     ctx->n_layer_pos = 0;
     ctx->last_layer = -1;
     return MD_OK;
+}
+
+void md_llm_want_last(struct md_context *ctx, int32_t n_out)
+{
+    ctx->n_out = n_out < 1 ? 1 : n_out;
 }
 
 /* ---- one transformer block ------------------------------------------- */
@@ -189,6 +195,20 @@ static int attention_block(struct md_context *ctx, int32_t il)
 
     /* Append first, then attend: the batch sees itself through the cache. */
     TRY(md_kv_cache_append(ctx->kv, il, &k, &v, ctx->layer_pos));
+    if (il == hp->n_layer - 1 && ctx->n_out < n) {
+        /* only the last n_out rows go on (md_llm_want_last); pos is free
+         * scratch again */
+        for (int32_t i = 0; i < ctx->n_out; i++)
+            pos[i] = n - ctx->n_out + i;
+        TRY(md_llm_keep_rows(ctx, pos, ctx->n_out));
+        TRY(be->ops->keep_rows(be, &q, pos, ctx->n_out));
+        ctx->cut_last = true;
+        n = ctx->n_rows;
+        x = rows(&ctx->x, n);
+        xb = rows(&ctx->xb, n);
+        q = rows(&ctx->q, n);
+        att = rows(&ctx->att, n);
+    }
     const struct md_kv_layer *C = &ctx->kv->layers[il];
     struct md_attn_params ap = {
         .n_q = n, .n_kv = C->n, .q_start = C->n - n, .n_head = hp->n_head,
@@ -296,6 +316,9 @@ int md_llm_end(struct md_context *ctx, bool all, float *logits)
 {
     if (ctx->n_rows <= 0)
         return md_llm_error(ctx, MD_ERR_INVALID, "no rows in flight");
+    if (logits && all && ctx->cut_last)
+        return md_llm_error(ctx, MD_ERR_INVALID, "logits of all rows asked for, but the last layer "
+                            "ran only the last %d (md_llm_want_last)", ctx->n_rows);
     if (logits) {
         int rc = output_logits(ctx, all, logits);
         if (rc)
@@ -336,6 +359,8 @@ static int decode_chunk(struct md_context *ctx, const struct md_batch *b, int32_
                         float *logits)
 {
     TRY(md_llm_begin(ctx, b, row0, n));
+    if (!b->all_logits)
+        md_llm_want_last(ctx, 1);
     for (int32_t il = 0; il < ctx->model->hp.n_layer; il++) {
         if (md_llm_aborted(ctx))
             return md_llm_error(ctx, MD_ERR_ABORTED, "decode aborted by the callback at layer %d", il);

@@ -51,6 +51,8 @@ struct md_context {
 
     /* The batch in flight. */
     int32_t n_rows;          /* rows of x in use */
+    int32_t n_out;           /* the last n_out rows go through the last layer whole */
+    bool cut_last;           /* the last layer ran fewer rows than it was given */
     int32_t *row_pos;        /* [n_batch] sequence position of each row */
     int32_t *layer_pos;      /* [n_batch] what `pos` holds now */
     int32_t n_layer_pos;     /* rows of layer_pos valid (0 = must upload) */
@@ -99,6 +101,16 @@ int md_llm_keep_rows(struct md_context *ctx, const int32_t *idx, int32_t n);
  * every row in flight when all, else the last one; logits may be NULL.
  * Advances the shared sequence position. */
 int md_llm_end(struct md_context *ctx, bool all, float *logits);
+
+/* Only the last n_out (>= 1) rows in flight are wanted after the last
+ * layer (the rows whose logits md_llm_end will be asked for): that layer
+ * then appends every row's key and value but runs attention, its output
+ * projection and the feed-forward for those rows alone, and leaves n_out
+ * rows in flight (their q, lse and hidden state). llama.cpp does the same
+ * (its "output ids"); for a prompt it skips almost 1/n_layer of the work.
+ * md_llm_begin resets it to every row; md_llm_end refuses all = true
+ * after the last layer cut rows. */
+void md_llm_want_last(struct md_context *ctx, int32_t n_out);
 
 /* Pieces of the forward shared with the multi-sequence step (decode-multi.c). */
 /* MD_OK, or MD_ERR_CONTEXT_FULL (with the layer in ctx->err) when some

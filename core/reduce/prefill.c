@@ -291,6 +291,13 @@ static void prefill_stats(struct md_reduce_session *s, const int32_t *rows_in)
     s->st.kv_bytes_decode = s->st.kv_bytes_prefill;
 }
 
+/* Whether a stage-(c) hook reads every row of layer il once it has run. */
+static bool reads_layer(const struct md_reduce_session *s, int32_t il)
+{
+    return (has(s, MD_REDUCE_MUSTDROP) && is_md_layer(s, il)) ||
+           (has(s, MD_REDUCE_FASTV) && il == s->cfg.fastv_k - 1);
+}
+
 /* Every layer, with the stage-(c) hooks between them. */
 static int run_layers(struct md_reduce_session *s, struct prefill *p, int32_t *rows_in)
 {
@@ -300,6 +307,8 @@ static int run_layers(struct md_reduce_session *s, struct prefill *p, int32_t *r
         if (il < MD_REDUCE_MAX_LLM_LAYERS)
             rows_in[il] = p->n;
         int32_t e0 = md_kv_cache_len(kv, il);
+        if (il == s->n_layer - 1 && !reads_layer(s, il))
+            md_llm_want_last(s->ctx, 1);   /* as md_decode_batch: only the last row's logits */
         rc = md_llm_layer(s->ctx, il);
         for (int32_t i = 0; !rc && i < p->n; i++)
             s->ent[il][e0 + i] = p->orig[i];
@@ -764,6 +773,8 @@ static int decode_layers(struct md_reduce_session *s)
     int rc = MD_OK;
     for (int32_t il = 0; il < s->n_layer && !rc; il++) {
         int32_t e0 = md_kv_cache_len(kv, il);
+        if (il == s->n_layer - 1 && !reads_layer(s, il))
+            md_llm_want_last(s->ctx, 1);   /* as md_decode_batch: only the last row's logits */
         rc = md_llm_layer(s->ctx, il);
         if (!rc) {
             struct decode_row row = own_row(s->ctx);

@@ -223,6 +223,28 @@ static void check_compaction(void)
     tiny_ref_forward(&t, toks, rp5, 5, ref5);
     CHECK(tiny_max_rel(lg, ref5 + 4 * nv, nv) < 1e-4);
     CHECK(md_context_n_past(ctx) == 5);
+    md_context_free(ctx);
+
+    /* md_llm_want_last: the last layer runs the last 2 rows alone, every
+     * row's key and value still reach the cache */
+    ctx = new_ctx(m, 64, 512, 2);
+    CHECK(md_llm_begin(ctx, &b, 0, 5) == MD_OK);
+    md_llm_want_last(ctx, 2);
+    for (int32_t il = 0; il < cfg.n_layer; il++)
+        CHECK(md_llm_layer(ctx, il) == MD_OK);
+    CHECK(md_llm_n_rows(ctx) == 2);
+    CHECK(md_llm_row_pos(ctx)[0] == 3 && md_llm_row_pos(ctx)[1] == 4);
+    CHECK(md_llm_lse(ctx).ne[0] == 2);
+    CHECK(md_llm_end(ctx, true, lg) == MD_ERR_INVALID);   /* rows 0..2 never reached the end */
+    CHECK(md_llm_end(ctx, false, lg) == MD_OK);
+    CHECK(tiny_max_rel(lg, ref5 + 4 * nv, nv) < 1e-4);
+    CHECK(md_kv_cache_len(md_context_kv(ctx), cfg.n_layer - 1) == 5);
+    const int32_t t6[6] = { toks[0], toks[1], toks[2], toks[3], toks[4], toks[1] };
+    int32_t rp6[6] = { 0, 1, 2, 3, 4, 5 };
+    double ref6[6 * 96];
+    tiny_ref_forward(&t, t6, rp6, 6, ref6);
+    CHECK(md_decode(ctx, &t6[5], 1, false) == MD_OK);
+    CHECK(tiny_max_rel(md_get_logits(ctx, -1), ref6 + 5 * nv, nv) < 1e-4);
     free(lg);
     md_context_free(ctx);
     md_model_free(m);

@@ -130,6 +130,8 @@ static void naive_llm(struct red_fix *f, struct naive *nv, float tg, float ti, f
     for (int32_t il = 0; il < hp->n_layer; il++) {
         memcpy(nv->inflight[il], orig, sizeof(int32_t) * n);
         nv->n_in[il] = n;
+        if (il == hp->n_layer - 1 && !in_list(layers, n_layers, il))
+            md_llm_want_last(ctx, 1);   /* as the session: only the last row's logits */
         CHECK(md_llm_layer(ctx, il) == MD_OK);
         if (!in_list(layers, n_layers, il))
             continue;
