@@ -279,9 +279,9 @@ INL void blk_q45_k(const bool five, const int T, const int R, const uint8_t *blk
     const uint8_t *qs = blk + (five ? 48 : 16);
     const __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
     __m512i isum[MAX_T];
-    UNROLL for (int t = 0; t < T; t++)
+    for (int t = 0; t < T; t++)
         isum[t] = _mm512_setzero_si512();
-    UNROLL for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < 4; c++) {
         /* sub-blocks 2c (low nibbles) and 2c+1 (high nibbles) */
         const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
         __m512i u = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1), m4);
@@ -292,12 +292,12 @@ INL void blk_q45_k(const bool five, const int T, const int R, const uint8_t *blk
             u = _mm512_or_si512(u, _mm512_slli_epi16(_mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1), 4));
         }
         const __m512i s = scale_pair(sc16, 2 * c, 2 * c + 1);
-        UNROLL for (int t = 0; t < T; t++) {
+        for (int t = 0; t < T; t++) {
             const __m512i xv = _mm512_loadu_si512((const void *)(X[t][b].q + 64 * c));
             isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(u, xv), s);
         }
     }
-    UNROLL for (int t = 0; t < T; t++) {
+    for (int t = 0; t < T; t++) {
         const struct md_xq256 *x = X[t] + b;
         const __m128 dx = _mm_mul_ps(dd, _mm_set1_ps(x->d));   /* d dx, dmin dx */
         acc[t * R] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_set1_ps(_mm_cvtss_f32(dx)), acc[t * R]);
@@ -333,9 +333,9 @@ INL void blk_q6_k(const int T, const int R, const uint8_t *blk, const struct md_
     _mm_prefetch((const char *)blk + PF_DIST + 192, _MM_HINT_T0);
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 192)));
     __m512i isum[MAX_T];
-    UNROLL for (int t = 0; t < T; t++)
+    for (int t = 0; t < T; t++)
         isum[t] = _mm512_setzero_si512();
-    UNROLL for (int h = 0; h < 2; h++) {
+    for (int h = 0; h < 2; h++) {
         /* ql0 | ql1 (values 128h + l and 128h + 32 + l), their 5th/6th
          * bits from qh (pairs 0, 1) and, for the high nibbles, pairs 2, 3 */
         const __m512i ql = _mm512_loadu_si512((const void *)(blk + 64 * h));
@@ -344,7 +344,7 @@ INL void blk_q6_k(const int T, const int R, const uint8_t *blk, const struct md_
         const __m512i lo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_slli_epi16(qh2, 4), m3));
         const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(qh2, m3));
         const __m512i s_lo = scale_quad(sc16, 8 * h), s_hi = scale_quad(sc16, 8 * h + 4);
-        UNROLL for (int t = 0; t < T; t++) {
+        for (int t = 0; t < T; t++) {
             const int8_t *xq = X[t][b].q + 128 * h;
             isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(lo, _mm512_loadu_si512((const void *)xq)), s_lo);
             isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(hi, _mm512_loadu_si512((const void *)(xq + 64))), s_hi);
@@ -352,7 +352,7 @@ INL void blk_q6_k(const int T, const int R, const uint8_t *blk, const struct md_
     }
     const float d = f16(blk + 208);
     const __m256i sc_off = _mm256_slli_epi16(sc16, 5);   /* the -32 offset: 32 sc[g] bsum16[g] */
-    UNROLL for (int t = 0; t < T; t++) {
+    for (int t = 0; t < T; t++) {
         const struct md_xq256 *x = X[t] + b;
         const __m256i off = _mm256_madd_epi16(sc_off, _mm256_loadu_si256((const __m256i *)x->bsum16));
         const __m512i v = _mm512_sub_epi32(isum[t], _mm512_zextsi256_si512(off));
