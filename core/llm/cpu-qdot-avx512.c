@@ -90,21 +90,29 @@ INL void store_group(const int R, const int T, const __m512 *acc, const __m128 *
         y[(k / R) * ldy + k % R] = v[k];
 }
 
-/* ---- Q4_0: blocks b..b+3 in one vector ---------------------------------- */
+/* ---- 4- and 5-bit legacy types: blocks b..b+3 in one vector -------------- */
 
-/* The nibbles of n <= 4 Q4_0 blocks from b0 (missing ones zero) by
- * 128-bit lane: block k's qs in lane k. */
-INL __m512i q4_0_quad(const uint8_t *b0, int n)
+/* quant.c's (ggml's) block layouts: d (f16), for Q4_1/Q5_1 a min m (f16),
+ * for Q5_0/Q5_1 32 high bits qh, then 16 bytes of nibbles qs. */
+INL int leg_bytes(uint32_t t) { return t == MD_TYPE_Q4_0 ? 18 : t == MD_TYPE_Q4_1 ? 20 : t == MD_TYPE_Q5_0 ? 22 : 24; }
+INL int leg_qs(uint32_t t) { return t == MD_TYPE_Q4_0 ? 2 : t == MD_TYPE_Q4_1 ? 4 : t == MD_TYPE_Q5_0 ? 6 : 8; }
+INL bool leg_min(uint32_t t) { return t == MD_TYPE_Q4_1 || t == MD_TYPE_Q5_1; }
+INL bool leg_five(uint32_t t) { return t == MD_TYPE_Q5_0 || t == MD_TYPE_Q5_1; }
+
+/* The nibbles of n <= 4 blocks from b0 (missing ones zero) by 128-bit
+ * lane: block k's qs in lane k. */
+INL __m512i leg_quad(uint32_t type, const uint8_t *b0, int n)
 {
-    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(b0 + 2)));
+    const int bb = leg_bytes(type), qs = leg_qs(type);
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(b0 + qs)));
     const __m128i z = _mm_setzero_si128();
-    v = _mm512_inserti32x4(v, n > 1 ? _mm_loadu_si128((const __m128i *)(b0 + 20)) : z, 1);
-    v = _mm512_inserti32x4(v, n > 2 ? _mm_loadu_si128((const __m128i *)(b0 + 38)) : z, 2);
-    return _mm512_inserti32x4(v, n > 3 ? _mm_loadu_si128((const __m128i *)(b0 + 56)) : z, 3);
+    v = _mm512_inserti32x4(v, n > 1 ? _mm_loadu_si128((const __m128i *)(b0 + bb + qs)) : z, 1);
+    v = _mm512_inserti32x4(v, n > 2 ? _mm_loadu_si128((const __m128i *)(b0 + 2 * bb + qs)) : z, 2);
+    return _mm512_inserti32x4(v, n > 3 ? _mm_loadu_si128((const __m128i *)(b0 + 3 * bb + qs)) : z, 3);
 }
 
-/* Block k's scale in lanes 4k..4k+3 (n <= 4 blocks from b0, the rest 0):
- * with 4 blocks, one load of their first 64 bytes holds all 4 scales. */
+/* Q4_0: block k's scale in lanes 4k..4k+3 (n <= 4 blocks from b0, the
+ * rest 0); with 4 blocks one load of their first 64 bytes holds all 4. */
 INL __m512 q4_0_quad_scales(const uint8_t *b0, int n)
 {
     __m256i h;
@@ -123,27 +131,107 @@ INL __m512 q4_0_quad_scales(const uint8_t *b0, int n)
     return _mm512_cvtph_ps(h);
 }
 
-/* acc[t * R] += token t's dot with blocks b0..b0+n-1 (of one row). */
-INL void quad_step(const int T, const int R, const uint8_t *b0, int n, const struct md_xq128 *const *X,
-                   int64_t i, __m512 *acc)
+/* What the headers of n <= 4 blocks from b0 hold, by lane (block k in
+ * lanes 4k..4k+3; missing blocks 0): dw = d, mw = m (the types with a
+ * min), and for Q5 the fifth bits as byte masks over lo and hi (bit j of
+ * block k's qh is the fifth bit of its value j: values 0..15 are lo's
+ * 128-bit lane k, 16..31 hi's). Four blocks take two loads and two word
+ * permutes; gathering the fields one by one made Q5_1 slower than AVX2. */
+INL void leg_quad_head(uint32_t type, const uint8_t *b0, int n, __m512 *dw, __m512 *mw,
+                       __mmask64 *mlo, __mmask64 *mhi)
+{
+    const int bb = leg_bytes(type), qh = type == MD_TYPE_Q5_0 ? 2 : 4;
+    if (n == 4) {
+        /* bytes 0..63 and 64..4bb-1 (a masked load: nothing read past the blocks) */
+        const __m512i A = _mm512_loadu_si512((const void *)b0);
+        const __m512i B = 4 * bb > 64 ? _mm512_maskz_loadu_epi8((__mmask64)((1ull << (4 * bb - 64)) - 1), b0 + 64)
+                                      : _mm512_setzero_si512();
+        const short w0 = 0, w1 = (short)(bb / 2), w2 = (short)bb, w3 = (short)(3 * bb / 2);
+        /* words 0..15: d of blocks 0..3, each 4 times; 16..31: m likewise */
+        const __m512i idx = _mm512_set_epi16(w3 + 1, w3 + 1, w3 + 1, w3 + 1, w2 + 1, w2 + 1, w2 + 1, w2 + 1,
+                                             w1 + 1, w1 + 1, w1 + 1, w1 + 1, w0 + 1, w0 + 1, w0 + 1, w0 + 1,
+                                             w3, w3, w3, w3, w2, w2, w2, w2, w1, w1, w1, w1, w0, w0, w0, w0);
+        const __m512i dm = _mm512_permutex2var_epi16(A, idx, B);
+        *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(dm));
+        *mw = leg_min(type) ? _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dm, 1)) : _mm512_setzero_ps();
+        if (leg_five(type)) {
+            /* words 0..3: low halves of the 4 qh, 4..7: high halves */
+            const short h = (short)(qh / 2);
+            const __m512i hidx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                  0, 0, 0, 0, 0, 0, 0, 0,
+                                                  w3 + h + 1, w2 + h + 1, w1 + h + 1, w0 + h + 1,
+                                                  w3 + h, w2 + h, w1 + h, w0 + h);
+            const __m128i q = _mm512_castsi512_si128(_mm512_permutex2var_epi16(A, hidx, B));
+            *mlo = (__mmask64)(uint64_t)_mm_cvtsi128_si64(q);
+            *mhi = (__mmask64)(uint64_t)_mm_extract_epi64(q, 1);
+        }
+        return;
+    }
+    uint16_t d[4] = { 0, 0, 0, 0 }, m[4] = { 0, 0, 0, 0 };
+    uint64_t l = 0, hbits = 0;
+    for (int k = 0; k < n; k++) {
+        d[k] = ld16(b0 + bb * k);
+        m[k] = leg_min(type) ? ld16(b0 + bb * k + 2) : 0;
+        uint32_t v = 0;
+        if (leg_five(type))
+            memcpy(&v, b0 + bb * k + qh, 4);
+        l |= (uint64_t)(v & 0xffffu) << (16 * k);
+        hbits |= (uint64_t)(v >> 16) << (16 * k);
+    }
+    const __m512i lanes = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m128 df = _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, (short)d[3], (short)d[2], (short)d[1], (short)d[0]));
+    const __m128 mf = _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, (short)m[3], (short)m[2], (short)m[1], (short)m[0]));
+    *dw = _mm512_permutexvar_ps(lanes, _mm512_castps128_ps512(df));
+    *mw = _mm512_permutexvar_ps(lanes, _mm512_castps128_ps512(mf));
+    *mlo = (__mmask64)l;
+    *mhi = (__mmask64)hbits;
+}
+
+/* acc[t * R] += token t's dot with blocks b0..b0+n-1 (of one row):
+ * vpdpbusd of the unsigned values with x, each lane started from its
+ * share of the offset (Q4_0: -8 sum x, Q5_0: -16 sum x; md_xq128.off), or
+ * for the types with a min from 0 and m times its share of sum x added. */
+INL void quad_step(uint32_t type, const int T, const int R, const uint8_t *b0, int n,
+                   const struct md_xq128 *const *X, int64_t i, __m512 *acc)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const __m512i v = q4_0_quad(b0, n);
-    const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-    const __m512 dw = q4_0_quad_scales(b0, n);
+    const __m512i v = leg_quad(type, b0, n);
+    __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    __m512 dw, mw;
+    __mmask64 ml = 0, mh = 0;
+    if (type == MD_TYPE_Q4_0) {
+        dw = q4_0_quad_scales(b0, n);
+        mw = _mm512_setzero_ps();
+    } else {
+        leg_quad_head(type, b0, n, &dw, &mw, &ml, &mh);
+    }
+    if (leg_five(type)) {
+        const __m512i b4 = _mm512_set1_epi8(0x10);
+        lo = _mm512_or_si512(lo, _mm512_maskz_mov_epi8(ml, b4));
+        hi = _mm512_or_si512(hi, _mm512_maskz_mov_epi8(mh, b4));
+    }
+    /* -m / 8: off holds -8 times each lane's share of sum x */
+    if (leg_min(type))
+        mw = _mm512_mul_ps(mw, _mm512_set1_ps(-0.125f));
     UNROLL for (int t = 0; t < T; t++) {
         const struct md_xq128 *x = X[t] + i;
-        __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)x->off), lo,
-                                        _mm512_loadu_si512((const void *)x->lo));
+        const __m512i off = _mm512_loadu_si512((const void *)x->off);
+        __m512i p = leg_min(type) ? _mm512_setzero_si512()
+                  : type == MD_TYPE_Q5_0 ? _mm512_add_epi32(off, off) : off;
+        p = _mm512_dpbusd_epi32(p, lo, _mm512_loadu_si512((const void *)x->lo));
         p = _mm512_dpbusd_epi32(p, hi, _mm512_loadu_si512((const void *)x->hi));
-        acc[t * R] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, _mm512_loadu_ps(x->d)), acc[t * R]);
+        const __m512 dx = _mm512_loadu_ps(x->d);
+        acc[t * R] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx), acc[t * R]);
+        if (leg_min(type))
+            acc[t * R] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(off), _mm512_mul_ps(mw, dx), acc[t * R]);
     }
 }
 
 /* Rows w, w + rb, ... (R of them) times T tokens. */
-INL void rows_q4_0(const int T, const int R, const uint8_t *w, size_t rb, int64_t nb,
-                   const struct md_xq128 *const *X, float *y, int64_t ldy)
+INL void rows_legacy(uint32_t type, const int T, const int R, const uint8_t *w, size_t rb, int64_t nb,
+                     const struct md_xq128 *const *X, float *y, int64_t ldy)
 {
+    const int bb = leg_bytes(type);
     /* two sets of accumulators: with one, the f32 add of each step waits
      * for the previous step's (one row's loop ran at that latency) */
     __m512 acc[MAX_ACC], acc2[MAX_ACC];
@@ -153,15 +241,15 @@ INL void rows_q4_0(const int T, const int R, const uint8_t *w, size_t rb, int64_
         const uint8_t *row = w + r * rb;
         int64_t b = 0;
         for (; b + 8 <= nb; b += 8) {
-            const uint8_t *b0 = row + b * 18;
+            const uint8_t *b0 = row + b * bb;
             _mm_prefetch((const char *)b0 + PF_DIST, _MM_HINT_T0);
             _mm_prefetch((const char *)b0 + PF_DIST + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)b0 + PF_DIST + 128, _MM_HINT_T0);
-            quad_step(T, R, b0, 4, X, b / 4, acc + r);
-            quad_step(T, R, b0 + 72, 4, X, b / 4 + 1, acc2 + r);
+            quad_step(type, T, R, b0, 4, X, b / 4, acc + r);
+            quad_step(type, T, R, b0 + 4 * bb, 4, X, b / 4 + 1, acc2 + r);
         }
         for (; b < nb; b += 4)   /* the last 1..7 blocks: nothing read past them */
-            quad_step(T, R, row + b * 18, nb - b < 4 ? (int)(nb - b) : 4, X, b / 4, acc + r);
+            quad_step(type, T, R, row + b * bb, nb - b < 4 ? (int)(nb - b) : 4, X, b / 4, acc + r);
     }
     UNROLL for (int k = 0; k < R * T; k++)
         acc[k] = _mm512_add_ps(acc[k], acc2[k]);
@@ -380,7 +468,9 @@ INL void group_type(uint32_t type, const int T, const int R, const void *const *
 {
     const struct md_xq256 *const *xk = (const struct md_xq256 *const *)X;
     switch (type) {
-    case MD_TYPE_Q4_0: rows_q4_0(T, R, w, rb, n_in / 32, (const struct md_xq128 *const *)X, y, ldy); break;
+    case MD_TYPE_Q4_0: case MD_TYPE_Q4_1: case MD_TYPE_Q5_0: case MD_TYPE_Q5_1:
+        rows_legacy(type, T, R, w, rb, n_in / 32, (const struct md_xq128 *const *)X, y, ldy);
+        break;
     case MD_TYPE_Q8_0: rows_q8_0(T, R, w, rb, n_in / 32, (const struct md_xq64 *const *)X, y, ldy); break;
     case MD_TYPE_Q4_K: rows_q45_k(false, T, R, w, rb, n_in / 256, xk, y, ldy); break;
     case MD_TYPE_Q5_K: rows_q45_k(true, T, R, w, rb, n_in / 256, xk, y, ldy); break;
@@ -404,6 +494,9 @@ INL void rows_type(uint32_t type, const int T, const void *XQ, size_t xq_row_byt
 
 #define QDOT_TYPE(TYPE, NAME) MD_QDOT_BY_ROWS(TYPE, NAME, TGT)
 QDOT_TYPE(MD_TYPE_Q4_0, q4_0)
+QDOT_TYPE(MD_TYPE_Q4_1, q4_1)
+QDOT_TYPE(MD_TYPE_Q5_0, q5_0)
+QDOT_TYPE(MD_TYPE_Q5_1, q5_1)
 QDOT_TYPE(MD_TYPE_Q8_0, q8_0)
 QDOT_TYPE(MD_TYPE_Q4_K, q4_k)
 QDOT_TYPE(MD_TYPE_Q5_K, q5_k)
@@ -411,7 +504,8 @@ QDOT_TYPE(MD_TYPE_Q6_K, q6_k)
 
 bool md_qdot_avx512vnni_has(uint32_t wtype)
 {
-    return wtype == MD_TYPE_Q4_0 || wtype == MD_TYPE_Q8_0 || wtype == MD_TYPE_Q4_K ||
+    return wtype == MD_TYPE_Q4_0 || wtype == MD_TYPE_Q4_1 || wtype == MD_TYPE_Q5_0 ||
+           wtype == MD_TYPE_Q5_1 || wtype == MD_TYPE_Q8_0 || wtype == MD_TYPE_Q4_K ||
            wtype == MD_TYPE_Q5_K || wtype == MD_TYPE_Q6_K;
 }
 
@@ -421,6 +515,9 @@ TGT void md_qdot_avx512vnni(uint32_t wtype, const void *XQ, int n_tok, size_t xq
 {
     switch (wtype) {
     case MD_TYPE_Q4_0: qdot_q4_0(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    case MD_TYPE_Q4_1: qdot_q4_1(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    case MD_TYPE_Q5_0: qdot_q5_0(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
+    case MD_TYPE_Q5_1: qdot_q5_1(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
     case MD_TYPE_Q8_0: qdot_q8_0(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
     case MD_TYPE_Q4_K: qdot_q4_k(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;
     case MD_TYPE_Q5_K: qdot_q5_k(n_tok, XQ, xq_row_bytes, n_in, W, row_bytes, n_rows, Y, ldy); break;

@@ -84,7 +84,7 @@ void md_xq_quantize_row(uint32_t wtype, const float *x, int64_t n_in, void *dst)
 
 size_t md_xq_avx512_row_bytes(uint32_t wtype, int64_t n_in)
 {
-    if (wtype == MD_TYPE_Q4_0)
+    if (wtype == MD_TYPE_Q4_0 || wtype == MD_TYPE_Q4_1 || wtype == MD_TYPE_Q5_0 || wtype == MD_TYPE_Q5_1)
         return (size_t)((n_in / MD_QK + 3) / 4) * sizeof(struct md_xq128);
     if (wtype == MD_TYPE_Q8_0)
         return (size_t)((n_in / MD_QK + 1) / 2) * sizeof(struct md_xq64);
@@ -121,7 +121,7 @@ void md_xq_avx512_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst)
     const struct md_xq32 *src = xq;
     memset(dst, 0, md_xq_avx512_row_bytes(wtype, n_in));
     for (int64_t b = 0; b < n_in / MD_QK; b++) {
-        if (wtype == MD_TYPE_Q4_0)
+        if (wtype != MD_TYPE_Q8_0)   /* the 4- and 5-bit legacy types */
             xq128_block(src + b, (int)(b % 4), (struct md_xq128 *)dst + b / 4);
         else
             xq64_block(src + b, (int)(b % 2), (struct md_xq64 *)dst + b / 2);
