@@ -1,10 +1,12 @@
-/* AVX-512 VNNI integer-dot GEMV kernels (cpu-qdot.h) for Q4_0, Q8_0,
- * Q4_K, Q5_K and Q6_K, on the GGUF row layout and the md_xq activation
+/* AVX-512 VNNI integer-dot GEMV kernels (cpu-qdot.h) for Q4_0, Q4_1,
+ * Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K, on the GGUF row layout and the md_xq activation
  * rows. They do what cpu-qdot-avx2.c does with half the instructions per
  * weight byte, which is what keeps a GEMV at the memory bound on a core
  * that also has to unpack nibbles:
- * - Q4_0 (four blocks per vector: their low nibbles, then their high
- *   ones, into the same lanes) and Q8_0 (two blocks per vector):
+ * - Q4_0 and the other 4- and 5-bit legacy types (four blocks per vector:
+ *   their low nibbles, then their high ones, into the same lanes; Q5's
+ *   fifth bits OR-ed in; Q4_1/Q5_1's min applied per lane from the same
+ *   offsets) and Q8_0 (two blocks per vector):
  *   vpdpbusd multiplies the unsigned weights (Q8_0: + 128) with x,
  *   starting each 32-bit lane from its share of the offset (md_xq128,
  *   md_xq64): the lane ends as the exact dot of its signed weights with x

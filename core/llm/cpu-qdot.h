@@ -41,7 +41,8 @@ struct md_xq64 {
     float d[16];
 };
 
-/* Four Q4_0 activation blocks k = 0..3 for the AVX-512 GEMV, in the order
+/* Four activation blocks k = 0..3 for the AVX-512 GEMV of Q4_0, Q4_1,
+ * Q5_0 and Q5_1, in the order
  * of 4 blocks' low and high nibbles: lo[16k + j] = q_k[j], hi[16k + j] =
  * q_k[16 + j] (j < 16); lane l = 4k + m gets off[l] = -8 * (the sum of
  * lo[4l..4l+3] and hi[4l..4l+3]) and d[l] = d_k. Missing blocks are zero. */
@@ -71,8 +72,8 @@ typedef void (*md_qdot_fn)(uint32_t wtype, const void *XQ, int n_tok, size_t xq_
                            int64_t n_rows, float *Y, int64_t ldy);
 
 /* The activation row of md_qdot_avx512vnni from a row of
- * md_xq_quantize_row (same values): md_xq128 for Q4_0, md_xq64 for Q8_0,
- * a copy for the K quants; 0 bytes for the other types. */
+ * md_xq_quantize_row (same values): md_xq128 for Q4_0, Q4_1, Q5_0 and Q5_1, md_xq64 for Q8_0,
+ * a copy for the K quants; 0 bytes for the float types. */
 size_t md_xq_avx512_row_bytes(uint32_t wtype, int64_t n_in);
 void md_xq_avx512_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst);
 
@@ -88,7 +89,8 @@ bool md_qdot_avx2_has(uint32_t wtype);
 void md_qdot_avx2(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
                   int64_t n_in, const uint8_t *W, size_t row_bytes,
                   int64_t n_rows, float *Y, int64_t ldy);
-/* AVX-512 (F, BW, VL, DQ) + VNNI kernels: Q4_0, Q8_0, Q4_K, Q5_K, Q6_K;
+/* AVX-512 (F, BW, VL, DQ) + VNNI kernels: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+ * Q4_K, Q5_K, Q6_K;
  * the caller checks the CPU (md_qgemm_avx512vnni_usable in cpu-qgemm.h)
  * and md_qdot_avx512vnni_has(wtype). Their activation rows are made by
  * md_xq_avx512_row (md_xq_avx512_row_bytes each). */
