@@ -292,7 +292,7 @@ INL void pair_step(const int T, const int R, const uint8_t *b0, const uint8_t *b
 INL void rows_q8_0(const int T, const int R, const uint8_t *w, size_t rb, int64_t nb,
                    const struct md_xq64 *const *X, float *y, int64_t ldy)
 {
-    __m512 acc[MAX_ACC], acc2[MAX_ACC];   /* two sets, as in rows_q4_0 */
+    __m512 acc[MAX_ACC], acc2[MAX_ACC];   /* two sets, as in rows_legacy */
     UNROLL for (int k = 0; k < R * T; k++)
         acc[k] = acc2[k] = _mm512_setzero_ps();
     UNROLL for (int r = 0; r < R; r++) {
