@@ -303,6 +303,20 @@ const struct md_gemm_isa md_gemm_isa_avx512 = {
 #define GEMV_FAR_PREFETCH_TOK 5
 #endif
 
+/* Rows per pass of the 5-8 token GEMV (R x T accumulators <= 24), and
+ * how far ahead it prefetches W, into L2 only: 5-8 tokens' activations
+ * fill L1 (8 x 1024 floats are 32 KiB), and W prefetched into L1 evicted
+ * them. F16, 8 tokens, one thread, W from DRAM (bench_matmul -only one,
+ * GFLOP/s of the core's 117): one row at a time, 4 KiB ahead into L1, 66;
+ * into L2 8 or 16 KiB ahead: 67 with one row, 55 with two, 86-96 with
+ * three rows sharing each activation load; W already in L2: 95. */
+#ifndef GEMV_ROWS
+#define GEMV_ROWS 3
+#endif
+#ifndef GEMV_ROWS_PREFETCH
+#define GEMV_ROWS_PREFETCH 8192
+#endif
+
 INL float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 /* y[t * ldy] = dot(row, token t) for T tokens, types with one element per
@@ -349,6 +363,79 @@ INL void gemv_row_elem(uint32_t type, const int T, const int U, const float *X,
         for (int u = 1; u < U; u++)
             acc[t][0] = _mm512_add_ps(acc[t][0], acc[t][u]);
         y[t * ldy] = hsum(acc[t][0]);
+    }
+}
+
+/* The sums of the 16 lanes of v[0..7], in lanes 0..7 (v[i] past n: 0):
+ * the eight reductions share their shuffles. */
+INL __m256 sum8_ps(const __m512 *v, int n)
+{
+    const __m512 z = _mm512_setzero_ps();
+    __m512 h[4];
+    for (int i = 0; i < 4; i++) {
+        const __m512 a = 2 * i < n ? v[2 * i] : z, b = 2 * i + 1 < n ? v[2 * i + 1] : z;
+        /* quarters: a's 0+2, 1+3, then b's */
+        h[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+    }
+    /* quarter k of q0: two partial sums of v[k] folded into one (k < 4) */
+    __m512 q0 = _mm512_add_ps(_mm512_shuffle_f32x4(h[0], h[1], 0x88), _mm512_shuffle_f32x4(h[0], h[1], 0xdd));
+    __m512 q1 = _mm512_add_ps(_mm512_shuffle_f32x4(h[2], h[3], 0x88), _mm512_shuffle_f32x4(h[2], h[3], 0xdd));
+    q0 = _mm512_add_ps(q0, _mm512_permute_ps(q0, 0x4e));
+    q1 = _mm512_add_ps(q1, _mm512_permute_ps(q1, 0x4e));
+    q0 = _mm512_add_ps(q0, _mm512_permute_ps(q0, 0xb1));
+    q1 = _mm512_add_ps(q1, _mm512_permute_ps(q1, 0xb1));
+    const __m512i idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 28, 24, 20, 16, 12, 8, 4, 0);
+    return _mm512_castps512_ps256(_mm512_permutex2var_ps(q0, idx, q1));
+}
+
+/* R rows (row + r * row_bytes) times T tokens, F32/F16/BF16, for 5-8
+ * tokens: each activation vector, loaded once, serves the R rows. */
+INL void gemv_rows_elem(uint32_t type, const int T, const int R, const float *X, int64_t n_in,
+                        const uint8_t *row, size_t row_bytes, float *y, int64_t ldy)
+{
+    __m512 acc[3 * MD_GEMV_MAX_TOK];
+#pragma GCC unroll 32
+    for (int k = 0; k < R * T; k++)
+        acc[k] = _mm512_setzero_ps();
+    const int esz = type == MD_TYPE_F32 ? 4 : 2;
+    int64_t k = 0;
+    for (; k + 16 <= n_in; k += 16) {
+        __m512 w[3];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *rr = row + (size_t)r * row_bytes;
+            if ((16 * esz) % 64 == 0 || k % 32 == 0)
+                _mm_prefetch((const char *)rr + k * esz + GEMV_ROWS_PREFETCH, _MM_HINT_T1);
+            w[r] = load16_full(type, rr, k);
+        }
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) {
+            __m512 x = _mm512_loadu_ps(X + k * T + t * 16);
+            /* in a register: GCC otherwise folds the load into every
+             * row's FMA, one load per FMA again */
+            __asm__("" : "+v"(x));
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                acc[r * T + t] = _mm512_fmadd_ps(w[r], x, acc[r * T + t]);
+        }
+    }
+    if (k < n_in) {
+        const __mmask16 mask = (__mmask16)((1u << (n_in - k)) - 1);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m512 w = load16(type, row + (size_t)r * row_bytes, k, mask);
+#pragma GCC unroll 16
+            for (int t = 0; t < T; t++)
+                acc[r * T + t] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(mask, X + k * T + t * 16),
+                                                 acc[r * T + t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        float v[8];
+        _mm256_storeu_ps(v, sum8_ps(acc + r * T, T));
+        for (int t = 0; t < T; t++)
+            y[t * ldy + r] = v[t];
     }
 }
 
@@ -412,7 +499,11 @@ INL void gemv_type(uint32_t type, const int T, const float *X, int64_t n_in,
     /* F16/BF16/F32 keep 4 independent sums a token up to 4 tokens (with 2,
      * F16 at 3-4 tokens read W at 6 GB/s, with 4 at 10-11; one thread) */
     const int U_q8 = T == 1 ? 4 : T <= 4 ? 2 : 1, U_elem = T <= 4 ? 4 : 1;
-    for (int64_t o = 0; o < n_rows; o++) {
+    int64_t o = 0;
+    if (T >= 5 && type != MD_TYPE_Q8_0)
+        for (; o + GEMV_ROWS <= n_rows; o += GEMV_ROWS)
+            gemv_rows_elem(type, T, GEMV_ROWS, X, n_in, W + (size_t)o * row_bytes, row_bytes, Y + o, ldy);
+    for (; o < n_rows; o++) {
         if (type == MD_TYPE_Q8_0)
             gemv_row_q8_0(T, U_q8, X, n_in, W + (size_t)o * row_bytes, Y + o, ldy);
         else

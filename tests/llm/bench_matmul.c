@@ -2,7 +2,7 @@
  *
  *   bench_matmul [-t threads] [-r reps] [-isa scalar|avx2|avx512]
  *                [-type F16,Q8_0,...] [-only peak|bw|pool|gemv|gemm|model|sweep|one]
- *                [-n n_tok] [-in n_in] [-out n_out] [-cpu] [-exact]
+ *                [-n n_tok] [-in n_in] [-out n_out] [-cpu] [-exact] [-hot]
  *       bench_matmul -only kernels [-type ...] [-isa ...]
  *
  * Measures the machine first: FMA peak (a register-only FMA loop on every
@@ -302,6 +302,10 @@ typedef int (*matmul_fn)(struct md_threadpool *, enum md_cpu_isa, const float *,
                          const void *, uint32_t, int64_t, float *);
 static matmul_fn g_matmul = md_matmul_qgemm;
 
+/* -hot: W is not rotated (it stays in the caches when it fits), to time a
+ * kernel's instructions apart from the memory that feeds it. */
+static int g_hot;
+
 /* seconds per call, median; W rotated through `copies` distinct buffers */
 static double time_matmul(struct md_threadpool *tp, enum md_cpu_isa isa, uint32_t type,
                           const struct shape *sh, int64_t n_tok, int reps, double min_time,
@@ -313,7 +317,7 @@ static double time_matmul(struct md_threadpool *tp, enum md_cpu_isa isa, uint32_
     if (!w0) return -1;
     /* decode: enough copies to exceed the last-level cache many times */
     int copies = 1;
-    if (n_tok <= 64) {
+    if (n_tok <= 64 && !g_hot) {
         copies = (int)((512u << 20) / bytes);
         if (copies < 2) copies = 2;
         if (copies > 256) copies = 256;
@@ -406,6 +410,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "-only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "-in") && i + 1 < argc) one_in = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-cpu")) use_cpu_time = 1;
+        else if (!strcmp(argv[i], "-hot")) g_hot = 1;
         else if (!strcmp(argv[i], "-exact")) g_matmul = md_matmul;
         else if (!strcmp(argv[i], "-out") && i + 1 < argc) one_out = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-isa") && i + 1 < argc) isa_name = argv[++i];
