@@ -6,12 +6,16 @@
  * - Q4_0 and the other 4- and 5-bit legacy types (four blocks per vector:
  *   their low nibbles, then their high ones, into the same lanes; Q5's
  *   fifth bits OR-ed in; Q4_1/Q5_1's min applied per lane from the same
- *   offsets) and Q8_0 (two blocks per vector):
- *   vpdpbusd multiplies the unsigned weights (Q8_0: + 128) with x,
- *   starting each 32-bit lane from its share of the offset (md_xq128,
- *   md_xq64): the lane ends as the exact dot of its signed weights with x
- *   (the AVX2 kernels' sign trick gives such lanes too), without
- *   per-token sign work; the blocks' scales are applied in one multiply.
+ *   offsets): vpdpbusd multiplies the unsigned weights with x, starting
+ *   each 32-bit lane from its share of the offset (md_xq128): the lane
+ *   ends as the exact dot of its signed weights with x (the AVX2 kernels'
+ *   sign trick gives such lanes too), without per-token sign work; the
+ *   blocks' scales are applied in one multiply.
+ * - Q8_0 (two blocks per vector) the other way round: x + 128 unsigned
+ *   (the md_xq64 layout), the weights signed as stored, each lane started
+ *   from -128 times its weights' sum, computed once for all tokens; a
+ *   token then reads 64 + 8 bytes a pair instead of 192 (1, 2 and 4
+ *   tokens, one thread, W from DRAM: +5, +16 and +7 %).
  * - K quants: one 64-value vector per step (Q4_K/Q5_K: the low and high
  *   nibbles of 32 bytes, i.e. two sub-blocks; Q6_K: four 16-value
  *   groups), maddubs to int16 pairs, then vpdpwssd with the group scales;
@@ -263,12 +267,12 @@ INL void rows_legacy(uint32_t type, const int T, const int R, const uint8_t *w, 
 
 /* ---- Q8_0: blocks b and b+1 in one vector --------------------------------- */
 
-/* The int8 values of b0 and b1 (NULL: none, zeros) + 128 (value = u - 128). */
+/* The int8 values of b0 and b1 (NULL: none, zeros), signed as stored. */
 INL __m512i q8_0_pair(const uint8_t *b0, const uint8_t *b1)
 {
     const __m256i a = _mm256_loadu_si256((const __m256i *)(b0 + 2));
     const __m256i b = b1 ? _mm256_loadu_si256((const __m256i *)(b1 + 2)) : _mm256_setzero_si256();
-    return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1), _mm512_set1_epi8((char)0x80));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
 }
 
 /* The scales of b0 and b1 (NULL: 0) in lanes 0..7 and 8..15. */
@@ -279,22 +283,29 @@ INL __m512 scale_lanes(const uint8_t *b0, const uint8_t *b1)
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h))));
 }
 
+/* Pair i (blocks b0, b1 of one row) times T tokens: vpdpbusd of the
+ * tokens' x + 128 (md_xq64_u) with the signed weights, each lane started
+ * from -128 times its 4 weights' sum, is the exact dot of the lane. */
 INL void pair_step(const int T, const int R, const uint8_t *b0, const uint8_t *b1,
-                   const struct md_xq64 *const *X, int64_t i, __m512 *acc)
+                   const uint8_t *const *X, int64_t n_in, int64_t i, __m512 *acc)
 {
-    const __m512i u = q8_0_pair(b0, b1);
+    const __m512i w = q8_0_pair(b0, b1);
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i start = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, _mm512_set1_epi8((char)0x80), w));
     const __m512 dw = scale_lanes(b0, b1);
+    const __m512i pick = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     UNROLL for (int t = 0; t < T; t++) {
-        const struct md_xq64 *x = X[t] + i;
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)x->off), u,
-                                              _mm512_loadu_si512((const void *)x->q));
-        acc[t * R] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, _mm512_loadu_ps(x->d)), acc[t * R]);
+        const __m512i p = _mm512_dpbusd_epi32(start, _mm512_loadu_si512((const void *)md_xq64_u(X[t], i)), w);
+        const __m128 d2 = _mm_castpd_ps(_mm_load_sd((const double *)md_xq64_d(X[t], n_in, i)));
+        const __m512 dx = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(d2));
+        acc[t * R] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx), acc[t * R]);
     }
 }
 
-INL void rows_q8_0(const int T, const int R, const uint8_t *w, size_t rb, int64_t nb,
-                   const struct md_xq64 *const *X, float *y, int64_t ldy)
+INL void rows_q8_0(const int T, const int R, const uint8_t *w, size_t rb, int64_t n_in,
+                   const uint8_t *const *X, float *y, int64_t ldy)
 {
+    const int64_t nb = n_in / 32;
     __m512 acc[MAX_ACC], acc2[MAX_ACC];   /* two sets, as in rows_legacy */
     UNROLL for (int k = 0; k < R * T; k++)
         acc[k] = acc2[k] = _mm512_setzero_ps();
@@ -306,15 +317,15 @@ INL void rows_q8_0(const int T, const int R, const uint8_t *w, size_t rb, int64_
             _mm_prefetch((const char *)b0 + PF_DIST, _MM_HINT_T0);
             _mm_prefetch((const char *)b0 + PF_DIST + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)b0 + PF_DIST + 128, _MM_HINT_T0);
-            pair_step(T, R, b0, b0 + 34, X, b / 2, acc + r);
-            pair_step(T, R, b0 + 68, b0 + 102, X, b / 2 + 1, acc2 + r);
+            pair_step(T, R, b0, b0 + 34, X, n_in, b / 2, acc + r);
+            pair_step(T, R, b0 + 68, b0 + 102, X, n_in, b / 2 + 1, acc2 + r);
         }
         if (b + 2 <= nb) {
-            pair_step(T, R, row + b * 34, row + (b + 1) * 34, X, b / 2, acc + r);
+            pair_step(T, R, row + b * 34, row + (b + 1) * 34, X, n_in, b / 2, acc + r);
             b += 2;
         }
         if (b < nb)   /* an odd last block: nothing read past it */
-            pair_step(T, R, row + b * 34, NULL, X, b / 2, acc2 + r);
+            pair_step(T, R, row + b * 34, NULL, X, n_in, b / 2, acc2 + r);
     }
     UNROLL for (int k = 0; k < R * T; k++)
         acc[k] = _mm512_add_ps(acc[k], acc2[k]);
@@ -476,7 +487,7 @@ INL void group_type(uint32_t type, const int T, const int R, const void *const *
     case MD_TYPE_Q4_0: case MD_TYPE_Q4_1: case MD_TYPE_Q5_0: case MD_TYPE_Q5_1:
         rows_legacy(type, T, R, w, rb, n_in / 32, (const struct md_xq128 *const *)X, y, ldy);
         break;
-    case MD_TYPE_Q8_0: rows_q8_0(T, R, w, rb, n_in / 32, (const struct md_xq64 *const *)X, y, ldy); break;
+    case MD_TYPE_Q8_0: rows_q8_0(T, R, w, rb, n_in, (const uint8_t *const *)X, y, ldy); break;
     case MD_TYPE_Q4_K: rows_q45_k(false, T, R, w, rb, n_in / 256, xk, y, ldy); break;
     case MD_TYPE_Q5_K: rows_q45_k(true, T, R, w, rb, n_in / 256, xk, y, ldy); break;
     default: rows_q6_k(T, R, w, rb, n_in / 256, xk, y, ldy); break;
@@ -500,9 +511,12 @@ INL void rows_type(uint32_t type, const int T, const void *XQ, size_t xq_row_byt
 /* Up to 8 tokens. The K quants take them in one pass over W (their
  * activation rows are compact, 1.2 bytes a value, and the weights are
  * unpacked once for all tokens; Q6_K at 8 tokens 17 % faster than two
- * passes); the legacy types and Q8_0 in passes of 4 (their rows are 2-3
- * bytes a value: 8 of them and the W stream overflow L1, measured 30-40 %
- * slower in one pass; the second pass finds the work item's rows in L2). */
+ * passes); the legacy types and Q8_0 in passes of 4 (the legacy rows are 2
+ * bytes a value: 8 of them and the W stream overflow L1, 30-40 % slower in
+ * one pass; Q8_0's fit, but one pass was no faster: its tokens cost 4
+ * multiplier-pipe operations per 64 products, dpbusd, convert, scale
+ * product and FMA, which bound it at 8 tokens either way; the second pass
+ * finds the work item's rows in L2). */
 #define QDOT_TYPE(TYPE, NAME) \
     static TGT void qdot_##NAME(int T, const void *XQ, size_t xb, int64_t n_in, \
                                 const uint8_t *W, size_t rb, int64_t n_rows, float *Y, int64_t ldy) \

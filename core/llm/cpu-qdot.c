@@ -86,8 +86,8 @@ size_t md_xq_avx512_row_bytes(uint32_t wtype, int64_t n_in)
 {
     if (wtype == MD_TYPE_Q4_0 || wtype == MD_TYPE_Q4_1 || wtype == MD_TYPE_Q5_0 || wtype == MD_TYPE_Q5_1)
         return (size_t)((n_in / MD_QK + 3) / 4) * sizeof(struct md_xq128);
-    if (wtype == MD_TYPE_Q8_0)
-        return (size_t)((n_in / MD_QK + 1) / 2) * sizeof(struct md_xq64);
+    if (wtype == MD_TYPE_Q8_0)   /* a multiple of 64: every row's values stay aligned */
+        return (size_t)((md_xq64_pairs(n_in) * 72 + 63) / 64 * 64);
     return is_k_quant(wtype) ? md_xq_row_bytes(wtype, n_in) : 0;
 }
 
@@ -102,14 +102,12 @@ static void xq128_block(const struct md_xq32 *src, int k, struct md_xq128 *p)
     }
 }
 
-static void xq64_block(const struct md_xq32 *src, int h, struct md_xq64 *p)
+static void xq64_block(const struct md_xq32 *src, int64_t b, int64_t n_in, uint8_t *row)
 {
-    memcpy(p->q + 32 * h, src->q, 32);
-    for (int l = 0; l < 8; l++) {
-        const int8_t *q = src->q + 4 * l;
-        p->off[8 * h + l] = -128 * (q[0] + q[1] + q[2] + q[3]);
-        p->d[8 * h + l] = src->d;
-    }
+    uint8_t *u = row + 64 * (b / 2) + 32 * (b % 2);
+    for (int j = 0; j < 32; j++)
+        u[j] = (uint8_t)(src->q[j] + 128);
+    ((float *)(row + 64 * md_xq64_pairs(n_in)))[b] = src->d;
 }
 
 void md_xq_avx512_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst)
@@ -124,7 +122,7 @@ void md_xq_avx512_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst)
         if (wtype != MD_TYPE_Q8_0)   /* the 4- and 5-bit legacy types */
             xq128_block(src + b, (int)(b % 4), (struct md_xq128 *)dst + b / 4);
         else
-            xq64_block(src + b, (int)(b % 2), (struct md_xq64 *)dst + b / 2);
+            xq64_block(src + b, b, n_in, dst);
     }
 }
 

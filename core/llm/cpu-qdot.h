@@ -30,16 +30,23 @@ struct md_xq256 {
     float d;
 };
 
-/* Two Q8_0 activation blocks as the AVX-512 GEMV reads them: every
- * 32-bit lane l (values 4l..4l+3) with its start value off[l] = -128 *
- * (q[4l] + .. + q[4l+3]) (the kernel adds 128 to the int8 weights) and
- * its block's scale d[l], so that the kernel needs no sign trick and no
- * per-block broadcasts. An odd last block is followed by zeros. */
-struct md_xq64 {
-    int8_t q[64];
-    int32_t off[16];
-    float d[16];
-};
+/* A Q8_0 activation row as the AVX-512 GEMV reads it, by pairs of blocks
+ * (an odd last block is paired with zeros): first every pair's 64 values
+ * as unsigned bytes x + 128 (md_xq64_u), then every pair's two scales
+ * (md_xq64_d). vpdpbusd then multiplies these with the signed weights as
+ * stored, starting each lane from -128 times its weights' sum (a property
+ * of the weights, computed once for all tokens), so a token costs one
+ * 64-byte load and 8 bytes of scales a pair: 8 tokens' rows stay in L1
+ * beside the weight stream. */
+static inline int64_t md_xq64_pairs(int64_t n_in) { return (n_in / 32 + 1) / 2; }
+static inline const uint8_t *md_xq64_u(const void *row, int64_t i)
+{
+    return (const uint8_t *)row + 64 * i;
+}
+static inline const float *md_xq64_d(const void *row, int64_t n_in, int64_t i)
+{
+    return (const float *)((const uint8_t *)row + 64 * md_xq64_pairs(n_in)) + 2 * i;
+}
 
 /* Four activation blocks k = 0..3 for the AVX-512 GEMV of Q4_0, Q4_1,
  * Q5_0 and Q5_1, in the order
@@ -72,7 +79,7 @@ typedef void (*md_qdot_fn)(uint32_t wtype, const void *XQ, int n_tok, size_t xq_
                            int64_t n_rows, float *Y, int64_t ldy);
 
 /* The activation row of md_qdot_avx512vnni from a row of
- * md_xq_quantize_row (same values): md_xq128 for Q4_0, Q4_1, Q5_0 and Q5_1, md_xq64 for Q8_0,
+ * md_xq_quantize_row (same values): md_xq128 for Q4_0, Q4_1, Q5_0 and Q5_1, the md_xq64 layout for Q8_0,
  * a copy for the K quants; 0 bytes for the float types. */
 size_t md_xq_avx512_row_bytes(uint32_t wtype, int64_t n_in);
 void md_xq_avx512_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst);
