@@ -410,6 +410,44 @@ INL void blk_q45_k(const bool five, const int T, const int R, const uint8_t *blk
     }
 }
 
+/* One Q4_K super-block of one row, as blk_q45_k: 64 bytes of nibbles
+ * at a time, sub-blocks 4h and 4h+2 in the low nibbles, 4h+1 and 4h+3 in
+ * the high ones, against the activations in that order (md_xq_avx512_row
+ * reorders Q4_K's): one load, two ANDs and a shift per 128 values, where
+ * taking 32 bytes at a time needed a shift, an insert and an AND per 64. */
+INL void blk_q4_k(const int T, const int R, const uint8_t *blk, const struct md_xq256 *const *X, int64_t b,
+                  __m512 *acc, __m128 *mins)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    _mm_prefetch((const char *)blk + PF_DIST, _MM_HINT_T0);
+    _mm_prefetch((const char *)blk + PF_DIST + 64, _MM_HINT_T0);
+    _mm_prefetch((const char *)blk + PF_DIST + 128, _MM_HINT_T0);
+    const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(ld16(blk) | (uint32_t)ld16(blk + 2) << 16)));
+    const __m128i scm = k_scales_mins(blk + 4);
+    const __m256i sc16 = _mm256_cvtepu8_epi16(scm);   /* words 0..7 scales, 8..15 mins */
+    const __m128i mins16 = _mm256_extracti128_si256(sc16, 1);
+    __m512i isum[MAX_T];
+    for (int t = 0; t < T; t++)
+        isum[t] = _mm512_setzero_si512();
+    for (int h = 0; h < 2; h++) {
+        const __m512i v = _mm512_loadu_si512((const void *)(blk + 16 + 64 * h));
+        const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        const __m512i s_lo = scale_pair(sc16, 4 * h, 4 * h + 2), s_hi = scale_pair(sc16, 4 * h + 1, 4 * h + 3);
+        for (int t = 0; t < T; t++) {
+            const int8_t *xq = X[t][b].q + 128 * h;
+            isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(lo, _mm512_loadu_si512((const void *)xq)), s_lo);
+            isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(hi, _mm512_loadu_si512((const void *)(xq + 64))), s_hi);
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        const struct md_xq256 *x = X[t] + b;
+        const __m128 dx = _mm_mul_ps(dd, _mm_set1_ps(x->d));   /* d dx, dmin dx */
+        acc[t * R] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_set1_ps(_mm_cvtss_f32(dx)), acc[t * R]);
+        const __m128i mm = _mm_madd_epi16(mins16, _mm_loadu_si128((const __m128i *)x->bsum32));
+        mins[t * R] = _mm_fmadd_ps(_mm_cvtepi32_ps(mm), _mm_shuffle_ps(dx, dx, 0x55), mins[t * R]);
+    }
+}
+
 INL void rows_q45_k(const bool five, const int T, const int R, const uint8_t *w, size_t rb, int64_t nb,
                     const struct md_xq256 *const *X, float *y, int64_t ldy)
 {
@@ -422,7 +460,10 @@ INL void rows_q45_k(const bool five, const int T, const int R, const uint8_t *w,
     }
     UNROLL for (int r = 0; r < R; r++)
         for (int64_t b = 0; b < nb; b++)
-            blk_q45_k(five, T, R, w + r * rb + b * bb, X, b, acc + r, mins + r);
+            if (five)
+                blk_q45_k(true, T, R, w + r * rb + b * bb, X, b, acc + r, mins + r);
+            else
+                blk_q4_k(T, R, w + r * rb + b * bb, X, b, acc + r, mins + r);
     store_group(R, T, acc, mins, y, ldy);
 }
 
