@@ -368,7 +368,14 @@ INL __m512i scale_quad(__m256i sc16, int g)
 /* One Q4_K/Q5_K super-block of one row: isum[t] = its integer products
  * with token t's values, scaled by the sub-block scales; mins[t * R] +=
  * the min correction (dmin dx times the mins' dot with the sub-block
- * sums), acc[t * R] += d dx isum[t]. */
+ * sums), acc[t * R] += d dx isum[t]. 64 bytes of nibbles at a time:
+ * sub-blocks 4h and 4h+2 in the low nibbles, 4h+1 and 4h+3 in the high
+ * ones, against the activations in that order (md_xq_avx512_row reorders
+ * them): one load, two ANDs and a shift per 128 values, where 32 bytes at a
+ * time needed a shift, an insert and an AND per 64. Q5_K's fifth bits:
+ * bit j of qh byte l is value l of sub-block j, OR-ed in as 16 under a byte
+ * mask (vptestmb) instead of shifted out pair by pair. One thread, W in L2:
+ * Q4_K 16-21 -> 23 GB/s, Q5_K 18-19 -> 19-22. */
 INL void blk_q45_k(const bool five, const int T, const int R, const uint8_t *blk,
                    const struct md_xq256 *const *X, int64_t b, __m512 *acc, __m128 *mins)
 {
@@ -381,57 +388,24 @@ INL void blk_q45_k(const bool five, const int T, const int R, const uint8_t *blk
     const __m256i sc16 = _mm256_cvtepu8_epi16(scm);   /* words 0..7 scales, 8..15 mins */
     const __m128i mins16 = _mm256_extracti128_si256(sc16, 1);
     const uint8_t *qs = blk + (five ? 48 : 16);
-    const __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
-    __m512i isum[MAX_T];
-    for (int t = 0; t < T; t++)
-        isum[t] = _mm512_setzero_si512();
-    for (int c = 0; c < 4; c++) {
-        /* sub-blocks 2c (low nibbles) and 2c+1 (high nibbles) */
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-        __m512i u = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1), m4);
-        if (five) {
-            const __m256i one = _mm256_set1_epi8(1);
-            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one);
-            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one);
-            u = _mm512_or_si512(u, _mm512_slli_epi16(_mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1), 4));
-        }
-        const __m512i s = scale_pair(sc16, 2 * c, 2 * c + 1);
-        for (int t = 0; t < T; t++) {
-            const __m512i xv = _mm512_loadu_si512((const void *)(X[t][b].q + 64 * c));
-            isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(u, xv), s);
-        }
-    }
-    for (int t = 0; t < T; t++) {
-        const struct md_xq256 *x = X[t] + b;
-        const __m128 dx = _mm_mul_ps(dd, _mm_set1_ps(x->d));   /* d dx, dmin dx */
-        acc[t * R] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_set1_ps(_mm_cvtss_f32(dx)), acc[t * R]);
-        const __m128i mm = _mm_madd_epi16(mins16, _mm_loadu_si128((const __m128i *)x->bsum32));
-        mins[t * R] = _mm_fmadd_ps(_mm_cvtepi32_ps(mm), _mm_shuffle_ps(dx, dx, 0x55), mins[t * R]);
-    }
-}
-
-/* One Q4_K super-block of one row, as blk_q45_k: 64 bytes of nibbles
- * at a time, sub-blocks 4h and 4h+2 in the low nibbles, 4h+1 and 4h+3 in
- * the high ones, against the activations in that order (md_xq_avx512_row
- * reorders Q4_K's): one load, two ANDs and a shift per 128 values, where
- * taking 32 bytes at a time needed a shift, an insert and an AND per 64. */
-INL void blk_q4_k(const int T, const int R, const uint8_t *blk, const struct md_xq256 *const *X, int64_t b,
-                  __m512 *acc, __m128 *mins)
-{
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    _mm_prefetch((const char *)blk + PF_DIST, _MM_HINT_T0);
-    _mm_prefetch((const char *)blk + PF_DIST + 64, _MM_HINT_T0);
-    _mm_prefetch((const char *)blk + PF_DIST + 128, _MM_HINT_T0);
-    const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(ld16(blk) | (uint32_t)ld16(blk + 2) << 16)));
-    const __m128i scm = k_scales_mins(blk + 4);
-    const __m256i sc16 = _mm256_cvtepu8_epi16(scm);   /* words 0..7 scales, 8..15 mins */
-    const __m128i mins16 = _mm256_extracti128_si256(sc16, 1);
+    const __m512i qh = five ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 16)))
+                            : _mm512_setzero_si512();
     __m512i isum[MAX_T];
     for (int t = 0; t < T; t++)
         isum[t] = _mm512_setzero_si512();
     for (int h = 0; h < 2; h++) {
-        const __m512i v = _mm512_loadu_si512((const void *)(blk + 16 + 64 * h));
-        const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        const __m512i v = _mm512_loadu_si512((const void *)(qs + 64 * h));
+        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        if (five) {
+            const __m512i b16 = _mm512_set1_epi8(0x10);
+            /* lower 32 bytes test sub-block 4h (lo) / 4h+1 (hi), upper 32 4h+2 / 4h+3 */
+            const __m512i t_lo = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (4 * h))),
+                                                    _mm256_set1_epi8((char)(1 << (4 * h + 2))), 1);
+            const __m512i t_hi = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (4 * h + 1))),
+                                                    _mm256_set1_epi8((char)(1 << (4 * h + 3))), 1);
+            lo = _mm512_mask_or_epi32(lo, 0xffff, lo, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, t_lo), b16));
+            hi = _mm512_mask_or_epi32(hi, 0xffff, hi, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, t_hi), b16));
+        }
         const __m512i s_lo = scale_pair(sc16, 4 * h, 4 * h + 2), s_hi = scale_pair(sc16, 4 * h + 1, 4 * h + 3);
         for (int t = 0; t < T; t++) {
             const int8_t *xq = X[t][b].q + 128 * h;
@@ -460,10 +434,7 @@ INL void rows_q45_k(const bool five, const int T, const int R, const uint8_t *w,
     }
     UNROLL for (int r = 0; r < R; r++)
         for (int64_t b = 0; b < nb; b++)
-            if (five)
-                blk_q45_k(true, T, R, w + r * rb + b * bb, X, b, acc + r, mins + r);
-            else
-                blk_q4_k(T, R, w + r * rb + b * bb, X, b, acc + r, mins + r);
+            blk_q45_k(five, T, R, w + r * rb + b * bb, X, b, acc + r, mins + r);
     store_group(R, T, acc, mins, y, ldy);
 }
 

@@ -114,7 +114,7 @@ void md_xq_avx512_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst)
 {
     if (is_k_quant(wtype)) {
         memcpy(dst, xq, md_xq_row_bytes(wtype, n_in));
-        if (wtype == MD_TYPE_Q4_K)   /* values by 32 in the kernel's order: 0 2 1 3 4 6 5 7 */
+        if (wtype == MD_TYPE_Q4_K || wtype == MD_TYPE_Q5_K)   /* by 32: the kernel's order 0 2 1 3 4 6 5 7 */
             for (struct md_xq256 *x = dst; x < (struct md_xq256 *)dst + n_in / 256; x++) {
                 int8_t t[32];
                 for (int h = 0; h < 2; h++) {
