@@ -313,6 +313,7 @@ const struct md_gemm_isa md_gemm_isa_avx512 = {
 #ifndef GEMV_ROWS
 #define GEMV_ROWS 3
 #endif
+_Static_assert(GEMV_ROWS >= 1 && GEMV_ROWS <= 3, "gemv_rows_elem holds at most 3 rows of accumulators");
 #ifndef GEMV_ROWS_PREFETCH
 #define GEMV_ROWS_PREFETCH 8192
 #endif

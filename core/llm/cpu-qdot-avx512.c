@@ -403,8 +403,8 @@ INL void blk_q45_k(const bool five, const int T, const int R, const uint8_t *blk
                                                     _mm256_set1_epi8((char)(1 << (4 * h + 2))), 1);
             const __m512i t_hi = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (4 * h + 1))),
                                                     _mm256_set1_epi8((char)(1 << (4 * h + 3))), 1);
-            lo = _mm512_mask_or_epi32(lo, 0xffff, lo, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, t_lo), b16));
-            hi = _mm512_mask_or_epi32(hi, 0xffff, hi, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, t_hi), b16));
+            lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh, t_lo), lo, b16);   /* lo < 16: + is OR */
+            hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh, t_hi), hi, b16);
         }
         const __m512i s_lo = scale_pair(sc16, 4 * h, 4 * h + 2), s_hi = scale_pair(sc16, 4 * h + 1, 4 * h + 3);
         for (int t = 0; t < T; t++) {
