@@ -67,12 +67,19 @@ done
 declare -A vqueue=([answer]="queue" [window]="queue max-size-time=0 max-size-buffers=0 max-size-bytes=0")
 for timing in answer window; do
   # shellcheck disable=SC2086  # the queue's properties are separate words
-  must_run "$tmp/mux-$timing.log" 30 filesrc location="$clip" ! decodebin ! videoconvert \
+  must_run "$tmp/mux-$timing.log" 30 -m filesrc location="$clip" ! decodebin ! videoconvert \
     ! "${vqa[@]}" window=2 max-pending=8 text-timing=$timing \
     ! vp8enc deadline=1 ! ${vqueue[$timing]} ! matroskamux name=mux \
     ! filesink location="$tmp/$timing.mkv" v.text_src ! queue ! mux.
   n=$(cues "$tmp/$timing.mkv" | wc -l)
-  [ "$n" = 4 ] || { cues "$tmp/$timing.mkv"; fail "text-timing=$timing into matroskamux: $n subtitles, expected 4"; }
+  if [ "$n" != 4 ]; then
+    # seen once under a loaded ASan run (0 subtitles) and not reproduced:
+    # keep what tells a missing track from lost cues
+    cues "$tmp/$timing.mkv"
+    ffprobe -v error -show_entries stream=index,codec_type,codec_name -of csv "$tmp/$timing.mkv" || true
+    tail -n 20 "$tmp/mux-$timing.log"
+    fail "text-timing=$timing into matroskamux: $n subtitles, expected 4"
+  fi
   echo "ok text-timing=$timing into matroskamux: $n subtitles"
 done
 first=$(cues "$tmp/window.mkv" | head -n 1)
