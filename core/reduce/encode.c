@@ -20,12 +20,33 @@ static void encoded_free(struct md_encoded *e)
 
 /* ---- the tower (stage a) ------------------------------------------------ */
 
-static int run_layers_counted(struct md_reduce_session *s, struct md_vision_run *r, int32_t a,
-                              int32_t b)
+/* What a session asks of the tower besides the rows: MustDrop's local merge
+ * after a middle layer (per image, so such a run holds one image) and the
+ * last layer's class attention. Sessions that ask the same share runs. */
+struct tower_needs {
+    bool merge, score;
+};
+
+static struct tower_needs tower_needs(const struct md_reduce_session *s)
 {
-    struct md_vit_dims d = md_reduce_vit_dims(&s->vis->hp);
+    int32_t L = s->vis->hp.n_layer_run;
+    struct tower_needs t = {
+        .merge = has(s, MD_REDUCE_MUSTDROP) && s->cfg.md_merge_thresh <= 1.0f &&
+                 s->cfg.md_merge_layer < L - 1,
+        .score = has(s, MD_REDUCE_MUSTDROP | MD_REDUCE_HIRED | MD_REDUCE_VISIONZIP |
+                        MD_REDUCE_FLASHVID | MD_REDUCE_HOLITOM) ||
+                 s->cfg.max_visual_tokens > 0,
+    };
+    return t;
+}
+
+/* Layers [a, b) of the run; *flops gets one image's share. */
+static int run_layers_counted(const struct md_vision *v, struct md_vision_run *r, int32_t a,
+                              int32_t b, double *flops)
+{
+    struct md_vit_dims d = md_reduce_vit_dims(&v->hp);
     for (int32_t il = a; il < b; il++)
-        s->st.flops_vision += md_reduce_flops_vit_layer(&d, md_vision_run_n_tok(r));
+        *flops += md_reduce_flops_vit_layer(&d, md_vision_run_n_tok(r));
     return a < b ? md_vision_run_layers(r, a, b) : MD_OK;
 }
 
@@ -34,24 +55,28 @@ static int run_layers_counted(struct md_reduce_session *s, struct md_vision_run 
  * token (SigLIP) has no such row; we use the attention the patches receive
  * from up to 8 evenly spaced query rows instead (mean over rows and heads),
  * an estimate of the mean received attention that stays one row per query
- * (docs/reduction.md). out[n_patches]. */
+ * (docs/reduction.md). out[n_img][n_patches]. */
 static int class_attention(struct md_vision_run *r, const struct md_vision *v, int32_t il,
                            float *out)
 {
     int32_t n = md_vision_run_n_tok(r), H = v->hp.n_head, cls = v->hp.has_class ? 1 : 0;
-    float *p = malloc(sizeof(float) * (size_t)H * (size_t)n);
+    int32_t n_img = md_vision_run_n_img(r), np = n - cls;
+    float *p = malloc(sizeof(float) * (size_t)n_img * (size_t)H * (size_t)n);
     if (!p)
         return MD_ERR_NOMEM;
     int32_t rows = cls ? 1 : (n < 8 ? n : 8);
-    for (int32_t j = 0; j < n - cls; j++)
+    for (size_t j = 0; j < (size_t)n_img * (size_t)np; j++)
         out[j] = 0.0f;
     int rc = MD_OK;
     for (int32_t q = 0; q < rows && !rc; q++) {
         int32_t row = cls ? 0 : (int32_t)((int64_t)q * n / rows);
         rc = md_vision_run_attention_row(r, il, row, p);
-        for (int32_t h = 0; h < H && !rc; h++)
-            for (int32_t j = cls; j < n; j++)
-                out[j - cls] += p[(size_t)h * n + j] / (float)(H * rows);
+        for (int32_t i = 0; i < n_img && !rc; i++)
+            for (int32_t h = 0; h < H; h++) {
+                const float *ph = p + ((size_t)i * H + h) * n;
+                for (int32_t j = cls; j < n; j++)
+                    out[(size_t)i * np + j - cls] += ph[j] / (float)(H * rows);
+            }
     }
     free(p);
     return rc;
@@ -59,7 +84,7 @@ static int class_attention(struct md_vision_run *r, const struct md_vision *v, i
 
 /* MustDrop A1 after layer merge_layer: merge windows of the patch grid
  * (docs/reduction-methods.md §1.1); the class token stays first. src gets
- * the raster index of every patch token after the merge. */
+ * the raster index of every patch token after the merge. One image. */
 static int local_merge(struct md_reduce_session *s, struct md_vision_run *r, int32_t *src,
                        int32_t *n_patch)
 {
@@ -85,58 +110,105 @@ static int local_merge(struct md_reduce_session *s, struct md_vision_run *r, int
     return rc;
 }
 
+static int encoded_alloc(struct md_encoded *e, const struct md_clip_hparams *hp, bool score,
+                         bool score0)
+{
+    int32_t np = hp->n_patches;
+    memset(e, 0, sizeof *e);
+    e->side = hp->n_side;
+    e->n0 = np;
+    e->src = malloc(sizeof(int32_t) * (size_t)np);
+    e->score = score ? malloc(sizeof(float) * (size_t)np) : NULL;
+    e->score0 = score0 ? malloc(sizeof(float) * (size_t)np) : NULL;
+    e->embd = malloc(sizeof(float) * (size_t)np * (size_t)hp->n_embd_out);
+    if (!e->src || !e->embd || (score && !e->score) || (score0 && !e->score0))
+        return MD_ERR_NOMEM;
+    for (int32_t j = 0; j < np; j++)
+        e->src[j] = j;
+    return MD_OK;
+}
+
+/* Run the tower once on n_img preprocessed images pixels[n_img][3][S][S]
+ * with what the session `like` needs (s only decides the needs and the
+ * merge threshold: the rows go to any session that needs the same); e[i]
+ * gets image i's rows, *flops one image's share. want_l0 (layer 0's class
+ * attention, HiRED's tile budgets) and a local merge take one image. */
+static int encode_pixels_n(struct md_reduce_session *like, const float *pixels, int32_t n_img,
+                           bool want_l0, struct md_encoded *e, double *flops)
+{
+    struct md_vision *v = like->vis;
+    const struct md_clip_hparams *hp = &v->hp;
+    int32_t L = hp->n_layer_run, np = hp->n_patches;
+    struct tower_needs need = tower_needs(like);
+    if (n_img < 1 || ((want_l0 || need.merge) && n_img != 1)) {
+        memset(e, 0, sizeof *e * (size_t)(n_img > 0 ? n_img : 0));
+        return MD_ERR_INVALID;
+    }
+    *flops = 0.0;
+    memset(e, 0, sizeof *e * (size_t)n_img);   /* the caller frees every e[i] */
+    int rc = MD_OK;
+    for (int32_t i = 0; i < n_img; i++)
+        rc = rc ? rc : encoded_alloc(&e[i], hp, need.score, want_l0);
+    float *buf = NULL;
+    if (!rc && n_img > 1 && !(buf = malloc(sizeof(float) * (size_t)n_img * (size_t)np *
+                                           (size_t)(need.score ? 1 : 0) +
+                                           sizeof(float) * (size_t)n_img * (size_t)np *
+                                           (size_t)hp->n_embd_out)))
+        rc = MD_ERR_NOMEM;
+    float *embd = n_img > 1 ? buf : e[0].embd;
+    float *score = n_img > 1 ? buf + (size_t)n_img * np * hp->n_embd_out : e[0].score;
+    struct md_vision_run *r = NULL;
+    if (!rc)
+        rc = md_vision_run_begin(v, pixels, n_img, &r);
+    int32_t done = 0, n_patch = np;
+    if (!rc && want_l0)
+        rc = class_attention(r, v, 0, e[0].score0);
+    if (!rc && need.merge) {
+        done = like->cfg.md_merge_layer + 1;
+        rc = run_layers_counted(v, r, 0, done, flops);
+        if (!rc)
+            rc = local_merge(like, r, e[0].src, &n_patch);
+    }
+    if (!rc && need.score) {
+        rc = run_layers_counted(v, r, done, L - 1, flops);
+        done = L - 1 > done ? L - 1 : done;
+        if (!rc)
+            rc = class_attention(r, v, L - 1, score);
+    }
+    if (!rc)
+        rc = run_layers_counted(v, r, done, L, flops);
+    int32_t got = 0;
+    if (!rc)
+        rc = md_vision_run_project(r, true, embd, n_img * np, &got);
+    md_vision_run_end(r);
+    if (!rc && got % n_img)
+        rc = MD_ERR_INVALID;
+    if (!rc) {
+        struct md_vit_dims d = md_reduce_vit_dims(hp);
+        int32_t per = got / n_img;
+        *flops += md_reduce_flops_projector(&d, per);
+        for (int32_t i = 0; i < n_img; i++) {
+            e[i].n = per;
+            e[i].n_full = n_patch < np ? np : per;   /* after a merge, src indexes the np patches */
+            if (n_img == 1)
+                continue;
+            memcpy(e[i].embd, embd + (size_t)i * per * hp->n_embd_out,
+                   sizeof(float) * (size_t)per * hp->n_embd_out);
+            if (need.score)
+                memcpy(e[i].score, score + (size_t)i * np, sizeof(float) * (size_t)np);
+        }
+    }
+    free(buf);
+    return rc;
+}
+
 /* Run the tower on one preprocessed image with what the methods need. */
 static int encode_pixels(struct md_reduce_session *s, const float *pixels, bool want_l0,
                          struct md_encoded *e)
 {
-    struct md_vision *v = s->vis;
-    const struct md_clip_hparams *hp = &v->hp;
-    int32_t L = hp->n_layer_run, np = hp->n_patches;
-    bool lsm = has(s, MD_REDUCE_MUSTDROP) && s->cfg.md_merge_thresh <= 1.0f &&
-               s->cfg.md_merge_layer < L - 1;
-    bool want_score = has(s, MD_REDUCE_MUSTDROP | MD_REDUCE_HIRED | MD_REDUCE_VISIONZIP |
-                             MD_REDUCE_FLASHVID | MD_REDUCE_HOLITOM) ||
-                      s->cfg.max_visual_tokens > 0;
-    memset(e, 0, sizeof *e);
-    e->side = hp->n_side;
-    e->src = malloc(sizeof(int32_t) * (size_t)np);
-    e->score = want_score ? malloc(sizeof(float) * (size_t)np) : NULL;
-    e->score0 = want_l0 ? malloc(sizeof(float) * (size_t)np) : NULL;
-    e->embd = malloc(sizeof(float) * (size_t)np * (size_t)hp->n_embd_out);
-    if (!e->src || !e->embd || (want_score && !e->score) || (want_l0 && !e->score0))
-        return MD_ERR_NOMEM;
-    for (int32_t j = 0; j < np; j++)
-        e->src[j] = j;
-    e->n0 = np;
-    struct md_vision_run *r = NULL;
-    int rc = md_vision_run_begin(v, pixels, 1, &r);
-    int32_t done = 0, n_patch = np;
-    if (!rc && want_l0)
-        rc = class_attention(r, v, 0, e->score0);
-    if (!rc && lsm) {
-        done = s->cfg.md_merge_layer + 1;
-        rc = run_layers_counted(s, r, 0, done);
-        if (!rc)
-            rc = local_merge(s, r, e->src, &n_patch);
-    }
-    if (!rc && want_score) {
-        rc = run_layers_counted(s, r, done, L - 1);
-        done = L - 1 > done ? L - 1 : done;
-        if (!rc)
-            rc = class_attention(r, v, L - 1, e->score);
-    }
-    if (!rc)
-        rc = run_layers_counted(s, r, done, L);
-    int32_t got = 0;
-    if (!rc)
-        rc = md_vision_run_project(r, true, e->embd, np, &got);
-    if (!rc) {
-        struct md_vit_dims d = md_reduce_vit_dims(&v->hp);
-        s->st.flops_vision += md_reduce_flops_projector(&d, got);
-        e->n = got;
-        e->n_full = n_patch < np ? np : got;   /* after a merge, src indexes the np patches */
-    }
-    md_vision_run_end(r);
+    double flops = 0.0;
+    int rc = encode_pixels_n(s, pixels, 1, want_l0, e, &flops);
+    s->st.flops_vision += flops;
     return rc;
 }
 
@@ -1034,40 +1106,38 @@ static int pool_frame(const struct md_reduce_session *s, struct md_encoded *e)
     return MD_OK;
 }
 
-/* One frame: tower, then the temporal method or the per-image selection.
- * Preprocessing as md_vision_encode_frames: LLaVA-1.5 its fit, AnyRes and
- * OneVision models the frame stretched to the square. */
-static int add_frame(struct md_reduce_session *s, const struct md_frame *fr)
+/* A frame's tower input. Preprocessing as md_vision_encode_frames:
+ * LLaVA-1.5 its fit, AnyRes and OneVision models the frame stretched to the
+ * square. */
+static int preprocess_frame(const struct md_vision *vis, const struct md_frame *fr, float *pix)
 {
-    const struct md_clip_hparams *hp = &s->vis->hp;
-    size_t S = (size_t)hp->image_size;
-    float *pix = malloc(sizeof(float) * 3 * S * S);
-    struct md_encoded e;
-    memset(&e, 0, sizeof e);
+    const struct md_clip_hparams *hp = &vis->hp;
     enum md_vision_fit fit = hp->n_pinpoints > 0 || hp->onevision ? MD_VISION_FIT_STRETCH
-                                                                  : s->vis->params.fit;
-    int rc = pix ? md_image_preprocess(fr->rgb, fr->width, fr->height, fr->stride, hp->image_size,
-                                       fit, s->vis->params.resample, hp->mean, hp->std, pix)
-                 : MD_ERR_NOMEM;
+                                                                  : vis->params.fit;
+    return md_image_preprocess(fr->rgb, fr->width, fr->height, fr->stride, hp->image_size, fit,
+                               vis->params.resample, hp->mean, hp->std, pix);
+}
+
+/* A frame out of the tower (e, or rc when its run failed): the temporal
+ * method or the per-image selection, then the cap. e is consumed. */
+static int add_encoded_frame(struct md_reduce_session *s, struct md_encoded *e, int rc)
+{
     if (!rc)
-        rc = encode_pixels(s, pix, false, &e);
-    if (!rc)
-        rc = pool_frame(s, &e);
-    free(pix);
+        rc = pool_frame(s, e);
     if (!rc) {
         s->st.n_parts++;
         s->st.vis_in += s->vis->hp.n_patches;
-        s->st.vis_after_vision += e.n;
+        s->st.vis_after_vision += e->n;
     }
     struct md_block b;
     memset(&b, 0, sizeof b);
     if (!rc && has(s, MD_REDUCE_FLASHVID | MD_REDUCE_HOLITOM)) {
-        rc = clip_push(s, &e);
+        rc = clip_push(s, e);
     } else if (!rc && has(s, MD_REDUCE_STMERGE)) {
-        rc = stmerge_push(s, &e);
+        rc = stmerge_push(s, e);
     } else if (!rc) {
-        rc = has(s, MD_REDUCE_DYCOKE) ? dycoke_block(s, &e, s->n_frames, &b)
-                                      : select_encoded(s, &e, hired_single_budget(s, e.n), &b);
+        rc = has(s, MD_REDUCE_DYCOKE) ? dycoke_block(s, e, s->n_frames, &b)
+                                      : select_encoded(s, e, hired_single_budget(s, e->n), &b);
         if (!rc && has(s, MD_REDUCE_DYCOKE))
             rc = frame_part(s, &b);
         b.frame = true;
@@ -1075,35 +1145,163 @@ static int add_frame(struct md_reduce_session *s, const struct md_frame *fr)
             rc = push_block(s, &b);
         md_reduce_block_free(&b);
     }
-    encoded_free(&e);
+    encoded_free(e);
     s->n_frames++;
     s->st.n_images++;
+    double c0 = md_reduce_now_ms();
+    if (!rc)
+        rc = md_reduce_apply_cap(s);
+    s->st.ms_select += md_reduce_now_ms() - c0;
     return rc;
+}
+
+/* Tower inputs of one run: at most this many patch tokens (8 CLIP-L/336
+ * frames) and REDUCE_RUN_FRAMES frames, which bound its work buffers. */
+#define REDUCE_RUN_TOKENS 4616
+#define REDUCE_RUN_FRAMES 32
+
+/* One frame of the work: session k's frame f. */
+struct frame_item {
+    int32_t k, f;
+};
+
+/* The frames of sessions ss[ks[0..n)] (which need the same of one vision
+ * tower), in runs of several images each; every session takes its frames
+ * in order as they come out. rcs[k] is session k's first failure. */
+static void add_frames_grouped(struct md_reduce_session *const *ss,
+                               const struct md_frame *const *frames, const int32_t *n,
+                               const int32_t *ks, int32_t n_ks, int *rcs)
+{
+    struct md_reduce_session *like = ss[ks[0]];
+    const struct md_clip_hparams *hp = &like->vis->hp;
+    int32_t per_run = tower_needs(like).merge ? 1 : REDUCE_RUN_TOKENS / (hp->n_pos > 0 ? hp->n_pos : 1);
+    per_run = per_run < 1 ? 1 : per_run > REDUCE_RUN_FRAMES ? REDUCE_RUN_FRAMES : per_run;
+    int64_t total = 0;
+    for (int32_t i = 0; i < n_ks; i++)
+        total += n[ks[i]];
+    size_t S = (size_t)hp->image_size;
+    struct frame_item *items = malloc(sizeof *items * (size_t)(total ? total : 1));
+    float *pix = malloc(sizeof(float) * 3 * S * S * (size_t)per_run);
+    struct md_encoded *e = malloc(sizeof *e * (size_t)per_run);
+    if (!items || !pix || !e) {
+        for (int32_t i = 0; i < n_ks; i++)
+            rcs[ks[i]] = MD_ERR_NOMEM;
+        total = 0;
+    }
+    int64_t t = 0;
+    for (int32_t i = 0; i < n_ks && items; i++)
+        for (int32_t f = 0; f < n[ks[i]]; f++)
+            items[t++] = (struct frame_item){ ks[i], f };
+    for (int64_t i0 = 0; i0 < total;) {
+        /* the next run: frames of sessions still going */
+        struct frame_item run[REDUCE_RUN_FRAMES];
+        int32_t m = 0;
+        double t0 = md_reduce_now_ms();
+        for (; i0 < total && m < per_run; i0++) {
+            struct frame_item it = items[i0];
+            if (rcs[it.k])
+                continue;
+            int rc = preprocess_frame(like->vis, &frames[it.k][it.f], pix + 3 * S * S * (size_t)m);
+            if (rc)
+                rcs[it.k] = md_reduce_fail(ss[it.k], rc, "add_frames: frame %d could not be "
+                                           "preprocessed (%s)", it.f, md_status_str(rc));
+            else
+                run[m++] = it;
+        }
+        if (!m)
+            continue;
+        double flops = 0.0;
+        int rc = encode_pixels_n(like, pix, m, false, e, &flops);
+        /* the run's time and work are shared by its frames */
+        double ms = (md_reduce_now_ms() - t0) / m;
+        for (int32_t j = 0; j < m; j++) {
+            struct md_reduce_session *s = ss[run[j].k];
+            double a0 = md_reduce_now_ms(), sel0 = s->st.ms_select;
+            s->st.flops_vision += rc ? 0.0 : flops;
+            int frc = rcs[run[j].k] ? rcs[run[j].k] : add_encoded_frame(s, &e[j], rc);
+            encoded_free(&e[j]);
+            s->st.ms_vision += ms + md_reduce_now_ms() - a0 - (s->st.ms_select - sel0);
+            if (frc && !rcs[run[j].k])
+                rcs[run[j].k] = md_reduce_fail(s, frc, "add_frames failed (%s)",
+                                               md_status_str(frc));
+        }
+    }
+    free(items);
+    free(pix);
+    free(e);
+}
+
+static bool same_needs(const struct md_reduce_session *a, const struct md_reduce_session *b)
+{
+    struct tower_needs x = tower_needs(a), y = tower_needs(b);
+    return a->vis == b->vis && x.merge == y.merge && x.score == y.score &&
+           (!x.merge || a->cfg.md_merge_thresh == b->cfg.md_merge_thresh);
+}
+
+int md_reduce_add_frames_multi(struct md_reduce_session *const *ss,
+                               const struct md_frame *const *frames, const int32_t *n,
+                               int32_t n_sessions, int *rcs)
+{
+    if (!ss || !frames || !n || n_sessions < 0)
+        return MD_ERR_INVALID;
+    int *rc = calloc((size_t)(n_sessions ? n_sessions : 1), sizeof *rc);
+    int32_t *ks = malloc(sizeof(int32_t) * (size_t)(n_sessions ? n_sessions : 1));
+    bool *done = calloc((size_t)(n_sessions ? n_sessions : 1), sizeof *done);
+    if (!rc || !ks || !done) {
+        free(rc);
+        free(ks);
+        free(done);
+        return MD_ERR_NOMEM;
+    }
+    for (int32_t k = 0; k < n_sessions; k++) {
+        struct md_reduce_session *s = ss[k];
+        const struct md_frame *fr = frames[k];
+        if (!s) {
+            rc[k] = MD_ERR_INVALID;
+            continue;
+        }
+        for (int32_t j = 0; j < k && !rc[k]; j++)
+            if (ss[j] == s)
+                rc[k] = md_reduce_fail(s, MD_ERR_INVALID, "add_frames: the session is named "
+                                       "twice in one call");
+        if (!rc[k] && (!s->vis || !fr || n[k] < 0))
+            rc[k] = md_reduce_fail(s, MD_ERR_INVALID, "add_frames: no vision model or no frames");
+        for (int32_t i = 0; i < n[k] && !rc[k]; i++)
+            if (!fr[i].rgb || fr[i].width <= 0 || fr[i].height <= 0 ||
+                fr[i].stride < 3 * (int64_t)fr[i].width)
+                rc[k] = md_reduce_fail(s, MD_ERR_INVALID, "add_frames: frame %d is bad (%dx%d, "
+                                       "stride %d)", i, fr[i].width, fr[i].height, fr[i].stride);
+        done[k] = rc[k] != MD_OK || n[k] == 0;
+    }
+    /* sessions that need the same of the same tower share its runs */
+    for (int32_t k = 0; k < n_sessions; k++) {
+        if (done[k])
+            continue;
+        int32_t n_ks = 0;
+        for (int32_t j = k; j < n_sessions; j++)
+            if (!done[j] && same_needs(ss[k], ss[j])) {
+                ks[n_ks++] = j;
+                done[j] = true;
+            }
+        add_frames_grouped(ss, frames, n, ks, n_ks, rc);
+    }
+    int first = MD_OK;
+    for (int32_t k = 0; k < n_sessions; k++) {
+        first = first ? first : rc[k];
+        if (rcs)
+            rcs[k] = rc[k];
+    }
+    free(rc);
+    free(ks);
+    free(done);
+    return first;
 }
 
 int md_reduce_add_frames(struct md_reduce_session *s, const struct md_frame *frames, int32_t n)
 {
     if (!s)
         return MD_ERR_INVALID;
-    if (!s->vis || !frames || n < 0)
-        return md_reduce_fail(s, MD_ERR_INVALID, "add_frames: no vision model or no frames");
-    for (int32_t i = 0; i < n; i++)
-        if (!frames[i].rgb || frames[i].width <= 0 || frames[i].height <= 0 ||
-            frames[i].stride < 3 * frames[i].width)
-            return md_reduce_fail(s, MD_ERR_INVALID, "add_frames: frame %d is bad (%dx%d, "
-                                  "stride %d)", i, frames[i].width, frames[i].height,
-                                  frames[i].stride);
-    double t0 = md_reduce_now_ms(), sel0 = s->st.ms_select;
-    int rc = MD_OK;
-    for (int32_t i = 0; i < n && !rc; i++) {
-        rc = add_frame(s, &frames[i]);
-        double c0 = md_reduce_now_ms();
-        if (!rc)
-            rc = md_reduce_apply_cap(s);
-        s->st.ms_select += md_reduce_now_ms() - c0;
-    }
-    s->st.ms_vision += md_reduce_now_ms() - t0 - (s->st.ms_select - sel0);
-    return rc ? md_reduce_fail(s, rc, "add_frames failed (%s)", md_status_str(rc)) : MD_OK;
+    return md_reduce_add_frames_multi(&s, &frames, &n, 1, NULL);
 }
 
 int md_reduce_add_embd(struct md_reduce_session *s, const float *embd, int32_t n, int32_t grid_h,

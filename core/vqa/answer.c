@@ -370,40 +370,88 @@ static int32_t frames_that_fit(const struct md_vqa_stream *s, int32_t n_ctx, int
     return fit;
 }
 
-/* A window's blocks into the session: every image, and the frames spread
- * uniformly when more are held than fit; out gets how many and their span. */
+static bool has_images(const struct md_vqa_stream *s)
+{
+    for (int32_t i = 0; i < s->n_blocks; i++)
+        if (s->blocks[i].image)
+            return true;
+    return false;
+}
+
+/* Whether frame block f (the f-th frame of n_frames) is kept when `want`
+ * of them are: the one nearest the centre of each of `want` equal parts.
+ * *next counts the kept ones so far. */
+static bool frame_kept(int32_t f, int32_t n_frames, int32_t want, int32_t *next)
+{
+    if (*next >= want)
+        return false;
+    int32_t k = (int32_t)(((int64_t)*next * n_frames + n_frames / (2 * want)) / want);
+    if (f != k)
+        return false;
+    ++*next;
+    return true;
+}
+
+/* The window's frames to encode when `fit` fit (all, or spread uniformly),
+ * in order, into fr (room for count_frames). */
+static int32_t kept_frames(struct md_vqa_stream *s, int32_t fit, struct md_frame *fr)
+{
+    int32_t n_frames = count_frames(s), want = n_frames < fit ? n_frames : fit, f = 0, next = 0;
+    if (n_frames > fit)
+        vqa_log(s->vqa, MD_LOG_INFO, "%d frames, %d fit the context: spread uniformly", n_frames,
+                fit);
+    int32_t n = 0;
+    for (int32_t i = 0; i < s->n_blocks; i++) {
+        const struct vqa_block *b = &s->blocks[i];
+        if (!b->image && frame_kept(f++, n_frames, want, &next))
+            fr[n++] = (struct md_frame){ b->rgb, b->width, b->height, b->stride, b->pts_ns };
+    }
+    return n;
+}
+
+/* Frames fr[0..n) went in: out counts them and their span. */
+static void frames_added(struct md_vqa_answer *out, const struct md_frame *fr, int32_t n)
+{
+    if (n > 0 && out->first_pts_ns < 0)
+        out->first_pts_ns = fr[0].pts_ns;
+    if (n > 0)
+        out->last_pts_ns = fr[n - 1].pts_ns;
+    out->frames += n;
+}
+
+/* A window's blocks into the session: every image, and the frames that fit
+ * (kept_frames); each run of frames between images in one call, so that
+ * they share tower runs. */
 static int add_blocks(struct md_vqa_stream *s, struct md_reduce_session *rs, int32_t fit,
                       struct md_vqa_answer *out)
 {
     struct md_vqa *v = s->vqa;
     int32_t n_frames = count_frames(s);
-    if (n_frames > fit)
-        vqa_log(v, MD_LOG_INFO, "%d frames, %d fit the context: spread uniformly", n_frames, fit);
-    int32_t want = n_frames < fit ? n_frames : fit, f = 0, next = 0, rc = MD_OK;
+    struct md_frame *fr = malloc(sizeof *fr * (size_t)(n_frames ? n_frames : 1));
+    if (!fr)
+        return MD_ERR_NOMEM;
+    kept_frames(s, fit, fr);   /* fr[next]: the next kept frame below */
+    int32_t done = 0, f = 0, next = 0;
+    int32_t want = n_frames < fit ? n_frames : fit;
+    int rc = MD_OK;
     out->first_pts_ns = out->last_pts_ns = -1;
-    for (int32_t i = 0; i < s->n_blocks && !rc; i++) {
-        const struct vqa_block *b = &s->blocks[i];
-        if (vqa_aborted(v))
-            return MD_ERR_ABORTED;
-        if (b->image) {
-            rc = md_reduce_add_image(rs, b->rgb, b->width, b->height, b->stride);
-        } else {
-            /* frame f is the k-th kept when it is the one nearest the
-             * centre of the k-th of `want` equal parts */
-            int32_t k = want ? (int32_t)(((int64_t)next * n_frames + n_frames / (2 * want)) / want)
-                             : n_frames;
-            if (f++ != k || next >= want)
-                continue;
-            next++;
-            struct md_frame fr = { b->rgb, b->width, b->height, b->stride, b->pts_ns };
-            rc = md_reduce_add_frames(rs, &fr, 1);
-            if (!rc && out->first_pts_ns < 0)
-                out->first_pts_ns = b->pts_ns;
-            if (!rc)
-                out->last_pts_ns = b->pts_ns;
+    /* the kept frames before each image, then the image */
+    for (int32_t i = 0; i <= s->n_blocks && !rc; i++) {
+        const struct vqa_block *b = i < s->n_blocks ? &s->blocks[i] : NULL;
+        if (b && !b->image) {
+            frame_kept(f++, n_frames, want, &next);   /* counts the kept ones before b */
+            continue;
         }
-        out->frames += !rc;
+        int32_t run = next - done;
+        if (vqa_aborted(v))
+            rc = MD_ERR_ABORTED;
+        if (!rc && run > 0 && !(rc = md_reduce_add_frames(rs, fr + done, run)))
+            frames_added(out, fr + done, run);
+        done = next;
+        if (!rc && b && !(rc = md_reduce_add_image(rs, b->rgb, b->width, b->height, b->stride)))
+            out->frames++;
     }
+    free(fr);
     return rc;
 }
 
@@ -424,6 +472,15 @@ void vqa_fill_stats(const struct md_vqa_stream *s, const struct md_reduce_sessio
                                                                               : s->vqa->spec);
 }
 
+static int prefill_encoded(struct md_reduce_session *rs, const struct md_vqa_ask *ask, char *err,
+                           size_t errlen)
+{
+    int rc = md_reduce_prefill(rs, ask->chat_template, ask->system, ask->question);
+    if (rc && rc != MD_ERR_ABORTED)
+        snprintf(err, errlen, "%s", md_reduce_error(rs));
+    return rc;
+}
+
 /* Window: the session starts empty and takes the blocks that fit (at most
  * `fit` frames), then the prompt is prefilled. */
 static int prefill_window(struct md_vqa_stream *s, struct md_reduce_session *rs,
@@ -435,31 +492,114 @@ static int prefill_window(struct md_vqa_stream *s, struct md_reduce_session *rs,
     int rc = add_blocks(s, rs, fit, out);
     if (rc && rc != MD_ERR_ABORTED)
         snprintf(err, errlen, "encode: %s", md_reduce_error(rs));
-    if (!rc && (rc = md_reduce_prefill(rs, ask->chat_template, ask->system, ask->question)) &&
-        rc != MD_ERR_ABORTED)
-        snprintf(err, errlen, "%s", md_reduce_error(rs));
+    return rc ? rc : prefill_encoded(rs, ask, err, errlen);
+}
+
+/* How many of p's frames fit its context; -1 with p->err when none. */
+static int32_t prep_fit(struct vqa_prep *p)
+{
+    int64_t q, text = vqa_prompt_tokens(p->s->vqa, p->ask->chat_template, p->ask->question,
+                                        p->ask->system, &q);
+    return frames_that_fit(p->s, p->n_ctx, text, q, p->max_new, p->err, p->errlen);
+}
+
+/* p's prefill (its frames already in when `encoded`), with fewer frames
+ * when the prompt still came out longer than the context (the count of the
+ * template's text is an estimate around the blocks). */
+static int prefill_fitting(struct vqa_prep *p, int32_t fit, bool encoded)
+{
+    int rc = encoded ? prefill_encoded(p->rs, p->ask, p->err, p->errlen)
+                     : prefill_window(p->s, p->rs, p->ask, fit, p->out, p->err, p->errlen);
+    for (int tries = 0; rc == MD_ERR_CONTEXT_FULL && fit > 1 && tries < 3; tries++) {
+        fit = fit * 3 / 4;
+        vqa_log(p->s->vqa, MD_LOG_INFO, "the prompt did not fit the context: %d frames", fit);
+        rc = prefill_window(p->s, p->rs, p->ask, fit, p->out, p->err, p->errlen);
+    }
     return rc;
 }
 
-/* The frames that fit by the count, fewer when the prompt still came out
- * longer than the context (the count of the template's text is an
- * estimate around the blocks). */
+/* The frames of the windows in p that hold no still image, through the
+ * tower together; encoded[i] marks those that went in. While they share
+ * the tower only the engine's abort stops it: one stream's abort must not
+ * fail the others' frames (each prefill checks its own). */
+static void encode_together(struct vqa_prep *p, int32_t n, const int32_t *fit, bool *encoded)
+{
+    struct md_vqa *v = p[0].s->vqa;
+    struct md_reduce_session *ss[VQA_MAX_BATCH];
+    struct md_frame *fr[VQA_MAX_BATCH];
+    const struct md_frame *frs[VQA_MAX_BATCH];
+    int32_t nf[VQA_MAX_BATCH], at[VQA_MAX_BATCH], k = 0;
+    int rcs[VQA_MAX_BATCH];
+    for (int32_t i = 0; i < n; i++) {
+        encoded[i] = false;
+        if (p[i].rc || has_images(p[i].s))
+            continue;
+        int32_t n_frames = count_frames(p[i].s);
+        if (!(fr[k] = malloc(sizeof(struct md_frame) * (size_t)(n_frames ? n_frames : 1)))) {
+            snprintf(p[i].err, p[i].errlen, "out of memory");
+            p[i].rc = MD_ERR_NOMEM;
+            continue;
+        }
+        md_reduce_reset(p[i].rs);
+        p[i].out->frames = 0;
+        p[i].out->first_pts_ns = p[i].out->last_pts_ns = -1;
+        nf[k] = kept_frames(p[i].s, fit[i], fr[k]);
+        frs[k] = fr[k];
+        ss[k] = p[i].rs;
+        at[k++] = i;
+    }
+    md_abort_callback abort = v->turns.abort;
+    void *abort_user = v->turns.abort_user;
+    v->turns.abort = NULL;
+    v->turns.abort_user = NULL;
+    if (k)
+        md_reduce_add_frames_multi(ss, frs, nf, k, rcs);
+    v->turns.abort = abort;
+    v->turns.abort_user = abort_user;
+    for (int32_t j = 0; j < k; j++) {
+        struct vqa_prep *q = &p[at[j]];
+        if ((q->rc = rcs[j]) && q->rc != MD_ERR_ABORTED)
+            snprintf(q->err, q->errlen, "encode: %s", md_reduce_error(q->rs));
+        if (!q->rc)
+            frames_added(q->out, fr[j], nf[j]);
+        encoded[at[j]] = !q->rc;
+        free(fr[j]);
+    }
+}
+
+void vqa_prepare_windows(struct vqa_prep *p, int32_t n)
+{
+    struct md_vqa *v = p[0].s->vqa;
+    int32_t fit[VQA_MAX_BATCH];
+    bool encoded[VQA_MAX_BATCH] = { false };
+    for (int32_t i = 0; i < n; i++) {
+        fit[i] = prep_fit(&p[i]);
+        p[i].rc = fit[i] < 0 ? MD_ERR_CONTEXT_FULL : MD_OK;
+    }
+    if (n > 1)
+        encode_together(p, n, fit, encoded);
+    md_abort_callback abort = v->turns.abort;
+    void *abort_user = v->turns.abort_user;
+    for (int32_t i = 0; i < n; i++) {
+        if (p[i].rc)
+            continue;
+        if (n > 1) {   /* each prefill stops on its own stream's abort */
+            v->turns.abort = p[i].s->abort;
+            v->turns.abort_user = p[i].s->abort_user;
+        }
+        p[i].rc = prefill_fitting(&p[i], fit[i], encoded[i]);
+    }
+    v->turns.abort = abort;
+    v->turns.abort_user = abort_user;
+}
+
 int vqa_prepare_window(struct md_vqa_stream *s, struct md_reduce_session *rs, int32_t n_ctx,
                        const struct md_vqa_ask *ask, int32_t max_new, struct md_vqa_answer *out,
                        char *err, size_t errlen)
 {
-    int64_t q, text = vqa_prompt_tokens(s->vqa, ask->chat_template, ask->question, ask->system,
-                                        &q);
-    int32_t fit = frames_that_fit(s, n_ctx, text, q, max_new, err, errlen);
-    if (fit < 0)
-        return MD_ERR_CONTEXT_FULL;
-    int rc = prefill_window(s, rs, ask, fit, out, err, errlen);
-    for (int tries = 0; rc == MD_ERR_CONTEXT_FULL && fit > 1 && tries < 3; tries++) {
-        fit = fit * 3 / 4;
-        vqa_log(s->vqa, MD_LOG_INFO, "the prompt did not fit the context: %d frames", fit);
-        rc = prefill_window(s, rs, ask, fit, out, err, errlen);
-    }
-    return rc;
+    struct vqa_prep p = { s, rs, n_ctx, ask, max_new, out, err, errlen, MD_OK };
+    vqa_prepare_windows(&p, 1);
+    return p.rc;
 }
 
 /* Room the template's text may take beyond the count (its text around the

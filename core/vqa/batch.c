@@ -56,28 +56,32 @@ static int slot_get(struct md_vqa *v, int32_t i, struct vqa_slot **out, char *er
     return rc;
 }
 
-/* Set up member i (0: the holder's own, on the engine's context): encode
- * and prefill its window, pick its first token. Its prefill checks its own
- * abort (the turn's abort is the one the contexts look at). */
-static void member_start(struct md_vqa *v, struct member *m, int32_t i)
+/* Member i's context and session: the engine's for 0 (the holder's own),
+ * a batch slot's for the others. */
+static int member_place(struct md_vqa *v, struct member *m, int32_t i)
 {
-    struct vqa_job *j = m->job;
-    struct md_vqa_stream *s = j->s;
+    struct vqa_slot *sl = NULL;
     m->tok = -1;
     m->ctx = v->ctx;
     m->rs = v->window_session;
-    struct vqa_slot *sl = NULL;
-    int rc = i ? slot_get(v, i - 1, &sl, j->err, j->errlen) : MD_OK;
+    int rc = i ? slot_get(v, i - 1, &sl, m->job->err, m->job->errlen) : MD_OK;
     if (sl) {
         m->ctx = sl->ctx;
         m->rs = sl->rs;
     }
+    return rc;
+}
+
+/* After its prefill (m->rc), member m's generation starts: its first
+ * token, checking its own abort. */
+static void member_begin(struct md_vqa *v, struct member *m)
+{
+    struct vqa_job *j = m->job;
+    struct md_vqa_stream *s = j->s;
     v->turns.abort = s->abort;
     v->turns.abort_user = s->abort_user;
-    int32_t n_ctx = md_context_n_ctx(m->ctx);
-    if (!rc)
-        rc = vqa_prepare_window(s, m->rs, n_ctx, j->ask, j->max_new, j->out, j->err, j->errlen);
-    int32_t room = 0;
+    int32_t n_ctx = md_context_n_ctx(m->ctx), room = 0;
+    int rc = m->rc;
     if (!rc) {
         vqa_fill_stats(s, m->rs, j->out);
         room = n_ctx - j->out->prompt_tokens;
@@ -98,6 +102,30 @@ static void member_start(struct md_vqa *v, struct member *m, int32_t i)
     m->rc = rc;
     v->turns.abort = NULL;
     v->turns.abort_user = NULL;
+}
+
+/* Set up every member: encode their windows' frames together, prefill
+ * each in its own context, pick each one's first token. */
+static void members_start(struct md_vqa *v, struct member *m, int32_t n)
+{
+    struct vqa_prep p[VQA_MAX_BATCH];
+    int32_t at[VQA_MAX_BATCH], k = 0;
+    for (int32_t i = 0; i < n; i++) {
+        struct vqa_job *j = m[i].job;
+        if ((m[i].rc = member_place(v, &m[i], i)))
+            continue;
+        p[k] = (struct vqa_prep){ j->s, m[i].rs, md_context_n_ctx(m[i].ctx), j->ask, j->max_new,
+                                  j->out, j->err, j->errlen, MD_OK };
+        at[k++] = i;
+    }
+    v->turns.abort = NULL;
+    v->turns.abort_user = NULL;
+    if (k)
+        vqa_prepare_windows(p, k);
+    for (int32_t i = 0; i < k; i++)
+        m[at[i]].rc = p[i].rc;
+    for (int32_t i = 0; i < n; i++)
+        member_begin(v, &m[i]);
 }
 
 /* Member i's answer is complete or failed: its result, and its thread goes. */
@@ -154,11 +182,10 @@ int vqa_answer_batch(struct vqa_job *own, struct vqa_job **others, int32_t n_oth
     }
     md_abort_callback holder_abort = v->turns.abort;
     void *holder_user = v->turns.abort_user;
-    for (int32_t i = 0; i < n; i++) {
-        member_start(v, &m[i], i);
+    members_start(v, m, n);
+    for (int32_t i = 0; i < n; i++)
         if (m[i].rc || m[i].tok < 0)
             member_end(v, &m[i], i);
-    }
     for (bool going = true; going;) {
         going = false;
         for (int32_t i = 0; i < n; i++)

@@ -160,6 +160,22 @@ int32_t vqa_slot_n_ctx(const struct md_vqa *v);
 struct md_reduce_config vqa_config(const struct md_vqa *v);
 
 /* answer.c: the pieces of an answer batch.c runs for several streams. */
+/* One window to encode and prefill into its session (vqa_prepare_windows). */
+struct vqa_prep {
+    struct md_vqa_stream *s;
+    struct md_reduce_session *rs;
+    int32_t n_ctx;
+    const struct md_vqa_ask *ask;
+    int32_t max_new;
+    struct md_vqa_answer *out;
+    char *err;
+    size_t errlen;
+    int rc;                             /* out: MD_OK or why not, in err */
+};
+/* Encode and prefill n (<= VQA_MAX_BATCH) windows of one engine, each into
+ * its session (the frames that fit its n_ctx): the frames of all go through
+ * the vision tower together, each prefill checks its stream's abort. */
+void vqa_prepare_windows(struct vqa_prep *p, int32_t n);
 /* Encode and prefill a window's frames into rs (the frames that fit
  * n_ctx); err says why not. */
 int vqa_prepare_window(struct md_vqa_stream *s, struct md_reduce_session *rs, int32_t n_ctx,

@@ -3,6 +3,8 @@
  * (DyCoke windows incl. the last one, stmerge, the global cap as frames
  * arrive), MustDrop's decode-mode eviction, the stats JSON, and bad input
  * answered with errors, never crashes. */
+#include <math.h>
+
 #include "red_fixture.h"
 #include "session.h"
 #include "vision-impl.h"
@@ -223,6 +225,107 @@ static void video_methods(struct red_fix *f)
         CHECK(md_reduce_stats(r.s)->vis_after_select == 8);
     }
     close_run(&r);
+}
+
+/* Largest difference between the blocks of two sessions; -1 when their
+ * shapes (blocks, rows, kept patches) differ. */
+static double blocks_diff(const struct md_reduce_session *a, const struct md_reduce_session *b)
+{
+    if (a->n_blocks != b->n_blocks)
+        return -1.0;
+    double d = 0.0;
+    for (int32_t i = 0; i < a->n_blocks; i++) {
+        const struct md_block *x = &a->blocks[i], *y = &b->blocks[i];
+        if (x->n != y->n || memcmp(x->src, y->src, sizeof(int32_t) * (size_t)x->n))
+            return -1.0;
+        for (size_t j = 0; j < (size_t)x->n * (size_t)a->E; j++) {
+            double e = fabs((double)x->embd[j] - (double)y->embd[j]);
+            d = e > d ? e : d;
+        }
+    }
+    return d;
+}
+
+/* Three streams' frames through the tower together
+ * (md_reduce_add_frames_multi) give each session the blocks, counts and
+ * FLOPs it gets alone, a frame at a time, whatever the methods (mixed in one call, those with
+ * a local merge run a frame at a time); a bad frame or a session named
+ * twice fails that session only. */
+static void frames_together(struct red_fix *f)
+{
+    static const char *specs[][3] = {
+        { "none", "none", "none" },
+        { "visionzip:keep=0.25", "hired", "random:keep=0.5" },
+        { "mustdrop", "none", "mustdrop" },
+        { "stmerge:thresh=2", "dycoke:k=0.7,window=4", "flashvid:keep=0.25" },
+        { "holitom:keep=0.5,tau=2", "cap:tokens=20", "cdpruner:keep=0.25" },
+    };
+    const int32_t n[3] = { 3, 5, 8 }, at[3] = { 0, 3, 8 };
+    uint8_t *buf[16];
+    struct md_frame fr[16];
+    make_frames(f, buf, fr, 16, false);
+    for (size_t c = 0; c < sizeof specs / sizeof specs[0]; c++) {
+        struct run alone[3], both[3];
+        struct md_reduce_session *ss[3];
+        const struct md_frame *frs[3];
+        int rcs[3] = { -1, -1, -1 };
+        bool ok = true;
+        for (int k = 0; k < 3; k++) {
+            ok &= open_run(f, specs[c][k], &alone[k]) & open_run(f, specs[c][k], &both[k]);
+            ss[k] = both[k].s;
+            frs[k] = fr + at[k];
+        }
+        if (ok) {
+            CHECK(md_reduce_add_frames_multi(ss, frs, n, 3, rcs) == MD_OK);
+            double worst = 0.0;
+            for (int k = 0; k < 3; k++) {
+                CHECKF(rcs[k] == MD_OK, "%s: %s", specs[c][k], md_reduce_error(ss[k]));
+                for (int32_t t = 0; t < n[k]; t++)   /* alone: one tower run a frame */
+                    CHECK(md_reduce_add_frames(alone[k].s, fr + at[k] + t, 1) == MD_OK);
+                double d = blocks_diff(alone[k].s, ss[k]);
+                const struct md_reduce_stats *x = md_reduce_stats(alone[k].s),
+                                             *y = md_reduce_stats(ss[k]);
+                CHECKF(d >= 0.0 && d <= 1e-5, "%s, %d frames together: blocks differ (%g)",
+                       specs[c][k], n[k], d);
+                CHECKF(x->vis_in == y->vis_in && x->vis_after_vision == y->vis_after_vision &&
+                       x->n_images == y->n_images &&
+                       fabs(x->flops_vision - y->flops_vision) <= 1e-9 * x->flops_vision,
+                       "%s: stats differ (in %d/%d, after vision %d/%d, FLOPs %.6g/%.6g)",
+                       specs[c][k], x->vis_in, y->vis_in, x->vis_after_vision,
+                       y->vis_after_vision, x->flops_vision, y->flops_vision);
+                CHECK(md_reduce_prefill(ss[k], NULL, NULL, "What happens?") == MD_OK);
+                worst = d > worst ? d : worst;
+            }
+            printf("together: %s | %s | %s: blocks as alone (max |diff| %.2g)\n", specs[c][0],
+                   specs[c][1], specs[c][2], worst);
+        }
+        for (int k = 0; k < 3; k++) {
+            close_run(&alone[k]);
+            close_run(&both[k]);
+        }
+    }
+    /* a bad frame fails its own session; a session named twice fails */
+    struct run r[2];
+    if (open_run(f, "none", &r[0]) && open_run(f, "none", &r[1])) {
+        struct md_frame bad[2] = { fr[0], fr[1] };
+        bad[1].stride = 1;
+        struct md_reduce_session *ss[3] = { r[0].s, r[1].s, r[0].s };
+        const struct md_frame *frs[3] = { fr, bad, fr };
+        const int32_t nn[3] = { 2, 2, 1 };
+        int rcs[3];
+        CHECK(md_reduce_add_frames_multi(ss, frs, nn, 3, rcs) == MD_ERR_INVALID);
+        CHECKF(rcs[0] == MD_OK && md_reduce_n_blocks(r[0].s) == 2, "rc %d, %d blocks", rcs[0],
+               md_reduce_n_blocks(r[0].s));
+        CHECKF(rcs[1] == MD_ERR_INVALID && strstr(md_reduce_error(r[1].s), "frame 1 is bad") &&
+               md_reduce_n_blocks(r[1].s) == 0, "rc %d: %s", rcs[1], md_reduce_error(r[1].s));
+        CHECK(rcs[2] == MD_ERR_INVALID);
+        CHECK(md_reduce_add_frames_multi(ss, frs, nn, 0, NULL) == MD_OK);
+        CHECK(md_reduce_add_frames_multi(NULL, frs, nn, 1, NULL) == MD_ERR_INVALID);
+    }
+    close_run(&r[0]);
+    close_run(&r[1]);
+    for (int32_t t = 0; t < 16; t++)
+        free(buf[t]);
 }
 
 /* cap:tokens=N,frames=M over a long stream, frame by frame: never more
@@ -477,6 +580,7 @@ int main(void)
     decode_evict(&f);
     video(&f);
     capped_stream(&f);
+    frames_together(&f);
     video_methods(&f);
     new_methods(&f);
     bad_input(&f);

@@ -233,6 +233,17 @@ int md_reduce_add_image(struct md_reduce_session *s, const uint8_t *rgb, int32_t
 /* Video frames as they arrive (one block each); temporal methods compare
  * them with the frames before, across calls. */
 int md_reduce_add_frames(struct md_reduce_session *s, const struct md_frame *frames, int32_t n);
+/* Frames of several sessions through the tower together (several streams'
+ * windows in one batch): session ss[k] gets frames[k][0..n[k]) exactly as
+ * md_reduce_add_frames would add them, while the frames of all sessions
+ * that use one vision model and need the same of it (class attention, a
+ * local merge) share tower runs. Each session's time and FLOPs count its
+ * share. rcs (NULL or [n_sessions]) gets each session's status, its error
+ * text in md_reduce_error; returns the first failure, MD_OK when none. A
+ * session named twice fails. */
+int md_reduce_add_frames_multi(struct md_reduce_session *const *ss,
+                               const struct md_frame *const *frames, const int32_t *n,
+                               int32_t n_sessions, int *rcs);
 /* Already projected rows [n][n_embd] of one image whose patches form a
  * grid_h x grid_w raster (no tower stage; for tests and callers with their
  * own encoder). scores: NULL or [n] importance (higher = keep). */

@@ -7,6 +7,11 @@ each with its own (separate: engine-name=e<i>), N = 1, 2, 4, ... until none
 keeps up.
 
     /usr/bin/python3 docs/benchmarks/streams/run.py BUILD OUTDIR [SECONDS] [MAX_N]
+        [--modes shared,unbatched,separate,video] [--ns 1,4] [--repeat R]
+
+--ns runs those N (each R times, modes alternating) instead of doubling
+until none keeps up. Mode "video" is the same pipeline with `identity` in
+place of mustdropvqa: what the sources, converters and sinks cost alone.
 
 Each (N, mode) runs in a child process of its own, modes alternating, so
 that the ratios compare runs under the same machine load. A child prints
@@ -36,11 +41,12 @@ def child(n, mode, seconds):
     branches = []
     for i in range(n):
         name = {"separate": f" engine-name=e{i}", "unbatched": " max-batch=1"}.get(mode, "")
+        element = (f"identity name=v{i}" if mode == "video" else
+                   f"mustdropvqa name=v{i} window={WINDOW_S:g} sample-fps=2 stats=true{name}")
         branches.append(
             f"videotestsrc is-live=true pattern={i % 20} "
             "! video/x-raw,width=320,height=240,framerate=30/1 "
-            f"! mustdropvqa name=v{i} window={WINDOW_S:g} sample-fps=2 stats=true{name} "
-            f"! fakesink name=s{i} sync=true signal-handoffs=true")
+            f"! {element} ! fakesink name=s{i} sync=true signal-handoffs=true")
     pipe = Gst.parse_launch(" ".join(branches))
     lat, late, batched = [], [0.0], []
     dropped = {}
@@ -116,24 +122,40 @@ def keeps_up(r):
             and r["answers"] >= r["windows_expected"] and r["max_video_late_s"] < LATE_VIDEO_S)
 
 
+def option(args, name, default):
+    if name in args:
+        i = args.index(name)
+        value = args[i + 1]
+        del args[i:i + 2]
+        return value
+    return default
+
+
 def main():
-    build, out = os.path.realpath(sys.argv[1]), sys.argv[2]
-    seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 20
-    max_n = int(sys.argv[4]) if len(sys.argv) > 4 else 16
+    args = sys.argv[1:]
+    modes = option(args, "--modes", "shared,unbatched,separate").split(",")
+    ns = option(args, "--ns", None)
+    repeat = int(option(args, "--repeat", "1"))
+    build, out = os.path.realpath(args[0]), args[1]
+    seconds = float(args[2]) if len(args) > 2 else 20
+    max_n = int(args[3]) if len(args) > 3 else 16
     os.makedirs(out, exist_ok=True)
     env = dict(os.environ, GST_PLUGIN_PATH=os.path.join(build, "gst"))
     rows = []
-    n = 1
+    plan = [int(x) for x in ns.split(",")] * repeat if ns else None
+    n = plan.pop(0) if plan else 1
     while n <= max_n:
         up = False
-        for mode in ("shared", "unbatched", "separate") if n > 1 else ("shared", "unbatched"):
+        for mode in modes:
+            if mode == "separate" and n == 1:
+                continue
             p = subprocess.run([sys.executable, __file__, "--child", str(n), mode, str(seconds)],
                                env=env, capture_output=True, text=True)
             line = (p.stdout.strip().splitlines() or ['{"error": "no output"}'])[-1]
             r = json.loads(line)
             r.setdefault("n", n)
             r.setdefault("mode", mode)
-            r["keeps_up"] = "error" not in r and keeps_up(r)
+            r["keeps_up"] = "error" not in r and mode != "video" and keeps_up(r)
             up |= r["keeps_up"]
             rows.append(r)
             with open(os.path.join(out, "raw.jsonl"), "a") as f:
@@ -141,6 +163,11 @@ def main():
             with open(os.path.join(out, "stderr.txt"), "a") as f:
                 f.write(f"### n={n} {mode}\n{p.stderr[-4000:]}\n")
             print(json.dumps(r), flush=True)
+        if plan is not None:
+            if not plan:
+                break
+            n = plan.pop(0)
+            continue
         if not up:
             break
         n *= 2
