@@ -810,12 +810,21 @@ static int matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum m
         j.n_items = (n_out + j.chunk - 1) / j.chunk;
         j.qdot = qdot && n_tok <= MD_GEMV_MAX_TOK ? qdot_for(isa, wtype) : NULL;
         if (j.qdot) {
-            j.xq_row_bytes = md_xq_row_bytes(wtype, n_in);
-            char *xq = scratch_get(shared, j.xq_row_bytes * (size_t)n_tok);
+            /* the AVX2 kernels read rows of their own layout: quantized
+             * into the buffer's tail, converted into place */
+            const bool conv = j.qdot != md_qdot_ref;
+            const size_t qb = md_xq_row_bytes(wtype, n_in);
+            j.xq_row_bytes = conv ? md_xq_avx2_row_bytes(wtype, n_in) : qb;
+            char *xq = scratch_get(shared, j.xq_row_bytes * (size_t)n_tok + (conv ? qb : 0));
             if (!xq)
                 return MD_ERR_NOMEM;
-            for (int64_t t = 0; t < n_tok; t++)
-                md_xq_quantize_row(wtype, X + t * n_in, n_in, xq + (size_t)t * j.xq_row_bytes);
+            char *q = xq + j.xq_row_bytes * (size_t)n_tok;
+            for (int64_t t = 0; t < n_tok; t++) {
+                char *row = xq + (size_t)t * j.xq_row_bytes;
+                md_xq_quantize_row(wtype, X + t * n_in, n_in, conv ? q : row);
+                if (conv)
+                    md_xq_avx2_row(wtype, q, n_in, row);
+            }
             j.xq = xq;
         } else if (n_tok == 1) {
             j.xp = X;   /* a single token is its own interleaving */

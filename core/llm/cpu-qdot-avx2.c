@@ -3,14 +3,16 @@
  * multiplied with the signed 8-bit activations by maddubs (pairs summed
  * to int16: at most 2 * 63 * 127, never saturating since |q| <= 127),
  * then madd with the block's 16-bit scale (or 1) sums pairs to int32.
- * Q4_0/Q5_0/Q8_0 multiply signed weights (|w| times x with w's sign), so
- * that each int32 lane only holds products of the block: subtracting the
- * -8/-16 offset through the block sum instead left lanes of opposite sign
- * that cancel only in the final sum, measured to lose 2% of a result to
- * f32 rounding when a block's weights are near the offset. The K quants
- * reduce each super-block's integer sum to a scalar first (exact), then
- * apply the scales like the reference. One pass over a weight row serves
- * all n_tok tokens.
+ * Every int32 lane holds products of one block only, with their true
+ * signs: Q8_0 multiplies |w| by x with w's sign; the 4- and 5-bit legacy
+ * types start each lane from its own share of the -8/-16 offset
+ * (md_xq128.off). Subtracting the offset through the whole block's sum in
+ * one lane instead left lanes of opposite sign that cancel only in the
+ * final sum, measured to lose 2% of a result to f32 rounding when a
+ * block's weights are near the offset. The K quants reduce each
+ * super-block's integer sum to a scalar first (exact), then apply the
+ * scales like the reference. One pass over a weight row serves all n_tok
+ * tokens.
  * Every function carries a target attribute (the file builds with -O2). */
 #include "cpu-qdot.h"
 
@@ -53,87 +55,123 @@ INL float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* A legacy block's 32 unsigned values in element order: low nibbles of
- * qs[0..15], then their high nibbles. */
-INL __m256i nibbles32(const uint8_t *qs)
-{
-    const __m128i q = _mm_loadu_si128((const __m128i *)qs);
-    const __m128i m = _mm_set1_epi8(0x0f);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
-}
+/* ---- Q8_0: one 32-value block per step ---------------------------------- */
 
-/* Bit j of qh as 0x10 in byte j (the 5th bit of element j). */
-INL __m256i high_bits32(uint32_t qh)
-{
-    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
-                                           0x0101010101010101LL, 0);
-    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
-    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
-}
-
-INL __m256i dot_u8s8(__m256i u, __m256i s)
-{
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-
-/* ---- legacy types: one 32-value block per step -------------------------- */
-
-INL void row_legacy(uint32_t type, const int T, const uint8_t *row, int64_t nb,
-                    const struct md_xq32 *const *X, float *y, int64_t ldy)
+INL void row_q8_0(const int T, const uint8_t *row, int64_t nb, const struct md_xq32 *const *X,
+                  float *y, int64_t ldy)
 {
     __m256 acc[MAX_T];
-    float macc[MAX_T];
-    for (int t = 0; t < T; t++) {
+    for (int t = 0; t < T; t++)
         acc[t] = _mm256_setzero_ps();
-        macc[t] = 0.0f;
-    }
-    const int64_t bb = type == MD_TYPE_Q4_0 ? 18 : type == MD_TYPE_Q4_1 ? 20 :
-                       type == MD_TYPE_Q5_0 ? 22 : type == MD_TYPE_Q5_1 ? 24 : 34;
+    const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = row + b * bb;
+        const uint8_t *blk = row + b * 34;
         _mm_prefetch((const char *)blk + PF_DIST, _MM_HINT_T0);
         const float dw = f16(blk);
-        float mw = 0.0f;
-        __m256i u, sgn = _mm256_setzero_si256();
-        uint32_t qh;
-        switch (type) {
-        case MD_TYPE_Q4_0:
-            sgn = _mm256_sub_epi8(nibbles32(blk + 2), _mm256_set1_epi8(8));
-            u = _mm256_abs_epi8(sgn);
-            break;
-        case MD_TYPE_Q4_1: u = nibbles32(blk + 4); mw = f16(blk + 2); break;
-        case MD_TYPE_Q5_0:
-            memcpy(&qh, blk + 2, 4);
-            sgn = _mm256_sub_epi8(_mm256_or_si256(nibbles32(blk + 6), high_bits32(qh)), _mm256_set1_epi8(16));
-            u = _mm256_abs_epi8(sgn);
-            break;
-        case MD_TYPE_Q5_1:
-            memcpy(&qh, blk + 4, 4);
-            u = _mm256_or_si256(nibbles32(blk + 8), high_bits32(qh));
-            mw = f16(blk + 2);
-            break;
-        default: { /* Q8_0: |w| times x with w's sign (maddubs wants u8 x s8) */
-            const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 2));
-            u = _mm256_abs_epi8(w);
-            sgn = w;
-            break;
-        }
-        }
+        /* |w| times x with w's sign (maddubs wants u8 x s8) */
+        const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        const __m256i u = _mm256_abs_epi8(w);
         for (int t = 0; t < T; t++) {
             const struct md_xq32 *x = X[t] + b;
-            __m256i xv = _mm256_loadu_si256((const __m256i *)x->q);
-            if (type == MD_TYPE_Q4_0 || type == MD_TYPE_Q5_0 || type == MD_TYPE_Q8_0)
-                xv = _mm256_sign_epi8(xv, sgn);
-            const __m256i p = dot_u8s8(u, xv);
+            const __m256i xv = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x->q), w);
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), ones);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * x->d), acc[t]);
-            if (type == MD_TYPE_Q4_1 || type == MD_TYPE_Q5_1)
-                macc[t] += mw * x->d * (float)x->sum;
         }
     }
     for (int t = 0; t < T; t++)
-        y[t * ldy] = hsum8(acc[t]) + macc[t];
+        y[t * ldy] = hsum8(acc[t]);
+}
+
+/* ---- 4- and 5-bit legacy types: two blocks per step --------------------- */
+
+/* 16 bytes at a in the low 128-bit lane, 16 at b in the high one. */
+INL __m256i load_2x16(const uint8_t *a, const uint8_t *b)
+{
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)),
+                                   _mm_loadu_si128((const __m128i *)b), 1);
+}
+
+/* a in the low four lanes, b in the high four. */
+INL __m256 set_2x4(float a, float b)
+{
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_set1_ps(a)), _mm_set1_ps(b), 1);
+}
+
+/* Q4_0, Q4_1, Q5_0, Q5_1 against activation rows of md_xq128 (what
+ * md_xq_avx2_row makes): blocks b and b + 1 in one register, b's 16
+ * leading bytes of nibbles in the low lane and b + 1's in the high one, so
+ * that the low nibbles are both blocks' elements 0..15 (md_xq128.lo) and
+ * the high nibbles their elements 16..31 (.hi). The weights stay unsigned;
+ * a lane starts from its share of the -8 (Q5_0: -16) offset, md_xq128.off,
+ * and holds one block's exact integer product, so the scales go on by a
+ * vector of four lanes a block: half the per-token work of a block a step,
+ * and no sign juggling. Q4_1/Q5_1 add m times the activations' sum, which
+ * off gives as well (-8 times each lane's share). */
+INL void row_legacy45(uint32_t type, const int T, const uint8_t *row, int64_t nb,
+                      const struct md_xq128 *const *X, float *y, int64_t ldy)
+{
+    static const uint8_t zero_block[24];   /* the partner of an odd last block */
+    const bool five = type == MD_TYPE_Q5_0 || type == MD_TYPE_Q5_1;
+    const bool has_min = type == MD_TYPE_Q4_1 || type == MD_TYPE_Q5_1;
+    const int64_t bb = type == MD_TYPE_Q4_0 ? 18 : type == MD_TYPE_Q4_1 ? 20 :
+                       type == MD_TYPE_Q5_0 ? 22 : 24;
+    const int qs_at = type == MD_TYPE_Q4_0 ? 2 : type == MD_TYPE_Q4_1 ? 4 :
+                      type == MD_TYPE_Q5_0 ? 6 : 8;
+    const int qh_at = type == MD_TYPE_Q5_0 ? 2 : 4;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[MAX_T];
+    for (int t = 0; t < T; t++)
+        acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 2) {
+        const uint8_t *b0 = row + b * bb, *b1 = b + 1 < nb ? b0 + bb : zero_block;
+        _mm_prefetch((const char *)b0 + PF_DIST, _MM_HINT_T0);
+        const __m256i q = load_2x16(b0 + qs_at, b1 + qs_at);
+        __m256i lo = _mm256_and_si256(q, m4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if (five) {   /* byte j of lo: bit j of b's qh, then of b + 1's; hi: bits 16.. */
+            uint32_t h0, h1;
+            memcpy(&h0, b0 + qh_at, 4);
+            memcpy(&h1, b1 + qh_at, 4);
+            const __m256i h = _mm256_set1_epi64x((long long)((uint64_t)h1 << 32 | h0));
+            const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+            const __m256i f = _mm256_set1_epi8(0x10);
+            const __m256i sel_lo = _mm256_set_epi64x(0x0505050505050505LL, 0x0404040404040404LL,
+                                                     0x0101010101010101LL, 0);
+            const __m256i sel_hi = _mm256_add_epi8(sel_lo, _mm256_set1_epi8(2));
+            lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(
+                     _mm256_shuffle_epi8(h, sel_lo), bit), bit), f));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(
+                     _mm256_shuffle_epi8(h, sel_hi), bit), bit), f));
+        }
+        const __m256 dw = set_2x4(f16(b0), f16(b1));
+        /* Q4_1/Q5_1: -m / 8, as off is -8 times each lane's share of sum x */
+        const __m256 mw = has_min ? _mm256_mul_ps(set_2x4(f16(b0 + 2), f16(b1 + 2)),
+                                                  _mm256_set1_ps(-0.125f))
+                                  : _mm256_setzero_ps();
+        const int h = (int)(b / 2 % 2);
+        for (int t = 0; t < T; t++) {
+            const struct md_xq128 *x = X[t] + b / 4;
+            const __m256i xl = _mm256_loadu_si256((const __m256i *)(x->lo + 32 * h));
+            const __m256i xh = _mm256_loadu_si256((const __m256i *)(x->hi + 32 * h));
+            const __m256i off = _mm256_loadu_si256((const __m256i *)(x->off + 8 * h));
+            const __m256 dx = _mm256_loadu_ps(x->d + 8 * h);
+            /* each int16 at most 2 * 2 * 31 * 127 = 15,748: no saturation */
+            const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl),
+                                                 _mm256_maddubs_epi16(hi, xh));
+            __m256i p = _mm256_madd_epi16(p16, ones);
+            if (type == MD_TYPE_Q4_0)
+                p = _mm256_add_epi32(p, off);
+            else if (type == MD_TYPE_Q5_0)
+                p = _mm256_add_epi32(p, _mm256_add_epi32(off, off));
+            __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(p), dw);
+            if (has_min)
+                v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(off), mw, v);
+            acc[t] = _mm256_fmadd_ps(v, dx, acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++)
+        y[t * ldy] = hsum8(acc[t]);
 }
 
 /* ---- K quants: one 256-value super-block per step ----------------------- */
@@ -277,7 +315,8 @@ INL void rows_type(uint32_t type, const int T, const void *XQ, size_t xq_row_byt
         case MD_TYPE_Q4_K: row_q45_k(0, T, row, n_in / 256, (const struct md_xq256 *const *)X, Y + r, ldy); break;
         case MD_TYPE_Q5_K: row_q45_k(1, T, row, n_in / 256, (const struct md_xq256 *const *)X, Y + r, ldy); break;
         case MD_TYPE_Q6_K: row_q6_k(T, row, n_in / 256, (const struct md_xq256 *const *)X, Y + r, ldy); break;
-        default: row_legacy(type, T, row, n_in / 32, (const struct md_xq32 *const *)X, Y + r, ldy); break;
+        case MD_TYPE_Q8_0: row_q8_0(T, row, n_in / 32, (const struct md_xq32 *const *)X, Y + r, ldy); break;
+        default: row_legacy45(type, T, row, n_in / 32, (const struct md_xq128 *const *)X, Y + r, ldy); break;
         }
     }
 }

@@ -135,6 +135,25 @@ void md_xq_avx512_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst)
     }
 }
 
+static bool legacy45(uint32_t wtype)
+{
+    return wtype == MD_TYPE_Q4_0 || wtype == MD_TYPE_Q4_1 || wtype == MD_TYPE_Q5_0 ||
+           wtype == MD_TYPE_Q5_1;
+}
+
+size_t md_xq_avx2_row_bytes(uint32_t wtype, int64_t n_in)
+{
+    return legacy45(wtype) ? md_xq_avx512_row_bytes(wtype, n_in) : md_xq_row_bytes(wtype, n_in);
+}
+
+void md_xq_avx2_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst)
+{
+    if (legacy45(wtype))
+        md_xq_avx512_row(wtype, xq, n_in, dst);
+    else
+        memcpy(dst, xq, md_xq_row_bytes(wtype, n_in));
+}
+
 /* ---- reference block products ------------------------------------------ */
 
 static inline float rd_f16(const uint8_t *p)

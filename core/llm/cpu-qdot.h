@@ -84,6 +84,12 @@ typedef void (*md_qdot_fn)(uint32_t wtype, const void *XQ, int n_tok, size_t xq_
 size_t md_xq_avx512_row_bytes(uint32_t wtype, int64_t n_in);
 void md_xq_avx512_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst);
 
+/* The activation row of md_qdot_avx2 from a row of md_xq_quantize_row
+ * (same values): md_xq128 for Q4_0, Q4_1, Q5_0 and Q5_1, a copy for the
+ * others. */
+size_t md_xq_avx2_row_bytes(uint32_t wtype, int64_t n_in);
+void md_xq_avx2_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst);
+
 /* Portable C reference: every type md_xq_row_bytes accepts. */
 void md_qdot_ref(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
                  int64_t n_in, const uint8_t *W, size_t row_bytes,
@@ -91,7 +97,8 @@ void md_qdot_ref(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
 
 #if defined(__x86_64__) || defined(__i386__)
 /* AVX2 + FMA + F16C kernels (256-bit maddubs/madd), also used on AVX-512
- * CPUs; false (nothing done) for a type they do not cover. */
+ * CPUs; false (nothing done) for a type they do not cover. Their
+ * activation rows are made by md_xq_avx2_row (md_xq_avx2_row_bytes each). */
 bool md_qdot_avx2_has(uint32_t wtype);
 void md_qdot_avx2(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
                   int64_t n_in, const uint8_t *W, size_t row_bytes,

@@ -135,15 +135,16 @@ static void bench_gemv_l2(const char *types, int reps)
         void *W = make_weights(type, n_in, n_out);
         const size_t rb = (size_t)md_type_row_bytes(type, n_in), xb = md_xq_row_bytes(type, n_in);
         float X[4 * 1024], Y[4 * 128];
-        const size_t ab = md_xq_avx512_row_bytes(type, n_in);
-        char *XQ = malloc(4 * xb), *XA = malloc(4 * ab + 1);
-        if (!XQ || !XA) abort();
+        const size_t ab = md_xq_avx512_row_bytes(type, n_in), b2 = md_xq_avx2_row_bytes(type, n_in);
+        char *XQ = malloc(4 * xb), *XA = malloc(4 * ab + 1), *X2 = malloc(4 * b2);
+        if (!XQ || !XA || !X2) abort();
         for (int i = 0; i < 4 * 1024; i++)
             X[i] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
         for (int t = 0; t < 4; t++) {
             md_xq_quantize_row(type, X + t * n_in, n_in, XQ + t * xb);
             if (ab)
                 md_xq_avx512_row(type, XQ + t * xb, n_in, XA + t * ab);
+            md_xq_avx2_row(type, XQ + t * xb, n_in, X2 + t * b2);
         }
         for (int T = 1; T <= 4; T++) {
             double best[2] = { 1e30, 1e30 };
@@ -152,7 +153,7 @@ static void bench_gemv_l2(const char *types, int reps)
                     const double t0 = cpu_s();
                     for (int i = 0; i < 200; i++) {
                         if (k == 0)
-                            md_qdot_avx2(type, XQ, T, xb, n_in, W, rb, n_out, Y, n_out);
+                            md_qdot_avx2(type, X2, T, b2, n_in, W, rb, n_out, Y, n_out);
                         else if (md_qdot_avx512vnni_has(type))
                             md_qdot_avx512vnni(type, XA, T, ab, n_in, W, rb, n_out, Y, n_out);
                     }
@@ -165,6 +166,7 @@ static void bench_gemv_l2(const char *types, int reps)
         }
         free(XQ);
         free(XA);
+        free(X2);
         free(W);
     }
 }

@@ -128,16 +128,16 @@ static void check_kernel(const char *name, md_qdot_fn fn, uint32_t type, const f
     float *Y = malloc(sizeof(float) * (size_t)(n_tok * n_out));
     if (!Y) abort();
     (void)X;
-    /* the AVX-512 kernels read rows of their own layout, same values */
+    /* the ISA kernels read rows of their own layout, same values */
     const bool avx512 = strcmp(name, "avx512vnni") == 0;
-    const size_t kb = avx512 ? md_xq_avx512_row_bytes(type, n_in) : xb;
+    const size_t kb = avx512 ? md_xq_avx512_row_bytes(type, n_in) : md_xq_avx2_row_bytes(type, n_in);
     char *KQ = malloc(kb * (size_t)n_tok);
     if (!KQ) abort();
     for (int t = 0; t < n_tok; t++) {
         if (avx512)
             md_xq_avx512_row(type, XQ + t * xb, n_in, KQ + t * kb);
         else
-            memcpy(KQ + t * kb, XQ + t * xb, xb);
+            md_xq_avx2_row(type, XQ + t * xb, n_in, KQ + t * kb);
     }
     for (int T = 1; T <= n_tok; T++) {
         fn(type, KQ, T, kb, n_in, W, (size_t)rb, n_out, Y, n_out);
