@@ -118,25 +118,7 @@ static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f;
 
 float md_fp16_to_fp32(uint16_t h)
 {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t man = h & 0x3ffu;
-    uint32_t u;
-    if (exp == 0x1f) {                       /* inf / NaN: keep the payload */
-        u = sign | 0x7f800000u | (man << 13);
-    } else if (exp != 0) {                   /* normal */
-        u = sign | ((exp + 112u) << 23) | (man << 13);
-    } else if (man == 0) {                   /* signed zero */
-        u = sign;
-    } else {                                 /* subnormal: normalize */
-        uint32_t e = 113;                    /* exponent of 2^-14, biased */
-        while (!(man & 0x400u)) {
-            man <<= 1;
-            e--;
-        }
-        u = sign | (e << 23) | ((man & 0x3ffu) << 13);
-    }
-    return bits_f32(u);
+    return md_half_to_float(h);
 }
 
 uint16_t md_fp32_to_fp16(float f)
@@ -345,7 +327,7 @@ void md_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
         return;
     case MD_TYPE_F16:
         for (int64_t i = 0; i < n; i++)
-            dst[i] = rd_f16(s + 2 * i);
+            dst[i] = md_half_to_float((uint16_t)(s[2 * i] | (s[2 * i + 1] << 8)));
         return;
     case MD_TYPE_BF16:
         for (int64_t i = 0; i < n; i++)

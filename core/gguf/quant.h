@@ -35,6 +35,21 @@ bool md_type_layout(uint32_t type, int64_t *block_elems, int64_t *block_bytes);
 int64_t md_type_row_bytes(uint32_t type, int64_t n);
 
 float md_fp16_to_fp32(uint16_t h);
+/* The same conversion inline and without branches, so that loops of it
+ * vectorize: exponent and mantissa moved into an f32 and scaled by 2^112
+ * (exact, a power of two, for normal and subnormal halves alike), then
+ * infinities and NaNs (payload kept) rebuilt and the sign put back. Exact
+ * for all 65,536 inputs unless denormal inputs are flushed to zero (DAZ,
+ * off by default), which would turn subnormal halves into zeros. */
+static inline float md_half_to_float(uint16_t h)
+{
+    union { uint32_t u; float f; } v = { (uint32_t)(h & 0x7fffu) << 13 };
+    const uint32_t mant = v.u & 0x007fe000u;
+    v.f *= 0x1p112f;
+    v.u = (h & 0x7c00u) == 0x7c00u ? 0x7f800000u | mant : v.u;
+    v.u |= (uint32_t)(h & 0x8000u) << 16;
+    return v.f;
+}
 /* fp32 -> fp16: round to nearest even; overflow gives inf; NaN keeps its sign
  * and top 10 payload bits and is made quiet (like x86 F16C). */
 uint16_t md_fp32_to_fp16(float f);              /* round to nearest even */

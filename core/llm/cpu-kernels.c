@@ -514,7 +514,19 @@ static md_qdot_fn qdot_for(enum md_cpu_isa isa, uint32_t wtype)
         return md_qdot_avx2;
 #endif
     (void)isa;
-    return md_qdot_ref;
+    return md_qdot_portable;
+}
+
+/* Whether fn reads activation rows of md_xq_avx2_row's layout rather than
+ * md_xq_quantize_row's. */
+static bool qdot_avx2_rows(md_qdot_fn fn)
+{
+#if MD_HAVE_X86
+    return fn == md_qdot_avx2;
+#else
+    (void)fn;
+    return false;
+#endif
 }
 
 static bool gemv_has_kernel(enum md_cpu_isa isa, uint32_t wtype)
@@ -812,7 +824,7 @@ static int matmul_run(struct md_threadpool *tp, struct md_scratch *local, enum m
         if (j.qdot) {
             /* the AVX2 kernels read rows of their own layout: quantized
              * into the buffer's tail, converted into place */
-            const bool conv = j.qdot != md_qdot_ref;
+            const bool conv = qdot_avx2_rows(j.qdot);
             const size_t qb = md_xq_row_bytes(wtype, n_in);
             j.xq_row_bytes = conv ? md_xq_avx2_row_bytes(wtype, n_in) : qb;
             char *xq = scratch_get(shared, j.xq_row_bytes * (size_t)n_tok + (conv ? qb : 0));

@@ -90,6 +90,13 @@ void md_xq_avx512_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst);
 size_t md_xq_avx2_row_bytes(uint32_t wtype, int64_t n_in);
 void md_xq_avx2_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst);
 
+/* Portable C: every type md_xq_row_bytes accepts, each weight block
+ * decoded once for all tokens, loops a compiler vectorizes; the kernel of
+ * CPUs without the x86 ones (cpu-qdot-portable.c). */
+void md_qdot_portable(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
+                      int64_t n_in, const uint8_t *W, size_t row_bytes,
+                      int64_t n_rows, float *Y, int64_t ldy);
+
 /* Portable C reference: every type md_xq_row_bytes accepts. */
 void md_qdot_ref(uint32_t wtype, const void *XQ, int n_tok, size_t xq_row_bytes,
                  int64_t n_in, const uint8_t *W, size_t row_bytes,

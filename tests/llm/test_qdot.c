@@ -130,14 +130,18 @@ static void check_kernel(const char *name, md_qdot_fn fn, uint32_t type, const f
     (void)X;
     /* the ISA kernels read rows of their own layout, same values */
     const bool avx512 = strcmp(name, "avx512vnni") == 0;
-    const size_t kb = avx512 ? md_xq_avx512_row_bytes(type, n_in) : md_xq_avx2_row_bytes(type, n_in);
+    const bool avx2 = strcmp(name, "avx2") == 0;
+    const size_t kb = avx512 ? md_xq_avx512_row_bytes(type, n_in)
+                      : avx2 ? md_xq_avx2_row_bytes(type, n_in) : xb;
     char *KQ = malloc(kb * (size_t)n_tok);
     if (!KQ) abort();
     for (int t = 0; t < n_tok; t++) {
         if (avx512)
             md_xq_avx512_row(type, XQ + t * xb, n_in, KQ + t * kb);
-        else
+        else if (avx2)
             md_xq_avx2_row(type, XQ + t * xb, n_in, KQ + t * kb);
+        else
+            memcpy(KQ + t * kb, XQ + t * xb, xb);
     }
     for (int T = 1; T <= n_tok; T++) {
         fn(type, KQ, T, kb, n_in, W, (size_t)rb, n_out, Y, n_out);
@@ -178,6 +182,7 @@ static void check_type(struct rng *r, uint32_t type, int64_t n_in, int64_t n_out
     md_qdot_ref(type, XQ, n_tok, xb, n_in, W, (size_t)rb, n_out, Yref, n_out);
 
     /* 1. ISA kernels against the reference */
+    check_kernel("portable", md_qdot_portable, type, X, XQ, n_tok, n_in, W, n_out, Wf, Yref);
 #if defined(__x86_64__) || defined(__i386__)
     if (max_isa >= MD_ISA_AVX2 && md_qdot_avx2_has(type))
         check_kernel("avx2", md_qdot_avx2, type, X, XQ, n_tok, n_in, W, n_out, Wf, Yref);
