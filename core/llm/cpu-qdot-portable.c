@@ -45,7 +45,7 @@ static inline int32_t dot_u8(const uint8_t *a, const int8_t *b, int n)
 }
 
 /* A legacy 4/5-bit block's 32 unsigned values: low nibbles of qs[0..15],
- * then their high nibbles; bit j of qh on top as bit 4 (five). Written
+ * then their high nibbles; bit j of qh on top as bit 4 (five), found
  * without variable shifts, which SSE2 has not. */
 static inline void nibbles(const uint8_t *qs, bool five, uint32_t qh, int8_t *w)
 {
@@ -53,9 +53,17 @@ static inline void nibbles(const uint8_t *qs, bool five, uint32_t qh, int8_t *w)
         w[j] = (int8_t)(qs[j] & 0x0f);
         w[j + 16] = (int8_t)(qs[j] >> 4);
     }
-    if (five)
-        for (int j = 0; j < 32; j++)
-            w[j] = (int8_t)(w[j] | ((qh & (1u << j)) ? 0x10 : 0));
+    /* qh a byte at a time: the byte times 0x0101... copies it into all 8
+     * bytes, byte i keeps bit i, adding 0x7f sets the top bit of the
+     * non-zero bytes (no carry crosses a byte), shifted down to 0x10 */
+    for (int k = 0; five && k < 4; k++) {
+        uint64_t x = ((qh >> (8 * k)) & 0xffu) * 0x0101010101010101ull;
+        x = (((x & 0x8040201008040201ull) + 0x7f7f7f7f7f7f7f7full) & 0x8080808080808080ull) >> 3;
+        uint64_t v;
+        memcpy(&v, w + 8 * k, 8);
+        v |= x;
+        memcpy(w + 8 * k, &v, 8);
+    }
 }
 
 static inline uint32_t u32_at(const uint8_t *p)
