@@ -1174,7 +1174,8 @@ static void add_frames_grouped(struct md_reduce_session *const *ss,
 {
     struct md_reduce_session *like = ss[ks[0]];
     const struct md_clip_hparams *hp = &like->vis->hp;
-    int32_t per_run = tower_needs(like).merge ? 1 : REDUCE_RUN_TOKENS / (hp->n_pos > 0 ? hp->n_pos : 1);
+    int32_t per_run = tower_needs(like).merge ? 1
+                                              : REDUCE_RUN_TOKENS / (hp->n_pos > 0 ? hp->n_pos : 1);
     per_run = per_run < 1 ? 1 : per_run > REDUCE_RUN_FRAMES ? REDUCE_RUN_FRAMES : per_run;
     int64_t total = 0;
     for (int32_t i = 0; i < n_ks; i++)
