@@ -1186,7 +1186,7 @@ static void add_frames_grouped(struct md_reduce_session *const *ss,
     struct md_encoded *e = malloc(sizeof *e * (size_t)per_run);
     if (!items || !pix || !e) {
         for (int32_t i = 0; i < n_ks; i++)
-            rcs[ks[i]] = MD_ERR_NOMEM;
+            rcs[ks[i]] = md_reduce_fail(ss[ks[i]], MD_ERR_NOMEM, "add_frames: out of memory");
         total = 0;
     }
     int64_t t = 0;
