@@ -430,16 +430,16 @@ static int add_blocks(struct md_vqa_stream *s, struct md_reduce_session *rs, int
     struct md_frame *fr = malloc(sizeof *fr * (size_t)(n_frames ? n_frames : 1));
     if (!fr)
         return MD_ERR_NOMEM;
-    kept_frames(s, fit, fr);   /* fr[next]: the next kept frame below */
-    int32_t done = 0, f = 0, next = 0;
-    int32_t want = n_frames < fit ? n_frames : fit;
+    const int32_t n = kept_frames(s, fit, fr);
+    int32_t done = 0, next = 0;
     int rc = MD_OK;
     out->first_pts_ns = out->last_pts_ns = -1;
-    /* the kept frames before each image, then the image */
+    /* the kept frames before each image, then the image; a kept frame is
+     * known by its pixels (every block holds its own copy) */
     for (int32_t i = 0; i <= s->n_blocks && !rc; i++) {
         const struct vqa_block *b = i < s->n_blocks ? &s->blocks[i] : NULL;
         if (b && !b->image) {
-            frame_kept(f++, n_frames, want, &next);   /* counts the kept ones before b */
+            next += next < n && fr[next].rgb == b->rgb;
             continue;
         }
         int32_t run = next - done;
