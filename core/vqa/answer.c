@@ -583,10 +583,8 @@ void vqa_prepare_windows(struct vqa_prep *p, int32_t n)
     for (int32_t i = 0; i < n; i++) {
         if (p[i].rc)
             continue;
-        if (n > 1) {   /* each prefill stops on its own stream's abort */
-            v->turns.abort = p[i].s->abort;
-            v->turns.abort_user = p[i].s->abort_user;
-        }
+        v->turns.abort = p[i].s->abort;   /* each prefill stops on its own stream's abort */
+        v->turns.abort_user = p[i].s->abort_user;
         p[i].rc = prefill_fitting(&p[i], fit[i], encoded[i]);
     }
     v->turns.abort = abort;
