@@ -152,6 +152,9 @@ struct _GstMustdropVqa
   MdvEngine *engine;            /* taken at start, perhaps shared */
   gboolean *loading_now;        /* during mdv_engine_load: set if it loads */
   struct md_vqa *vqa;           /* the engine's; answers on the worker */
+  /* this element's streams' own settings (the engine may be another's):
+   * taken from the settings at start, strings owned, fixed while running */
+  struct md_vqa_stream_params stream_params;
   struct md_vqa_stream *growing;        /* window = 0: the worker's stream */
   FILE *jsonl;                  /* worker: JSON lines, NULL, or stdout */
   /* who answers, in every JSON line (fixed while running): the element's

@@ -612,7 +612,7 @@ configure_run (GstMustdropVqa * self)
   GstClockTime step_ns = window_ns ? window_ns -
       (GstClockTime) (s->window_overlap * GST_SECOND) : 0;
   g_mutex_lock (&self->lock);
-  mdv_windows_init (&self->windows, NULL, window_ns, step_ns);
+  mdv_windows_init (&self->windows, NULL, NULL, window_ns, step_ns);
   self->max_pending = s->max_pending;
   self->text_timing = s->text_timing;
   self->stats = s->stats;
@@ -761,8 +761,8 @@ validate_and_start (GstMustdropVqa * self)
     return FALSE;
   }
   g_mutex_lock (&self->lock);
-  mdv_windows_init (&self->windows, self->vqa, self->windows.window_ns,
-      self->windows.step_ns);
+  mdv_windows_init (&self->windows, self->vqa, &self->stream_params,
+      self->windows.window_ns, self->windows.step_ns);
   g_mutex_unlock (&self->lock);
   mdv_post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "Model loaded");
   self->worker = g_thread_new ("mustdropvqa", mdv_worker_main, self);
@@ -788,6 +788,7 @@ stop (GstMustdropVqa * self)
   mdv_clear_pending_locked (self);
   self->have_info = FALSE;
   self->windows.vqa = NULL;
+  self->windows.params = NULL;
   mdv_engine_free (self);       /* under lock: "ask" and the properties look */
   g_mutex_unlock (&self->lock);
   if (self->converter) {
@@ -856,7 +857,7 @@ gst_mustdrop_vqa_init (GstMustdropVqa * self)
   g_mutex_init (&self->settings_lock);
   g_mutex_init (&self->lock);
   g_cond_init (&self->cond);
-  mdv_windows_init (&self->windows, NULL, 0, 0);
+  mdv_windows_init (&self->windows, NULL, NULL, 0, 0);
   g_queue_init (&self->pending);
   g_queue_init (&self->ready);
   g_queue_init (&self->growing_frames);

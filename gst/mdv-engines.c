@@ -11,14 +11,16 @@ GST_DEBUG_CATEGORY_EXTERN (mustdrop_vqa_debug);
 #define GST_CAT_DEFAULT mustdrop_vqa_debug
 
 /* What makes two elements' engines the same: the engine-name, the files
- * (canonical paths), and every setting md_vqa_load takes that streams or
- * the context depend on. The question counts only for window = 0 (the
- * growing stream's cap is fitted to it); elsewhere it is per answer. */
+ * (canonical paths), and what the weights and the contexts are made with.
+ * Sampling, the reduction and the answer's length are each stream's own
+ * (md_vqa_stream_params), with one limit: with the context's size left to
+ * the engine, it was sized for the loading element's max-frames and
+ * max-new-tokens, so an element asking for more gets an engine of its own
+ * rather than answers over fewer frames. */
 typedef struct
 {
-  gchar *name, *model, *mmproj, *device, *reduce, *isa, *question_hint;
-  gint n_threads, n_ctx, max_visual_tokens, max_frames, max_new_tokens, max_batch;
-  gdouble sample_fps;
+  gchar *name, *model, *mmproj, *device, *isa;
+  gint n_threads, n_ctx, max_frames, max_new_tokens, max_batch;
 } MdvEngineKey;
 
 struct _MdvEngine
@@ -51,23 +53,18 @@ canonical (const gchar * path)
 }
 
 static void
-key_init (MdvEngineKey * k, const gchar * name, const struct md_vqa_params *p,
-    gboolean growing)
+key_init (MdvEngineKey * k, const gchar * name, const struct md_vqa_params *p)
 {
   k->name = g_strdup (name ? name : "");
   k->model = canonical (p->model);
   k->mmproj = canonical (p->mmproj);
   k->device = g_strdup (p->device ? p->device : "auto");
-  k->reduce = g_strdup (p->reduce ? p->reduce : "none");
   k->isa = g_strdup (p->isa ? p->isa : "auto");
-  k->question_hint = growing ? g_strdup (p->question_hint) : NULL;
   k->n_threads = p->n_threads;
   k->n_ctx = p->n_ctx;
-  k->max_visual_tokens = p->max_visual_tokens;
   k->max_frames = p->max_frames;
   k->max_new_tokens = p->max_new_tokens;
   k->max_batch = p->max_batch;
-  k->sample_fps = p->sample_fps;
 }
 
 static void
@@ -77,9 +74,7 @@ key_clear (MdvEngineKey * k)
   g_free (k->model);
   g_free (k->mmproj);
   g_free (k->device);
-  g_free (k->reduce);
   g_free (k->isa);
-  g_free (k->question_hint);
 }
 
 /* NULL when a and b give the same engine, else the first setting that
@@ -99,16 +94,19 @@ key_difference (const MdvEngineKey * a, const MdvEngineKey * b)
   DIFF_STR (model, "model");
   DIFF_STR (mmproj, "mmproj");
   DIFF_STR (device, "device");
-  DIFF_STR (reduce, "reduce");
   DIFF_STR (isa, "isa");
   DIFF_NUM (n_threads, "threads");
   DIFF_NUM (n_ctx, "context-size");
-  DIFF_NUM (max_frames, "max-frames");
-  DIFF_NUM (sample_fps, "sample-fps");
-  DIFF_NUM (max_new_tokens, "max-new-tokens");
-  DIFF_NUM (max_visual_tokens, "max-visual-tokens");
   DIFF_NUM (max_batch, "max-batch");
-  DIFF_STR (question_hint, "window=0 question and system-prompt");
+  /* a context sized by the engine holds what its loader asked for */
+  if (!a->n_ctx && a->max_frames > b->max_frames)
+    return g_strdup_printf ("max-frames %d, more than the loaded engine's "
+        "context was sized for (%d; set context-size to share it)",
+        a->max_frames, b->max_frames);
+  if (!a->n_ctx && a->max_new_tokens > b->max_new_tokens)
+    return g_strdup_printf ("max-new-tokens %d, more than the loaded engine's "
+        "context was sized for (%d; set context-size to share it)",
+        a->max_new_tokens, b->max_new_tokens);
 #undef DIFF_STR
 #undef DIFF_NUM
   return NULL;
@@ -211,14 +209,13 @@ load (GstElement * element, MdvEngine * e, const struct md_vqa_params *params,
 
 int
 mdv_engines_acquire (GstElement * element, const gchar * name,
-    const struct md_vqa_params *params, gboolean growing,
-    MdvEngineLoadingFunc loading, MdvEngine ** out, char *err, size_t errlen)
+    const struct md_vqa_params *params, MdvEngineLoadingFunc loading, MdvEngine ** out, char *err, size_t errlen)
 {
   MdvEngineKey k;
   gchar *why = NULL;
 
   *out = NULL;
-  key_init (&k, name, params, growing);
+  key_init (&k, name, params);
   g_mutex_lock (&engines_lock);
   MdvEngine *e = find_locked (&k, &why);
   if (e) {

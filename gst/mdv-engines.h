@@ -15,13 +15,13 @@ typedef struct _MdvEngine MdvEngine;
 typedef void (*MdvEngineLoadingFunc) (GstElement * element);
 
 /* The engine for params under name (NULL or "": grouped by settings only):
- * a loaded one with the same files and settings (growing: the question hint
- * too), or one loaded now on the caller's thread, with element getting its
- * load warnings. params' log is replaced. MD_OK with *out, or md_vqa_load's
- * error in err. */
+ * a loaded one with the same files and engine settings (mdv-engines.c says
+ * which), or one loaded now on the caller's thread, with element getting
+ * its load warnings. params' log is replaced. MD_OK with *out, or
+ * md_vqa_load's error in err. */
 int mdv_engines_acquire (GstElement * element, const gchar * name,
-    const struct md_vqa_params *params, gboolean growing,
-    MdvEngineLoadingFunc loading, MdvEngine ** out, char *err, size_t errlen);
+    const struct md_vqa_params *params, MdvEngineLoadingFunc loading,
+    MdvEngine ** out, char *err, size_t errlen);
 /* One user less; the last frees the engine. */
 void mdv_engines_release (MdvEngine * e);
 struct md_vqa *mdv_engine_vqa (const MdvEngine * e);

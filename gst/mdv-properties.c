@@ -626,11 +626,13 @@ mdv_install_properties (GObjectClass * gobject_class)
           "the CPU), cpu, cuda or cuda:N", DEFAULT_DEVICE, ready));
   g_object_class_install_property (gobject_class, PROP_ENGINE_NAME,
       g_param_spec_string ("engine-name", "Engine name",
-          "Elements of the process with the same model, mmproj, device and "
-          "engine settings share one loaded engine (weights in memory once, "
-          "answers taking turns fairly); elements with different names never "
-          "share. NULL: grouped by the settings alone. Give each element its "
-          "own name for one engine per element", NULL, ready));
+          "Elements of the process with the same model, mmproj, device, "
+          "threads, context-size and max-batch share one loaded engine "
+          "(weights in memory once, answers taking turns fairly), each "
+          "sampling and reducing as its own properties say; elements with "
+          "different names never share. NULL: grouped by the settings alone. "
+          "Give each element its own name for one engine per element", NULL,
+          ready));
   g_object_class_install_property (gobject_class, PROP_ENGINE_USERS,
       g_param_spec_uint ("engine-users", "Engine users",
           "Elements using this element's engine now (0 when not started)", 0,

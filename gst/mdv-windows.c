@@ -7,14 +7,16 @@ GST_DEBUG_CATEGORY_EXTERN (mustdrop_vqa_debug);
 static void
 grid_init (MdvWindows * w)
 {
-  md_vqa_grid_init (&w->grid, w->vqa ? md_vqa_params (w->vqa)->sample_fps : 0);
+  md_vqa_grid_init (&w->grid, w->params ? w->params->sample_fps : 0);
 }
 
 void
-mdv_windows_init (MdvWindows * w, struct md_vqa *vqa, GstClockTime window_ns,
+mdv_windows_init (MdvWindows * w, struct md_vqa *vqa,
+    const struct md_vqa_stream_params *params, GstClockTime window_ns,
     GstClockTime step_ns)
 {
   w->vqa = vqa;
+  w->params = vqa ? params : NULL;
   w->window_ns = window_ns;
   w->step_ns = step_ns;
   w->origin = GST_CLOCK_TIME_NONE;
@@ -33,8 +35,8 @@ window_new (MdvWindows * w, GstClockTime start, GstClockTime end)
   win->start = start;
   win->end = end;
   if (GST_CLOCK_TIME_IS_VALID (end) &&
-      md_vqa_stream_new (w->vqa, MD_VQA_WINDOW, &win->stream, err,
-          sizeof err) != MD_OK)
+      md_vqa_stream_new_with (w->vqa, MD_VQA_WINDOW, w->params, &win->stream,
+          err, sizeof err) != MD_OK)
     GST_WARNING ("window %" G_GUINT64_FORMAT ": no stream (%s), it stays "
         "empty", win->index, err);
   /* its bounds are known: max-frames frames spread over all of it */

@@ -30,12 +30,15 @@ typedef struct
   GstClockTime origin;          /* PTS where window 0 starts; NONE: unset */
   guint64 next_index;
   GQueue open;                  /* MdvWindow*, oldest first */
-  struct md_vqa *vqa;           /* window streams come from it */
+  struct md_vqa *vqa;           /* window streams come from it... */
+  const struct md_vqa_stream_params *params;    /* ...with these (the element's) */
   struct md_vqa_grid grid;      /* growing: the sampling rule */
 } MdvWindows;
 
-/* The engine (NULL until it is loaded) gives the sampling rule's rate. */
-void mdv_windows_init (MdvWindows * w, struct md_vqa *vqa, GstClockTime window_ns,
+/* The engine (NULL until it is loaded) makes the windows' streams with
+ * params (which give the sampling rule's rate; they must outlive w's use). */
+void mdv_windows_init (MdvWindows * w, struct md_vqa *vqa,
+    const struct md_vqa_stream_params *params, GstClockTime window_ns,
     GstClockTime step_ns);
 /* Windows up to pts: those ending at or before it go (oldest first) to
  * `closed`, those starting by it open. FALSE when pts is before the origin

@@ -134,6 +134,33 @@ engine_params (GstMustdropVqa * self)
   return p;
 }
 
+static void
+stream_params_clear (GstMustdropVqa * self)
+{
+  g_free ((gchar *) self->stream_params.reduce);
+  g_free ((gchar *) self->stream_params.question_hint);
+  memset (&self->stream_params, 0, sizeof self->stream_params);
+}
+
+/* This element's streams' settings, from the engine's parameters as this
+ * element would load them: a shared engine loaded by another element
+ * samples and reduces this element's windows as this element says. The
+ * strings become the element's own. */
+static void
+take_stream_params (GstMustdropVqa * self, const struct md_vqa_params *p)
+{
+  struct md_vqa_stream_params *sp = &self->stream_params;
+
+  stream_params_clear (self);
+  sp->sample_fps = p->sample_fps;
+  sp->max_frames = p->max_frames;
+  sp->reduce = g_strdup (p->reduce);
+  sp->max_visual_tokens = p->max_visual_tokens;
+  sp->question_hint = g_strdup (p->question_hint);
+  sp->max_new_tokens = p->max_new_tokens;
+}
+
+
 /* Opens jsonl-location: "-" is the process's own stdout stream, so that the
  * lines and what the application prints share one file position (a second
  * description of a redirected stdout, opened by name, would overwrite). */
@@ -163,8 +190,16 @@ engine_start (GstMustdropVqa * self, const gchar * question,
     post_error (self, GST_RESOURCE_ERROR_SETTINGS, headline (err), NULL);
     return FALSE;
   }
-  if (growing && !md_vqa_stream_new (self->vqa, MD_VQA_GROWING,
-          &self->growing, err, sizeof err))
+  /* a window's settings are known now, not when its stream is made */
+  struct md_vqa_stream *probe = NULL;
+  if (!growing && md_vqa_stream_new_with (self->vqa, MD_VQA_WINDOW,
+          &self->stream_params, &probe, err, sizeof err)) {
+    post_error (self, GST_RESOURCE_ERROR_SETTINGS, headline (err), NULL);
+    return FALSE;
+  }
+  md_vqa_stream_free (probe);
+  if (growing && !md_vqa_stream_new_with (self->vqa, MD_VQA_GROWING,
+          &self->stream_params, &self->growing, err, sizeof err))
     md_vqa_stream_set_client (self->growing, self, abort_cb, self);
   else if (growing) {
     post_error (self, GST_RESOURCE_ERROR_SETTINGS, headline (err),
@@ -222,12 +257,12 @@ mdv_engine_load (GstMustdropVqa * self)
   p.mmproj = mmproj;
   p.device = device;
   p.reduce = reduce;
+  take_stream_params (self, &p);
   /* the table's lock is taken without settings_lock: a load takes seconds */
   gboolean loaded = FALSE;
   self->loading_now = &loaded;
-  int rc = mdv_engines_acquire (GST_ELEMENT (self), name, &p,
-      self->windows.window_ns == 0, engine_loading, &self->engine, err,
-      sizeof err);
+  int rc = mdv_engines_acquire (GST_ELEMENT (self), name, &p, engine_loading,
+      &self->engine, err, sizeof err);
   self->loading_now = NULL;
   if (rc == MD_OK && !loaded)
     mdv_post_progress (self, GST_PROGRESS_TYPE_START,
@@ -258,6 +293,7 @@ mdv_engine_free (GstMustdropVqa * self)
   md_vqa_stream_free (self->growing);
   self->growing = NULL;
   self->vqa = NULL;
+  stream_params_clear (self);
   mdv_engines_release (self->engine);
   self->engine = NULL;
   if (self->jsonl && self->jsonl != stdout)

@@ -76,16 +76,40 @@ static int build_buffers(struct md_context *ctx)
     return ctx->row_pos && ctx->layer_pos && ctx->ids_host ? MD_OK : MD_ERR_NOMEM;
 }
 
+/* The n_batch-row buffers (not the logits chunk, sized on its own). */
 static void free_buffers(struct md_context *ctx)
 {
     struct md_tensor *ts[] = { &ctx->x, &ctx->xb, &ctx->q, &ctx->k, &ctx->v, &ctx->att,
-                               &ctx->lse, &ctx->hb, &ctx->hb2, &ctx->ids, &ctx->pos, &ctx->out };
+                               &ctx->lse, &ctx->hb, &ctx->hb2, &ctx->ids, &ctx->pos };
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
         if (ts[i]->data)
             ctx->be->ops->tensor_free(ctx->be, ts[i]);
     free(ctx->row_pos);
     free(ctx->layer_pos);
     free(ctx->ids_host);
+    ctx->row_pos = ctx->layer_pos = ctx->ids_host = NULL;
+}
+
+int md_context_reserve_batch(struct md_context *ctx, int32_t n_batch)
+{
+    if (!ctx || n_batch <= 0)
+        return MD_ERR_INVALID;
+    if (n_batch > ctx->params.n_ctx)
+        n_batch = ctx->params.n_ctx;
+    int32_t old = ctx->params.n_batch;
+    if (n_batch <= old)
+        return MD_OK;
+    free_buffers(ctx);
+    ctx->params.n_batch = n_batch;
+    if (build_buffers(ctx) == MD_OK)
+        return MD_OK;
+    /* back to the size that worked, so the context stays usable */
+    free_buffers(ctx);
+    ctx->params.n_batch = old;
+    int rc = build_buffers(ctx);
+    return md_llm_error(ctx, MD_ERR_NOMEM, "out of memory for activation buffers of %d rows%s",
+                        n_batch, rc ? " (and for the previous size: the context is unusable)"
+                                    : "");
 }
 
 static int check_params(const struct md_model *m, struct md_context_params *p, char *err,
@@ -167,6 +191,8 @@ void md_context_free(struct md_context *ctx)
         return;
     if (ctx->be) {
         free_buffers(ctx);
+        if (ctx->out.data)
+            ctx->be->ops->tensor_free(ctx->be, &ctx->out);
         md_kv_cache_free(ctx->kv);
         md_backend_free(ctx->be);
     }

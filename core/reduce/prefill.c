@@ -368,11 +368,10 @@ int md_reduce_prefill_batch(struct md_reduce_session *s, const struct md_batch *
         return md_reduce_fail(s, MD_ERR_CONTEXT_FULL,
                               "prefill: the prompt is %d rows and the context holds %d", b->n,
                               s->n_ctx);
-    if (!chunked && b->n > md_context_n_batch(s->ctx))
-        return md_reduce_fail(s, MD_ERR_UNSUPPORTED,
-                              "prefill: %d prompt rows exceed n_batch %d (layer-wise pruning "
-                              "needs the prompt in one batch; raise n_batch)",
-                              b->n, md_context_n_batch(s->ctx));
+    /* layer-wise pruning sees the whole prompt in one pass */
+    if (!chunked && md_context_reserve_batch(s->ctx, b->n) != MD_OK)
+        return md_reduce_fail(s, MD_ERR_NOMEM, "prefill: %d prompt rows in one pass (layer-wise "
+                              "pruning): %s", b->n, md_context_error(s->ctx));
     double t0 = md_reduce_now_ms();
     s->prefilled = false;
     md_reduce_unmark(s);

@@ -134,6 +134,35 @@ int md_reduce_session_new(struct md_context *ctx, struct md_vision *vis,
     return MD_OK;
 }
 
+/* The buffers the temporal methods size by the config (stmerge's group of
+ * st_frames frames, DyCoke's reference frames): made again on first use. */
+static void free_frame_bufs(struct md_reduce_session *s)
+{
+    free(s->anchor);
+    free(s->prev);
+    free(s->pending);
+    free(s->pending_score);
+    s->anchor = s->prev = s->pending = s->pending_score = NULL;
+    s->frame_n = 0;
+}
+
+int md_reduce_session_configure(struct md_reduce_session *s, const struct md_reduce_config *cfg)
+{
+    if (!s || !cfg)
+        return MD_ERR_INVALID;
+    if (s->n_blocks || s->n_frames || s->n_pending || s->clip_frames || s->prefilled)
+        return md_reduce_fail(s, MD_ERR_INVALID, "configure: the session holds frames "
+                              "(reset it first)");
+    char spec[sizeof s->spec];
+    md_reduce_format(cfg, spec, sizeof spec);
+    if (strcmp(spec, s->spec))   /* stmerge's group size is in the spec */
+        free_frame_bufs(s);
+    s->cfg = *cfg;
+    snprintf(s->spec, sizeof s->spec, "%s", spec);
+    s->md_n_layers = scale_layers(&s->cfg, s->n_layer, s->md_layers);
+    return MD_OK;
+}
+
 static void free_blocks(struct md_reduce_session *s)
 {
     for (int32_t i = 0; i < s->n_blocks; i++)
@@ -147,10 +176,7 @@ void md_reduce_session_free(struct md_reduce_session *s)
         return;
     free_blocks(s);
     free(s->blocks);
-    free(s->anchor);
-    free(s->prev);
-    free(s->pending);
-    free(s->pending_score);
+    free_frame_bufs(s);
     free(s->clip);
     free(s->clip_score);
     free_tracking(s);

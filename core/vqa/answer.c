@@ -468,8 +468,7 @@ void vqa_fill_stats(const struct md_vqa_stream *s, const struct md_reduce_sessio
                                                        : st->ms_vision + st->ms_select;
     out->timings.prefill_ms = st->ms_prefill;
     out->timings.decode_ms = st->ms_decode;
-    snprintf(out->reduce, sizeof out->reduce, "%s", s->mode == MD_VQA_GROWING ? s->spec
-                                                                              : s->vqa->spec);
+    snprintf(out->reduce, sizeof out->reduce, "%s", s->spec);
 }
 
 static int prefill_encoded(struct md_reduce_session *rs, const struct md_vqa_ask *ask, char *err,
@@ -481,13 +480,21 @@ static int prefill_encoded(struct md_reduce_session *rs, const struct md_vqa_ask
     return rc;
 }
 
+/* A window's answer starts: the engine's session (or a batch slot's) empty,
+ * reducing as the stream's settings say. */
+static void begin_window(const struct md_vqa_stream *s, struct md_reduce_session *rs)
+{
+    md_reduce_reset(rs);
+    md_reduce_session_configure(rs, &s->cfg);   /* cannot fail once reset */
+}
+
 /* Window: the session starts empty and takes the blocks that fit (at most
  * `fit` frames), then the prompt is prefilled. */
 static int prefill_window(struct md_vqa_stream *s, struct md_reduce_session *rs,
                           const struct md_vqa_ask *ask, int32_t fit, struct md_vqa_answer *out,
                           char *err, size_t errlen)
 {
-    md_reduce_reset(rs);
+    begin_window(s, rs);
     out->frames = 0;
     int rc = add_blocks(s, rs, fit, out);
     if (rc && rc != MD_ERR_ABORTED)
@@ -540,7 +547,7 @@ static void encode_together(struct vqa_prep *p, int32_t n, const int32_t *fit, b
             p[i].rc = MD_ERR_NOMEM;
             continue;
         }
-        md_reduce_reset(p[i].rs);
+        begin_window(p[i].s, p[i].rs);
         p[i].out->frames = 0;
         p[i].out->first_pts_ns = p[i].out->last_pts_ns = -1;
         nf[k] = kept_frames(p[i].s, fit[i], fr[k]);

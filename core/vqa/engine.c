@@ -457,10 +457,8 @@ int vqa_context_new(struct md_vqa *v, int32_t n_ctx, struct md_context **out, ch
     cp.isa = v->params.isa;
     cp.abort_callback = engine_abort;
     cp.abort_callback_user = v;
-    /* layer-wise pruning (stage c) sees the whole prompt at once; other
-     * prompts go through in chunks */
-    if (md_reduce_stages(&v->cfg) & MD_STAGE_PREFILL)
-        cp.n_batch = 1 << 24;
+    /* prompts go through in chunks of the default n_batch; layer-wise
+     * pruning grows it to the prompt when it prefills (md_reduce_prefill) */
     return md_context_new(v->model, &cp, out, err, errlen);
 }
 

@@ -31,21 +31,20 @@ static int fail(struct md_vqa_stream *s, int rc, const char *what)
 static int fit_cap(struct md_vqa_stream *s, char *err, size_t errlen)
 {
     struct md_vqa *v = s->vqa;
-    const struct md_vqa_params *p = &v->params;
     char typical[VQA_QUESTION_EST * 2 + 1];
     memset(typical, 'a', VQA_QUESTION_EST * 2);   /* about VQA_QUESTION_EST tokens */
     for (int i = 1; i < VQA_QUESTION_EST * 2; i += 2)
         typical[i] = ' ';
     typical[VQA_QUESTION_EST * 2] = '\0';
-    int64_t q, text = vqa_prompt_tokens(v, NULL, p->question_hint ? p->question_hint : typical,
+    int64_t q, text = vqa_prompt_tokens(v, NULL, s->question_hint ? s->question_hint : typical,
                                         NULL, &q);
-    int64_t cap = p->max_visual_tokens ? p->max_visual_tokens
+    int64_t cap = s->max_visual_tokens ? s->max_visual_tokens
                   : s->cfg.max_visual_tokens > 0 ? s->cfg.max_visual_tokens
                                                  : VQA_AUTO_VISUAL_TOKENS;
     if (s->cfg.max_visual_frames <= 0)
-        s->cfg.max_visual_frames = p->max_frames;
+        s->cfg.max_visual_frames = s->max_frames;
     int32_t frames = s->cfg.max_visual_frames, n_ctx = md_context_n_ctx(v->ctx);
-    int64_t room = (int64_t)n_ctx - p->max_new_tokens - text - (int64_t)VQA_BLOCK_TEXT * frames;
+    int64_t room = (int64_t)n_ctx - s->max_new_tokens - text - (int64_t)VQA_BLOCK_TEXT * frames;
     if (cap > room) {
         vqa_log(v, MD_LOG_INFO, "visual-token cap %lld lowered to %lld to fit the context (%d)",
                 (long long)cap, (long long)room, n_ctx);
@@ -64,14 +63,54 @@ static int fit_cap(struct md_vqa_stream *s, char *err, size_t errlen)
     return MD_OK;
 }
 
-int md_vqa_stream_new(struct md_vqa *v, enum md_vqa_mode mode, struct md_vqa_stream **out,
-                      char *err, size_t errlen)
+struct md_vqa_stream_params md_vqa_stream_default_params(const struct md_vqa *v)
+{
+    const struct md_vqa_params *p = &v->params;
+    return (struct md_vqa_stream_params){
+        .sample_fps = p->sample_fps, .max_frames = p->max_frames, .reduce = NULL,
+        .max_visual_tokens = p->max_visual_tokens, .question_hint = p->question_hint,
+        .max_new_tokens = p->max_new_tokens,
+    };
+}
+
+/* The stream's settings, checked; its reduction config parsed. */
+static int take_params(struct md_vqa_stream *s, const struct md_vqa_stream_params *p, char *err,
+                       size_t errlen)
+{
+    struct md_vqa *v = s->vqa;
+    if (!(p->sample_fps >= 0) || p->max_frames < 1 || p->max_visual_tokens < 0 ||
+        p->max_new_tokens < 1) {
+        snprintf(err, errlen, "invalid stream parameters: sample_fps %g, max_frames %d, "
+                 "max_visual_tokens %d, max_new_tokens %d", p->sample_fps, p->max_frames,
+                 p->max_visual_tokens, p->max_new_tokens);
+        return MD_ERR_INVALID;
+    }
+    s->sample_fps = p->sample_fps;
+    s->max_frames = p->max_frames;
+    s->max_visual_tokens = p->max_visual_tokens;
+    s->max_new_tokens = p->max_new_tokens;
+    if (p->question_hint && !(s->question_hint = strdup(p->question_hint))) {
+        snprintf(err, errlen, "out of memory");
+        return MD_ERR_NOMEM;
+    }
+    s->cfg = vqa_config(v);
+    char why[256];
+    if (p->reduce && md_reduce_parse(p->reduce, &s->cfg, why, sizeof why) != MD_OK) {
+        snprintf(err, errlen, "invalid reduce spec '%s': %s", p->reduce, why);
+        return MD_ERR_INVALID;
+    }
+    return MD_OK;
+}
+
+int md_vqa_stream_new_with(struct md_vqa *v, enum md_vqa_mode mode,
+                           const struct md_vqa_stream_params *params,
+                           struct md_vqa_stream **out, char *err, size_t errlen)
 {
     if (!out)
         return MD_ERR_INVALID;
     *out = NULL;
-    if (!v || (mode != MD_VQA_WINDOW && mode != MD_VQA_GROWING)) {
-        snprintf(err, errlen, "stream: no engine or an unknown mode");
+    if (!v || !params || (mode != MD_VQA_WINDOW && mode != MD_VQA_GROWING)) {
+        snprintf(err, errlen, "stream: no engine, no parameters or an unknown mode");
         return MD_ERR_INVALID;
     }
     struct md_vqa_stream *s = calloc(1, sizeof *s);
@@ -81,9 +120,8 @@ int md_vqa_stream_new(struct md_vqa *v, enum md_vqa_mode mode, struct md_vqa_str
     }
     s->vqa = v;
     s->mode = mode;
-    s->cfg = vqa_config(v);
-    int rc = MD_OK;
-    if (mode == MD_VQA_GROWING) {
+    int rc = take_params(s, params, err, errlen);
+    if (!rc && mode == MD_VQA_GROWING) {
         rc = fit_cap(s, err, errlen);
         if (!rc)
             rc = md_reduce_session_new(v->ctx, v->vision, &s->cfg, &s->session, err, errlen);
@@ -97,6 +135,21 @@ int md_vqa_stream_new(struct md_vqa *v, enum md_vqa_mode mode, struct md_vqa_str
     *out = s;
     return MD_OK;
 }
+
+int md_vqa_stream_new(struct md_vqa *v, enum md_vqa_mode mode, struct md_vqa_stream **out,
+                      char *err, size_t errlen)
+{
+    if (!v) {
+        if (out)
+            *out = NULL;
+        snprintf(err, errlen, "stream: no engine");
+        return MD_ERR_INVALID;
+    }
+    struct md_vqa_stream_params p = md_vqa_stream_default_params(v);
+    return md_vqa_stream_new_with(v, mode, &p, out, err, errlen);
+}
+
+const char *md_vqa_stream_reduce_spec(const struct md_vqa_stream *s) { return s->spec; }
 
 static void free_blocks(struct md_vqa_stream *s)
 {
@@ -112,13 +165,14 @@ void md_vqa_stream_free(struct md_vqa_stream *s)
     free_blocks(s);
     free(s->blocks);
     md_reduce_session_free(s->session);
+    free(s->question_hint);
     free(s);
 }
 
 void md_vqa_stream_reset(struct md_vqa_stream *s)
 {
     free_blocks(s);
-    md_vqa_grid_init(&s->grid, s->vqa->params.sample_fps);
+    md_vqa_grid_init(&s->grid, s->sample_fps);
     s->keep_every = 1;
     s->seen = 0;
     s->n_added = 0;
@@ -180,7 +234,7 @@ bool md_vqa_grid_take(struct md_vqa_grid *g, int64_t pts_ns)
 void md_vqa_stream_set_span(struct md_vqa_stream *s, int64_t start_ns, int64_t span_ns)
 {
     if (s->mode == MD_VQA_WINDOW)
-        md_vqa_grid_span(&s->grid, start_ns, span_ns, s->vqa->params.max_frames);
+        md_vqa_grid_span(&s->grid, start_ns, span_ns, s->max_frames);
 }
 
 bool md_vqa_stream_offer(struct md_vqa_stream *s, int64_t pts_ns)
@@ -220,7 +274,7 @@ static int hold(struct md_vqa_stream *s, const uint8_t *rgb, int32_t w, int32_t 
 {
     if (!rgb || w <= 0 || h <= 0 || stride < w * 3)
         return fail(s, MD_ERR_INVALID, "a frame without pixels or with a bad size");
-    if (!image && count_frames(s) >= s->vqa->params.max_frames)
+    if (!image && count_frames(s) >= s->max_frames)
         thin(s);
     if (s->n_blocks == s->cap_blocks) {
         int32_t cap = s->cap_blocks ? 2 * s->cap_blocks : 8;
@@ -299,7 +353,16 @@ int md_vqa_stream_clone(const struct md_vqa_stream *s, struct md_vqa_stream **ou
         return MD_ERR_INVALID;
     }
     struct md_vqa_stream *c;
-    int rc = md_vqa_stream_new(s->vqa, MD_VQA_WINDOW, &c, err, errlen);
+    struct md_vqa_stream_params p = {
+        .sample_fps = s->sample_fps, .max_frames = s->max_frames, .reduce = NULL,
+        .max_visual_tokens = s->max_visual_tokens, .question_hint = s->question_hint,
+        .max_new_tokens = s->max_new_tokens,
+    };
+    int rc = md_vqa_stream_new_with(s->vqa, MD_VQA_WINDOW, &p, &c, err, errlen);
+    if (!rc) {   /* the same reduction, without a round trip through its text */
+        c->cfg = s->cfg;
+        memcpy(c->spec, s->spec, sizeof c->spec);
+    }
     for (int32_t i = 0; !rc && i < s->n_blocks; i++) {
         const struct vqa_block *b = &s->blocks[i];
         /* blocks copy as they are: no thinning on the way */

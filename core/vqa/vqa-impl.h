@@ -100,15 +100,20 @@ struct vqa_block {
 struct md_vqa_stream {
     struct md_vqa *vqa;
     enum md_vqa_mode mode;
+    /* its own settings (md_vqa_stream_params; question_hint owned) */
+    double sample_fps;
+    int32_t max_frames, max_visual_tokens, max_new_tokens;
+    char *question_hint;
     struct md_vqa_grid grid;            /* the sampling rule */
     /* window: the blocks held, thinned to keep_every-th of the sampled */
     struct vqa_block *blocks;
     int32_t n_blocks, cap_blocks;
     int32_t keep_every, seen;
-    /* growing: the reduction session holding the reduced tokens */
+    /* growing: the reduction session holding the reduced tokens; window
+     * streams answer through the engine's sessions, configured with cfg */
     struct md_reduce_session *session;
-    struct md_reduce_config cfg;        /* with the cap in force */
-    char spec[256];
+    struct md_reduce_config cfg;        /* growing: with the cap in force */
+    char spec[256];                     /* cfg, canonical */
     int32_t n_added;
     int64_t first_pts, last_pts;
     double encode_ms;

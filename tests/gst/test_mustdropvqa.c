@@ -1295,6 +1295,7 @@ typedef struct
   guint loads;
   guint max_batched;            /* the largest "batched" of an answer (stats=true) */
   gchar order[256];             /* which element answered, in turn */
+  gchar *reduce[8];             /* the spec of its last answer */
 } BranchRun;
 
 static gint
@@ -1324,6 +1325,8 @@ note_message (GstMessage * m, BranchRun * r, guint first)
   guint64 index = get_u64 (s, "window-index");
   g_string_append_printf (r->answers[i], "%" G_GUINT64_FORMAT ":%s\n", index,
       gst_structure_get_string (s, "answer"));
+  g_free (r->reduce[i]);
+  r->reduce[i] = g_strdup (gst_structure_get_string (s, "reduce"));
   guint batched = 0;
   if (gst_structure_get_uint (s, "batched", &batched))
     r->max_batched = MAX (r->max_batched, batched);
@@ -1336,11 +1339,10 @@ note_message (GstMessage * m, BranchRun * r, guint first)
   }
 }
 
-/* Runs branches first..first+n (one pipeline) to EOS. */
+/* Runs a pipeline of branches, the first named v<first>, to EOS. */
 static void
-run_branches (guint first, guint n, const gchar * extra, BranchRun * r)
+run_launch (gchar * launch, guint first, BranchRun * r)
 {
-  gchar *launch = branches_launch (first, n, extra);
   GError *err = NULL;
   GstElement *p = gst_parse_launch (launch, &err);
 
@@ -1374,11 +1376,20 @@ run_branches (guint first, guint n, const gchar * extra, BranchRun * r)
   gst_object_unref (p);
 }
 
+/* Runs branches first..first+n (one pipeline) to EOS. */
+static void
+run_branches (guint first, guint n, const gchar * extra, BranchRun * r)
+{
+  run_launch (branches_launch (first, n, extra), first, r);
+}
+
 static void
 branch_run_clear (BranchRun * r)
 {
-  for (guint i = 0; i < 8; i++)
+  for (guint i = 0; i < 8; i++) {
     g_string_free (r->answers[i], TRUE);
+    g_free (r->reduce[i]);
+  }
 }
 
 /* n elements of one pipeline load the model once, share it (engine-users),
@@ -1477,6 +1488,47 @@ GST_START_TEST (test_engine_name_separates)
   gst_object_unref (v0);
   gst_object_unref (bus);
   gst_object_unref (p);
+}
+
+GST_END_TEST;
+
+/* Elements that sample, reduce and answer differently share one engine,
+ * and each answers every window as it does alone (the last loads none the
+ * first loads, and it prunes inside the prefill). */
+static const gchar *const own_settings[4] = {
+  "sample-fps=5 reduce=random:keep=0.5 max-new-tokens=3",
+  "sample-fps=2 max-frames=4 reduce=visionzip:keep=0.5",
+  "sample-fps=10",
+  "reduce=fastv:k=1",
+};
+
+GST_START_TEST (test_shared_own_settings)
+{
+  BranchRun all, alone;
+  gchar *l[4];
+
+  for (guint i = 0; i < 4; i++)
+    l[i] = branches_launch (i, 1, own_settings[i]);
+  run_launch (g_strconcat (l[0], l[1], l[2], l[3], NULL), 0, &all);
+  fail_unless_equals_int (all.loads, 1);
+  fail_unless (g_str_has_prefix (all.reduce[0], "random:keep=0.5"), "%s",
+      all.reduce[0]);
+  fail_unless (g_str_has_prefix (all.reduce[1], "visionzip:keep=0.5"), "%s",
+      all.reduce[1]);
+  fail_unless_equals_string (all.reduce[2], "none");
+  fail_unless (g_str_has_prefix (all.reduce[3], "fastv:k=1"), "%s",
+      all.reduce[3]);
+  for (guint i = 0; i < 4; i++) {
+    fail_unless_equals_int (all.users[i], 4);
+    run_launch (g_strdup (l[i]), i, &alone);
+    fail_unless (strstr (alone.answers[0]->str, "\n2:") != NULL, "%s",
+        alone.answers[0]->str);
+    fail_unless_equals_string (all.answers[i]->str, alone.answers[0]->str);
+    fail_unless_equals_string (all.reduce[i], alone.reduce[0]);
+    branch_run_clear (&alone);
+    g_free (l[i]);
+  }
+  branch_run_clear (&all);
 }
 
 GST_END_TEST;
@@ -1675,6 +1727,7 @@ mustdropvqa_suite (void)
   tcase_add_test (ts, test_shared_engine_two);
   tcase_add_test (ts, test_shared_engine_eight);
   tcase_add_test (ts, test_engine_name_separates);
+  tcase_add_test (ts, test_shared_own_settings);
   tcase_add_test (ts, test_shared_one_stops);
   tcase_add_test (ts, test_shared_load_error);
   tcase_add_test (ts, test_shared_fair_to_slow_stream);

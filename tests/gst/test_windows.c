@@ -16,26 +16,38 @@ static uint8_t pixels[4 * 4 * 3];
 
 static char model_path[1024], mmproj_path[1024];
 
-/* An engine over the tiny fixture sampling at fps (the previous one freed):
- * the windows' streams take its sampling rule. */
+/* The engine over the tiny fixture, loaded once with a sampling rate
+ * none of the windows use (1/7 fps): each element's windows sample at
+ * their own rate (md_vqa_stream_params), whoever loaded the engine. */
 static struct md_vqa *
-engine (struct md_vqa **vqa, double fps)
+engine (struct md_vqa **vqa)
 {
   struct md_vqa_params p = md_vqa_default_params ();
   char err[512];
 
-  md_vqa_free (*vqa);
-  *vqa = NULL;
+  if (*vqa)
+    return *vqa;
   p.model = model_path;
   p.mmproj = mmproj_path;
   p.device = "cpu";
   p.n_threads = 1;
-  p.sample_fps = fps;
+  p.sample_fps = 1.0 / 7;
   if (md_vqa_load (&p, vqa, err, sizeof err) != MD_OK) {
     fprintf (stderr, "load: %s\n", err);
     exit (1);
   }
   return *vqa;
+}
+
+static struct md_vqa_stream_params stream_params;
+
+/* The windows' stream settings: the engine's, sampling at fps. */
+static const struct md_vqa_stream_params *
+sampling (struct md_vqa **vqa, double fps)
+{
+  stream_params = md_vqa_stream_default_params (engine (vqa));
+  stream_params.sample_fps = fps;
+  return &stream_params;
 }
 
 /* Offers and, when taken, adds the frame at t; returns whether taken. */
@@ -73,7 +85,8 @@ plain_windows (struct md_vqa **vqa)
   GQueue closed = G_QUEUE_INIT;
   guint taken = 0;
 
-  mdv_windows_init (&w, engine (vqa, 5.0), GST_SECOND, GST_SECOND);
+  mdv_windows_init (&w, engine (vqa), sampling (vqa, 5.0),
+      GST_SECOND, GST_SECOND);
   for (guint i = 0; i < 10; i++)
     taken += feed (&w, i * 100 * MS, &closed);
   CHECK (taken == 5 && g_queue_is_empty (&closed));
@@ -103,7 +116,8 @@ spread (struct md_vqa **vqa)
   GQueue closed = G_QUEUE_INIT;
   static const int64_t want[] = { 0, 200, 300, 400, 500, 700, 800, 900 };
 
-  mdv_windows_init (&w, engine (vqa, 0.0), GST_SECOND, GST_SECOND);
+  mdv_windows_init (&w, engine (vqa), sampling (vqa, 0.0),
+      GST_SECOND, GST_SECOND);
   for (guint i = 0; i <= 10; i++)
     feed (&w, i * 100 * MS, &closed);
   CHECK (g_queue_get_length (&closed) == 1);
@@ -125,7 +139,8 @@ overlap_and_gap (struct md_vqa **vqa)
   MdvWindows w;
   GQueue closed = G_QUEUE_INIT;
 
-  mdv_windows_init (&w, engine (vqa, 1.0), 2 * GST_SECOND, GST_SECOND);
+  mdv_windows_init (&w, engine (vqa), sampling (vqa, 1.0),
+      2 * GST_SECOND, GST_SECOND);
   feed (&w, 0, &closed);
   feed (&w, 1500 * MS, &closed);
   CHECK (g_queue_get_length (&w.open) == 2);
@@ -149,7 +164,8 @@ going_back (struct md_vqa **vqa)
   MdvWindows w;
   GQueue closed = G_QUEUE_INIT;
 
-  mdv_windows_init (&w, engine (vqa, 1.0), GST_SECOND, GST_SECOND);
+  mdv_windows_init (&w, engine (vqa), sampling (vqa, 1.0),
+      GST_SECOND, GST_SECOND);
   feed (&w, 5 * GST_SECOND, &closed);
   CHECK (!mdv_windows_advance (&w, GST_SECOND, &closed));
   CHECK (g_queue_get_length (&w.open) == 1 && g_queue_is_empty (&closed));
@@ -172,7 +188,8 @@ growing (struct md_vqa **vqa)
   GQueue closed = G_QUEUE_INIT;
   guint taken = 0;
 
-  mdv_windows_init (&w, engine (vqa, 2.0), 0, 0);
+  mdv_windows_init (&w, engine (vqa), sampling (vqa, 2.0),
+      0, 0);
   for (guint i = 0; i < 30; i++) {
     CHECK (mdv_windows_advance (&w, i * 100 * MS, &closed));
     taken += mdv_windows_offer (&w, i * 100 * MS);

@@ -106,6 +106,17 @@ static void check_model(const struct tiny_cfg *cfg, const char *what, double tol
     CHECK(lg && tiny_max_rel(lg, ref + (size_t)(N_TOK - 1) * nv, nv) < tol);
     tm = md_get_timings(ctx);
     CHECK(tm.n_prefill == N_TOK && tm.n_prefill_calls == 1);
+    /* grown to take the prompt in one pass: every row's logits, as the
+     * batch gave them; it never shrinks and stops at n_ctx */
+    CHECK(md_context_reserve_batch(ctx, 0) == MD_ERR_INVALID);
+    CHECK(md_context_reserve_batch(ctx, N_TOK) == MD_OK && md_context_n_batch(ctx) == N_TOK);
+    md_kv_clear(ctx);
+    CHECK(md_decode(ctx, toks, N_TOK, true) == MD_OK && md_n_logits(ctx) == N_TOK);
+    for (int i = 0; i < N_TOK; i++)
+        CHECKF(!memcmp(md_get_logits(ctx, i), batch + i * nv, sizeof(float) * nv),
+               "%s: row %d after growing the batch differs", what, i);
+    CHECK(md_context_reserve_batch(ctx, 3) == MD_OK && md_context_n_batch(ctx) == N_TOK);
+    CHECK(md_context_reserve_batch(ctx, 1000) == MD_OK && md_context_n_batch(ctx) == 64);
     md_context_free(ctx);
 
     free(batch);

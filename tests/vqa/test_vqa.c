@@ -44,6 +44,20 @@ static struct md_vqa *load(double fps, const char *reduce, struct log_seen *l)
     return v;
 }
 
+static struct md_vqa *load_ctx(int32_t n_ctx, const char *reduce)
+{
+    struct md_vqa_params p = md_vqa_default_params();
+    struct md_vqa *v = NULL;
+    char err[512];
+    p.model = llm;
+    p.mmproj = mmproj;
+    p.n_threads = 1;
+    p.n_ctx = n_ctx;
+    p.reduce = reduce;
+    CHECKF(md_vqa_load(&p, &v, err, sizeof err) == MD_OK, "load: %s", err);
+    return v;
+}
+
 /* frames at 10 fps into s; returns how many it took */
 static int feed(struct md_vqa_stream *s, int n)
 {
@@ -121,6 +135,120 @@ static void sampling(void)
         taken += md_vqa_grid_take(&g, (int64_t)i * 100000000);
     CHECKF(taken == 4, "grid took %d of 2 s at 2 fps", taken);
     md_vqa_free(v);
+}
+
+/* One answer of s about 10 frames at 10 fps: its text and reduce spec. */
+static void answer_of(struct md_vqa_stream *s, char *text, size_t n, char *reduce, size_t rn,
+                      int32_t *visual)
+{
+    struct md_vqa_answer a;
+    char err[512];
+    struct md_vqa_ask ask = md_vqa_default_ask("What is it?");
+    md_vqa_stream_reset(s);
+    feed(s, 10);
+    CHECKF(md_vqa_answer(s, &ask, &a, err, sizeof err) == MD_OK, "%s", err);
+    snprintf(text, n, "%s", a.text);
+    snprintf(reduce, rn, "%s", a.reduce);
+    *visual = a.visual_tokens;
+    md_vqa_answer_clear(&a);
+}
+
+/* Streams of one engine with their own sampling and reduction (elements
+ * sharing an engine): each answers as an engine loaded with its settings
+ * does, in any order with the engine's other streams; a copy keeps them; a
+ * bad value or spec is refused, naming it; a spec that prunes inside the
+ * prefill works on any engine. */
+static void own_settings(void)
+{
+    struct md_vqa *v = load(5.0, "none", NULL);
+    struct md_vqa *vr = load(0.0, "random:keep=0.5", NULL);
+    struct md_vqa_stream *s, *d, *r, *c;
+    char err[512], text[3][256], spec[3][256];
+    int32_t vis[3];
+    struct md_vqa_stream_params sp = md_vqa_stream_default_params(v);
+    CHECK(sp.sample_fps == 5.0 && sp.max_frames == 8 && sp.reduce == NULL &&
+          sp.max_new_tokens == 6);
+    sp.sample_fps = 0.0;
+    sp.max_frames = 4;
+    sp.reduce = "random:keep=0.5";
+    CHECKF(md_vqa_stream_new_with(v, MD_VQA_WINDOW, &sp, &s, err, sizeof err) == MD_OK, "%s",
+           err);
+    CHECK(!strncmp(md_vqa_stream_reduce_spec(s), "random:keep=0.5", 15));
+    CHECK(md_vqa_stream_new(v, MD_VQA_WINDOW, &d, err, sizeof err) == MD_OK);
+    CHECK(!strcmp(md_vqa_stream_reduce_spec(d), "none"));
+    /* the reference: an engine loaded with s's settings */
+    struct md_vqa_stream_params rp = md_vqa_stream_default_params(vr);
+    rp.max_frames = 4;
+    CHECK(md_vqa_stream_new_with(vr, MD_VQA_WINDOW, &rp, &r, err, sizeof err) == MD_OK);
+    answer_of(r, text[0], sizeof text[0], spec[0], sizeof spec[0], &vis[0]);
+    int32_t held = md_vqa_stream_n_frames(r);   /* every frame, thinned to at most 4 */
+    CHECKF(held >= 2 && held <= 4, "%d frames held", held);
+    answer_of(d, text[2], sizeof text[2], spec[2], sizeof spec[2], &vis[2]);
+    for (int round = 0; round < 2; round++) {   /* the engine's session goes back and forth */
+        answer_of(s, text[1], sizeof text[1], spec[1], sizeof spec[1], &vis[1]);
+        CHECKF(!strcmp(text[0], text[1]) && !strcmp(spec[0], spec[1]) && vis[0] == vis[1],
+               "own settings: '%s' %s %d, loaded with them: '%s' %s %d", text[1], spec[1],
+               vis[1], text[0], spec[0], vis[0]);
+        char t[256], sp2[256];
+        int32_t n;
+        answer_of(d, t, sizeof t, sp2, sizeof sp2, &n);
+        CHECK(!strcmp(t, text[2]) && !strcmp(sp2, "none") && n == vis[2] && n > vis[1]);
+    }
+    CHECK(md_vqa_stream_n_frames(s) == held);   /* sampled as r, not as the engine says */
+    CHECK(md_vqa_stream_clone(s, &c, err, sizeof err) == MD_OK);
+    CHECK(!strcmp(md_vqa_stream_reduce_spec(c), md_vqa_stream_reduce_spec(s)));
+    answer_of(c, text[1], sizeof text[1], spec[1], sizeof spec[1], &vis[1]);
+    CHECK(!strcmp(text[0], text[1]) && !strcmp(spec[0], spec[1]) && vis[0] == vis[1]);
+    md_vqa_stream_free(c);
+
+    struct md_vqa_stream *bad = (struct md_vqa_stream *)1;
+    sp = md_vqa_stream_default_params(v);
+    sp.reduce = "fastv:q=1";
+    CHECK(md_vqa_stream_new_with(v, MD_VQA_WINDOW, &sp, &bad, err, sizeof err) ==
+          MD_ERR_INVALID && bad == NULL);
+    CHECKF(strstr(err, "invalid reduce spec 'fastv:q=1'"), "%s", err);
+    sp.reduce = NULL;
+    sp.max_frames = 0;
+    CHECK(md_vqa_stream_new_with(v, MD_VQA_WINDOW, &sp, &bad, err, sizeof err) ==
+          MD_ERR_INVALID);
+    CHECKF(strstr(err, "max_frames 0"), "%s", err);
+    sp.max_frames = 8;
+    sp.sample_fps = -1;
+    CHECK(md_vqa_stream_new_with(v, MD_VQA_WINDOW, &sp, &bad, err, sizeof err) ==
+          MD_ERR_INVALID);
+    /* growing: its own cap */
+    sp = md_vqa_stream_default_params(v);
+    sp.max_visual_tokens = 12;
+    CHECK(md_vqa_stream_new_with(v, MD_VQA_GROWING, &sp, &bad, err, sizeof err) == MD_OK);
+    CHECK(md_vqa_stream_visual_cap(bad) == 12);
+    CHECK(strstr(md_vqa_stream_reduce_spec(bad), "cap:tokens=12"));
+    md_vqa_stream_free(bad);
+    md_vqa_stream_free(s);
+    md_vqa_stream_free(d);
+    md_vqa_stream_free(r);
+    md_vqa_free(vr);
+    md_vqa_free(v);
+
+    /* layer-wise pruning in the prefill, on an engine loaded without it
+     * (its context prefills in chunks until such a prompt comes) and on one
+     * loaded with it; each also answers without reduction */
+    struct md_vqa *e[2] = { load_ctx(2048, "none"), load_ctx(2048, "fastv:k=1") };
+    for (int i = 0; i < 2; i++) {
+        sp = md_vqa_stream_default_params(e[i]);
+        sp.reduce = "fastv:k=1";
+        CHECK(md_vqa_stream_new_with(e[i], MD_VQA_WINDOW, &sp, &s, err, sizeof err) == MD_OK);
+        answer_of(s, text[i], sizeof text[i], spec[i], sizeof spec[i], &vis[i]);
+        CHECKF(!strncmp(spec[i], "fastv:k=1", 9), "%s", spec[i]);
+        md_vqa_stream_free(s);
+        sp.reduce = "none";
+        CHECK(md_vqa_stream_new_with(e[i], MD_VQA_WINDOW, &sp, &s, err, sizeof err) == MD_OK);
+        answer_of(s, text[2], sizeof text[2], spec[2], sizeof spec[2], &vis[2]);
+        CHECK(!strcmp(spec[2], "none"));
+        md_vqa_stream_free(s);
+    }
+    CHECK(!strcmp(text[0], text[1]) && vis[0] == vis[1]);
+    md_vqa_free(e[0]);
+    md_vqa_free(e[1]);
 }
 
 static bool stop_after_two(const char *text, int32_t token, void *user)
@@ -647,6 +775,7 @@ int main(void)
     load_errors();
     sampling();
     answers();
+    own_settings();
     constrained();
     typed_controls();
     growing();

@@ -291,6 +291,10 @@ int md_reduce_decode_multi(struct md_reduce_session *const *sessions, const int3
                            int32_t n);
 /* Forget the blocks (start a new image/video); the cache is cleared. */
 void md_reduce_reset(struct md_reduce_session *s);
+/* Reduce with cfg from now on: one session (and its context) serves
+ * streams that reduce differently, taking turns. Only while the session
+ * holds nothing (new, or just reset): MD_ERR_INVALID otherwise. */
+int md_reduce_session_configure(struct md_reduce_session *s, const struct md_reduce_config *cfg);
 
 const struct md_reduce_stats *md_reduce_stats(const struct md_reduce_session *s);
 const char *md_reduce_error(const struct md_reduce_session *s);

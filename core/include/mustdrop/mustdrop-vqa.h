@@ -200,11 +200,35 @@ enum md_vqa_mode {
 
 struct md_vqa_stream;
 
-/* A stream of the engine (which must outlive it). Growing streams fit their
- * visual-token cap into the context here (MD_ERR_CONTEXT_FULL when not even
- * one token per frame block fits). */
+/* A stream of the engine (which must outlive it), with the engine's
+ * sampling and reduction settings. Growing streams fit their visual-token
+ * cap into the context here (MD_ERR_CONTEXT_FULL when not even one token
+ * per frame block fits). */
 int md_vqa_stream_new(struct md_vqa *vqa, enum md_vqa_mode mode, struct md_vqa_stream **out,
                       char *err, size_t errlen);
+
+/* What may differ between the streams of one engine (several cameras, each
+ * sampled and reduced its own way, one model in memory). The engine's
+ * md_vqa_params give the defaults (md_vqa_stream_default_params). */
+struct md_vqa_stream_params {
+    double sample_fps;              /* as md_vqa_params */
+    int32_t max_frames;             /* as md_vqa_params; a window holding more frames than
+                                     * the context fits is subsampled when answered */
+    const char *reduce;             /* reduction spec; NULL: the engine's */
+    int32_t max_visual_tokens;      /* growing: as md_vqa_params */
+    const char *question_hint;      /* growing: as md_vqa_params */
+    int32_t max_new_tokens;         /* growing: the answer's room kept when fitting the cap */
+};
+
+struct md_vqa_stream_params md_vqa_stream_default_params(const struct md_vqa *vqa);
+/* md_vqa_stream_new with a stream's own settings: MD_ERR_INVALID with the
+ * cause in err for a bad value or spec ("invalid reduce spec 'x': ..."). */
+int md_vqa_stream_new_with(struct md_vqa *vqa, enum md_vqa_mode mode,
+                           const struct md_vqa_stream_params *params,
+                           struct md_vqa_stream **out, char *err, size_t errlen);
+/* The reduction spec the stream answers with, canonical (growing: with the
+ * cap in force). */
+const char *md_vqa_stream_reduce_spec(const struct md_vqa_stream *s);
 void md_vqa_stream_free(struct md_vqa_stream *s);
 /* Forget every frame (a new video); the sampling grid restarts (without a
  * span). A growing stream waits for its turn (not abortable). */

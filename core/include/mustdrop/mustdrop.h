@@ -237,6 +237,11 @@ void md_context_free(struct md_context *ctx);
 const struct md_model *md_context_model(const struct md_context *ctx);
 int32_t md_context_n_ctx(const struct md_context *ctx);
 int32_t md_context_n_batch(const struct md_context *ctx);
+/* Grow the rows one forward pass takes to n_batch (at most n_ctx; never
+ * shrinks): for a prompt that must go through in one pass (layer-wise
+ * pruning). MD_OK, or MD_ERR_NOMEM with md_context_error, the context
+ * keeping its previous size. */
+int md_context_reserve_batch(struct md_context *ctx, int32_t n_batch);
 int32_t md_context_n_threads(const struct md_context *ctx);
 const char *md_context_isa(const struct md_context *ctx);   /* "scalar", "avx2", "avx512" */
 /* Message of the last failed call on ctx ("" if none). */
