@@ -700,8 +700,21 @@ static int stmerge_push(struct md_reduce_session *s, const struct md_encoded *e)
 }
 
 /* flashvid, holitom: a clip longer than this is reduced in parts, so a
- * stream without questions holds bounded memory. */
+ * stream without questions holds bounded memory: at most 128 frames and
+ * (from the 9th frame on) 256 MiB of full rows, 27 frames of LLaVA-7B's
+ * 576 x 4096; under a cap with frames=M (a growing stream's), M frames, so
+ * that what the stream holds stays near its cap. */
 #define CLIP_MAX_FRAMES 128
+#define CLIP_MAX_BYTES ((size_t)256 << 20)
+
+static int32_t clip_max_frames(const struct md_reduce_session *s, int32_t n)
+{
+    size_t frame = sizeof(float) * (size_t)(n > 0 ? n : 1) * (size_t)s->E;
+    size_t b = CLIP_MAX_BYTES / frame;
+    int32_t k = b < 8 ? 8 : b > CLIP_MAX_FRAMES ? CLIP_MAX_FRAMES : (int32_t)b;
+    int32_t m = s->cfg.max_visual_tokens > 0 ? s->cfg.max_visual_frames : 0;
+    return m > 0 && m < k ? m : k;
+}
 
 /* Frame f's rows of a temporal method's output (rows o[0..k) of out),
  * then the per-frame part: one block. A frame left without rows keeps its
@@ -789,14 +802,14 @@ static int flush_clip(struct md_reduce_session *s)
  * of another size starts a new clip. */
 static int clip_push(struct md_reduce_session *s, const struct md_encoded *e)
 {
-    int rc = MD_OK;
-    if (s->clip_frames && (e->n != s->clip_n || s->clip_frames == CLIP_MAX_FRAMES))
+    int rc = MD_OK, max = clip_max_frames(s, e->n);
+    if (s->clip_frames && (e->n != s->clip_n || s->clip_frames >= max))
         rc = flush_clip(s);
     if (rc)
         return rc;
     if (s->clip_n != e->n || s->clip_frames == s->clip_cap) {
         int32_t cap = s->clip_n != e->n ? 8 : 2 * s->clip_cap;
-        cap = cap > CLIP_MAX_FRAMES ? CLIP_MAX_FRAMES : cap;
+        cap = cap > max ? max : cap;
         float *x = realloc(s->clip, sizeof(float) * (size_t)cap * (size_t)e->n * (size_t)s->E);
         if (x)
             s->clip = x;

@@ -3,9 +3,11 @@
 
 Both answer through md_vqa with the one frame-sampling rule, so on the same
 clip, with the element's window covering the whole clip (window = its
-length, sample-fps=1, max-frames=8) and the CLI's defaults (--fps 1
---frames 8, greedy), they must see the same frames and say the same thing,
-with no whitespace around it. Clips: the README sample (pipelines/shapes.webm,
+length, sample-fps=1, max-frames=8, its default reduction) and the CLI's
+defaults (--fps 1 --frames 8, greedy) with --reduce set to the spec the
+element's answers report, they must see the same frames, keep the same
+number of visual tokens and say the same thing, with no whitespace around
+it. Clips: the README sample (pipelines/shapes.webm,
 whose three answers are also checked against shapes.json) and three clips of
 the synthvqa test split written here (VP8, which FFmpeg and GStreamer decode
 to the same pixels), two questions each, with the bundled model.
@@ -57,7 +59,8 @@ def clips(root, split):
 
 
 def element_answers(prefix, env, model, mmproj, clip, duration, questions):
-    """question -> (answer, frames, visual tokens kept), one element per question in one pipeline."""
+    """question -> ((answer, frames, visual tokens kept), reduce spec), one element per question in
+    one pipeline."""
     chain = []
     for q, _ in questions:
         chain += ["!", "mustdropvqa", f"model={model}", f"mmproj={mmproj}", f"question={q}",
@@ -72,14 +75,14 @@ def element_answers(prefix, env, model, mmproj, clip, duration, questions):
         if line.startswith("{"):
             d = json.loads(line)
             check(d["question"] not in got, f"{clip.name}: two answers to {d['question']!r}")
-            got[d["question"]] = (d["answer"], d["frames"], d["visual_tokens_kept"])
+            got[d["question"]] = ((d["answer"], d["frames"], d["visual_tokens_kept"]), d["reduce"])
     return got
 
 
-def cli_answer(mustdrop, clip, question, env):
+def cli_answer(mustdrop, clip, question, reduce, env):
     """(answer, frames, visual tokens kept) as mustdrop prints and reports them."""
-    p = subprocess.run([mustdrop, "--video", str(clip), "--question", question], capture_output=True,
-                       env=env, timeout=120)
+    p = subprocess.run([mustdrop, "--video", str(clip), "--question", question, "--reduce", reduce],
+                       capture_output=True, env=env, timeout=120)
     err = p.stderr.decode("utf-8", "replace")
     check(p.returncode == 0, f"mustdrop on {clip.name} / {question!r} exited {p.returncode}: {err[-800:]}")
     out = p.stdout.decode("utf-8", "replace")
@@ -114,16 +117,17 @@ def main():
         for clip, duration, questions in clips(root, split):
             gst = element_answers(prefix, gst_env, model, mmproj, clip, duration, questions)
             for q, expected in questions:
-                cli = cli_answer(mustdrop, clip, q, env)
-                el = gst.get(q)
-                if not check(el is not None, f"{clip.name}: the element gave no answer to {q!r}"):
+                if not check(q in gst, f"{clip.name}: the element gave no answer to {q!r}"):
                     continue
+                el, reduce = gst[q]
+                cli = cli_answer(mustdrop, clip, q, reduce, env)
                 n += 1
                 check(cli == el, f"{clip.name} / {q!r}: CLI (answer, frames, tokens) {cli} != element {el}")
                 check(cli[0] and cli[0] == cli[0].strip(), f"{clip.name} / {q!r}: answer {cli[0]!r}")
                 if expected is not None:
                     check(cli[0] == expected, f"{clip.name} / {q!r}: {cli[0]!r}, expected {expected!r}")
-                print(f"ok {clip.name} {duration} s: {q!r} -> {cli[0]!r} ({cli[1]} frames)")
+                print(f"ok {clip.name} {duration} s: {q!r} -> {cli[0]!r} ({cli[1]} frames, {cli[2]} "
+                      f"visual tokens, {reduce})")
         check(n == 3 + 2 * N_CLIPS, f"{n} questions compared, expected {3 + 2 * N_CLIPS}")
     if fails:
         print(f"FAIL: CLI vs element: {len(fails)} problem(s)")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the example pipelines of pipelines/ end to end with the tiny test
 # models and checks that each one produced answers:
-#   ask-sample.sh      the README's main command: "window A-B s: ..." lines
+#   ask-sample.sh      the README's main command: each question's answers
+#                      with and without reduction
 #   test-pattern.sh    mustdrop-answer bus messages
 #   file-jsonl.sh      one JSON line per window of pipelines/sample.webm
 #   file-subtitles.sh  bus messages + a subtitled WebM that decodes
@@ -79,21 +80,33 @@ PY
 sample="$pipes/sample.webm"
 [ -s "$sample" ] || fail "$sample missing (pipelines/make-sample-clip.sh makes it)"
 
-# 1. the README's main command: two questions over the 8 s shapes clip, one
-#    answer each (window 0-8 s). With the bundled model the answers must be
-#    the clip's (shapes.json); without it, the tiny model's warning is shown.
+# 1. the README's main command: two questions over the 8 s shapes clip, each
+#    answered (window 0-8 s) with the element's default reduction and
+#    without, by four elements sharing one engine. With the bundled model
+#    every answer must be the clip's (shapes.json); without it, the tiny
+#    model's warning is shown.
 run "$tmp/ask.log" 60 "$pipes/ask-sample.sh"
-for k in 0 1; do
-  q=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["questions"][int(sys.argv[2])]["question"])' "$pipes/shapes.json" "$k")
-  grep -qF "window 0.0-8.0 s  Q: $q  A: " "$tmp/ask.log" || { cat "$tmp/ask.log"; fail "ask-sample.sh: no answer to '$q'"; }
-done
-if [ -r "$root/models/synthvqa/synthvqa-llm-f16.gguf" ]; then
-  n=$(grep -cE "A: ([a-z ]+)   \(expected: \1\)$" "$tmp/ask.log" || true)
-  [ "$n" = 2 ] || { cat "$tmp/ask.log"; fail "ask-sample.sh: the bundled model did not answer both questions as expected"; }
-else
-  grep -q "NONSENSE" "$tmp/ask.log" || fail "ask-sample.sh: no tiny-model warning in its header"
-fi
-echo "ok ask-sample.sh: $(grep -c '^window ' "$tmp/ask.log") answers"
+bundled=0
+[ -r "$root/models/synthvqa/synthvqa-llm-f16.gguf" ] && bundled=1
+"$py" - "$tmp/ask.log" "$pipes/shapes.json" "$bundled" <<'PY' || { cat "$tmp/ask.log"; fail "ask-sample.sh: see above"; }
+import json, re, sys
+log, info, bundled = open(sys.argv[1]).read(), json.load(open(sys.argv[2])), sys.argv[3] == "1"
+if not re.search(r"^reduced: \S+; unreduced: none; one engine for the four elements$", log, re.M):
+    sys.exit("no 'reduced: SPEC; unreduced: none' line")
+for q in info["questions"][:2]:
+    block = re.search(r"^window 0\.0-8\.0 s  Q: %s  \(expected: (.*)\)\n((?:  .*\n)+)" % re.escape(q["question"]),
+                      log, re.M)
+    if not block:
+        sys.exit("no answers to %r" % q["question"])
+    rows = dict(re.findall(r"^  (reduced|unreduced) +A: (.*?)   \d+ of \d+ visual tokens +[0-9.]+ ms", block.group(2), re.M))
+    if set(rows) != {"reduced", "unreduced"}:
+        sys.exit("%r: not answered both ways: %r" % (q["question"], block.group(2)))
+    if bundled and any(a != q["answer"] for a in rows.values()):
+        sys.exit("%r: the bundled model answered %r, expected %r" % (q["question"], rows, q["answer"]))
+if not bundled and "NONSENSE" not in log:
+    sys.exit("no tiny-model warning in its header")
+PY
+echo "ok ask-sample.sh: $(grep -cE '^  (reduced|unreduced) +A: ' "$tmp/ask.log") answers"
 
 # 2. test-pattern.sh (not live: windows closed while the model loads may be
 #    skipped, so at least one answer)
