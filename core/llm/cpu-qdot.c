@@ -82,9 +82,17 @@ void md_xq_quantize_row(uint32_t wtype, const float *x, int64_t n_in, void *dst)
     }
 }
 
+/* The 4- and 5-bit legacy types, which the AVX-512 and AVX2 kernels take
+ * as md_xq128 rows. */
+static bool legacy45(uint32_t wtype)
+{
+    return wtype == MD_TYPE_Q4_0 || wtype == MD_TYPE_Q4_1 || wtype == MD_TYPE_Q5_0 ||
+           wtype == MD_TYPE_Q5_1;
+}
+
 size_t md_xq_avx512_row_bytes(uint32_t wtype, int64_t n_in)
 {
-    if (wtype == MD_TYPE_Q4_0 || wtype == MD_TYPE_Q4_1 || wtype == MD_TYPE_Q5_0 || wtype == MD_TYPE_Q5_1)
+    if (legacy45(wtype))
         return (size_t)((n_in / MD_QK + 3) / 4) * sizeof(struct md_xq128);
     if (wtype == MD_TYPE_Q8_0)   /* a multiple of 64: every row's values stay aligned */
         return (size_t)((md_xq64_pairs(n_in) * 72 + 63) / 64 * 64);
@@ -133,12 +141,6 @@ void md_xq_avx512_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst)
         else
             xq64_block(src + b, b, n_in, dst);
     }
-}
-
-static bool legacy45(uint32_t wtype)
-{
-    return wtype == MD_TYPE_Q4_0 || wtype == MD_TYPE_Q4_1 || wtype == MD_TYPE_Q5_0 ||
-           wtype == MD_TYPE_Q5_1;
 }
 
 size_t md_xq_avx2_row_bytes(uint32_t wtype, int64_t n_in)
