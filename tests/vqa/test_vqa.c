@@ -27,7 +27,8 @@ static void log_cb(enum md_log_level level, const char *text, void *user)
     snprintf(l->last, sizeof l->last, "%s", text);
 }
 
-static struct md_vqa *load(double fps, const char *reduce, struct log_seen *l)
+/* The tiny fixture's engine, one thread, with a context of n_ctx (0: auto). */
+static struct md_vqa *load_with(double fps, const char *reduce, int32_t n_ctx, struct log_seen *l)
 {
     struct md_vqa_params p = md_vqa_default_params();
     struct md_vqa *v = NULL;
@@ -37,6 +38,7 @@ static struct md_vqa *load(double fps, const char *reduce, struct log_seen *l)
     p.n_threads = 1;
     p.sample_fps = fps;
     p.reduce = reduce;
+    p.n_ctx = n_ctx;
     p.max_new_tokens = 6;
     p.log = l ? log_cb : NULL;
     p.log_user = l;
@@ -44,18 +46,9 @@ static struct md_vqa *load(double fps, const char *reduce, struct log_seen *l)
     return v;
 }
 
-static struct md_vqa *load_ctx(int32_t n_ctx, const char *reduce)
+static struct md_vqa *load(double fps, const char *reduce, struct log_seen *l)
 {
-    struct md_vqa_params p = md_vqa_default_params();
-    struct md_vqa *v = NULL;
-    char err[512];
-    p.model = llm;
-    p.mmproj = mmproj;
-    p.n_threads = 1;
-    p.n_ctx = n_ctx;
-    p.reduce = reduce;
-    CHECKF(md_vqa_load(&p, &v, err, sizeof err) == MD_OK, "load: %s", err);
-    return v;
+    return load_with(fps, reduce, 0, l);
 }
 
 /* frames at 10 fps into s; returns how many it took */
@@ -232,7 +225,8 @@ static void own_settings(void)
     /* layer-wise pruning in the prefill, on an engine loaded without it
      * (its context prefills in chunks until such a prompt comes) and on one
      * loaded with it; each also answers without reduction */
-    struct md_vqa *e[2] = { load_ctx(2048, "none"), load_ctx(2048, "fastv:k=1") };
+    struct md_vqa *e[2] = { load_with(5.0, "none", 2048, NULL),
+                            load_with(5.0, "fastv:k=1", 2048, NULL) };
     for (int i = 0; i < 2; i++) {
         sp = md_vqa_stream_default_params(e[i]);
         sp.reduce = "fastv:k=1";
