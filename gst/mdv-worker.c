@@ -160,6 +160,17 @@ take_stream_params (GstMustdropVqa * self, const struct md_vqa_params *p)
   sp->max_new_tokens = p->max_new_tokens;
 }
 
+/* NULL, or why spec is not a reduction spec. */
+static gchar *
+reduce_error (const gchar * spec)
+{
+  struct md_reduce_config cfg;
+  char err[256] = "";
+
+  if (md_reduce_parse (spec, &cfg, err, sizeof err) == MD_OK)
+    return NULL;
+  return g_strdup_printf ("Invalid reduce spec \"%s\": %s", spec, err);
+}
 
 /* Opens jsonl-location: "-" is the process's own stdout stream, so that the
  * lines and what the application prints share one file position (a second
@@ -231,9 +242,13 @@ mdv_engine_load (GstMustdropVqa * self)
   gchar *model, *mmproj, *question, *system, *jsonl, *why, *name;
   gchar *device, *reduce;
 
-  /* a bad constraint is known before the model is loaded */
+  /* a bad constraint or reduction is known before the model is loaded;
+   * the reduction is this element's own, so an engine shared with others
+   * must not be loaded with a bad one (their load would fail with it) */
   g_mutex_lock (&self->settings_lock);
   why = mdv_constraints_error_locked (&self->settings);
+  if (!why)
+    why = reduce_error (self->settings.reduce);
   g_mutex_unlock (&self->settings_lock);
   if (why) {
     mdv_post_progress (self, GST_PROGRESS_TYPE_START, "Loading the model");

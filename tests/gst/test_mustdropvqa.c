@@ -837,9 +837,23 @@ GST_START_TEST (test_bad_properties)
     gst_object_unref (e);
     gst_object_unref (bus);
   }
-  /* overlap must be shorter than the window */
+  /* a bad reduction is refused by name before any engine is asked for
+   * (an engine may be shared: its load must not fail for one element) */
   GstBus *bus;
-  GstElement *e = make_vqa (&bus, "window", 2.0, "window-overlap", 2.0, NULL);
+  GstElement *e = make_vqa (&bus, "reduce", "mustdrop:bogus", NULL);
+  GstMessage *m = expect_state_change_error (e, bus);
+  GError *ge = NULL;
+  gchar *dbg = NULL;
+  gst_message_parse_error (m, &ge, &dbg);
+  fail_unless (strstr (ge->message, "Invalid reduce spec \"mustdrop:bogus\"")
+      != NULL, "%s", ge->message);
+  g_error_free (ge);
+  g_free (dbg);
+  gst_message_unref (m);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+  /* overlap must be shorter than the window */
+  e = make_vqa (&bus, "window", 2.0, "window-overlap", 2.0, NULL);
   gst_message_unref (expect_state_change_error (e, bus));
   gst_object_unref (e);
   gst_object_unref (bus);
