@@ -7,7 +7,10 @@
  * RoPE, sequences at different depths, with compacted layers and per-layer
  * position policies, more sequences than one weight product takes (8);
  * a full cache in one context, an abort and bad arguments fail without
- * changing any cache. */
+ * changing any cache. Under MD_TEST_BACKEND=cuda (tests/cuda) the same on
+ * the GPU, where the step and the single decode take different kernels:
+ * logits within CUDA's tolerance (md_test_tol) and the same greedy token
+ * wherever the top two are further apart than that. */
 #include "md_test.h"
 #include "gguf-writer.h"
 #include "mustdrop-reduce.h"
@@ -133,6 +136,7 @@ static struct md_model *make_model(uint32_t t, const char *arch, uint64_t seed, 
         free(f.bufs[i]);
     if (!rc) {
         struct md_model_params mp = md_model_default_params();
+        mp.backend = md_test_backend();
         rc = md_model_load_memory(*file, size, &mp, &m, err, sizeof err);
     }
     CHECKF(rc == MD_OK && m, "%s %s: %s", arch, md_type_name(t), err);
@@ -187,6 +191,17 @@ static int argmax(const float *l)
     return b;
 }
 
+/* The gap between l's two largest logits. */
+static double top2_gap(const float *l)
+{
+    int b = argmax(l);
+    double second = -INFINITY;
+    for (int v = 0; v < N_VOCAB; v++)
+        if (v != b && l[v] > second)
+            second = l[v];
+    return (double)l[b] - second;
+}
+
 static bool same_caches(struct md_context *a, struct md_context *b)
 {
     struct md_kv_cache *ka = md_context_kv(a), *kb = md_context_kv(b);
@@ -206,7 +221,7 @@ static int compare_steps(struct md_context **A, struct md_context **B, int n, in
 {
     int32_t tok[MAX_SEQ];
     int identical = 0;
-    double worst = 0;
+    double worst = 0, tol = md_test_tol(4e-6, 2e-3);
     for (int i = 0; i < n; i++)
         tok[i] = argmax(md_get_logits(B[i], -1));
     for (int s = 0; s < steps; s++) {
@@ -227,13 +242,13 @@ static int compare_steps(struct md_context **A, struct md_context **B, int n, in
             }
             worst = fmax(worst, d / scale);
             identical += !memcmp(la, lb, sizeof(float) * N_VOCAB);
-            CHECKF(argmax(la) == argmax(lb), "%s: step %d seq %d: greedy %d vs %d", what, s, i,
-                   argmax(la), argmax(lb));
+            CHECKF(argmax(la) == argmax(lb) || top2_gap(lb) <= 2 * tol * scale,
+                   "%s: step %d seq %d: greedy %d vs %d", what, s, i, argmax(la), argmax(lb));
             CHECKF(same_caches(A[i], B[i]), "%s: step %d seq %d: caches differ", what, s, i);
             tok[i] = argmax(lb);
         }
     }
-    CHECKF(worst <= 4e-6, "%s: logits off by %g of their scale", what, worst);
+    CHECKF(worst <= tol, "%s: logits off by %g of their scale", what, worst);
     printf("%s: %d sequences x %d steps: %d of %d rows bit-identical, max diff %.2g\n", what, n,
            steps, identical, n * steps, worst);
     return identical;
@@ -258,7 +273,8 @@ static void check_type(uint32_t t, const char *arch, int n, bool exact)
          * computes each row alone: the step is bit-for-bit the single
          * decode. The float GEMV sums in an order that depends on the rows
          * sharing the pass (compare_steps bounds that difference). */
-        bool integer_dots = !exact && (t == MD_TYPE_Q8_0 || t == MD_TYPE_Q4_K);
+        bool integer_dots = !exact && (t == MD_TYPE_Q8_0 || t == MD_TYPE_Q4_K) &&
+                            !md_test_on_cuda();
         if (integer_dots)
             CHECKF(identical == n * 5, "%s: %d of %d rows differ in some bit", what,
                    n * 5 - identical, n * 5);
