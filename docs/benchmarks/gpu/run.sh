@@ -8,11 +8,8 @@
 set -u
 OUT=${1:-/tmp/mustdrop-gpu-bench}
 BUILD=${BUILD:-build-gpu}
-mkdir -p "$OUT"
-S="$OUT/summary.txt"
-log() { echo "== $*" | tee -a "$S"; }
-step() { local t0=$(date +%s); "$@"; local rc=$?; echo "   ($(( $(date +%s) - t0 )) s, exit $rc)" | tee -a "$S"; return $rc; }
-export PATH=/usr/local/cuda/bin:$PATH
+# shellcheck source=docs/benchmarks/gpu/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # OUT made; S, log, step; nvcc on PATH
 
 log "machine"
 { nvidia-smi; nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,power.limit --format=csv

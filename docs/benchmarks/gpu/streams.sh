@@ -21,11 +21,8 @@ SIDE=${SIDE:-336}
 STREAMS=${STREAMS:-1,4,8,16,32}
 PERIOD=${PERIOD:-10}
 SECONDS_RUN=${SECONDS_RUN:-30}
-mkdir -p "$OUT"
-S="$OUT/summary.txt"
-log() { echo "== $*" | tee -a "$S"; }
-step() { local t0=$(date +%s); "$@"; local rc=$?; echo "   ($(( $(date +%s) - t0 )) s, exit $rc)" | tee -a "$S"; return $rc; }
-export PATH=/usr/local/cuda/bin:$PATH
+# shellcheck source=docs/benchmarks/gpu/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # OUT made; S, log, step; nvcc on PATH
 
 log "machine"
 { nvidia-smi 2>&1; date -u; git rev-parse --short HEAD 2>/dev/null; nproc; } > "$OUT/machine.txt"
