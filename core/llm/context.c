@@ -107,6 +107,8 @@ int md_context_reserve_batch(struct md_context *ctx, int32_t n_batch)
     free_buffers(ctx);
     ctx->params.n_batch = old;
     int rc = build_buffers(ctx);
+    if (rc)   /* no rows at all: every later pass is refused, none touches a missing buffer */
+        ctx->params.n_batch = 0;
     return md_llm_error(ctx, MD_ERR_NOMEM, "out of memory for activation buffers of %d rows%s",
                         n_batch, rc ? " (and for the previous size: the context is unusable)"
                                     : "");
