@@ -209,7 +209,8 @@ load (GstElement * element, MdvEngine * e, const struct md_vqa_params *params,
 
 int
 mdv_engines_acquire (GstElement * element, const gchar * name,
-    const struct md_vqa_params *params, MdvEngineLoadingFunc loading, MdvEngine ** out, char *err, size_t errlen)
+    const struct md_vqa_params *params, MdvEngineLoadingFunc loading,
+    MdvEngine ** out, char *err, size_t errlen)
 {
   MdvEngineKey k;
   gchar *why = NULL;
