@@ -1548,6 +1548,55 @@ GST_START_TEST (test_shared_own_settings)
 
 GST_END_TEST;
 
+/* With the context's size left to the engine (context-size=0), it is sized
+ * for the loading element's max-frames and max-new-tokens: an element that
+ * asks for more gets its own engine, one that asks for less shares; with a
+ * context-size they share whatever they ask. Started one after the other,
+ * so which element loads is known. */
+GST_START_TEST (test_shared_context_fits)
+{
+  GstBus *bus[4];
+  GstElement *e[4];
+  guint users[4];
+
+  e[0] = make_vqa (&bus[0], "max-frames", 8, NULL);
+  e[1] = make_vqa (&bus[1], "max-frames", 4, "max-new-tokens", 2, NULL);
+  e[2] = make_vqa (&bus[2], "max-frames", 64, NULL);
+  e[3] = make_vqa (&bus[3], "max-frames", 8, "max-new-tokens", 8, NULL);
+  for (guint i = 0; i < 4; i++)
+    fail_unless (gst_element_set_state (e[i], GST_STATE_PAUSED) !=
+        GST_STATE_CHANGE_FAILURE);
+  for (guint i = 0; i < 4; i++)
+    g_object_get (e[i], "engine-users", &users[i], NULL);
+  /* e0 loads; e1 (fewer frames and tokens) shares it; e2 (more frames) and
+   * e3 (more tokens than either loaded engine's context holds) load their
+   * own */
+  fail_unless (users[0] == 2 && users[1] == 2 && users[2] == 1 &&
+      users[3] == 1, "engine-users %u %u %u %u", users[0], users[1], users[2],
+      users[3]);
+  for (guint i = 0; i < 4; i++) {
+    gst_element_set_state (e[i], GST_STATE_NULL);
+    gst_object_unref (e[i]);
+    gst_object_unref (bus[i]);
+  }
+  /* an explicit context: one engine for all */
+  e[0] = make_vqa (&bus[0], "max-frames", 8, "context-size", 2048, NULL);
+  e[1] = make_vqa (&bus[1], "max-frames", 64, "context-size", 2048,
+      "max-new-tokens", 8, NULL);
+  for (guint i = 0; i < 2; i++)
+    fail_unless (gst_element_set_state (e[i], GST_STATE_PAUSED) !=
+        GST_STATE_CHANGE_FAILURE);
+  g_object_get (e[1], "engine-users", &users[1], NULL);
+  fail_unless_equals_int (users[1], 2);
+  for (guint i = 0; i < 2; i++) {
+    gst_element_set_state (e[i], GST_STATE_NULL);
+    gst_object_unref (e[i]);
+    gst_object_unref (bus[i]);
+  }
+}
+
+GST_END_TEST;
+
 /* Two pipelines share an engine; one goes to NULL while the other runs,
  * which goes on answering every window. */
 GST_START_TEST (test_shared_one_stops)
@@ -1743,6 +1792,7 @@ mustdropvqa_suite (void)
   tcase_add_test (ts, test_shared_engine_eight);
   tcase_add_test (ts, test_engine_name_separates);
   tcase_add_test (ts, test_shared_own_settings);
+  tcase_add_test (ts, test_shared_context_fits);
   tcase_add_test (ts, test_shared_one_stops);
   tcase_add_test (ts, test_shared_load_error);
   tcase_add_test (ts, test_shared_fair_to_slow_stream);
