@@ -112,7 +112,7 @@ struct md_vqa_stream {
     /* growing: the reduction session holding the reduced tokens; window
      * streams answer through the engine's sessions, configured with cfg */
     struct md_reduce_session *session;
-    struct md_reduce_config cfg;        /* growing: with the cap in force */
+    struct md_reduce_config cfg;        /* the stream's spec (growing: with the cap in force) */
     char spec[256];                     /* cfg, canonical */
     int32_t n_added;
     int64_t first_pts, last_pts;

@@ -1508,8 +1508,8 @@ GST_START_TEST (test_engine_name_separates)
 GST_END_TEST;
 
 /* Elements that sample, reduce and answer differently share one engine,
- * and each answers every window as it does alone (the last loads none the
- * first loads, and it prunes inside the prefill). */
+ * and each answers every window as it does alone; the last prunes inside
+ * the prefill (FastV), which the loading element's spec does not. */
 static const gchar *const own_settings[4] = {
   "sample-fps=5 reduce=random:keep=0.5 max-new-tokens=3",
   "sample-fps=2 max-frames=4 reduce=visionzip:keep=0.5",
