@@ -114,7 +114,6 @@ int64_t md_type_row_bytes(uint32_t type, int64_t n)
 /* ---- fp16 / bf16 ------------------------------------------------------- */
 
 static inline uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
 float md_fp16_to_fp32(uint16_t h)
 {
@@ -152,7 +151,7 @@ uint16_t md_fp32_to_fp16(float f)
     return (uint16_t)(sign | q);             /* q may be 0x400: smallest normal */
 }
 
-float md_bf16_to_fp32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+float md_bf16_to_fp32(uint16_t h) { return md_bf16_to_float(h); }
 
 uint16_t md_fp32_to_bf16(float f)
 {
@@ -165,7 +164,7 @@ uint16_t md_fp32_to_bf16(float f)
 
 /* ---- dequantization ---------------------------------------------------- */
 
-static inline float rd_f16(const uint8_t *p) { return md_fp16_to_fp32((uint16_t)(p[0] | (p[1] << 8))); }
+static inline float rd_f16(const uint8_t *p) { return md_half_to_float((uint16_t)(p[0] | (p[1] << 8))); }
 
 static void dq_q4_0(const uint8_t *b, float *y)
 {
@@ -331,7 +330,7 @@ void md_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
         return;
     case MD_TYPE_BF16:
         for (int64_t i = 0; i < n; i++)
-            dst[i] = md_bf16_to_fp32((uint16_t)(s[2 * i] | (s[2 * i + 1] << 8)));
+            dst[i] = md_bf16_to_float((uint16_t)(s[2 * i] | (s[2 * i + 1] << 8)));
         return;
     default:
         break;

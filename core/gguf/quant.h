@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <string.h>
 
 enum md_type {
     MD_TYPE_F32 = 0, MD_TYPE_F16 = 1, MD_TYPE_Q4_0 = 2, MD_TYPE_Q4_1 = 3,
@@ -43,17 +44,33 @@ float md_fp16_to_fp32(uint16_t h);
  * off by default), which would turn subnormal halves into zeros. */
 static inline float md_half_to_float(uint16_t h)
 {
-    union { uint32_t u; float f; } v = { (uint32_t)(h & 0x7fffu) << 13 };
-    const uint32_t mant = v.u & 0x007fe000u;
-    v.f *= 0x1p112f;
-    v.u = (h & 0x7c00u) == 0x7c00u ? 0x7f800000u | mant : v.u;
-    v.u |= (uint32_t)(h & 0x8000u) << 16;
-    return v.f;
+    uint32_t u = (uint32_t)(h & 0x7fffu) << 13;
+    float f;
+    memcpy(&f, &u, 4);
+    f *= 0x1p112f;
+    memcpy(&u, &f, 4);
+    /* a mask, not a conditional: GCC leaves `c ? a : b` on type-punned
+     * values as a branch, and a loop with a branch does not vectorize */
+    const uint32_t inf_nan = 0u - (uint32_t)((h & 0x7c00u) == 0x7c00u);
+    u = (u & ~inf_nan) | ((0x7f800000u | (uint32_t)(h & 0x3ffu) << 13) & inf_nan);
+    u |= (uint32_t)(h & 0x8000u) << 16;
+    memcpy(&f, &u, 4);
+    return f;
 }
 /* fp32 -> fp16: round to nearest even; overflow gives inf; NaN keeps its sign
  * and top 10 payload bits and is made quiet (like x86 F16C). */
 uint16_t md_fp32_to_fp16(float f);              /* round to nearest even */
 float md_bf16_to_fp32(uint16_t h);
+/* md_bf16_to_fp32 inline: the library is position-independent, and GCC does
+ * not inline an exported function into its callers (it could be interposed),
+ * so loops over the exported one make a call per element. */
+static inline float md_bf16_to_float(uint16_t h)
+{
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
 uint16_t md_fp32_to_bf16(float f);              /* RNE, NaN kept quiet */
 
 /* Dequantize n elements (n a multiple of the block size) of `type`. */

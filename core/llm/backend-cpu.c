@@ -560,8 +560,8 @@ static void attn_gather_kv(const struct attn_blk_job *j, int32_t hk, int32_t nv,
         if (j->kv_f16) {
             const uint16_t *kh = (const uint16_t *)j->k + off, *vh = (const uint16_t *)j->v + off;
             for (int32_t e = 0; e < d; e++) {
-                krow[e] = md_fp16_to_fp32(kh[e]);
-                vt[(size_t)e * nv + t] = md_fp16_to_fp32(vh[e]);
+                krow[e] = md_half_to_float(kh[e]);
+                vt[(size_t)e * nv + t] = md_half_to_float(vh[e]);
             }
         } else {
             const float *vf = (const float *)j->v + off;

@@ -17,7 +17,7 @@
 
 ATTN_INL float attn_load(const void *p, bool f16, int32_t e)
 {
-    return f16 ? md_fp16_to_fp32(((const uint16_t *)p)[e]) : ((const float *)p)[e];
+    return f16 ? md_half_to_float(((const uint16_t *)p)[e]) : ((const float *)p)[e];
 }
 
 ATTN_INL float attn_dot(const float *q, const void *k, bool f16, int32_t d)

@@ -160,7 +160,7 @@ void md_xq_avx2_row(uint32_t wtype, const void *xq, int64_t n_in, void *dst)
 
 static inline float rd_f16(const uint8_t *p)
 {
-    return md_fp16_to_fp32((uint16_t)(p[0] | (p[1] << 8)));
+    return md_half_to_float((uint16_t)(p[0] | (p[1] << 8)));
 }
 
 static inline uint32_t rd_u32(const uint8_t *p)

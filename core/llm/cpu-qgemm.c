@@ -28,7 +28,7 @@ size_t md_qgemm_panel_bytes(uint32_t wtype, int64_t n_in)
 
 static float rd_f16(const uint8_t *p)
 {
-    return md_fp16_to_fp32((uint16_t)(p[0] | (p[1] << 8)));
+    return md_half_to_float((uint16_t)(p[0] | (p[1] << 8)));
 }
 
 static uint32_t rd_u32(const uint8_t *p)

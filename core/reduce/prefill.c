@@ -27,7 +27,7 @@ static int read_keys(struct md_context *ctx, int32_t il, int32_t e0, int32_t n, 
     int rc = ctx->be->ops->tensor_get(ctx->be, &L->k, sizeof(uint16_t) * row * (size_t)e0, h,
                                       sizeof(uint16_t) * row * (size_t)n);
     for (size_t i = 0; !rc && i < row * (size_t)n; i++)
-        out[i] = md_fp16_to_fp32(h[i]);
+        out[i] = md_half_to_float(h[i]);
     free(h);
     return rc;
 }
