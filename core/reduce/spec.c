@@ -19,7 +19,7 @@ struct md_reduce_config md_reduce_default_config(void)
     c.md_merge_thresh = 0.8f;      /* §1.1 */
     c.md_merge_layer = 0;
     c.md_key_rate = 0.08f;         /* §1.2 */
-    c.md_kv = MD_REDUCE_KV_FAITHFUL;
+    c.md_kv = MD_REDUCE_KV_DECODE;  /* positions kept: measured, docs/accuracy.md; faithful is kv=faithful */
     c.md_evict_thresh = 0.001f;
     c.md_evict_every = 4;
     c.hired_budget = 0.2f;         /* §2.4 */

@@ -133,7 +133,7 @@ int main(void)
     float *ref = malloc(sizeof(float) * (size_t)nv * (STEPS + 1));
     CHECK(plain(&f, ref, nv) == MD_OK);
     check_spec(&f, "none", ref, nv);
-    check_spec(&f, "mustdrop:tau_g=0,tau_i=0,merge=2", ref, nv);
+    check_spec(&f, "mustdrop:tau_g=0,tau_i=0,merge=2,kv=faithful", ref, nv);
     check_spec(&f, "mustdrop:tau_g=0,tau_i=0,merge=2,kv=decode,evict=0", ref, nv);
     check_spec(&f, "hired:budget=1,alpha=0.5", ref, nv);
     check_spec(&f, "fastv:k=2,r=0", ref, nv);

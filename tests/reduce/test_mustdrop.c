@@ -218,7 +218,7 @@ static void run_case(struct red_fix *f, float tg, float ti, float thresh, const 
     memset(&nv, 0, sizeof nv);
     naive_llm(f, &nv, tg, ti, thresh, layers, n_layers);
     char spec[128], err[256];
-    snprintf(spec, sizeof spec, "mustdrop:tau_g=%g,tau_i=%g,merge=%g%s%s", tg, ti, thresh,
+    snprintf(spec, sizeof spec, "mustdrop:tau_g=%g,tau_i=%g,merge=%g,kv=faithful%s%s", tg, ti, thresh,
              layers_arg ? ",layers=" : "", layers_arg ? layers_arg : "");
     struct md_reduce_config cfg;
     CHECK(md_reduce_parse(spec, &cfg, err, sizeof err) == MD_OK);

@@ -174,7 +174,7 @@ int main(void)
     bad("cdpruner+visionzip", "visionzip", "select");
     bad("random:pos=sometimes", "'pos'", "keep, renumber");
     bad("random:pos=keep+fastv:pos=renumber", "fastv", "contradicts");
-    bad("mustdrop:tokens=128,pos=keep", "pos", "kv=faithful");
+    bad("mustdrop:tokens=128,kv=faithful,pos=keep", "pos", "kv=faithful");
     char longspec[5000];
     memset(longspec, 'a', sizeof longspec - 1);
     longspec[sizeof longspec - 1] = '\0';
