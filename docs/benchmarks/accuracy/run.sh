@@ -4,6 +4,7 @@
 #   docs/benchmarks/accuracy/run.sh SPLIT_DIR OUT_DIR [SPECS_FILE]
 # SPLIT_DIR: written by  python3 models/synthvqa/synthvqa.py write --split test --n 250 --out SPLIT_DIR
 # LLM=FILE MMPROJ=FILE: another model pair than the bundled default.
+# EVAL=BIN: another mustdrop-eval; PYTHON=BIN: the interpreter for plot.py (the plot needs matplotlib).
 # SPECS_FILE (default specs.txt beside this script): "method|target|spec" per
 # line ("none" for no reduction). Writes OUT_DIR/results.jsonl (one
 # mustdrop-eval --json line per spec, with method/target/spec added),
@@ -44,4 +45,4 @@ while IFS='|' read -r method target spec; do
     "$line" "$method" "$target" "$spec" >> "$out/results.jsonl"
   tail -n 1 "$out/results.jsonl" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("   accuracy %.1f%%, visual tokens %.1f of %.1f" % (100*d["accuracy"], d["visual_tokens_kept"], d["visual_tokens_in"]))' >&2
 done < "$specs"
-python3 "$here/plot.py" "$out"
+"${PYTHON:-python3}" "$here/plot.py" "$out"
