@@ -28,7 +28,7 @@ for mode in flash cublas; do
   grep "^| llama" "$OUT/attn-$mode-pp.txt" | tee -a "$S"
   "$B" --vision $M --batch 1,16,64 -r 5 --device cuda > "$OUT/attn-$mode-vision.txt" 2>&1
   grep "^| /tmp" "$OUT/attn-$mode-vision.txt" | tee -a "$S"
-  "$B" --reduce "none;mustdrop:tokens=128;mustdrop:tokens=64;hired:budget=0.2" -m $F --mmproj $M \
+  "$B" --reduce "none;mustdrop:tokens=128,kv=faithful;mustdrop:tokens=64,kv=faithful;mustdrop:tokens=64;hired:budget=0.2" -m $F --mmproj $M \
     --frames 5 -n 32 -r 3 --warmup 1 --device cuda --csv "$OUT/attn-$mode-reduce-2880.csv" > /dev/null 2>&1
   cut -d, -f1,7,19,20,21,24 "$OUT/attn-$mode-reduce-2880.csv" | tee -a "$S"
 done

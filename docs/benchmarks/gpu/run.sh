@@ -96,10 +96,10 @@ grep -h "^| llama" "$OUT"/e2e-7b-f16*.txt | tee -a "$S"
 log "vision: CLIP-L/336 tower + projector, F16, batch 1/16/64"
 step "$B" --synthetic-vision clip-l-336 --type f16 --batch 1,16,64 -r 5 --device cuda > "$OUT/vision-clip-l.txt" 2>&1
 grep -h "^| clip" "$OUT/vision-clip-l.txt" | tee -a "$S"
-log "end to end, 2880 visual tokens (5 frames x 576, CLIP-L/336 + the 7B): none, mustdrop 128/64, hired 0.2"
+log "end to end, 2880 visual tokens (5 frames x 576, CLIP-L/336 + the 7B): none, mustdrop 128/64 with kv=faithful (as measured 2026-11-22), mustdrop 64 with the default kv=decode (2026-12-08), hired 0.2"
 M=/tmp/synth-clip-l-4096.gguf
 [ -f $M ] || "$B" --synthetic-vision clip-l-336 --type f16 --proj-dim 4096 --write $M -r 0 > /dev/null 2>&1
-step "$B" --reduce "none;mustdrop:tokens=128;mustdrop:tokens=64;hired:budget=0.2" -m $F --mmproj $M \
+step "$B" --reduce "none;mustdrop:tokens=128,kv=faithful;mustdrop:tokens=64,kv=faithful;mustdrop:tokens=64;hired:budget=0.2" -m $F --mmproj $M \
   --frames 5 -n 32 -r 3 --warmup 1 --device cuda --csv "$OUT/reduce-2880.csv" > "$OUT/reduce-2880.txt" 2>&1
 cat "$OUT/reduce-2880.csv" | tee -a "$S"
 log "where decode time goes: GPU time of every kernel of 4 decode steps (ncu), against their wall time"
